@@ -1,0 +1,85 @@
+# fnnc - a compiler for neural-network training.
+#   make            build bin/fnnc and the runtime library
+#   make run        install what is missing, build, fetch MNIST, train models/mnist.fnn
+#   make test       the whole test suite (ends with "N passed, N failed")
+#   make data       install real MNIST into data/mnist/
+#   make bench      benchmarks
+CC      ?= cc
+LLVM_CONFIG ?= llvm-config-19
+BUILD   := build
+CSTD    := -std=c11 -D_POSIX_C_SOURCE=200809L
+WARN    := -Wall -Wextra -Wno-unused-parameter
+OPT     ?= -O2 -g
+LLVM_CFLAGS := $(shell $(LLVM_CONFIG) --cflags 2>/dev/null | sed 's/-std=[^ ]*//')
+LLVM_LIBS   := $(shell $(LLVM_CONFIG) --ldflags --libs 2>/dev/null)
+SAN     ?=
+
+RT_SRCS := $(wildcard runtime/*.c)
+RT_LIB_SRCS := $(filter-out runtime/aot_main.c,$(RT_SRCS))
+RT_OBJS := $(RT_LIB_SRCS:%.c=$(BUILD)/%.o)
+CC_SRCS := $(wildcard compiler/*.c)
+CC_OBJS := $(CC_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/grammar/parser.o $(BUILD)/grammar/lexer.o
+
+all: bin/fnnc $(BUILD)/libfnnrt.a $(BUILD)/runtime/aot_main.o
+
+# --- runtime (no LLVM) ---
+$(BUILD)/runtime/%.o: runtime/%.c runtime/fnnrt.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CSTD) $(WARN) $(OPT) $(SAN) -fPIC -Iruntime -c $< -o $@
+
+$(BUILD)/libfnnrt.a: $(RT_OBJS)
+	rm -f $@ && ar rcs $@ $^
+
+# --- grammar ---
+$(BUILD)/grammar/parser.c $(BUILD)/grammar/parser.h &: grammar/parser.y
+	@mkdir -p $(BUILD)/grammar
+	bison -Wall -Werror -o $(BUILD)/grammar/parser.c --header=$(BUILD)/grammar/parser.h $<
+
+$(BUILD)/grammar/lexer.c: grammar/lexer.l $(BUILD)/grammar/parser.h
+	@mkdir -p $(BUILD)/grammar
+	flex -o $@ $<
+
+$(BUILD)/grammar/%.o: $(BUILD)/grammar/%.c compiler/fnnc.h compiler/ops.h
+	$(CC) $(CSTD) $(OPT) $(SAN) $(LLVM_CFLAGS) -Icompiler -I$(BUILD)/grammar -c $< -o $@
+
+# --- compiler ---
+$(BUILD)/compiler/%.o: compiler/%.c compiler/fnnc.h compiler/ops.h runtime/fnnrt.h $(BUILD)/grammar/parser.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CSTD) $(WARN) $(OPT) $(SAN) $(LLVM_CFLAGS) -Icompiler -Iruntime -I$(BUILD)/grammar \
+	  -DFNNC_LIBDIR='"$(abspath $(BUILD))"' -c $< -o $@
+
+bin/fnnc: $(CC_OBJS) $(BUILD)/libfnnrt.a
+	@mkdir -p bin
+	$(CC) $(SAN) -o $@ $(CC_OBJS) $(BUILD)/libfnnrt.a $(LLVM_LIBS) -lz -lm -lpthread
+
+# --- set-up, data, the main job ---
+deps:
+	sh scripts/install-deps.sh
+
+data:
+	sh scripts/fetch-mnist.sh data
+
+run: deps
+	$(MAKE) all
+	$(MAKE) data
+	bin/fnnc run models/mnist.fnn --epochs 1
+
+test: deps
+	$(MAKE) all
+	$(MAKE) data
+	sh tests/run.sh
+
+test-asan:
+	$(MAKE) BUILD=build-asan OPT="-O1 -g" SAN="-fsanitize=address,undefined -fno-omit-frame-pointer" \
+	  build-asan/fnnc-asan
+
+build-asan/fnnc-asan: $(CC_OBJS) $(BUILD)/libfnnrt.a
+	$(CC) $(SAN) -o $@ $(CC_OBJS) $(BUILD)/libfnnrt.a $(LLVM_LIBS) -lz -lm -lpthread
+
+bench: all data
+	sh bench/run.sh
+
+clean:
+	rm -rf build build-asan bin
+
+.PHONY: all deps data run test test-asan bench clean

@@ -1,0 +1,351 @@
+// codegen.c: kernels -> LLVM IR.
+//
+// Each kernel of a Program becomes one internal function
+//     void PREFIX_kN_NAME(float *buf0, ..., float *bufM, i64 n)
+// whose buffers are the kernel's inputs then its outputs, and each Program gets
+// one exported entry `void fnn_ENTRY(FnnArgs *)` that carves the buffers out of
+// the slabs in FnnArgs and calls the kernels in order. The per-op work is done by
+// the emitters of ops_*.c; this file supplies the loops and buffer access.
+#include "fnnc.h"
+#include "fnnrt.h"
+
+#include <string.h>
+
+static LLVMBuilderRef B(Emit *e) { return e->cg->b; }
+
+LLVMValueRef cg_i64(Emit *e, int64_t c) { return LLVMConstInt(e->i64, (unsigned long long)c, 1); }
+LLVMValueRef cg_f32(Emit *e, double c) { return LLVMConstReal(e->f32, c); }
+
+LLVMValueRef cg_dim(Emit *e, Shape s, int axis) {
+  return s.d[axis] == DIM_BATCH ? e->n : cg_i64(e, s.d[axis]);
+}
+
+LLVMValueRef cg_fast(LLVMValueRef inst) {
+  if (LLVMIsAInstruction(inst) && LLVMCanValueUseFastMathFlags(inst))
+    LLVMSetFastMathFlags(inst, LLVMFastMathAllowContract);
+  return inst;
+}
+
+LLVMValueRef cg_reassoc(LLVMValueRef inst) {
+  if (LLVMIsAInstruction(inst) && LLVMCanValueUseFastMathFlags(inst))
+    LLVMSetFastMathFlags(inst, LLVMFastMathAllowContract | LLVMFastMathAllowReassoc);
+  return inst;
+}
+
+LLVMValueRef cg_gep(Emit *e, LLVMTypeRef t, LLVMValueRef base, LLVMValueRef off) {
+  return LLVMBuildInBoundsGEP2(B(e), t, base, &off, 1, "");
+}
+
+// Row-major offset; the extent of the batch axis (always axis 0) never enters it.
+LLVMValueRef cg_offset(Emit *e, Shape s, LLVMValueRef *idx) {
+  if (s.rank == 0) return cg_i64(e, 0);
+  LLVMValueRef off = idx[0];
+  for (int i = 1; i < s.rank; i++)
+    off = LLVMBuildAdd(B(e), LLVMBuildMul(B(e), off, cg_i64(e, s.d[i]), ""), idx[i], "");
+  return off;
+}
+
+LLVMValueRef cg_alloca(Emit *e, LLVMTypeRef t, int64_t count) {
+  LLVMValueRef a = LLVMBuildArrayAlloca(e->alloca_b, t, cg_i64(e, count), "tile");
+  LLVMSetAlignment(a, 64);
+  return a;
+}
+
+LLVMValueRef cg_call_intrinsic(Emit *e, const char *name, LLVMTypeRef t, LLVMValueRef *args, int n) {
+  unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+  if (!id) die("no intrinsic %s", name);
+  LLVMTypeRef types[1] = {t};
+  LLVMValueRef fn = LLVMGetIntrinsicDeclaration(e->cg->mod, id, types, 1);
+  LLVMTypeRef fty = LLVMIntrinsicGetType(e->cg->ctx, id, types, 1);
+  return cg_fast(LLVMBuildCall2(B(e), fty, fn, args, (unsigned)n, ""));
+}
+
+void cg_zero(Emit *e, LLVMValueRef p, LLVMValueRef nfloats) {
+  LLVMValueRef bytes = LLVMBuildMul(B(e), nfloats, cg_i64(e, 4), "");
+  LLVMBuildMemSet(B(e), p, LLVMConstInt(LLVMInt8TypeInContext(e->cg->ctx), 0, 0), bytes, 4);
+}
+
+LLVMValueRef cg_max(Emit *e, LLVMValueRef a, LLVMValueRef b) {
+  LLVMValueRef gt = LLVMBuildFCmp(B(e), LLVMRealOGT, b, a, "");
+  return LLVMBuildSelect(B(e), gt, b, a, "");
+}
+LLVMValueRef cg_min_i64(Emit *e, LLVMValueRef a, LLVMValueRef b) {
+  return LLVMBuildSelect(B(e), LLVMBuildICmp(B(e), LLVMIntSLT, a, b, ""), a, b, "");
+}
+LLVMValueRef cg_max_i64(Emit *e, LLVMValueRef a, LLVMValueRef b) {
+  return LLVMBuildSelect(B(e), LLVMBuildICmp(B(e), LLVMIntSGT, a, b, ""), a, b, "");
+}
+
+Loop cg_loop_begin(Emit *e, LLVMValueRef lo, LLVMValueRef hi, const char *name) {
+  Loop l;
+  LLVMBasicBlockRef pre = LLVMGetInsertBlock(B(e));
+  l.head = LLVMAppendBasicBlockInContext(e->cg->ctx, e->fn, name);
+  l.body = LLVMAppendBasicBlockInContext(e->cg->ctx, e->fn, "body");
+  l.exit = LLVMAppendBasicBlockInContext(e->cg->ctx, e->fn, "exit");
+  LLVMBuildBr(B(e), l.head);
+  LLVMPositionBuilderAtEnd(B(e), l.head);
+  l.i = LLVMBuildPhi(B(e), e->i64, name);
+  LLVMAddIncoming(l.i, &lo, &pre, 1);
+  LLVMValueRef c = LLVMBuildICmp(B(e), LLVMIntSLT, l.i, hi, "");
+  LLVMBuildCondBr(B(e), c, l.body, l.exit);
+  LLVMPositionBuilderAtEnd(B(e), l.body);
+  return l;
+}
+
+void cg_loop_end(Emit *e, Loop *l) {
+  LLVMValueRef next = LLVMBuildAdd(B(e), l->i, cg_i64(e, 1), "");
+  LLVMBasicBlockRef from = LLVMGetInsertBlock(B(e));
+  LLVMBuildBr(B(e), l->head);
+  LLVMAddIncoming(l->i, &next, &from, 1);
+  LLVMPositionBuilderAtEnd(B(e), l->exit);
+}
+
+static LLVMTypeRef elem_type(Emit *e, Value *v) { return v->type == T_I32 ? e->i32 : e->f32; }
+
+// Flat access is valid for values with the same shape as a flat kernel's
+// iteration space.
+static bool use_flat(Emit *e, Value *v) {
+  return e->flat && v->shape.rank == e->rank && shape_eq(v->shape, e->k->shape);
+}
+
+LLVMValueRef cg_load_at(Emit *e, Value *v, LLVMValueRef *idx) {
+  if (v->op == OP_const) return cg_f32(e, v->fa);
+  if (e->ptr[v->id]) {
+    LLVMValueRef off = use_flat(e, v) && idx == e->idx ? e->flat : cg_offset(e, v->shape, idx);
+    return LLVMBuildLoad2(B(e), elem_type(e, v), cg_gep(e, elem_type(e, v), e->ptr[v->id], off), "");
+  }
+  if (v->group == GROUP_INLINE) {
+    LLVMValueRef in[4];
+    for (int i = 0; i < v->nin; i++) in[i] = cg_load_at(e, v->in[i], idx);
+    return emit_rule[v->op](e, v, in);
+  }
+  die("value %%%d (%s) has no buffer in kernel %s", v->id, op_info[v->op].name, e->k->name);
+}
+
+void cg_store_at(Emit *e, Value *v, LLVMValueRef *idx, LLVMValueRef x) {
+  if (!e->ptr[v->id]) die("no output buffer for %%%d in %s", v->id, e->k->name);
+  LLVMValueRef off = use_flat(e, v) && idx == e->idx ? e->flat : cg_offset(e, v->shape, idx);
+  LLVMBuildStore(B(e), x, cg_gep(e, elem_type(e, v), e->ptr[v->id], off));
+}
+
+// The element of input u of a member at the current index: computed in this
+// iteration if u is a member, else read.
+static LLVMValueRef operand(Emit *e, Value *u) {
+  if (e->val[u->id]) return e->val[u->id];
+  if (u->shape.rank == 0) return cg_load_at(e, u, e->idx);
+  return cg_load_at(e, u, e->idx);
+}
+
+// Evaluates one member at e->idx and writes it if it is materialized.
+static void eval_member(Emit *e, Value *m) {
+  LLVMValueRef in[4] = {0};
+  if (!(op_info[m->op].flags & F_GATHER))
+    for (int i = 0; i < m->nin; i++) in[i] = operand(e, m->in[i]);
+  LLVMValueRef r = emit_rule[m->op](e, m, (op_info[m->op].flags & F_GATHER) ? NULL : in);
+  if (m->op == OP_sum || m->op == OP_store) return;
+  e->val[m->id] = r;
+  if (m->materialized) cg_store_at(e, m, e->idx, r);
+}
+
+void cg_epilogue(Emit *e, LLVMValueRef *outer_idx, int tdims, LLVMValueRef tile) {
+  Value *a = e->k->anchor;
+  Shape s = a->shape;
+  int r = s.rank;
+  Loop loops[MAXRANK];
+  for (int i = 0; i < r - tdims; i++) e->idx[i] = outer_idx[i];
+  for (int i = r - tdims; i < r; i++) {
+    loops[i] = cg_loop_begin(e, cg_i64(e, 0), cg_i64(e, s.d[i]), "t");
+    e->idx[i] = loops[i].i;
+  }
+  LLVMValueRef toff = cg_i64(e, 0);
+  for (int i = r - tdims; i < r; i++)
+    toff = LLVMBuildAdd(B(e), LLVMBuildMul(B(e), toff, cg_i64(e, s.d[i]), ""), e->idx[i], "");
+  memset(e->val, 0, sizeof(LLVMValueRef) * (size_t)e->prog->g->values.len);
+  LLVMValueRef av = LLVMBuildLoad2(B(e), e->f32, cg_gep(e, e->f32, tile, toff), "");
+  e->val[a->id] = av;
+  if (a->materialized) cg_store_at(e, a, e->idx, av);
+  for (int i = 0; i < e->k->members.len; i++) {
+    Value *m = e->k->members.data[i];
+    if (m == a || m->op == OP_xent) continue;
+    eval_member(e, m);
+  }
+  for (int i = r - 1; i >= r - tdims; i--) cg_loop_end(e, &loops[i]);
+}
+
+// A K_EW kernel: zero the sums, then one loop nest over the iteration shape (a
+// single flat loop when every member is purely elementwise).
+static void emit_ew_kernel(Emit *e) {
+  Kernel *k = e->k;
+  Shape s = k->shape;
+  bool flat = s.rank > 1;
+  for (int i = 0; i < k->members.len; i++) {
+    Value *m = k->members.data[i];
+    if ((op_info[m->op].flags & F_GATHER) || m->op == OP_sum) flat = false;
+    for (int j = 0; j < m->nin; j++)
+      if (m->in[j]->shape.rank != 0 && !shape_eq(m->in[j]->shape, s)) flat = false;
+  }
+  e->rank = s.rank;
+  Loop loops[MAXRANK];
+  memset(e->val, 0, sizeof(LLVMValueRef) * (size_t)e->prog->g->values.len);
+  if (flat) {
+    LLVMValueRef cnt = cg_i64(e, shape_numel(s));
+    if (shape_batched(s)) cnt = LLVMBuildMul(B(e), cnt, e->n, "");
+    loops[0] = cg_loop_begin(e, cg_i64(e, 0), cnt, "i");
+    e->flat = loops[0].i;
+    for (int i = 0; i < s.rank; i++) e->idx[i] = NULL;
+  } else {
+    for (int i = 0; i < s.rank; i++) {
+      loops[i] = cg_loop_begin(e, cg_i64(e, 0), cg_dim(e, s, i), "i");
+      e->idx[i] = loops[i].i;
+    }
+  }
+  for (int i = 0; i < k->members.len; i++) eval_member(e, k->members.data[i]);
+  if (flat)
+    cg_loop_end(e, &loops[0]);
+  else
+    for (int i = s.rank - 1; i >= 0; i--) cg_loop_end(e, &loops[i]);
+  e->flat = NULL;
+}
+
+static void init_types(Emit *e, Codegen *cg) {
+  e->cg = cg;
+  e->f32 = LLVMFloatTypeInContext(cg->ctx);
+  e->i32 = LLVMInt32TypeInContext(cg->ctx);
+  e->i64 = LLVMInt64TypeInContext(cg->ctx);
+  e->ptrty = LLVMPointerTypeInContext(cg->ctx, 0);
+}
+
+// The buffers a kernel takes, in argument order: inputs, then outputs.
+static int kernel_args(Kernel *k, Value **args) {
+  int n = 0;
+  for (int i = 0; i < k->inputs.len; i++) args[n++] = k->inputs.data[i];
+  for (int i = 0; i < k->outputs.len; i++) args[n++] = k->outputs.data[i];
+  return n;
+}
+
+static LLVMValueRef emit_kernel(Codegen *cg, Program *p, Kernel *k, const char *prefix) {
+  Emit e = {0};
+  init_types(&e, cg);
+  e.prog = p;
+  e.k = k;
+  int nv = p->g->values.len;
+  e.ptr = arena_alloc(sizeof(LLVMValueRef) * (size_t)nv);
+  e.val = arena_alloc(sizeof(LLVMValueRef) * (size_t)nv);
+  Value **args = arena_alloc(sizeof(Value *) * (size_t)(k->inputs.len + k->outputs.len));
+  int na = kernel_args(k, args);
+  LLVMTypeRef *pt = arena_alloc(sizeof(LLVMTypeRef) * (size_t)(na + 1));
+  for (int i = 0; i < na; i++) pt[i] = e.ptrty;
+  pt[na] = e.i64;
+  LLVMTypeRef fty = LLVMFunctionType(LLVMVoidTypeInContext(cg->ctx), pt, (unsigned)na + 1, 0);
+  char *name = arena_printf("%s_%s", prefix, k->name);
+  e.fn = LLVMAddFunction(cg->mod, name, fty);
+  LLVMSetLinkage(e.fn, LLVMInternalLinkage);
+  unsigned noinl = LLVMGetEnumAttributeKindForName("noinline", 8);
+  LLVMAddAttributeAtIndex(e.fn, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(cg->ctx, noinl, 0));
+  for (int i = 0; i < na; i++) {
+    LLVMValueRef prm = LLVMGetParam(e.fn, (unsigned)i);
+    LLVMSetValueName2(prm, args[i]->name ? args[i]->name : op_info[args[i]->op].name,
+                      strlen(args[i]->name ? args[i]->name : op_info[args[i]->op].name));
+    e.ptr[args[i]->id] = prm;
+  }
+  e.n = LLVMGetParam(e.fn, (unsigned)na);
+  LLVMSetValueName2(e.n, "n", 1);
+  LLVMBasicBlockRef entry = LLVMAppendBasicBlockInContext(cg->ctx, e.fn, "entry");
+  LLVMBasicBlockRef body = LLVMAppendBasicBlockInContext(cg->ctx, e.fn, "body");
+  e.alloca_b = LLVMCreateBuilderInContext(cg->ctx);
+  LLVMPositionBuilderAtEnd(e.alloca_b, entry);
+  LLVMPositionBuilderAtEnd(cg->b, body);
+  // Sums accumulate: zero them first.
+  for (int i = 0; i < k->members.len; i++) {
+    Value *m = k->members.data[i];
+    if (m->op != OP_sum) continue;
+    LLVMValueRef cnt = cg_i64(&e, shape_numel(m->shape));
+    if (shape_batched(m->shape)) cnt = LLVMBuildMul(cg->b, cnt, e.n, "");
+    cg_zero(&e, e.ptr[m->id], cnt);
+  }
+  if (k->kind == K_EW)
+    emit_ew_kernel(&e);
+  else
+    emit_rule[k->anchor->op](&e, k->anchor, NULL);
+  LLVMBuildRetVoid(cg->b);
+  LLVMBuildBr(e.alloca_b, body);
+  LLVMDisposeBuilder(e.alloca_b);
+  return e.fn;
+}
+
+// The pointer to v's buffer inside the entry function.
+static LLVMValueRef entry_ptr(Emit *e, Program *p, LLVMValueRef *slot, Value *v) {
+  Graph *g = p->g;
+  LLVMValueRef off;
+  switch (v->op) {
+  case OP_reshape: return entry_ptr(e, p, slot, v->in[0]);
+  case OP_input: return slot[4];
+  case OP_label: return slot[5];
+  case OP_param: return cg_gep(e, e->f32, slot[0], cg_i64(e, g->params[v->param].offset));
+  case OP_state:
+    return cg_gep(e, e->f32, slot[2], cg_i64(e, v->ia[0] * g->param_floats + g->params[v->param].offset));
+  case OP_hyper: return cg_gep(e, e->f32, slot[6], cg_i64(e, v->ia[0]));
+  case OP_store:
+    switch ((BufKind)v->ia[0]) {
+    case BUF_PARAM: return cg_gep(e, e->f32, slot[0], cg_i64(e, g->params[v->param].offset));
+    case BUF_GRAD: return cg_gep(e, e->f32, slot[1], cg_i64(e, g->params[v->param].offset));
+    case BUF_STATE:
+      return cg_gep(e, e->f32, slot[2], cg_i64(e, v->ia[1] * g->param_floats + g->params[v->param].offset));
+    case BUF_OUT: return cg_gep(e, e->f32, slot[7], cg_i64(e, v->ia[1]));
+    default: die("store to buffer kind %d", (int)v->ia[0]);
+    }
+  default:
+    if (p->work_per_n[v->id] < 0) die("%%%d (%s) has no workspace", v->id, op_info[v->op].name);
+    off = LLVMBuildAdd(B(e), LLVMBuildMul(B(e), e->n, cg_i64(e, p->work_per_n[v->id]), ""),
+                       cg_i64(e, p->work_fixed[v->id]), "");
+    return cg_gep(e, e->f32, slot[3], off);
+  }
+}
+
+void codegen_program(Codegen *cg, Program *p) {
+  const char *prefix = entry_names[p->entry];
+  LLVMValueRef *fns = arena_alloc(sizeof(LLVMValueRef) * (size_t)p->kernels.len);
+  for (int i = 0; i < p->kernels.len; i++) fns[i] = emit_kernel(cg, p, p->kernels.data[i], prefix);
+
+  Emit e = {0};
+  init_types(&e, cg);
+  e.prog = p;
+  LLVMTypeRef pt = e.ptrty;
+  LLVMTypeRef fty = LLVMFunctionType(LLVMVoidTypeInContext(cg->ctx), &pt, 1, 0);
+  char *name = arena_printf("fnn_%s", prefix);
+  LLVMValueRef fn = LLVMAddFunction(cg->mod, name, fty);
+  e.fn = fn;
+  LLVMPositionBuilderAtEnd(cg->b, LLVMAppendBasicBlockInContext(cg->ctx, fn, "entry"));
+  LLVMValueRef args = LLVMGetParam(fn, 0);
+  LLVMValueRef slot[9];
+  for (int i = 0; i < 9; i++) {
+    LLVMValueRef ix = cg_i64(&e, i);
+    LLVMValueRef sp = LLVMBuildInBoundsGEP2(cg->b, e.i64, args, &ix, 1, "");
+    slot[i] = LLVMBuildLoad2(cg->b, i == 8 ? e.i64 : e.ptrty, sp, "");
+  }
+  e.n = slot[8];
+  for (int i = 0; i < p->kernels.len; i++) {
+    Kernel *k = p->kernels.data[i];
+    Value *kargs[64];
+    if (k->inputs.len + k->outputs.len >= 64) die("kernel %s has too many buffers", k->name);
+    int na = kernel_args(k, kargs);
+    LLVMValueRef cargs[65];
+    LLVMTypeRef ptys[65];
+    for (int j = 0; j < na; j++) {
+      cargs[j] = entry_ptr(&e, p, slot, kargs[j]);
+      ptys[j] = e.ptrty;
+    }
+    cargs[na] = e.n;
+    ptys[na] = e.i64;
+    LLVMTypeRef kty = LLVMFunctionType(LLVMVoidTypeInContext(cg->ctx), ptys, (unsigned)na + 1, 0);
+    LLVMBuildCall2(cg->b, kty, fns[i], cargs, (unsigned)na + 1, "");
+  }
+  LLVMBuildRetVoid(cg->b);
+}
+
+void codegen_descriptor(Codegen *cg, const char *d) {
+  LLVMValueRef str = LLVMConstStringInContext(cg->ctx, d, (unsigned)strlen(d), 0);
+  LLVMValueRef gv = LLVMAddGlobal(cg->mod, LLVMTypeOf(str), "fnn_desc");
+  LLVMSetInitializer(gv, str);
+  LLVMSetGlobalConstant(gv, 1);
+}

@@ -1,0 +1,99 @@
+// entry.c: the three entry points built from one program, and the model
+// descriptor the runtime reads.
+#include "fnnc.h"
+
+#include <string.h>
+
+const char *const entry_names[ENTRY_COUNT] = {"train_step", "eval_step", "grad_step"};
+
+Graph *build_entry(Node *prog, Entry e) {
+  Graph *g = lower_program(prog);
+  if (!g) return NULL;
+  Builder b = {g, g->loss->loc, PH_FWD};
+  ir_store(&b, g->loss, BUF_OUT, -1, 0);
+  if (e == ENTRY_TRAIN || e == ENTRY_GRAD) {
+    autodiff(g);
+    if (e == ENTRY_TRAIN) optimizer_lower(g);
+    for (int i = 0; e == ENTRY_GRAD && i < g->nparams; i++)
+      if (g->params[i].grad) {
+        b.loc = g->params[i].loc;
+        b.phase = PH_BWD;
+        ir_store(&b, g->params[i].grad, BUF_GRAD, i, 0);
+      }
+  }
+  if (e != ENTRY_TRAIN) g->state_floats = optimizer_slots(&g->info.opt) * g->param_floats;
+  b.loc = g->loss->loc;
+  b.phase = PH_FWD;
+  if (e == ENTRY_EVAL && g->info.classify && g->logits) {
+    Value *in[2] = {g->logits, g->y};
+    ir_store(&b, ir_new(&b, OP_correct, 2, in, NULL, 0), BUF_OUT, -1, 1);
+  }
+  simplify(g);
+  return g;
+}
+
+static void put_str(char **buf, size_t *len, size_t *cap, const char *s) {
+  size_t n = strlen(s);
+  if (*len + n + 1 > *cap) {
+    size_t nc = (*cap + n + 1) * 2;
+    char *nb = arena_alloc(nc);
+    memcpy(nb, *buf, *len);
+    *buf = nb;
+    *cap = nc;
+  }
+  memcpy(*buf + *len, s, n + 1);
+  *len += n;
+}
+
+static const char *quote(const char *s) {
+  size_t n = strlen(s);
+  char *q = arena_alloc(2 * n + 3), *o = q;
+  *o++ = '"';
+  for (; *s; s++) {
+    if (*s == '"' || *s == '\\') *o++ = '\\';
+    *o++ = *s == '\n' ? ' ' : *s;
+  }
+  *o++ = '"';
+  return q;
+}
+
+static const char *dims(Shape s, bool drop_batch) {
+  int from = drop_batch && shape_batched(s) ? 1 : 0;
+  char *r = arena_printf("%d", s.rank - from);
+  for (int i = from; i < s.rank; i++) r = arena_printf("%s %lld", r, (long long)s.d[i]);
+  return r;
+}
+
+char *model_descriptor(Graph *g, int64_t work_per_n, int64_t work_fixed) {
+  static const char *init_name[] = {"kaiming_uniform", "bias_uniform", "zero", "one"};
+  ModelInfo *m = &g->info;
+  char *buf = arena_alloc(256);
+  size_t len = 0, cap = 256;
+#define P(...) put_str(&buf, &len, &cap, arena_printf(__VA_ARGS__))
+  P("fnn 1\n");
+  P("model %s\n", m->name);
+  P("input %s\n", dims(m->input, true));
+  if (m->classify)
+    P("target class %lld\n", (long long)m->nclasses);
+  else
+    P("target values %lld\n", (long long)m->nclasses);
+  P("batch %lld\nepochs %lld\nseed %lld\nshuffle %d\n", (long long)m->batch, (long long)m->epochs,
+    (long long)m->seed, m->shuffle ? 1 : 0);
+  P("optimizer %s %.9g %.9g %.9g %.9g %.9g %.9g\n", m->opt.kind == OPT_ADAM ? "adam" : "sgd", m->opt.lr,
+    m->opt.beta1, m->opt.beta2, m->opt.eps, m->opt.momentum, m->opt.weight_decay);
+  P("normalize %.9g %.9g\n", m->norm_mean, m->norm_std);
+  if (m->has_train) P("train %s %s %s\n", m->train.kind, quote(m->train.files[0]), quote(m->train.files[1]));
+  if (m->has_test) P("test %s %s %s\n", m->test.kind, quote(m->test.files[0]), quote(m->test.files[1]));
+  P("params %lld %d\n", (long long)g->param_floats, g->nparams);
+  for (int i = 0; i < g->nparams; i++) {
+    Param *p = &g->params[i];
+    P("param %s %lld %lld %s %s\n", p->name, (long long)p->offset, (long long)p->fan_in, init_name[p->init],
+      dims(p->shape, false));
+  }
+  P("state %lld\n", (long long)(optimizer_slots(&m->opt) * g->param_floats));
+  P("work %lld %lld\n", (long long)work_per_n, (long long)work_fixed);
+  P("end\n");
+#undef P
+  return buf;
+}
+

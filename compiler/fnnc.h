@@ -1,0 +1,472 @@
+// fnnc.h - the table of contents of the fnnc compiler.
+//
+// Data flows one way, one section per stage:
+//
+//   grammar/lexer.l, grammar/parser.y   text   -> AST        (parse_file)
+//   lower.c                             AST    -> IR graph   (lower_program)
+//   autodiff.c                          IR     -> IR + backward (autodiff)
+//   optim.c                             IR     -> IR + optimizer updates
+//   simplify.c                          IR     -> IR (CSE, DCE, folding, algebra)
+//   fuse.c                              IR     -> kernels (groups of IR values)
+//   codegen.c                           kernels-> LLVM module (one function per kernel)
+//   backend.c                           LLVM   -> JIT (ORC LLJIT) or object + link
+//   main.c                              the command line
+//
+// Every op lives in one row of ops.h; its shape rule, gradient rule, semantics and
+// emitter live together in one ops_*.c file per op family.
+#ifndef FNNC_H
+#define FNNC_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <llvm-c/Core.h>
+#include <llvm-c/TargetMachine.h>
+
+#define FNNC_VERSION "0.1.0"
+
+//
+// util.c: arenas, strings, internal errors
+//
+// The compiler is a short-lived program: everything comes from one arena and is
+// never freed one by one.
+void *arena_alloc(size_t size);  // zeroed, 16-byte aligned
+char *arena_strdup(const char *s);
+char *arena_strndup(const char *s, size_t n);
+char *arena_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void arena_free_all(void);
+
+// Growable array of pointers, arena-backed.
+typedef struct {
+  void **data;
+  int len, cap;
+} Vec;
+void vec_push(Vec *v, void *x);
+
+// Internal compiler bugs, never user errors: prints __FILE__:__LINE__ and aborts.
+_Noreturn void die_at(const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+#define die(...) die_at(__FILE__, __LINE__, __VA_ARGS__)
+#define unreachable() die("unreachable")
+
+//
+// diag.c: user-facing diagnostics
+//
+// A source file, kept whole so diagnostics can quote the offending line.
+typedef struct {
+  const char *path;  // as given by the user (diagnostics print it unchanged)
+  const char *text;  // NUL-terminated contents
+  size_t len;
+} Source;
+
+// A source location: 1-based line and column; len is the number of columns to
+// underline (at least 1). Every token, AST node and IR value carries one.
+typedef struct {
+  const Source *src;  // NULL for compiler-made values with no user origin
+  int line, col, len;
+} Loc;
+
+// Prints "file:line:col: error: message", the source line, and a caret with
+// tildes under loc. Counts errors; never exits.
+void error_at(Loc loc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void warn_at(Loc loc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+// "hint: ..." printed right after the last error.
+void hint(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+// An error with no location (missing file, bad flag): "fnnc: error: ...".
+void error_plain(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+int error_count(void);
+// The closest of `cands` (NULL-terminated) to `word` by edit distance, or NULL if
+// nothing is close enough to be a plausible typo.
+const char *closest_word(const char *word, const char *const *cands);
+Source *source_read(const char *path);  // NULL (and an error) if unreadable
+
+//
+// grammar/: the AST
+//
+typedef enum {
+  N_PROGRAM,    // args: sections (N_MODEL, N_OPTIMIZER, N_DATA, N_TRAIN)
+  N_MODEL,      // name; args: statements
+  N_INPUT,      // name; lhs: type (N_TSHAPE)
+  N_TARGET,     // name; lhs: type (N_TSHAPE or N_TCLASS)
+  N_ASSIGN,     // name = lhs
+  N_LOSS,       // lhs: expression
+  N_OPTIMIZER,  // lhs: N_CALL (adam(lr=...), sgd(...))
+  N_DATA,       // args: statements (N_ASSIGN of train/test, N_CALL normalize(...))
+  N_TRAIN,      // args: N_KWARG
+  N_CALL,       // name(args...); args may be N_KWARG; alias: "as NAME" or NULL
+  N_IDENT,      // name
+  N_NUM,        // num (is_int says it was written without '.' or exponent)
+  N_STR,        // name holds the unescaped string
+  N_BOOL,       // num is 0 or 1
+  N_LIST,       // [args...]
+  N_KWARG,      // name=lhs
+  N_PIPE,       // lhs -> rhs (rhs is N_IDENT or N_CALL, applied to lhs)
+  N_BINOP,      // lhs op rhs, op in "+-*/"
+  N_NEG,        // -lhs
+  N_TSHAPE,     // [d0, d1, ...] as args of N_NUM
+  N_TCLASS,     // class(K): num = K
+} NodeKind;
+
+typedef struct Node Node;
+struct Node {
+  NodeKind kind;
+  Loc loc;            // the whole construct; for calls, the callee name
+  const char *name;   // identifier, callee, key, string value
+  const char *alias;  // N_CALL: user-given layer name ("as conv1"), else NULL
+  Loc alias_loc;
+  double num;
+  bool is_int;
+  char op;            // N_BINOP
+  Node *lhs, *rhs;
+  Node **args;
+  int nargs;
+};
+
+// Parses a whole file. Reports every syntax error it can recover from and
+// returns NULL if there was any.
+Node *parse_file(Source *src);
+void ast_dump(FILE *out, const Node *n);  // --emit=ast
+
+//
+// ops.h + ir.c: the IR, a typed SSA tensor graph with static shapes
+//
+// Shapes are static except the batch: a dimension equal to DIM_BATCH stands for
+// the runtime batch size B and may only be dimension 0.
+#define MAXRANK 6
+#define DIM_BATCH (-1)
+typedef struct {
+  int rank;
+  int64_t d[MAXRANK];
+} Shape;
+
+typedef enum { T_F32, T_I32 } DType;
+
+// Op flags (see ops.h).
+enum {
+  F_LEAF = 1 << 0,    // no inputs; reads a buffer or is a constant
+  F_EW = 1 << 1,      // elementwise over its output shape: fusable into loops
+  F_GATHER = 1 << 2,  // elementwise, but reads whole input buffers at computed indices
+  F_ANCHOR = 1 << 3,  // has its own loop structure (contraction, row op, reduction)
+  F_VIEW = 1 << 4,    // no computation: aliases its input's buffer
+  F_SINK = 1 << 5,    // side effect (store); no value
+  F_COMMUT = 1 << 6,  // commutative binary op (canonical operand order in CSE)
+};
+
+#define OP(name, nin, flags, attrdoc) OP_##name,
+typedef enum {
+#include "ops.h"
+  OP_COUNT
+} Op;
+#undef OP
+
+// Which external buffer a leaf or store refers to.
+typedef enum {
+  BUF_NONE,
+  BUF_PARAM,  // parameter slab
+  BUF_GRAD,   // gradient slab (written by the gradient entry point)
+  BUF_STATE,  // optimizer state slab
+  BUF_X,      // the input batch (float, normalised)
+  BUF_Y,      // the target batch (int32 classes or float values)
+  BUF_HYPER,  // runtime scalars, indexed by Hyper
+  BUF_OUT,    // metrics out: [0] loss, [1] correct count
+  BUF_WORK,   // activation workspace
+} BufKind;
+
+// Runtime scalars passed to every entry point (FnnArgs.hyper).
+typedef enum {
+  HYP_LR,     // learning rate
+  HYP_BC1,    // Adam: 1 - beta1^t
+  HYP_BC2,    // Adam: 1 - beta2^t
+  HYP_INVN,   // 1 / (rows in this batch)
+  HYP_COUNT
+} Hyper;
+
+// Phases let the fusion pass keep forward, backward and update apart.
+typedef enum { PH_FWD, PH_BWD, PH_UPDATE } Phase;
+
+typedef struct Value Value;
+struct Value {
+  int id;  // SSA number, dense in creation order (creation order is a topological order)
+  Op op;
+  DType type;
+  Shape shape;
+  Value *in[4];
+  int nin;
+  Loc loc;
+  Phase phase;
+  // Attributes (meaning per op, documented in ops.h).
+  int64_t ia[8];
+  double fa;        // OP_const value
+  int param;        // OP_param / OP_state / stores: parameter index, else -1
+  const char *name; // printing aid: a user tensor name or parameter name
+  // Filled by analyses.
+  int nuses;
+  bool needs_grad;  // depends on a trainable parameter
+  bool dead;
+  int group;        // fuse.c: kernel index, -1 for leaves and views
+  bool materialized;// fuse.c: written to a buffer
+};
+#define GROUP_INLINE (-2)  // fuse.c: recomputed wherever it is read (scalar math, pool prologue)
+
+// A trainable parameter (or frozen one) of the model.
+typedef enum { INIT_KAIMING_UNIFORM, INIT_BIAS_UNIFORM, INIT_ZERO, INIT_ONE } InitKind;
+typedef struct {
+  const char *name;  // "conv1.weight", PyTorch state_dict naming
+  Shape shape;
+  int64_t fan_in;
+  InitKind init;
+  int64_t offset;    // in floats, inside the parameter slab
+  bool frozen;
+  Value *value;      // the OP_param leaf
+  Value *grad;       // autodiff result, or NULL
+  Loc loc;
+} Param;
+
+typedef enum { OPT_SGD, OPT_ADAM } OptKind;
+typedef struct {
+  OptKind kind;
+  double lr, momentum, beta1, beta2, eps, weight_decay;
+  Loc loc;
+} Optimizer;
+
+typedef struct {
+  const char *kind;   // "idx" or "csv"
+  const char *files[2];
+  Loc loc;
+} DataSource;
+
+// Everything the program says besides the graph: the runtime reads this.
+typedef struct {
+  const char *name;
+  Shape input;         // per sample (no batch dimension)
+  bool classify;       // target is class(K)
+  int64_t nclasses;    // or the target width for regression
+  Optimizer opt;
+  DataSource train, test;
+  bool has_train, has_test;
+  double norm_mean, norm_std;
+  int64_t batch, epochs, seed;
+  bool shuffle;
+} ModelInfo;
+
+typedef struct {
+  Vec values;        // Value*, all values in creation order
+  Param *params;
+  int nparams;
+  int64_t param_floats, state_floats;
+  Value *x, *y;      // data leaves
+  Value *loss;       // scalar loss
+  Value *logits;     // classifier output (for accuracy), or prediction
+  ModelInfo info;
+  Value **ht;        // ir.c: hash-consing table (CSE by construction)
+  int htcap, htlen;
+  Vec stores;        // Value*: OP_store values, the roots for DCE
+} Graph;
+
+Graph *graph_new(void);
+
+// ir.c: building values. The builder runs each op's shape rule, reports shape
+// errors at `loc` (returning NULL), and does CSE through hash-consing.
+typedef struct {
+  Graph *g;
+  Loc loc;      // location given to new values
+  Phase phase;  // phase given to new values
+} Builder;
+
+Value *ir_new(Builder *b, Op op, int nin, Value **in, const int64_t *ia, double fa);
+Value *ir_const(Builder *b, double v);  // scalar constant
+Value *ir_leaf(Builder *b, Op op, Shape s, DType t, int64_t a, int64_t index);
+Value *ir_unary(Builder *b, Op op, Value *x);
+Value *ir_binary(Builder *b, Op op, Value *x, Value *y);
+Value *ir_bcast(Builder *b, Value *x, Shape to, uint32_t axes);  // axes: bitmask of `to` axes x fills
+Value *ir_sum(Builder *b, Value *x, Shape to, uint32_t axes);    // axes: bitmask of x axes kept
+Value *ir_reshape(Builder *b, Value *x, Shape to);
+void ir_store(Builder *b, Value *v, BufKind where, int param, int64_t slot);
+void ir_dump(FILE *out, Graph *g, Phase upto);  // --emit=ir (upto PH_FWD), --emit=grad (all)
+void ir_count_uses(Graph *g);
+int64_t shape_numel(Shape s);  // per sample when batched (DIM_BATCH counts as 1)
+bool shape_eq(Shape a, Shape b);
+bool shape_batched(Shape s);
+char *shape_str(Shape s);      // "[B,32,28,28]"
+char *shape_str_sample(Shape s);  // without the batch dim: "[32,28,28]"
+Shape shape_make(int rank, const int64_t *d);
+
+// The op table, generated from ops.h.
+typedef struct {
+  const char *name;
+  int nin;
+  unsigned flags;
+  const char *attrdoc;
+} OpInfo;
+extern const OpInfo op_info[OP_COUNT];
+
+// ops.c: the rule tables, generated from ops.h. For each op NAME, its ops_*.c
+// file defines shape_NAME, grad_NAME and emit_NAME.
+typedef struct Emit Emit;
+// Sets v->shape and v->type from the inputs and attributes. On a user error it
+// reports at v->loc and returns false.
+typedef bool (*ShapeRule)(Value *v);
+// Reverse mode: given the adjoint g of v, sets dx[i] (the adjoint contribution
+// of input i) for each input with needs_grad; leaves the others NULL.
+typedef void (*GradRule)(Builder *b, Value *v, Value *g, Value **dx);
+// Elementwise ops: the value of one element from the inputs' elements `in`.
+// Gather ops: reads their inputs through the Emit context at e->idx.
+// Anchors: emit their whole loop nest (and call emit_epilogue on each tile).
+typedef LLVMValueRef (*EmitRule)(Emit *e, Value *v, LLVMValueRef *in);
+extern const ShapeRule shape_rule[OP_COUNT];
+extern const GradRule grad_rule[OP_COUNT];
+extern const EmitRule emit_rule[OP_COUNT];
+
+//
+// lower.c: AST -> IR, with layers lowered to primitive ops and all type and
+// shape errors reported with locations.
+//
+Graph *lower_program(Node *prog);  // NULL after reporting errors
+
+//
+// autodiff.c: reverse-mode AD over the IR. Appends the backward graph (phase
+// PH_BWD) and fills Param.grad for every trainable parameter.
+//
+void autodiff(Graph *g);
+
+//
+// optim.c: appends the optimizer update (phase PH_UPDATE) as IR: one chain of
+// elementwise values and stores per parameter.
+//
+void optimizer_lower(Graph *g);
+int optimizer_slots(const Optimizer *o);  // state tensors per parameter
+
+//
+// simplify.c: CSE, DCE, constant folding and algebraic rewrites.
+//
+void simplify(Graph *g);
+
+//
+// Entry points. Each is its own graph built from the program:
+//   train: forward, loss, backward, update     -> stores to params and state
+//   eval:  forward, loss, correct count        -> stores to out
+//   grad:  forward, loss, backward             -> stores to grads (fnnc check)
+//
+typedef enum { ENTRY_TRAIN, ENTRY_EVAL, ENTRY_GRAD, ENTRY_COUNT } Entry;
+extern const char *const entry_names[ENTRY_COUNT];  // "train_step", ...
+Graph *build_entry(Node *prog, Entry e);  // lower + AD + optimizer + simplify
+
+//
+// fuse.c: groups values into kernels. This is where fusion and tiling decisions
+// live; ops only declare properties.
+//
+typedef enum {
+  K_EW,       // loop nest over `shape`; elementwise members, sums as accumulating outputs
+  K_ANCHOR,   // anchor op with its own loops; elementwise members are its epilogue
+} KernelKind;
+
+typedef struct {
+  int id;
+  KernelKind kind;
+  Value *anchor;   // K_ANCHOR: the anchor value
+  Shape shape;     // iteration space (K_EW) or anchor output shape
+  Vec members;     // Value*, in topological order (includes anchor)
+  Vec inputs;      // Value*: materialized values from other kernels or leaves read here
+  Vec outputs;     // Value*: members written to buffers (materialized) and stores
+  const char *name;// "k3_conv2d_relu"
+} Kernel;
+
+typedef struct {
+  Graph *g;
+  Entry entry;
+  Vec kernels;     // Kernel*, in execution order
+  // Workspace plan: offset of each materialized value = per_n * n + fixed (floats).
+  int64_t *work_per_n, *work_fixed;  // indexed by Value.id, -1 if not in workspace
+  int64_t work_total_per_n, work_total_fixed;
+} Program;
+
+Program *fuse(Graph *g, Entry e);
+void fused_dump(FILE *out, Program *p);  // --emit=fused
+
+//
+// codegen.c: one LLVM function per kernel and one entry function per Program.
+//
+// Every entry has the C signature `void NAME(FnnArgs *args)` (see runtime/fnnrt.h).
+typedef struct {
+  LLVMContextRef ctx;
+  LLVMModuleRef mod;
+  LLVMBuilderRef b;
+  LLVMTargetMachineRef tm;  // from backend_target_machine()
+} Codegen;
+
+// The state of one kernel function being emitted; shared with the emitters.
+struct Emit {
+  Codegen *cg;
+  Program *prog;
+  Kernel *k;
+  LLVMValueRef fn;
+  LLVMValueRef n;             // i64: rows in the batch
+  LLVMValueRef *ptr;          // by Value.id: buffer base pointer in this kernel, or NULL
+  LLVMValueRef *val;          // by Value.id: the element computed at idx in this iteration
+  LLVMValueRef idx[MAXRANK];  // i64 loop indices over the iteration shape
+  LLVMValueRef flat;          // flat element index when the kernel is one flat loop, else NULL
+  int rank;
+  LLVMBuilderRef alloca_b;    // positioned in the entry block, for cg_alloca
+  LLVMTypeRef f32, i32, i64, ptrty;
+};
+
+// codegen.c helpers for the emitters.
+LLVMValueRef cg_i64(Emit *e, int64_t c);
+LLVMValueRef cg_f32(Emit *e, double c);
+LLVMValueRef cg_dim(Emit *e, Shape s, int axis);  // extent of an axis (n for the batch)
+// The element of v at index idx[0..v->shape.rank): loads a buffer, or computes
+// an inlined producer (a unary op whose input is in a buffer).
+LLVMValueRef cg_load_at(Emit *e, Value *v, LLVMValueRef *idx);
+void cg_store_at(Emit *e, Value *v, LLVMValueRef *idx, LLVMValueRef x);
+LLVMValueRef cg_gep(Emit *e, LLVMTypeRef t, LLVMValueRef base, LLVMValueRef off);
+LLVMValueRef cg_offset(Emit *e, Shape s, LLVMValueRef *idx);  // row-major linear offset
+// Counted loop: for (i = lo; i < hi; i++) { body(i) } - the body is emitted
+// between cg_loop_begin and cg_loop_end.
+typedef struct {
+  LLVMValueRef i, next;
+  LLVMBasicBlockRef head, body, exit, latch_from;
+} Loop;
+Loop cg_loop_begin(Emit *e, LLVMValueRef lo, LLVMValueRef hi, const char *name);
+void cg_loop_end(Emit *e, Loop *l);
+LLVMValueRef cg_call_intrinsic(Emit *e, const char *name, LLVMTypeRef t, LLVMValueRef *args, int n);
+LLVMValueRef cg_fast(LLVMValueRef inst);  // marks an FP instruction contractable
+LLVMValueRef cg_reassoc(LLVMValueRef inst);  // contractable and reassociable (reductions)
+LLVMValueRef cg_alloca(Emit *e, LLVMTypeRef t, int64_t count);  // in the entry block
+void cg_zero(Emit *e, LLVMValueRef p, LLVMValueRef nfloats);
+LLVMValueRef cg_max(Emit *e, LLVMValueRef a, LLVMValueRef b);   // a > b ? a : b
+LLVMValueRef cg_min_i64(Emit *e, LLVMValueRef a, LLVMValueRef b);
+LLVMValueRef cg_max_i64(Emit *e, LLVMValueRef a, LLVMValueRef b);
+// Runs the kernel's elementwise members over a tile of the anchor's output: the
+// anchor's elements are in `tile` (f32, row-major over the last `tdims` axes of
+// its output) and idx[0..rank-tdims) fix the outer axes.
+void cg_epilogue(Emit *e, LLVMValueRef *outer_idx, int tdims, LLVMValueRef tile);
+
+void codegen_program(Codegen *cg, Program *p);
+// A NUL-terminated model descriptor (the runtime's view of the model) emitted as
+// the global `fnn_desc`.
+void codegen_descriptor(Codegen *cg, const char *desc);
+char *model_descriptor(Graph *g, int64_t work_per_n, int64_t work_fixed);  // entry.c
+
+//
+// backend.c: LLVM target, optimisation, JIT and object emission
+//
+LLVMTargetMachineRef backend_target_machine(void);  // host CPU, PIC, O3
+void backend_optimize(LLVMModuleRef m, LLVMTargetMachineRef tm);  // default<O3>
+// Prints the module as text IR or assembly.
+void backend_print_llvm(FILE *out, LLVMModuleRef m);
+int backend_print_asm(FILE *out, LLVMModuleRef m, LLVMTargetMachineRef tm);
+// JIT (ORC LLJIT). Build the module in jit_context(j), then hand it over.
+typedef struct Jit Jit;
+Jit *jit_new(void);
+LLVMContextRef jit_context(Jit *j);
+int jit_add_module(Jit *j, LLVMModuleRef m);  // takes ownership of m; 0 on success
+void *jit_lookup(Jit *j, const char *name);   // compiles on first use; NULL (+error) if missing
+void jit_destroy(Jit *j);
+// AOT: writes an object file and links it with the runtime library into `out`.
+int aot_build(LLVMModuleRef m, LLVMTargetMachineRef tm, const char *out);
+
+
+#endif

@@ -1,0 +1,440 @@
+// fuse.c: the fusion pass. It decides which IR values share a kernel, which
+// values are written to memory, and where they live in the workspace. The op
+// table only declares properties (elementwise, gather, anchor); every decision
+// is made here.
+//
+// Rules, applied to values in topological order:
+//   - leaves are buffers; views alias their input's buffer;
+//   - scalar arithmetic on leaves is inlined wherever it is read;
+//   - a unary op whose only reader is a maxpool is inlined into the pool's
+//     window loads (maxpool(relu(x)) reads relu(x) on the fly);
+//   - an anchor (matmul, convolutions, softmax, ...) starts a kernel; xent joins
+//     the softmax that feeds it;
+//   - an elementwise value joins the kernel of a producer with its iteration
+//     shape (an elementwise loop, or an anchor's epilogue); siblings of the same
+//     shape join the latest kernel; two such kernels are merged when the
+//     dependences allow it;
+//   - a sum joins the elementwise loop that produces its input;
+//   - forward and backward values stay apart, except that the loss kernel
+//     (softmax) takes the gradient of the loss, so softmax, cross-entropy and
+//     (softmax - onehot)/n are one kernel;
+//   - optimizer updates get one kernel per parameter.
+#include "fnnc.h"
+
+#include <string.h>
+
+typedef struct {
+  Graph *g;
+  Program *p;
+  Vec *consumers;  // by value id: Value* readers (live)
+} Fuser;
+
+static Kernel *kernel_of(Fuser *f, Value *v) {
+  return v->group >= 0 ? f->p->kernels.data[v->group] : NULL;
+}
+
+static Kernel *new_kernel(Fuser *f, KernelKind kind, Shape s, Value *anchor) {
+  Kernel *k = arena_alloc(sizeof(Kernel));
+  k->id = f->p->kernels.len;
+  k->kind = kind;
+  k->shape = s;
+  k->anchor = anchor;
+  vec_push(&f->p->kernels, k);
+  return k;
+}
+
+static void add_member(Kernel *k, Value *v) {
+  v->group = k->id;
+  vec_push(&k->members, v);
+}
+
+static bool is_buffer(Value *v) { return (op_info[v->op].flags & (F_LEAF | F_VIEW)) || v->group == GROUP_INLINE; }
+
+static bool takes_epilogue(Value *a) {
+  switch (a->op) {
+  case OP_matmul:
+  case OP_conv2d:
+  case OP_conv2d_dx:
+  case OP_conv2d_dw:
+  case OP_softmax: return true;
+  default: return false;
+  }
+}
+
+static Phase kernel_phase(Kernel *k) {
+  return k->anchor ? k->anchor->phase : ((Value *)k->members.data[0])->phase;
+}
+
+// May v run inside k, reading its in-kernel inputs at the same index?
+static bool shape_fits(Kernel *k, Value *v) {
+  Shape s = v->op == OP_sum || v->op == OP_store ? v->in[0]->shape : v->shape;
+  if (v->op == OP_store && v->shape.rank == 0 && k->shape.rank != 0) return false;
+  return shape_eq(s, k->shape);
+}
+
+static bool phase_fits(Kernel *k, Value *v) {
+  Phase kp = kernel_phase(k);
+  if (kp == v->phase) return true;
+  if (v->op == OP_store) return true;
+  return k->anchor && k->anchor->op == OP_softmax && v->phase == PH_BWD;
+}
+
+// Is v, read by a member of k at the same index, computed in the same iteration?
+static bool readable_in(Kernel *k, Value *u) {
+  if (u->group != k->id) return false;
+  if (u->op == OP_sum || u->op == OP_xent || u->op == OP_store) return false;
+  return true;
+}
+
+static bool can_join(Fuser *f, Kernel *k, Value *v) {
+  if (k->kind == K_ANCHOR && !takes_epilogue(k->anchor)) return false;
+  if (!shape_fits(k, v) || !phase_fits(k, v)) return false;
+  if (k->kind == K_ANCHOR && v->op == OP_sum && k->anchor->op != OP_softmax && k->anchor->op != OP_conv2d_dx)
+    return false;
+  for (int i = 0; i < v->nin; i++) {
+    Value *u = v->in[i];
+    if (is_buffer(u)) continue;
+    if (u->group == k->id) {
+      // Gathers read other positions: only finished buffers.
+      if ((op_info[v->op].flags & F_GATHER) || !readable_in(k, u)) return false;
+      if (u->shape.rank != 0 && !shape_eq(u->shape, k->shape)) return false;
+    } else if (u->group > k->id) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// Moves every member of `from` into `to` (from is left empty).
+static void move_members(Kernel *from, Kernel *to) {
+  Vec merged = {0};
+  // Keep topological order: interleave by value id.
+  int i = 0, j = 0;
+  while (i < to->members.len || j < from->members.len) {
+    Value *a = i < to->members.len ? to->members.data[i] : NULL;
+    Value *b = j < from->members.len ? from->members.data[j] : NULL;
+    if (b && (!a || b->id < a->id) && !(a && a == to->anchor && false)) {
+      vec_push(&merged, b);
+      j++;
+    } else {
+      vec_push(&merged, a);
+      i++;
+    }
+  }
+  for (int t = 0; t < from->members.len; t++) ((Value *)from->members.data[t])->group = to->id;
+  to->members = merged;
+  from->members.len = 0;
+}
+
+// Can the elementwise kernel `a` (earlier) run as part of `b` (later)? Nothing
+// outside a and b may read a's values, a's sums may not feed b, and a's members
+// must fit b's iteration.
+static bool can_merge_into_later(Fuser *f, Kernel *a, Kernel *b) {
+  if (a->kind != K_EW || a == b || !a->members.len) return false;
+  if (!shape_eq(a->shape, b->shape) || kernel_phase(a) != kernel_phase(b)) return false;
+  if (b->kind == K_ANCHOR && !takes_epilogue(b->anchor)) return false;
+  for (int i = 0; i < a->members.len; i++) {
+    Value *m = a->members.data[i];
+    if (m->op == OP_sum && b->kind == K_ANCHOR) return false;
+    Vec *c = &f->consumers[m->id];
+    for (int j = 0; j < c->len; j++) {
+      Value *u = c->data[j];
+      if (u->group == a->id) continue;
+      if (u->group == b->id && m->op != OP_sum && !(op_info[u->op].flags & F_GATHER)) continue;
+      if (u->group < 0 && u->group != GROUP_INLINE) continue;  // not placed yet: will be later
+      return false;
+    }
+  }
+  // b's members may not be read by a (a runs inside b's loop, in order).
+  return true;
+}
+
+// Can the elementwise kernel `b` (later) run inside `a` (earlier)? Every input
+// of b's members must be ready before a.
+static bool can_merge_into_earlier(Fuser *f, Kernel *b, Kernel *a) {
+  if (b->kind != K_EW || a == b || !b->members.len) return false;
+  if (!shape_eq(a->shape, b->shape)) return false;
+  if (a->kind == K_ANCHOR && !takes_epilogue(a->anchor)) return false;
+  for (int i = 0; i < b->members.len; i++) {
+    Value *m = b->members.data[i];
+    if (!phase_fits(a, m)) return false;
+    if (m->op == OP_sum && a->kind == K_ANCHOR && a->anchor->op != OP_softmax) return false;
+    for (int j = 0; j < m->nin; j++) {
+      Value *u = m->in[j];
+      if (is_buffer(u) || u->group == b->id) continue;
+      if (u->group == a->id && readable_in(a, u) && !(op_info[m->op].flags & F_GATHER)) continue;
+      if (u->group < a->id) continue;
+      return false;
+    }
+  }
+  // Nothing between a and b may read b's values (they would not exist yet):
+  // true, since b is the latest kernel with values only read by later ones.
+  return b->id == f->p->kernels.len - 1;
+}
+
+static void place_elementwise(Fuser *f, Value *v) {
+  // Producer kernels this value could join.
+  Kernel *target = NULL;
+  Kernel *cands[4];
+  int nc = 0;
+  for (int i = 0; i < v->nin; i++) {
+    Kernel *k = kernel_of(f, v->in[i]);
+    if (!k || (op_info[v->op].flags & F_GATHER)) continue;
+    bool dup = false;
+    for (int j = 0; j < nc; j++) dup |= cands[j] == k;
+    if (!dup) cands[nc++] = k;
+  }
+  // Try the latest candidate first; pull in the others where allowed.
+  for (int pass = 0; pass < 2 && !target; pass++) {
+    Kernel *best = NULL;
+    for (int i = 0; i < nc; i++)
+      if (!best || cands[i]->id > best->id) best = cands[i];
+    if (!best) break;
+    for (int i = 0; i < nc; i++) {
+      Kernel *k = cands[i];
+      if (k == best) continue;
+      if (k->id < best->id && can_merge_into_later(f, k, best))
+        move_members(k, best);
+      else if (k->id < best->id && can_merge_into_earlier(f, best, k)) {
+        move_members(best, k);
+        best = k;
+      }
+    }
+    if (can_join(f, best, v)) target = best;
+  }
+  // Siblings: the latest kernel, if v fits its iteration.
+  if (!target && f->p->kernels.len) {
+    Kernel *last = f->p->kernels.data[f->p->kernels.len - 1];
+    if (last->members.len && can_join(f, last, v)) target = last;
+  }
+  if (!target) {
+    Shape s = v->op == OP_sum || v->op == OP_store ? v->in[0]->shape : v->shape;
+    target = new_kernel(f, K_EW, s, NULL);
+  }
+  add_member(target, v);
+}
+
+// Scalar arithmetic on leaves (a learning-rate factor, -1/n) is recomputed
+// wherever it is read instead of getting a kernel of its own.
+static bool inlinable_scalar(Value *v) {
+  if (!(op_info[v->op].flags & F_EW) || (op_info[v->op].flags & F_GATHER) || v->shape.rank != 0) return false;
+  for (int i = 0; i < v->nin; i++)
+    if (!(op_info[v->in[i]->op].flags & F_LEAF) && v->in[i]->group != GROUP_INLINE) return false;
+  return true;
+}
+
+static bool pool_prologue(Fuser *f, Value *v) {
+  if (!(op_info[v->op].flags & F_EW) || (op_info[v->op].flags & F_GATHER) || v->nin != 1) return false;
+  Vec *c = &f->consumers[v->id];
+  return c->len == 1 && ((Value *)c->data[0])->op == OP_maxpool;
+}
+
+static void place(Fuser *f, Value *v) {
+  unsigned fl = op_info[v->op].flags;
+  if (fl & (F_LEAF | F_VIEW)) return;
+  if (inlinable_scalar(v) || pool_prologue(f, v)) {
+    v->group = GROUP_INLINE;
+    return;
+  }
+  if (fl & F_ANCHOR) {
+    if (v->op == OP_xent && v->in[0]->op == OP_softmax && v->in[0]->group == f->p->kernels.len - 1) {
+      add_member(kernel_of(f, v->in[0]), v);
+      return;
+    }
+    add_member(new_kernel(f, K_ANCHOR, v->shape, v), v);
+    return;
+  }
+  place_elementwise(f, v);
+}
+
+static void kernel_name(Kernel *k) {
+  char buf[128];
+  int o = snprintf(buf, sizeof buf, "k%d", k->id);
+  const char *seen[4];
+  int ns = 0;
+  for (int i = 0; i < k->members.len && ns < 4; i++) {
+    Value *m = k->members.data[i];
+    if (m->op == OP_store || m->op == OP_bcast) continue;
+    const char *n = op_info[m->op].name;
+    bool dup = false;
+    for (int j = 0; j < ns; j++) dup |= seen[j] == n;
+    if (dup) continue;
+    seen[ns++] = n;
+    o += snprintf(buf + o, sizeof buf - (size_t)o, "_%s", n);
+  }
+  if (!ns) snprintf(buf + o, sizeof buf - (size_t)o, "_store");
+  k->name = arena_strdup(buf);
+}
+
+static void push_unique(Vec *v, Value *x) {
+  for (int i = 0; i < v->len; i++)
+    if (v->data[i] == x) return;
+  vec_push(v, x);
+}
+
+// Buffers read by kernel k on behalf of u (looking through inlined values).
+static void collect_input(Kernel *k, Value *u) {
+  if (u->op == OP_const) return;
+  if (u->group == GROUP_INLINE) {
+    for (int i = 0; i < u->nin; i++) collect_input(k, u->in[i]);
+    return;
+  }
+  if (u->group == k->id) return;
+  push_unique(&k->inputs, u);
+}
+
+Program *fuse(Graph *g, Entry e) {
+  Fuser f = {g, arena_alloc(sizeof(Program)), NULL};
+  Program *p = f.p;
+  p->g = g;
+  p->entry = e;
+  int nv = g->values.len;
+  f.consumers = arena_alloc(sizeof(Vec) * (size_t)nv);
+  for (int i = 0; i < nv; i++) {
+    Value *v = g->values.data[i];
+    v->group = -1;
+    v->materialized = false;
+    if (v->dead) continue;
+    for (int j = 0; j < v->nin; j++) vec_push(&f.consumers[v->in[j]->id], v);
+  }
+  for (int i = 0; i < nv; i++) {
+    Value *v = g->values.data[i];
+    if (!v->dead) place(&f, v);
+  }
+  // Drop kernels emptied by merges, renumber.
+  Vec ks = {0};
+  for (int i = 0; i < p->kernels.len; i++) {
+    Kernel *k = p->kernels.data[i];
+    if (!k->members.len) continue;
+    k->id = ks.len;
+    for (int j = 0; j < k->members.len; j++) ((Value *)k->members.data[j])->group = k->id;
+    vec_push(&ks, k);
+  }
+  p->kernels = ks;
+  // Materialize what is read outside its kernel (or through a view or an
+  // inlined reader), and the results of reductions and anchors' outputs that
+  // have readers.
+  for (int i = 0; i < nv; i++) {
+    Value *v = g->values.data[i];
+    if (v->dead || v->group < 0 || v->op == OP_store) continue;
+    Vec *c = &f.consumers[v->id];
+    for (int j = 0; j < c->len; j++) {
+      Value *u = c->data[j];
+      if (u->group != v->group || v->op == OP_sum || v->op == OP_xent || v->op == OP_correct ||
+          (op_info[u->op].flags & F_GATHER))
+        v->materialized = true;
+    }
+    if (v->op == OP_sum || v->op == OP_xent || v->op == OP_correct) v->materialized = true;
+  }
+  // Inputs, outputs, names.
+  for (int i = 0; i < p->kernels.len; i++) {
+    Kernel *k = p->kernels.data[i];
+    for (int j = 0; j < k->members.len; j++) {
+      Value *m = k->members.data[j];
+      for (int t = 0; t < m->nin; t++) collect_input(k, m->in[t]);
+      if (m->materialized || m->op == OP_store) vec_push(&k->outputs, m);
+    }
+    kernel_name(k);
+  }
+  // Workspace: each materialized value gets [n*P + F, ...) with P, F the sums
+  // of the per-row and fixed sizes before it, so buffers never overlap for any
+  // n up to the batch size.
+  p->work_per_n = arena_alloc(sizeof(int64_t) * (size_t)nv);
+  p->work_fixed = arena_alloc(sizeof(int64_t) * (size_t)nv);
+  for (int i = 0; i < nv; i++) {
+    Value *v = g->values.data[i];
+    p->work_per_n[i] = p->work_fixed[i] = -1;
+    if (v->dead || !v->materialized || v->group < 0) continue;
+    p->work_per_n[i] = p->work_total_per_n;
+    p->work_fixed[i] = p->work_total_fixed;
+    int64_t n = shape_numel(v->shape);
+    n = (n + 15) & ~(int64_t)15;  // 64-byte aligned starts
+    if (shape_batched(v->shape))
+      p->work_total_per_n += n;
+    else
+      p->work_total_fixed += n;
+  }
+  return p;
+}
+
+//
+// --emit=fused
+//
+static int *live_numbers(Graph *g) {
+  int *num = arena_alloc(sizeof(int) * (size_t)(g->values.len + 1));
+  int id = 0;
+  for (int i = 0; i < g->values.len; i++) {
+    Value *v = g->values.data[i];
+    if (!v->dead && v->op != OP_store) num[v->id] = id++;
+  }
+  return num;
+}
+
+// How a value is named in the dump: leaves and stores by their buffer, inlined
+// values as the expression they stand for, the rest by SSA number.
+static const char *ref(Graph *g, int *num, Value *v) {
+  static const char *hn[] = {"lr", "bc1", "bc2", "invn"};
+  switch (v->op) {
+  case OP_input: return "x";
+  case OP_label: return "y";
+  case OP_const: return arena_printf("%.9g", v->fa);
+  case OP_hyper: return hn[v->ia[0]];
+  case OP_param: return g->params[v->param].name;
+  case OP_state: return arena_printf("%s.%s", g->params[v->param].name, v->ia[0] ? "v" : "m");
+  case OP_store:
+    if (v->ia[0] == BUF_OUT) return arena_printf("out[%lld]", (long long)v->ia[1]);
+    if (v->ia[0] == BUF_STATE) return arena_printf("%s.%s", g->params[v->param].name, v->ia[1] ? "v" : "m");
+    return arena_printf("%s%s", v->ia[0] == BUF_GRAD ? "grad " : "", g->params[v->param].name);
+  default: break;
+  }
+  if (v->group == GROUP_INLINE) {
+    char *r = arena_printf("%s(", op_info[v->op].name);
+    for (int i = 0; i < v->nin; i++) r = arena_printf("%s%s%s", r, i ? ", " : "", ref(g, num, v->in[i]));
+    return arena_printf("%s)", r);
+  }
+  return arena_printf("%%%d", num[v->id]);
+}
+
+static void dump_ref(FILE *out, Graph *g, int *num, Value *v) {
+  fprintf(out, "%s: %s%s", ref(g, num, v), v->type == T_I32 ? "i32" : "f32", shape_str(v->shape));
+}
+
+void fused_dump(FILE *out, Program *p) {
+  Graph *g = p->g;
+  int *num = live_numbers(g);
+  fprintf(out, "# %s: %d kernels, workspace %lld*B + %lld floats\n", entry_names[p->entry], p->kernels.len,
+          (long long)p->work_total_per_n, (long long)p->work_total_fixed);
+  for (int i = 0; i < p->kernels.len; i++) {
+    Kernel *k = p->kernels.data[i];
+    fprintf(out, "\nkernel %s(", k->name);
+    for (int j = 0; j < k->inputs.len; j++) {
+      if (j) fprintf(out, ", ");
+      dump_ref(out, g, num, k->inputs.data[j]);
+    }
+    fprintf(out, ") -> (");
+    for (int j = 0; j < k->outputs.len; j++) {
+      if (j) fprintf(out, ", ");
+      dump_ref(out, g, num, k->outputs.data[j]);
+    }
+    fprintf(out, ")\n");
+    if (k->kind == K_ANCHOR)
+      fprintf(out, "  # %s loops over %s, epilogue per tile\n", op_info[k->anchor->op].name, shape_str(k->shape));
+    else
+      fprintf(out, "  # loop over %s\n", shape_str(k->shape));
+    for (int j = 0; j < k->members.len; j++) {
+      Value *m = k->members.data[j];
+      if (m->op == OP_store)
+        fprintf(out, "  store");
+      else
+        fprintf(out, "  %%%d = %s", num[m->id], op_info[m->op].name);
+      for (int t = 0; t < m->nin; t++) fprintf(out, "%s %s", t ? "," : "", ref(g, num, m->in[t]));
+      if (m->op == OP_store) {
+        fprintf(out, " -> ");
+        dump_ref(out, g, num, m);
+        fputc('\n', out);
+        continue;
+      }
+      fprintf(out, "%s\n", m->materialized ? "  (written)" : "");
+    }
+  }
+}

@@ -1,0 +1,210 @@
+// main.c: the fnnc command line.
+//
+//   fnnc FILE.fnn -o OUT               build a standalone trainer
+//   fnnc run FILE.fnn [trainer flags]  compile with the JIT and train now
+//   fnnc check FILE.fnn [flags]        gradients against finite differences
+//   fnnc FILE.fnn --emit=STAGE         print ast, ir, grad, fused, llvm or asm
+#include "fnnc.h"
+#include "fnnrt.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <llvm/Config/llvm-config.h>
+
+static void usage(FILE *out) {
+  fprintf(out,
+          "usage: fnnc FILE.fnn -o OUT              compile a standalone trainer\n"
+          "       fnnc run FILE.fnn [flags]         compile in memory (JIT) and train\n"
+          "       fnnc check FILE.fnn [flags]       check gradients against finite differences\n"
+          "       fnnc FILE.fnn --emit=STAGE        print a stage: ast, ir, grad, fused, llvm, asm\n"
+          "       fnnc --help | --version\n"
+          "\n"
+          "trainer flags (fnnc run, and every built trainer):\n"
+          "  --epochs N     --batch N     --lr X       --seed N     --threads N\n"
+          "  --data DIR     data files resolve against DIR (default ./data)\n"
+          "  --log FILE     CSV metrics: epoch,step,train_loss,test_loss,test_acc,images_per_s,elapsed_s\n"
+          "  --steps N      stop after N training steps; 0 compiles and exits without loading data\n"
+          "  --quiet        no progress bar, no per-epoch lines\n"
+          "\n"
+          "check flags: --seed N  --batch N  --tol X\n");
+}
+
+typedef enum { EMIT_NONE, EMIT_AST, EMIT_IR, EMIT_GRAD, EMIT_FUSED, EMIT_LLVM, EMIT_ASM } EmitStage;
+
+static double now(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+// Compiles the three entry points into `mod`. Returns the descriptor, or NULL
+// after errors.
+static char *compile(Node *prog, Graph **train_out, Program **progs) {
+  Graph *gs[ENTRY_COUNT];
+  for (int e = 0; e < ENTRY_COUNT; e++) {
+    gs[e] = build_entry(prog, (Entry)e);
+    if (!gs[e]) return NULL;
+    progs[e] = fuse(gs[e], (Entry)e);
+  }
+  *train_out = gs[ENTRY_TRAIN];
+  int64_t per_n = 0, fixed = 0;
+  for (int e = 0; e < ENTRY_COUNT; e++) {
+    if (progs[e]->work_total_per_n > per_n) per_n = progs[e]->work_total_per_n;
+    if (progs[e]->work_total_fixed > fixed) fixed = progs[e]->work_total_fixed;
+  }
+  return model_descriptor(gs[ENTRY_TRAIN], per_n, fixed);
+}
+
+static void codegen_all(Codegen *cg, Program **progs, const char *desc) {
+  cg->b = LLVMCreateBuilderInContext(cg->ctx);
+  for (int e = 0; e < ENTRY_COUNT; e++) codegen_program(cg, progs[e]);
+  codegen_descriptor(cg, desc);
+  LLVMDisposeBuilder(cg->b);
+  backend_optimize(cg->mod, cg->tm);
+}
+
+int main(int argc, char **argv) {
+  const char *cmd = NULL, *file = NULL, *out = NULL;
+  EmitStage emit = EMIT_NONE;
+  int rest = argc;  // first trainer flag for run/check
+  int i = 1;
+  if (argc < 2) {
+    usage(stderr);
+    return 1;
+  }
+  if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+    usage(stdout);
+    return 0;
+  }
+  if (!strcmp(argv[1], "--version")) {
+    printf("fnnc %s (LLVM %d)\n", FNNC_VERSION, LLVM_VERSION_MAJOR);
+    return 0;
+  }
+  if (!strcmp(argv[1], "run") || !strcmp(argv[1], "check")) {
+    cmd = argv[1];
+    if (argc < 3 || argv[2][0] == '-') {
+      error_plain("'fnnc %s' needs a model file", cmd);
+      return 1;
+    }
+    file = argv[2];
+    rest = 3;
+  } else {
+    for (; i < argc; i++) {
+      const char *a = argv[i];
+      if (!strcmp(a, "-o")) {
+        if (i + 1 >= argc) {
+          error_plain("'-o' needs an output file name");
+          return 1;
+        }
+        out = argv[++i];
+      } else if (!strncmp(a, "--emit=", 7)) {
+        static const char *const stages[] = {"ast", "ir", "grad", "fused", "llvm", "asm", NULL};
+        int s = 0;
+        while (stages[s] && strcmp(stages[s], a + 7)) s++;
+        if (!stages[s]) {
+          error_plain("unknown stage '%s' for --emit", a + 7);
+          const char *c = closest_word(a + 7, stages);
+          if (c) hint("did you mean '--emit=%s'?", c);
+          else hint("the stages are ast, ir, grad, fused, llvm and asm");
+          return 1;
+        }
+        emit = (EmitStage)(s + 1);
+      } else if (a[0] == '-' && a[1]) {
+        error_plain("unknown option '%s'", a);
+        static const char *const opts[] = {"-o", "--emit=", "--help", "--version", NULL};
+        const char *c = closest_word(a, opts);
+        if (c) hint("did you mean '%s'?", c);
+        else hint("trainer flags go after 'fnnc run FILE', or to the built trainer");
+        return 1;
+      } else if (file) {
+        error_plain("more than one model file ('%s' and '%s')", file, a);
+        return 1;
+      } else {
+        file = a;
+      }
+    }
+    if (!file) {
+      error_plain("no model file");
+      usage(stderr);
+      return 1;
+    }
+    if (!out && emit == EMIT_NONE) {
+      error_plain("nothing to do with '%s'", file);
+      hint("use 'fnnc %s -o NAME' to build a trainer, or 'fnnc run %s' to train now", file, file);
+      return 1;
+    }
+  }
+
+  double t0 = now();
+  Source *src = source_read(file);
+  if (!src) return 1;
+  Node *prog = parse_file(src);
+  if (!prog) return 1;
+  if (emit == EMIT_AST) {
+    ast_dump(stdout, prog);
+    return 0;
+  }
+  if (emit == EMIT_IR || emit == EMIT_GRAD) {
+    Graph *g = build_entry(prog, ENTRY_TRAIN);
+    if (!g) return 1;
+    ir_dump(stdout, g, emit == EMIT_IR ? PH_FWD : PH_UPDATE);
+    return 0;
+  }
+  Graph *train;
+  Program *progs[ENTRY_COUNT];
+  char *desc = compile(prog, &train, progs);
+  if (!desc) return 1;
+  if (emit == EMIT_FUSED) {
+    fused_dump(stdout, progs[ENTRY_TRAIN]);
+    printf("\n");
+    fused_dump(stdout, progs[ENTRY_EVAL]);
+    return 0;
+  }
+
+  Codegen cg = {0};
+  cg.tm = backend_target_machine();
+  if (!cmd) {
+    // Ahead of time, or a printed stage.
+    cg.ctx = LLVMContextCreate();
+    cg.mod = LLVMModuleCreateWithNameInContext(train->info.name, cg.ctx);
+    codegen_all(&cg, progs, desc);
+    int rc = 0;
+    if (emit == EMIT_LLVM)
+      backend_print_llvm(stdout, cg.mod);
+    else if (emit == EMIT_ASM)
+      rc = backend_print_asm(stdout, cg.mod, cg.tm);
+    else
+      rc = aot_build(cg.mod, cg.tm, out);
+    LLVMDisposeModule(cg.mod);
+    LLVMContextDispose(cg.ctx);
+    LLVMDisposeTargetMachine(cg.tm);
+    arena_free_all();
+    return rc ? 1 : 0;
+  }
+
+  // In memory: fnnc run / fnnc check.
+  Jit *jit = jit_new();
+  if (!jit) return 1;
+  cg.ctx = jit_context(jit);
+  cg.mod = LLVMModuleCreateWithNameInContext(train->info.name, cg.ctx);
+  codegen_all(&cg, progs, desc);
+  if (jit_add_module(jit, cg.mod)) return 1;
+  FnnModel m = {desc, (FnnEntry)jit_lookup(jit, "fnn_train_step"), (FnnEntry)jit_lookup(jit, "fnn_eval_step"),
+                (FnnEntry)jit_lookup(jit, "fnn_grad_step")};
+  if (!m.train_step || !m.eval_step || !m.grad_step) return 1;
+  if (getenv("FNNC_TIME")) fprintf(stderr, "fnnc: compiled in %.3f s\n", now() - t0);
+  // Trainer flags: argv[0] names the program in messages.
+  char **targv = malloc(sizeof(char *) * (size_t)(argc - rest + 2));
+  targv[0] = (char *)file;
+  int targc = 1;
+  for (int j = rest; j < argc; j++) targv[targc++] = argv[j];
+  targv[targc] = NULL;
+  int rc = !strcmp(cmd, "run") ? fnn_main(&m, targc, targv) : fnn_check(&m, targc, targv);
+  free(targv);
+  jit_destroy(jit);
+  LLVMDisposeTargetMachine(cg.tm);
+  arena_free_all();
+  return rc;
+}

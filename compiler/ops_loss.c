@@ -1,0 +1,181 @@
+// ops_loss.c: softmax, cross-entropy and the accuracy count.
+//
+// The classifier loss is lowered as  loss = xent(softmax(z), y) * (1/n).  Taken
+// naively, its gradient divides by the probabilities; simplify.c cancels that
+// to  (softmax(z) - onehot(y)) / n, and fuse.c puts softmax, the loss and that
+// gradient into one row-wise kernel (emit_softmax).
+#include "fnnc.h"
+
+static LLVMBuilderRef B(Emit *e) { return e->cg->b; }
+static LLVMValueRef I(Emit *e, int64_t c) { return cg_i64(e, c); }
+
+static bool is_labels(Value *y, Value *p, Value *v) {
+  if (y->type != T_I32 || y->shape.rank != p->shape.rank - 1) {
+    error_at(v->loc, "expected class labels for a %s, got %s", shape_str_sample(p->shape), shape_str_sample(y->shape));
+    return false;
+  }
+  return true;
+}
+
+// Rows of a [..., K] tensor: every axis but the last.
+static LLVMValueRef row_count(Emit *e, Shape s) {
+  LLVMValueRef n = I(e, 1);
+  for (int i = 0; i < s.rank - 1; i++) n = LLVMBuildMul(B(e), n, cg_dim(e, s, i), "");
+  return n;
+}
+
+//
+// softmax: p[r, k] = exp(z[r,k] - max_j z[r,j]) / sum_j exp(z[r,j] - max_j z[r,j])
+//
+// dz = p * (g - sum_k(g * p))       (the sum is over the last axis, broadcast back)
+bool shape_softmax(Value *v) {
+  v->shape = v->in[0]->shape;
+  v->type = T_F32;
+  return true;
+}
+void grad_softmax(Builder *b, Value *v, Value *g, Value **dx) {
+  Shape s = v->shape;
+  uint32_t keep = (1u << (s.rank - 1)) - 1;  // all axes but the last
+  Value *dot = ir_sum(b, ir_binary(b, OP_mul, g, v), shape_make(s.rank - 1, s.d), keep);
+  dx[0] = ir_binary(b, OP_mul, v, ir_binary(b, OP_sub, g, ir_bcast(b, dot, s, keep)));
+}
+// One row per tile. When the kernel also holds xent(p, y), the loss of the row
+// is -(z[y] - max - log(sum)), which never takes the log of a rounded p.
+LLVMValueRef emit_softmax(Emit *e, Value *v, LLVMValueRef *in) {
+  Value *Z = v->in[0];
+  int r = v->shape.rank;
+  int64_t K = v->shape.d[r - 1];
+  Value *xent = NULL;
+  for (int i = 0; i < e->k->members.len; i++) {
+    Value *m = e->k->members.data[i];
+    if (m->op == OP_xent && m->in[0] == v) xent = m;
+  }
+  LLVMValueRef tile = cg_alloca(e, e->f32, K);
+  LLVMValueRef lossacc = cg_alloca(e, e->f32, 1);
+  LLVMBuildStore(B(e), cg_f32(e, 0), lossacc);
+  // Rows are enumerated with a flat index; outer indices are recovered for the
+  // epilogue (only rank-2 [rows, K] shapes have more than one row axis here).
+  LLVMValueRef rows = row_count(e, v->shape);
+  Loop lr = cg_loop_begin(e, I(e, 0), rows, "row");
+  LLVMValueRef idx[MAXRANK];
+  {
+    LLVMValueRef rem = lr.i;
+    for (int i = r - 2; i >= 0; i--) {
+      LLVMValueRef d = cg_dim(e, v->shape, i);
+      idx[i] = i == 0 ? rem : LLVMBuildURem(B(e), rem, d, "");
+      if (i) rem = LLVMBuildUDiv(B(e), rem, d, "");
+    }
+  }
+  // max
+  LLVMValueRef mx = cg_alloca(e, e->f32, 1);
+  LLVMBuildStore(B(e), cg_f32(e, -3.4028234663852886e38), mx);
+  Loop lk = cg_loop_begin(e, I(e, 0), I(e, K), "k");
+  idx[r - 1] = lk.i;
+  LLVMValueRef z = cg_load_at(e, Z, idx);
+  LLVMBuildStore(B(e), cg_max(e, LLVMBuildLoad2(B(e), e->f32, mx, ""), z), mx);
+  cg_loop_end(e, &lk);
+  LLVMValueRef m = LLVMBuildLoad2(B(e), e->f32, mx, "max");
+  // exp and sum
+  LLVMValueRef sum = cg_alloca(e, e->f32, 1);
+  LLVMBuildStore(B(e), cg_f32(e, 0), sum);
+  Loop lk2 = cg_loop_begin(e, I(e, 0), I(e, K), "k");
+  idx[r - 1] = lk2.i;
+  LLVMValueRef d = cg_fast(LLVMBuildFSub(B(e), cg_load_at(e, Z, idx), m, ""));
+  LLVMValueRef ex = cg_call_intrinsic(e, "llvm.exp.f32", e->f32, &d, 1);
+  LLVMBuildStore(B(e), ex, cg_gep(e, e->f32, tile, lk2.i));
+  LLVMBuildStore(B(e), cg_fast(LLVMBuildFAdd(B(e), LLVMBuildLoad2(B(e), e->f32, sum, ""), ex, "")), sum);
+  cg_loop_end(e, &lk2);
+  LLVMValueRef s = LLVMBuildLoad2(B(e), e->f32, sum, "sum");
+  LLVMValueRef inv = LLVMBuildFDiv(B(e), cg_f32(e, 1), s, "");
+  Loop lk3 = cg_loop_begin(e, I(e, 0), I(e, K), "k");
+  LLVMValueRef pp = cg_gep(e, e->f32, tile, lk3.i);
+  LLVMBuildStore(B(e), LLVMBuildFMul(B(e), LLVMBuildLoad2(B(e), e->f32, pp, ""), inv, ""), pp);
+  cg_loop_end(e, &lk3);
+  if (xent) {
+    LLVMValueRef lab = cg_load_at(e, xent->in[1], idx);
+    idx[r - 1] = LLVMBuildSExt(B(e), lab, e->i64, "");
+    LLVMValueRef zy = cg_load_at(e, Z, idx);
+    LLVMValueRef ls = cg_call_intrinsic(e, "llvm.log.f32", e->f32, &s, 1);
+    LLVMValueRef nll = LLVMBuildFSub(B(e), LLVMBuildFAdd(B(e), m, ls, ""), zy, "");
+    LLVMBuildStore(B(e), LLVMBuildFAdd(B(e), LLVMBuildLoad2(B(e), e->f32, lossacc, ""), nll, ""), lossacc);
+  }
+  cg_epilogue(e, idx, 1, tile);
+  cg_loop_end(e, &lr);
+  if (xent) {
+    LLVMValueRef none[1] = {NULL};
+    cg_store_at(e, xent, none, LLVMBuildLoad2(B(e), e->f32, lossacc, ""));
+  }
+  return NULL;
+}
+
+//
+// xent: L = -sum_b log p[b, y_b]      (p: probabilities, y: class ids)
+//
+// dp = -g * onehot(y) / p
+bool shape_xent(Value *v) {
+  if (!is_labels(v->in[1], v->in[0], v)) return false;
+  v->shape.rank = 0;
+  v->type = T_F32;
+  return true;
+}
+void grad_xent(Builder *b, Value *v, Value *g, Value **dx) {
+  Value *p = v->in[0];
+  int64_t ia[8] = {p->shape.d[p->shape.rank - 1]};
+  Value *oh = ir_new(b, OP_onehot, 1, &v->in[1], ia, 0);
+  dx[0] = ir_binary(b, OP_mul, ir_unary(b, OP_neg, g), ir_binary(b, OP_div, oh, p));
+}
+// Alone (when its softmax is in another kernel): a loop over the rows.
+LLVMValueRef emit_xent(Emit *e, Value *v, LLVMValueRef *in) {
+  Value *P = v->in[0];
+  int r = P->shape.rank;
+  LLVMValueRef acc = cg_alloca(e, e->f32, 1);
+  LLVMBuildStore(B(e), cg_f32(e, 0), acc);
+  Loop lb = cg_loop_begin(e, I(e, 0), cg_dim(e, P->shape, 0), "b");
+  LLVMValueRef idx[MAXRANK] = {lb.i};
+  LLVMValueRef lab = cg_load_at(e, v->in[1], idx);
+  idx[r - 1] = LLVMBuildSExt(B(e), lab, e->i64, "");
+  LLVMValueRef p = cg_load_at(e, P, idx);
+  LLVMValueRef lp = cg_call_intrinsic(e, "llvm.log.f32", e->f32, &p, 1);
+  LLVMBuildStore(B(e), LLVMBuildFSub(B(e), LLVMBuildLoad2(B(e), e->f32, acc, ""), lp, ""), acc);
+  cg_loop_end(e, &lb);
+  LLVMValueRef none[1] = {NULL};
+  cg_store_at(e, v, none, LLVMBuildLoad2(B(e), e->f32, acc, ""));
+  return NULL;
+}
+
+//
+// correct: c = #{ b : argmax_k z[b, k] == y_b }   (first maximum wins)
+//
+// not differentiable (a metric)
+bool shape_correct(Value *v) {
+  if (!is_labels(v->in[1], v->in[0], v)) return false;
+  v->shape.rank = 0;
+  v->type = T_F32;
+  return true;
+}
+void grad_correct(Builder *b, Value *v, Value *g, Value **dx) {}
+LLVMValueRef emit_correct(Emit *e, Value *v, LLVMValueRef *in) {
+  Value *Z = v->in[0];
+  int64_t K = Z->shape.d[Z->shape.rank - 1];
+  LLVMValueRef acc = cg_alloca(e, e->f32, 1), best = cg_alloca(e, e->f32, 1), arg = cg_alloca(e, e->i64, 1);
+  LLVMBuildStore(B(e), cg_f32(e, 0), acc);
+  Loop lb = cg_loop_begin(e, I(e, 0), cg_dim(e, Z->shape, 0), "b");
+  LLVMValueRef idx[2] = {lb.i, I(e, 0)};
+  LLVMBuildStore(B(e), cg_load_at(e, Z, idx), best);
+  LLVMBuildStore(B(e), I(e, 0), arg);
+  Loop lk = cg_loop_begin(e, I(e, 1), I(e, K), "k");
+  idx[1] = lk.i;
+  LLVMValueRef z = cg_load_at(e, Z, idx), bv = LLVMBuildLoad2(B(e), e->f32, best, "");
+  LLVMValueRef gt = LLVMBuildFCmp(B(e), LLVMRealOGT, z, bv, "");
+  LLVMBuildStore(B(e), LLVMBuildSelect(B(e), gt, z, bv, ""), best);
+  LLVMBuildStore(B(e), LLVMBuildSelect(B(e), gt, lk.i, LLVMBuildLoad2(B(e), e->i64, arg, ""), ""), arg);
+  cg_loop_end(e, &lk);
+  LLVMValueRef lab = LLVMBuildSExt(B(e), cg_load_at(e, v->in[1], idx), e->i64, "");
+  LLVMValueRef hit = LLVMBuildICmp(B(e), LLVMIntEQ, lab, LLVMBuildLoad2(B(e), e->i64, arg, ""), "");
+  LLVMValueRef add = LLVMBuildSelect(B(e), hit, cg_f32(e, 1), cg_f32(e, 0), "");
+  LLVMBuildStore(B(e), LLVMBuildFAdd(B(e), LLVMBuildLoad2(B(e), e->f32, acc, ""), add, ""), acc);
+  cg_loop_end(e, &lb);
+  LLVMValueRef none[1] = {NULL};
+  cg_store_at(e, v, none, LLVMBuildLoad2(B(e), e->f32, acc, ""));
+  return NULL;
+}

@@ -1,0 +1,53 @@
+// optim.c: optimizer updates as IR (phase PH_UPDATE), so the fusion pass can
+// turn each parameter's update into one streaming kernel.
+//
+// Both follow PyTorch's definitions (weight decay is added to the gradient):
+//   sgd:   g' = g + wd*w;  buf' = mu*buf + g';  w' = w - lr*buf'   (no buf if mu = 0)
+//   adam:  g' = g + wd*w;  m' = b1*m + (1-b1)*g';  v' = b2*v + (1-b2)*g'^2
+//          w' = w - (lr/bc1) * m' / (sqrt(v')/sqrt(bc2) + eps),  bc_i = 1 - b_i^t
+#include "fnnc.h"
+
+static Value *K(Builder *b, double c) { return ir_const(b, c); }
+static Value *H(Builder *b, Hyper h) { return ir_leaf(b, OP_hyper, shape_make(0, NULL), T_F32, h, 0); }
+static Value *add(Builder *b, Value *x, Value *y) { return ir_binary(b, OP_add, x, y); }
+static Value *sub(Builder *b, Value *x, Value *y) { return ir_binary(b, OP_sub, x, y); }
+static Value *mul(Builder *b, Value *x, Value *y) { return ir_binary(b, OP_mul, x, y); }
+static Value *dvd(Builder *b, Value *x, Value *y) { return ir_binary(b, OP_div, x, y); }
+
+int optimizer_slots(const Optimizer *o) {
+  if (o->kind == OPT_ADAM) return 2;
+  return o->momentum > 0 ? 1 : 0;
+}
+
+void optimizer_lower(Graph *g) {
+  Optimizer *o = &g->info.opt;
+  g->state_floats = optimizer_slots(o) * g->param_floats;
+  for (int i = 0; i < g->nparams; i++) {
+    Param *p = &g->params[i];
+    if (!p->grad) continue;
+    Builder b = {g, p->loc, PH_UPDATE};
+    Value *w = p->value, *gr = p->grad;
+    if (o->weight_decay > 0) gr = add(&b, gr, mul(&b, K(&b, o->weight_decay), w));
+    Value *nw;
+    if (o->kind == OPT_ADAM) {
+      Value *m = ir_leaf(&b, OP_state, p->shape, T_F32, 0, i);
+      Value *v = ir_leaf(&b, OP_state, p->shape, T_F32, 1, i);
+      Value *m2 = add(&b, mul(&b, K(&b, o->beta1), m), mul(&b, K(&b, 1 - o->beta1), gr));
+      Value *v2 = add(&b, mul(&b, K(&b, o->beta2), v), mul(&b, K(&b, 1 - o->beta2), mul(&b, gr, gr)));
+      Value *step = dvd(&b, H(&b, HYP_LR), H(&b, HYP_BC1));
+      Value *denom = add(&b, dvd(&b, ir_unary(&b, OP_sqrt, v2), ir_unary(&b, OP_sqrt, H(&b, HYP_BC2))),
+                         K(&b, o->eps));
+      nw = sub(&b, w, mul(&b, step, dvd(&b, m2, denom)));
+      ir_store(&b, m2, BUF_STATE, i, 0);
+      ir_store(&b, v2, BUF_STATE, i, 1);
+    } else if (o->momentum > 0) {
+      Value *buf = ir_leaf(&b, OP_state, p->shape, T_F32, 0, i);
+      Value *buf2 = add(&b, mul(&b, K(&b, o->momentum), buf), gr);
+      nw = sub(&b, w, mul(&b, H(&b, HYP_LR), buf2));
+      ir_store(&b, buf2, BUF_STATE, i, 0);
+    } else {
+      nw = sub(&b, w, mul(&b, H(&b, HYP_LR), gr));
+    }
+    ir_store(&b, nw, BUF_PARAM, i, 0);
+  }
+}

@@ -1,0 +1,58 @@
+// fnnrt.h - the fnn runtime: the small C library that drives a compiled model.
+//
+// It is shared by `fnnc run` (the JIT hands it function pointers) and by every
+// ahead-of-time trainer (aot_main.c links against the generated object). It
+// never depends on LLVM.
+//
+//   data.c    IDX (raw or .gz) and CSV loading, uint8 storage, batching
+//   train.c   the trainer: flags, init, shuffle, epochs, eval, logging, progress
+//   check.c   finite-difference gradient check of a compiled model
+#ifndef FNNRT_H
+#define FNNRT_H
+
+#include <stdint.h>
+
+// The argument block of every compiled entry point: `void entry(FnnArgs *)`.
+// Generated code reads it as an array of 8-byte slots, so the field order and
+// sizes below are an ABI: change both sides together (compiler/codegen.c).
+typedef struct FnnArgs {
+  float *params;       // slot 0: parameter slab
+  float *grads;        // slot 1: gradient slab (written by grad_step)
+  float *state;        // slot 2: optimizer state slab
+  float *work;         // slot 3: activation workspace, work_per_n*n + work_fixed floats
+  const float *x;      // slot 4: [n, input...] normalised inputs
+  const void *y;       // slot 5: int32 [n] class ids, or float [n, width] targets
+  const float *hyper;  // slot 6: runtime scalars, indexed by FNN_HYP_*
+  float *out;          // slot 7: out[0] = mean loss over the batch, out[1] = #correct
+  int64_t n;           // slot 8: rows in this batch (1..batch)
+} FnnArgs;
+
+enum {
+  FNN_HYP_LR,    // learning rate
+  FNN_HYP_BC1,   // Adam bias correction 1 - beta1^t (t = 1-based step)
+  FNN_HYP_BC2,   // Adam bias correction 1 - beta2^t
+  FNN_HYP_INVN,  // 1.0f / n
+  FNN_HYP_COUNT
+};
+
+typedef void (*FnnEntry)(FnnArgs *);
+
+// A compiled model: its descriptor text (format in docs/architecture.md and
+// parsed by train.c) and its three entry points.
+typedef struct {
+  const char *desc;
+  FnnEntry train_step;  // forward, loss, backward, optimizer update
+  FnnEntry eval_step;   // forward, loss, correct count
+  FnnEntry grad_step;   // forward, loss, backward; gradients to args->grads
+} FnnModel;
+
+// The trainer's main: parses the trainer flags, then trains / evaluates.
+// argv[0] is the program name used in messages. Returns the exit status.
+int fnn_main(const FnnModel *m, int argc, char **argv);
+
+// `fnnc check`: compares grad_step against central finite differences of
+// eval_step's loss on one small random batch. Prints the worst relative error per
+// parameter; returns 0 if all are within tolerance, 1 otherwise.
+int fnn_check(const FnnModel *m, int argc, char **argv);
+
+#endif
