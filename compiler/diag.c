@@ -18,6 +18,8 @@
 
 #define TABSTOP 8
 #define INDENT "    "
+#define MAXSHOW 200  // longer source lines are cut around the location
+#define CONTEXT 60
 
 static int nerrors;
 
@@ -37,12 +39,18 @@ static int utf8_len(const unsigned char *s, size_t n) {
 
 // Echoes one source line (without its newline) and returns, through vstart and
 // vend, the display columns (0-based) of byte offsets `from` and `to`.
-static void echo_line(const unsigned char *s, size_t n, size_t from, size_t to, int *vstart,
-                      int *vend) {
+// With `cut_left`/`cut_right` the line is a window of a longer one and "..."
+// marks the cut.
+static void echo_line(const unsigned char *s, size_t n, size_t from, size_t to, bool cut_left,
+                      bool cut_right, int *vstart, int *vend) {
   int v = 0;
   *vstart = -1;
   *vend = -1;
   fputs(INDENT, stderr);
+  if (cut_left) {
+    fputs("...", stderr);
+    v = 3;
+  }
   size_t i = 0;
   while (i < n) {
     if (i == from) *vstart = v;
@@ -78,6 +86,7 @@ static void echo_line(const unsigned char *s, size_t n, size_t from, size_t to, 
       i += (size_t)len;
     }
   }
+  if (cut_right) fputs("...", stderr);
   fputc('\n', stderr);
   // Offsets at or past the end of the line continue as if padded with spaces.
   if (*vstart < 0) *vstart = v + (int)(from - n);
@@ -99,8 +108,20 @@ static void quote_source(Loc loc) {
   if (n > 0 && p[n - 1] == '\r') n--;
   size_t from = (size_t)loc.col - 1;
   size_t len = loc.len < 1 ? 1 : (size_t)loc.len;
+  // Very long lines are shown as a window around the location.
+  size_t ws = 0, we = n;
+  if (n > MAXSHOW) {
+    if (len > MAXSHOW / 2) len = MAXSHOW / 2;
+    if (from > CONTEXT) ws = from - CONTEXT;
+    if (from + len + CONTEXT < n) we = from + len + CONTEXT;
+    while (ws > 0 && ((unsigned char)p[ws] & 0xC0) == 0x80) ws--;
+    while (we < n && ((unsigned char)p[we] & 0xC0) == 0x80) we++;
+    if (from > we) from = we;
+    if (from + len > we) len = we > from ? we - from : 1;
+  }
   int vs, ve;
-  echo_line((const unsigned char *)p, n, from, from + len, &vs, &ve);
+  echo_line((const unsigned char *)p + ws, we - ws, from - ws, from - ws + len, ws > 0, we < n,
+            &vs, &ve);
   fputs(INDENT, stderr);
   for (int i = 0; i < vs; i++) fputc(' ', stderr);
   fputc('^', stderr);

@@ -48,6 +48,7 @@ typedef struct LexState {
   int line, col;   // 1-based, col in bytes
   size_t off;      // byte offset of the next character
   size_t tok_off;  // byte offset of the last token
+  size_t bad_end;  // offset just past the last invalid character (runs report once)
 } LexState;
 
 typedef struct Parser Parser;
@@ -101,7 +102,12 @@ struct Parser {
   int old;
   YYLTYPE brace_loc;  // the last '{'
   YYLTYPE end_loc;    // just past the last token that was not a newline
+  int errors0;        // error_count() when parsing started
+  bool stopped;       // too many errors: the rest of the file is ignored
 };
+
+// Stop after this many errors in one file: later ones are mostly noise.
+#define MAX_ERRORS 20
 
 static int yylex(YYSTYPE *lval, YYLTYPE *lloc, yyscan_t scanner, Parser *P);
 static void yyerror(const YYLTYPE *lloc, yyscan_t scanner, Parser *P, const char *msg);
@@ -408,6 +414,12 @@ static int next_raw(YYSTYPE *lval, YYLTYPE *lloc, yyscan_t scanner, Parser *P, s
 static int yylex(YYSTYPE *lval, YYLTYPE *lloc, yyscan_t scanner, Parser *P) {
   size_t off, len;
   int t;
+  if (P->stopped || error_count() - P->errors0 >= MAX_ERRORS) {
+    if (!P->stopped) hint("too many errors, giving up on '%s'", P->src->path);
+    P->stopped = true;
+    *lloc = P->end_loc;
+    return TK_YYEOF;
+  }
   for (;;) {
     t = next_raw(lval, lloc, scanner, P, &off, &len);
     if (t != TK_NL) break;
@@ -438,6 +450,21 @@ static int yylex(YYSTYPE *lval, YYLTYPE *lloc, yyscan_t scanner, Parser *P) {
       P->paren = 0;
       break;
     }
+  }
+  // A section keyword at the start of a line inside a block: the block was
+  // never closed. Say so, and close it here so the next section parses.
+  if ((t == TK_MODEL || t == TK_OPTIMIZER || t == TK_DATA) && P->braces > 0 &&
+      (P->prev == TK_NL || P->prev == ';' || P->prev == '{')) {
+    error_at(mkloc(P, *lloc), "expected '}' before '%.*s'", (int)len, P->src->text + off);
+    hint("the '{' on line %d is never closed", P->brace_loc.first_line);
+    P->have_pend = true;
+    P->pend = t;
+    P->pend_val = *lval;
+    P->pend_loc = *lloc;
+    P->pend_off = off;
+    P->pend_len = len;
+    t = '}';
+    len = 0;
   }
   switch (t) {
   case '(':
@@ -524,6 +551,7 @@ static const char *const stmt_words[] = {"input", "target", "loss", NULL};
 
 static int yyreport_syntax_error(const yypcontext_t *ctx, yyscan_t scanner, Parser *P) {
   (void)scanner;
+  if (P->stopped) return 0;
   yysymbol_kind_t tok = yypcontext_token(ctx);
   Loc loc = mkloc(P, *yypcontext_location(ctx));
   yysymbol_kind_t exp[YYNTOKENS];
@@ -536,7 +564,7 @@ static int yyreport_syntax_error(const yypcontext_t *ctx, yyscan_t scanner, Pars
   // Unknown section at the top level.
   if (has(exp, n, YYSYMBOL_MODEL)) {
     if (word) {
-      error_at(loc, "unknown section '%s'", word);
+      error_at(loc, "unknown section %s", what);
       const char *near = closest_word(word, section_words);
       if (near) hint("did you mean '%s'?", near);
       else hint("a program is made of 'model', 'optimizer', 'data' and 'train' sections");
@@ -641,6 +669,7 @@ Node *parse_file(Source *src) {
   P->lex.line = 1;
   P->lex.col = 1;
   P->end_loc = (YYLTYPE){1, 1, 1, 2};
+  P->errors0 = errors;
   yyscan_t scanner;
   if (yylex_init_extra(&P->lex, &scanner) != 0) die("cannot create the scanner");
   if (!yy_scan_bytes(src->text, (int)src->len, scanner)) die("cannot create the scanner buffer");

@@ -1,0 +1,570 @@
+// data.c - data sets: IDX (raw or gzip) and CSV loading, validation, batching.
+//
+// A data set keeps its inputs as loaded: IDX images as one uint8 slab, CSV
+// features as one float slab. Normalisation happens while a batch is gathered:
+//   IDX: x = (u8 / 255 - mean) / std     (through a 256-entry table)
+//   CSV: x = (v - mean) / std
+// Targets are int32 class ids [n] or float values [n, width].
+//
+// Every error names the file (and for CSV the line), says what was expected and
+// what was found, and makes rt_data_load return NULL.
+#include "fnnrt.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <zlib.h>
+
+// util.c
+void rt_error(const char *prog, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void rt_hint(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+typedef struct RtData {
+  int64_t count;     // samples
+  int64_t dim;       // input floats per sample
+  int classify;      // 1: y is int32 [count]; 0: y is float [count, width]
+  int64_t width;     // classes (classify) or target floats per sample
+  uint8_t *u8;       // IDX inputs [count, dim], or NULL
+  float *f32;        // CSV inputs [count, dim], or NULL
+  int32_t *labels;   // [count] if classify
+  float *targets;    // [count, width] if !classify
+  float lut[256];    // IDX: normalised value of each byte
+  float mean, inv_std;
+} RtData;
+
+void rt_data_free(RtData *d) {
+  if (!d) return;
+  free(d->u8);
+  free(d->f32);
+  free(d->labels);
+  free(d->targets);
+  free(d);
+}
+
+int64_t rt_data_count(const RtData *d) { return d->count; }
+
+// x: float [n, dim]; y: int32 [n] or float [n, width]. idx: sample numbers.
+void rt_data_batch(const RtData *d, const int64_t *idx, int64_t n, float *x, void *y) {
+  for (int64_t r = 0; r < n; r++) {
+    int64_t s = idx[r];
+    float *xr = x + r * d->dim;
+    if (d->u8) {
+      const uint8_t *src = d->u8 + s * d->dim;
+      for (int64_t j = 0; j < d->dim; j++) xr[j] = d->lut[src[j]];
+    } else {
+      const float *src = d->f32 + s * d->dim;
+      for (int64_t j = 0; j < d->dim; j++) xr[j] = (src[j] - d->mean) * d->inv_std;
+    }
+    if (d->classify)
+      ((int32_t *)y)[r] = d->labels[s];
+    else
+      memcpy((float *)y + r * d->width, d->targets + s * d->width, (size_t)d->width * sizeof(float));
+  }
+}
+
+//
+// Files: paths resolve against the data directory; PATH.gz stands in for a
+// missing PATH. gzopen reads raw and gzip files alike.
+//
+static char *join_path(const char *dir, const char *file) {
+  size_t a = strlen(dir), b = strlen(file);
+  char *p = malloc(a + b + 5);  // room for "/" and ".gz"
+  if (!p) return NULL;
+  if (file[0] == '/' || !a) {
+    memcpy(p, file, b + 1);
+  } else {
+    memcpy(p, dir, a);
+    size_t k = a;
+    if (p[k - 1] != '/') p[k++] = '/';
+    memcpy(p + k, file, b + 1);
+  }
+  return p;
+}
+
+static int is_regular(const char *path, struct stat *st) { return stat(path, st) == 0 && S_ISREG(st->st_mode); }
+
+// Opens DIR/FILE (or DIR/FILE.gz). On success *path is the file actually
+// opened (malloc'd) and *raw_size its size on disk.
+static gzFile open_data(const char *prog, const char *dir, const char *file, char **path, int64_t *disk_size) {
+  char *p = join_path(dir, file);
+  if (!p) {
+    rt_error(prog, "out of memory");
+    return NULL;
+  }
+  struct stat st;
+  if (!is_regular(p, &st)) {
+    size_t n = strlen(p);
+    int had_errno = errno;
+    memcpy(p + n, ".gz", 4);
+    if (!is_regular(p, &st)) {
+      p[n] = 0;
+      if (stat(p, &st) == 0 && S_ISDIR(st.st_mode))
+        rt_error(prog, "%s: expected a data file, found a directory", p);
+      else
+        rt_error(prog, "%s: cannot open: %s (and there is no %s.gz)", p,
+                 had_errno == ENOENT ? "no such file" : strerror(had_errno), p);
+      rt_hint("data files resolve against --data DIR (here '%s'); 'make data' installs MNIST into ./data", dir);
+      free(p);
+      return NULL;
+    }
+  }
+  gzFile gz = gzopen(p, "rb");
+  if (!gz) {
+    rt_error(prog, "%s: cannot open: %s", p, strerror(errno));
+    free(p);
+    return NULL;
+  }
+  gzbuffer(gz, 1 << 17);
+  *path = p;
+  *disk_size = (int64_t)st.st_size;
+  return gz;
+}
+
+// Reads up to n bytes; returns the count read, or -1 after an error message.
+static int64_t read_bytes(const char *prog, const char *path, gzFile gz, void *buf, int64_t n) {
+  int64_t got = 0;
+  while (got < n) {
+    int64_t chunk = n - got > (1 << 30) ? (1 << 30) : n - got;
+    int r = gzread(gz, (char *)buf + got, (unsigned)chunk);
+    if (r < 0) {
+      int code;
+      const char *msg = gzerror(gz, &code);
+      rt_error(prog, "%s: cannot read: %s", path, code == Z_ERRNO ? strerror(errno) : msg);
+      return -1;
+    }
+    got += r;
+    if (r == 0 || r < chunk) {
+      // Short read: end of file, or an incomplete gzip stream (zlib reports
+      // "unexpected end of file"; it counts as truncation, found = got).
+      int code;
+      gzerror(gz, &code);
+      if (code != Z_OK && code != Z_BUF_ERROR) {
+        rt_error(prog, "%s: cannot read: %s", path, gzerror(gz, &code));
+        return -1;
+      }
+      if (r == 0) break;
+    }
+  }
+  return got;
+}
+
+// Bytes left after the expected end (0 if none); -1 after an error.
+static int64_t count_rest(const char *prog, const char *path, gzFile gz) {
+  char buf[65536];
+  int64_t extra = 0;
+  for (;;) {
+    int64_t r = read_bytes(prog, path, gz, buf, (int64_t)sizeof buf);
+    if (r < 0) return -1;
+    extra += r;
+    if (r < (int64_t)sizeof buf) return extra;
+  }
+}
+
+static uint32_t be32(const uint8_t *p) {
+  return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
+}
+
+static const char *plural(uint64_t n, const char *one, const char *many) { return n == 1 ? one : many; }
+
+// An IDX header: magic then `ndims` big-endian uint32 sizes.
+static int read_idx_header(const char *prog, const char *path, gzFile gz, uint32_t want_magic, const char *what,
+                           uint32_t *dims, int ndims) {
+  uint8_t h[16];
+  int64_t want = 4 + 4 * (int64_t)ndims;
+  int64_t got = read_bytes(prog, path, gz, h, want);
+  if (got < 0) return -1;
+  if (got < 4) {
+    rt_error(prog, "%s: expected an IDX %s file (magic %u), found a file of %lld bytes", path, what, want_magic,
+             (long long)got);
+    return -1;
+  }
+  uint32_t magic = be32(h);
+  if (magic != want_magic) {
+    const char *hint = "";
+    if (h[0] == 0x1f && h[1] == 0x8b) hint = " (a damaged gzip file?)";
+    else if (magic == 2049 || magic == 2051) hint = magic == 2049 ? " (a label file)" : " (an image file)";
+    rt_error(prog, "%s: expected IDX %s magic %u (0x%08x), found %u (0x%08x)%s", path, what, want_magic, want_magic,
+             magic, magic, hint);
+    return -1;
+  }
+  if (got < want) {
+    rt_error(prog, "%s: truncated IDX header: expected %lld bytes, found %lld", path, (long long)want,
+             (long long)got);
+    return -1;
+  }
+  for (int i = 0; i < ndims; i++) dims[i] = be32(h + 4 + 4 * i);
+  return 0;
+}
+
+// A raw file's size on disk must be exactly header + payload: checked before
+// anything is allocated, so a damaged header cannot ask for gigabytes.
+static int check_raw_size(const char *prog, const char *path, gzFile gz, int64_t header, int64_t disk_size,
+                          int64_t payload, const char *what) {
+  if (!gzdirect(gz) || disk_size == header + payload) return 0;
+  rt_error(prog, "%s: %s: expected %lld bytes (%lld header + %lld data for %s), found %lld", path,
+           disk_size < header + payload ? "truncated" : "trailing bytes", (long long)(header + payload),
+           (long long)header, (long long)payload, what, (long long)disk_size);
+  return -1;
+}
+
+// Reads exactly `payload` bytes after the header and checks nothing follows.
+static int read_payload(const char *prog, const char *path, gzFile gz, int64_t header, int64_t disk_size,
+                        void *buf, int64_t payload, const char *what) {
+  if (check_raw_size(prog, path, gz, header, disk_size, payload, what)) return -1;
+  int64_t got = read_bytes(prog, path, gz, buf, payload);
+  if (got < 0) return -1;
+  if (got < payload) {
+    rt_error(prog, "%s: truncated: expected %lld bytes of data for %s, found %lld", path, (long long)payload, what,
+             (long long)got);
+    return -1;
+  }
+  int64_t extra = count_rest(prog, path, gz);
+  if (extra < 0) return -1;
+  if (extra) {
+    rt_error(prog, "%s: trailing bytes: expected %lld bytes of data for %s, found %lld more", path,
+             (long long)payload, what, (long long)extra);
+    return -1;
+  }
+  return 0;
+}
+
+// A per-sample shape as "[1,28,28]".
+static void shape_str(char *buf, size_t cap, int rank, const int64_t *d) {
+  size_t k = 0;
+  k += (size_t)snprintf(buf + k, cap - k, "[");
+  for (int i = 0; i < rank && k < cap; i++) k += (size_t)snprintf(buf + k, cap - k, i ? ",%lld" : "%lld", (long long)d[i]);
+  if (k < cap) snprintf(buf + k, cap - k, "]");
+}
+
+// Whether IDX images of rows x cols fit the model input: equal after dropping
+// leading 1s ([1,28,28] takes 28x28), or the model takes a flat vector of
+// rows*cols floats ([784] takes 28x28).
+static int dims_match(int rank, const int64_t *d, uint32_t rows, uint32_t cols) {
+  int k = 0;
+  while (k < rank - 1 && d[k] == 1) k++;
+  if (rank - k == 2 && d[k] == rows && d[k + 1] == cols) return 1;
+  if (rank - k == 1 && d[k] == (int64_t)rows * cols) return 1;
+  return 0;
+}
+
+static RtData *load_idx(const char *prog, const char *dir, const char *fimg, const char *flab, int in_rank,
+                        const int64_t *in_dims, int64_t in_numel, int classify, int64_t ncls) {
+  char *ipath = NULL, *lpath = NULL;
+  gzFile gi = NULL, gl = NULL;
+  RtData *d = calloc(1, sizeof *d);
+  if (!d) {
+    rt_error(prog, "out of memory");
+    return NULL;
+  }
+  d->classify = 1;
+  d->width = ncls;
+  d->dim = in_numel;
+  int64_t disk;
+  uint32_t idims[3], ldims[1];
+  if (!(gi = open_data(prog, dir, fimg, &ipath, &disk))) goto fail;
+  if (read_idx_header(prog, ipath, gi, 2051, "image", idims, 3)) goto fail;
+  char want[128];
+  shape_str(want, sizeof want, in_rank, in_dims);
+  if (!dims_match(in_rank, in_dims, idims[1], idims[2])) {
+    rt_error(prog, "%s: the images are %ux%u, but the model input is %s per sample", ipath, idims[1], idims[2], want);
+    goto fail;
+  }
+  if (!classify) {
+    rt_error(prog, "%s: IDX data has class labels, but the model's target is %lld values per sample", ipath,
+             (long long)ncls);
+    goto fail;
+  }
+  d->count = idims[0];
+  int64_t payload = (int64_t)idims[0] * idims[1] * idims[2];  // < 2^96 cannot happen: dims match the model
+  char what[96];
+  snprintf(what, sizeof what, "%u %s of %ux%u", idims[0], plural(idims[0], "image", "images"), idims[1], idims[2]);
+  if (check_raw_size(prog, ipath, gi, 16, disk, payload, what)) goto fail;
+  if (!(d->u8 = malloc(payload ? (size_t)payload : 1))) {
+    rt_error(prog, "%s: cannot allocate %.1f MB for %s", ipath, (double)payload / 1048576.0, what);
+    goto fail;
+  }
+  if (read_payload(prog, ipath, gi, 16, disk, d->u8, payload, what)) goto fail;
+  gzclose(gi);
+  gi = NULL;
+
+  if (!(gl = open_data(prog, dir, flab, &lpath, &disk))) goto fail;
+  if (read_idx_header(prog, lpath, gl, 2049, "label", ldims, 1)) goto fail;
+  if (ldims[0] != idims[0]) {
+    rt_error(prog, "%s: expected %u labels to match the images, found %u", lpath, idims[0], ldims[0]);
+    goto fail;
+  }
+  snprintf(what, sizeof what, "%u %s", ldims[0], plural(ldims[0], "label", "labels"));
+  if (check_raw_size(prog, lpath, gl, 8, disk, ldims[0], what)) goto fail;
+  uint8_t *lab = malloc(ldims[0] ? ldims[0] : 1);
+  if (!lab) {
+    rt_error(prog, "out of memory");
+    goto fail;
+  }
+  if (read_payload(prog, lpath, gl, 8, disk, lab, ldims[0], what)) {
+    free(lab);
+    goto fail;
+  }
+  if (!(d->labels = malloc(sizeof(int32_t) * (ldims[0] ? ldims[0] : 1)))) {
+    free(lab);
+    rt_error(prog, "out of memory");
+    goto fail;
+  }
+  for (uint32_t i = 0; i < ldims[0]; i++) {
+    if (lab[i] >= ncls) {
+      rt_error(prog, "%s: label %u of sample %u is out of range: the model has %lld classes (0..%lld)", lpath, lab[i],
+               i, (long long)ncls, (long long)ncls - 1);
+      free(lab);
+      goto fail;
+    }
+    d->labels[i] = lab[i];
+  }
+  free(lab);
+  if (d->count == 0) {
+    rt_error(prog, "%s: expected at least one image, found none", ipath);
+    goto fail;
+  }
+  gzclose(gl);
+  free(ipath);
+  free(lpath);
+  return d;
+fail:
+  if (gi) gzclose(gi);
+  if (gl) gzclose(gl);
+  free(ipath);
+  free(lpath);
+  rt_data_free(d);
+  return NULL;
+}
+
+//
+// CSV: one sample per line, numbers separated by commas. An optional header is
+// a first line with a field that is not a number. Classification: the features,
+// then one integer class column; regression: the features, then `width` target
+// columns. Blank lines are skipped; CRLF line ends are fine.
+//
+static char *read_all(const char *prog, const char *path, gzFile gz, int64_t *len) {
+  size_t cap = 1 << 16, n = 0;
+  char *buf = malloc(cap + 1);
+  for (;;) {
+    if (!buf) {
+      rt_error(prog, "%s: out of memory", path);
+      return NULL;
+    }
+    if (n == cap) {
+      if (cap > (SIZE_MAX - 1) / 2) {
+        free(buf);
+        rt_error(prog, "%s: file too large", path);
+        return NULL;
+      }
+      cap *= 2;
+      char *nb = realloc(buf, cap + 1);
+      if (!nb) free(buf);
+      buf = nb;
+      continue;
+    }
+    int64_t r = read_bytes(prog, path, gz, buf + n, (int64_t)(cap - n));
+    if (r < 0) {
+      free(buf);
+      return NULL;
+    }
+    n += (size_t)r;
+    if (n < cap) break;
+  }
+  buf[n] = 0;
+  *len = (int64_t)n;
+  return buf;
+}
+
+// Appends to a growable float array.
+static int push_floats(float **a, int64_t *len, int64_t *cap, const float *v, int64_t n) {
+  if (*len + n > *cap) {
+    int64_t nc = *cap ? *cap * 2 : 4096;
+    while (nc < *len + n) nc *= 2;
+    float *na = realloc(*a, (size_t)nc * sizeof(float));
+    if (!na) return -1;
+    *a = na;
+    *cap = nc;
+  }
+  memcpy(*a + *len, v, (size_t)n * sizeof(float));
+  *len += n;
+  return 0;
+}
+
+static int is_blank(const char *s, const char *e) {
+  for (; s < e; s++)
+    if (*s != ' ' && *s != '\t' && *s != '\r') return 0;
+  return 1;
+}
+
+// Parses one field [s, e) as a finite number.
+static int parse_field(const char *s, const char *e, double *v) {
+  while (s < e && (*s == ' ' || *s == '\t')) s++;
+  while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r')) e--;
+  if (s == e || e - s > 300) return -1;
+  char tmp[320];
+  memcpy(tmp, s, (size_t)(e - s));
+  tmp[e - s] = 0;
+  char *end;
+  double x = strtod(tmp, &end);
+  if (*end || !isfinite(x)) return -1;
+  *v = x;
+  return 0;
+}
+
+static RtData *load_csv(const char *prog, const char *dir, const char *file, int64_t in_numel, int classify,
+                        int64_t width, double mean, double std) {
+  char *path = NULL, *text = NULL;
+  int64_t disk, len;
+  RtData *d = calloc(1, sizeof *d);
+  float *row = NULL;
+  int64_t xlen = 0, xcap = 0, ylen = 0, ycap = 0;
+  float *ys = NULL;
+  if (!d) {
+    rt_error(prog, "out of memory");
+    return NULL;
+  }
+  d->dim = in_numel;
+  d->classify = classify;
+  d->width = width;
+  d->mean = (float)mean;
+  d->inv_std = (float)(1.0 / std);
+  gzFile gz = open_data(prog, dir, file, &path, &disk);
+  if (!gz) goto fail;
+  text = read_all(prog, path, gz, &len);
+  gzclose(gz);
+  if (!text) goto fail;
+  if ((int64_t)strlen(text) != len) {
+    rt_error(prog, "%s: expected a text (CSV) file, found NUL bytes", path);
+    goto fail;
+  }
+  int64_t ncols = in_numel + (classify ? 1 : width);
+  row = malloc((size_t)ncols * sizeof(float));
+  if (!row) {
+    rt_error(prog, "out of memory");
+    goto fail;
+  }
+  char cols_desc[160];
+  if (classify)
+    snprintf(cols_desc, sizeof cols_desc, "%lld features + 1 class", (long long)in_numel);
+  else
+    snprintf(cols_desc, sizeof cols_desc, "%lld features + %lld %s", (long long)in_numel, (long long)width,
+             plural((uint64_t)width, "target", "targets"));
+  int64_t lineno = 0;
+  int seen_content = 0;
+  for (const char *p = text; *p;) {
+    const char *eol = strchr(p, '\n');
+    if (!eol) eol = p + strlen(p);
+    lineno++;
+    const char *line = p;
+    p = *eol ? eol + 1 : eol;
+    if (is_blank(line, eol)) continue;
+    if (!seen_content) {
+      // The first line is a header if any of its fields is not a number.
+      seen_content = 1;
+      int header = 0;
+      for (const char *f = line; !header;) {
+        const char *fe = f;
+        while (fe < eol && *fe != ',') fe++;
+        double v;
+        header = parse_field(f, fe, &v) != 0;
+        if (fe == eol) break;
+        f = fe + 1;
+      }
+      if (header) continue;
+    }
+    int64_t c = 0;
+    for (const char *f = line;; c++) {
+      const char *fe = f;
+      while (fe < eol && *fe != ',') fe++;
+      double v;
+      if (parse_field(f, fe, &v)) {
+        int w = (int)(fe - f) > 40 ? 40 : (int)(fe - f);
+        if (is_blank(f, fe))
+          rt_error(prog, "%s:%lld: column %lld is empty, expected a number", path, (long long)lineno,
+                   (long long)c + 1);
+        else
+          rt_error(prog, "%s:%lld: column %lld: expected a number, found '%.*s'", path, (long long)lineno,
+                   (long long)c + 1, w, f);
+        goto fail;
+      }
+      if (c < ncols) row[c] = (float)v;
+      if (c == in_numel && classify) {
+        if (v != floor(v) || v < 0 || v >= (double)width) {
+          rt_error(prog, "%s:%lld: expected a class in 0..%lld in column %lld, found %g", path, (long long)lineno,
+                   (long long)width - 1, (long long)c + 1, v);
+          goto fail;
+        }
+      }
+      if (fe == eol) {
+        c++;
+        break;
+      }
+      f = fe + 1;
+    }
+    if (c != ncols) {
+      rt_error(prog, "%s:%lld: expected %lld columns (%s), found %lld", path, (long long)lineno, (long long)ncols,
+               cols_desc, (long long)c);
+      goto fail;
+    }
+    if (push_floats(&d->f32, &xlen, &xcap, row, in_numel) ||
+        push_floats(&ys, &ylen, &ycap, row + in_numel, ncols - in_numel)) {
+      rt_error(prog, "%s: out of memory", path);
+      goto fail;
+    }
+    d->count++;
+  }
+  if (d->count == 0) {
+    rt_error(prog, "%s: expected at least one row of %lld columns (%s), found none", path, (long long)ncols,
+             cols_desc);
+    goto fail;
+  }
+  if (classify) {
+    if (!(d->labels = malloc((size_t)d->count * sizeof(int32_t)))) {
+      rt_error(prog, "out of memory");
+      goto fail;
+    }
+    for (int64_t i = 0; i < d->count; i++) d->labels[i] = (int32_t)ys[i];
+    free(ys);
+  } else {
+    d->targets = ys;
+  }
+  ys = NULL;
+  free(row);
+  free(text);
+  free(path);
+  return d;
+fail:
+  free(ys);
+  free(row);
+  free(text);
+  free(path);
+  rt_data_free(d);
+  return NULL;
+}
+
+// Loads a data set for a model whose per-sample input is in_dims[0..in_rank)
+// and whose target is `width` classes (classify) or `width` values.
+RtData *rt_data_load(const char *prog, const char *dir, const char *kind, const char *f0, const char *f1,
+                     int in_rank, const int64_t *in_dims, int classify, int64_t width, double mean, double std) {
+  int64_t numel = 1;
+  for (int i = 0; i < in_rank; i++) numel *= in_dims[i];
+  RtData *d;
+  if (!strcmp(kind, "idx")) {
+    d = load_idx(prog, dir, f0, f1, in_rank, in_dims, numel, classify, width);
+    if (d) {
+      d->mean = (float)mean;
+      d->inv_std = (float)(1.0 / std);
+      for (int i = 0; i < 256; i++) d->lut[i] = (float)(((double)i / 255.0 - mean) / std);
+    }
+  } else if (!strcmp(kind, "csv")) {
+    d = load_csv(prog, dir, f0, numel, classify, width, mean, std);
+  } else {
+    rt_error(prog, "unknown data format '%s'", kind);
+    d = NULL;
+  }
+  return d;
+}

@@ -1,0 +1,709 @@
+// train.c - the model descriptor, the slabs, parameter initialisation, and the
+// trainer (fnn_main): flags, data, shuffling, epochs, evaluation, logging and
+// the progress bar.
+#include "fnnrt.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+// util.c
+void rt_rng_seed(uint64_t s[4], uint64_t seed, uint64_t stream);
+double rt_rng_unit(uint64_t s[4]);
+uint64_t rt_rng_below(uint64_t s[4], uint64_t n);
+void rt_error(const char *prog, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void rt_hint(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+double rt_now(void);
+float *rt_alloc_floats(const char *prog, const char *what, int64_t n);
+int rt_flag_value(const char *prog, int argc, char **argv, int *i, const char *name, const char **val);
+int rt_parse_int(const char *prog, const char *flag, const char *s, int64_t min, int64_t *out);
+int rt_parse_pos_real(const char *prog, const char *flag, const char *s, double *out);
+void rt_unknown_flag(const char *prog, const char *arg, const char *const *names);
+
+// data.c
+typedef struct RtData RtData;
+RtData *rt_data_load(const char *prog, const char *dir, const char *kind, const char *f0, const char *f1,
+                     int in_rank, const int64_t *in_dims, int classify, int64_t width, double mean, double std);
+int64_t rt_data_count(const RtData *d);
+void rt_data_batch(const RtData *d, const int64_t *idx, int64_t n, float *x, void *y);
+void rt_data_free(RtData *d);
+
+// PRNG streams (see util.c): one per parameter, one per epoch's shuffle.
+#define STREAM_PARAM 0x100u
+#define STREAM_SHUFFLE 0x10000u
+
+//
+// The model descriptor (format: docs/architecture.md, written by compiler/entry.c).
+//
+#define RT_MAXRANK 8
+enum { INIT_KAIMING, INIT_BIAS, INIT_ZERO, INIT_ONE };
+
+typedef struct {
+  char *name;
+  int64_t offset, fan_in, numel;  // offset and numel in floats
+  int init;
+  int rank;
+  int64_t dims[RT_MAXRANK];
+} RtParam;
+
+typedef struct {
+  int present;
+  char *kind, *files[2];
+} RtSource;
+
+typedef struct RtModel {
+  const FnnModel *m;
+  char *text;  // the descriptor, tokenised in place
+  char *name;
+  int in_rank;
+  int64_t in_dims[RT_MAXRANK], in_numel;
+  int classify;
+  int64_t width;  // classes, or target values per sample
+  int64_t batch, epochs, seed;
+  int shuffle;
+  int adam;
+  double lr, beta1, beta2, eps, momentum, weight_decay;
+  double mean, std;
+  RtSource train, test;
+  int64_t param_floats, state_floats, work_per_n, work_fixed;
+  int nparams;
+  RtParam *params;
+  // Slabs, from rt_model_setup.
+  float *pslab, *gslab, *sslab, *wslab;
+} RtModel;
+
+void rt_model_free(RtModel *r) {
+  if (!r) return;
+  free(r->pslab);
+  free(r->gslab);
+  free(r->sslab);
+  free(r->wslab);
+  free(r->params);
+  free(r->text);
+  free(r);
+}
+
+// Splits a line into tokens in place: bare words, or "strings" in which a
+// backslash escapes a quote or a backslash.
+// Returns the count, or -1 if malformed.
+static int tokenize(char *s, char **tok, int max) {
+  int n = 0;
+  for (;;) {
+    while (*s == ' ' || *s == '\t') s++;
+    if (!*s) return n;
+    if (n == max) return -1;
+    if (*s == '"') {
+      char *o = ++s;
+      tok[n++] = o;
+      for (;; s++) {
+        if (!*s) return -1;
+        if (*s == '"') break;
+        if (*s == '\\') {
+          s++;
+          if (*s != '"' && *s != '\\') return -1;
+        }
+        *o++ = *s;
+      }
+      s++;
+      if (*s && *s != ' ' && *s != '\t') return -1;
+      *o = 0;
+      if (*s) s++;
+    } else {
+      tok[n++] = s;
+      while (*s && *s != ' ' && *s != '\t') {
+        if (*s == '"') return -1;
+        s++;
+      }
+      if (*s) *s++ = 0;
+    }
+  }
+}
+
+static int tok_int(const char *s, int64_t min, int64_t *out) {
+  char *end;
+  if (!*s) return -1;
+  long long v = strtoll(s, &end, 10);
+  if (*end || v < min) return -1;
+  *out = v;
+  return 0;
+}
+
+static int tok_real(const char *s, double *out) {
+  char *end;
+  if (!*s) return -1;
+  double v = strtod(s, &end);
+  if (*end || !isfinite(v)) return -1;
+  *out = v;
+  return 0;
+}
+
+// "RANK D1 ... DR" at tok[0..]; returns the tokens used, or -1.
+static int tok_dims(char **tok, int ntok, int *rank, int64_t *dims, int64_t *numel) {
+  int64_t r;
+  if (ntok < 1 || tok_int(tok[0], 0, &r) || r > RT_MAXRANK || ntok < 1 + r) return -1;
+  *rank = (int)r;
+  *numel = 1;
+  for (int i = 0; i < r; i++) {
+    if (tok_int(tok[1 + i], 1, &dims[i]) || dims[i] > ((int64_t)1 << 40) / *numel) return -1;
+    *numel *= dims[i];
+  }
+  return 1 + (int)r;
+}
+
+// Parses the descriptor; NULL (after an internal error message) if malformed.
+RtModel *rt_model_open(const FnnModel *m) {
+  RtModel *r = calloc(1, sizeof *r);
+  if (!r || !m || !m->desc || !(r->text = strdup(m->desc))) {
+    fprintf(stderr, "fnn: internal error: no model descriptor\n");
+    rt_model_free(r);
+    return NULL;
+  }
+  r->m = m;
+  enum { R_FNN, R_MODEL, R_INPUT, R_TARGET, R_BATCH, R_EPOCHS, R_SEED, R_SHUFFLE, R_OPT, R_NORM, R_TRAIN, R_TEST,
+         R_PARAMS, R_STATE, R_WORK, R_END, R_COUNT };
+  static const char *const recs[R_COUNT] = {"fnn",   "model",  "input",     "target", "batch", "epochs",
+                                            "seed",  "shuffle", "optimizer", "normalize", "train", "test",
+                                            "params", "state",  "work",      "end"};
+  int seen[R_COUNT] = {0};
+  int nparam_seen = 0;
+  int lineno = 0;
+  char *line = r->text;
+  while (line && *line) {
+    char *nl = strchr(line, '\n');
+    if (nl) *nl = 0;
+    lineno++;
+    char *tok[4 + RT_MAXRANK + 8];
+    int nt = tokenize(line, tok, (int)(sizeof tok / sizeof tok[0]));
+    int k = -1;
+    if (nt > 0)
+      for (k = 0; k < R_COUNT && strcmp(tok[0], recs[k]); k++) {
+      }
+    // `param` lines follow `params` and come before `state`.
+    int is_param = nt > 0 && !strcmp(tok[0], "param");
+    if (nt <= 0 || (!is_param && (k == R_COUNT || seen[k])) || seen[R_END] || (lineno == 1) != (k == R_FNN))
+      goto bad;
+    if (is_param) {
+      if (!seen[R_PARAMS] || seen[R_STATE] || nparam_seen >= r->nparams || nt < 6) goto bad;
+      RtParam *p = &r->params[nparam_seen++];
+      static const char *const inits[] = {"kaiming_uniform", "bias_uniform", "zero", "one"};
+      p->name = tok[1];
+      p->init = -1;
+      for (int i = 0; i < 4; i++)
+        if (!strcmp(tok[4], inits[i])) p->init = i;
+      int used = tok_dims(tok + 5, nt - 5, &p->rank, p->dims, &p->numel);
+      if (!*p->name || tok_int(tok[2], 0, &p->offset) || tok_int(tok[3], 0, &p->fan_in) || p->init < 0 ||
+          used < 0 || 5 + used != nt || p->offset + p->numel > r->param_floats ||
+          ((p->init == INIT_KAIMING || p->init == INIT_BIAS) && p->fan_in < 1))
+        goto bad;
+      line = nl ? nl + 1 : NULL;
+      continue;
+    }
+    seen[k] = 1;
+    int ok = 0;
+    switch (k) {
+    case R_FNN:
+      ok = nt == 2 && !strcmp(tok[1], "1");
+      break;
+    case R_MODEL:
+      ok = nt == 2 && *tok[1];
+      r->name = tok[1];
+      break;
+    case R_INPUT: {
+      int used = tok_dims(tok + 1, nt - 1, &r->in_rank, r->in_dims, &r->in_numel);
+      ok = used > 0 && 1 + used == nt && r->in_rank >= 1;
+      break;
+    }
+    case R_TARGET:
+      ok = nt == 3 && (!strcmp(tok[1], "class") || !strcmp(tok[1], "values")) && !tok_int(tok[2], 1, &r->width) &&
+           r->width <= ((int64_t)1 << 31);
+      r->classify = nt == 3 && !strcmp(tok[1], "class");
+      break;
+    case R_BATCH:
+      ok = nt == 2 && !tok_int(tok[1], 1, &r->batch);
+      break;
+    case R_EPOCHS:
+      ok = nt == 2 && !tok_int(tok[1], 1, &r->epochs);
+      break;
+    case R_SEED:
+      ok = nt == 2 && !tok_int(tok[1], 0, &r->seed);
+      break;
+    case R_SHUFFLE:
+      ok = nt == 2 && (!strcmp(tok[1], "0") || !strcmp(tok[1], "1"));
+      r->shuffle = ok && tok[1][0] == '1';
+      break;
+    case R_OPT:
+      ok = nt == 8 && (!strcmp(tok[1], "adam") || !strcmp(tok[1], "sgd")) && !tok_real(tok[2], &r->lr) &&
+           !tok_real(tok[3], &r->beta1) && !tok_real(tok[4], &r->beta2) && !tok_real(tok[5], &r->eps) &&
+           !tok_real(tok[6], &r->momentum) && !tok_real(tok[7], &r->weight_decay) && r->lr > 0;
+      r->adam = nt == 8 && !strcmp(tok[1], "adam");
+      break;
+    case R_NORM:
+      ok = nt == 3 && !tok_real(tok[1], &r->mean) && !tok_real(tok[2], &r->std) && r->std != 0;
+      break;
+    case R_TRAIN:
+    case R_TEST: {
+      RtSource *s = k == R_TRAIN ? &r->train : &r->test;
+      ok = nt == 4 && (!strcmp(tok[1], "idx") || !strcmp(tok[1], "csv")) && *tok[2] &&
+           (!strcmp(tok[1], "csv") || *tok[3]);
+      s->present = 1;
+      s->kind = tok[1];
+      s->files[0] = nt > 2 ? tok[2] : NULL;
+      s->files[1] = nt > 3 ? tok[3] : NULL;
+      break;
+    }
+    case R_PARAMS: {
+      int64_t count;
+      ok = nt == 3 && !tok_int(tok[1], 0, &r->param_floats) && !tok_int(tok[2], 0, &count) &&
+           r->param_floats <= ((int64_t)1 << 40) && count <= 1000000;
+      if (ok) {
+        r->nparams = (int)count;
+        r->params = calloc((size_t)count + 1, sizeof *r->params);
+        ok = r->params != NULL;
+      }
+      break;
+    }
+    case R_STATE:
+      ok = nt == 2 && !tok_int(tok[1], 0, &r->state_floats) && r->state_floats <= ((int64_t)1 << 42) &&
+           nparam_seen == r->nparams;
+      break;
+    case R_WORK:
+      ok = nt == 3 && !tok_int(tok[1], 0, &r->work_per_n) && !tok_int(tok[2], 0, &r->work_fixed) &&
+           r->work_per_n <= ((int64_t)1 << 40) && r->work_fixed <= ((int64_t)1 << 40);
+      break;
+    case R_END:
+      ok = nt == 1;
+      break;
+    }
+    if (!ok) goto bad;
+    line = nl ? nl + 1 : NULL;
+  }
+  for (int k = 0; k < R_COUNT; k++)
+    if (k != R_TRAIN && k != R_TEST && !seen[k]) {
+      lineno++;
+      goto bad;
+    }
+  return r;
+bad:
+  fflush(stdout);
+  fprintf(stderr, "fnn: internal error: bad model descriptor line %d\n", lineno);
+  rt_model_free(r);
+  return NULL;
+}
+
+// Allocates the slabs for batches of up to `batch` rows (params, grads, state
+// zeroed, workspace) and initialises the parameters from `seed` like PyTorch's
+// defaults. Fills the slab pointers of *a. Returns 0, or 1 after an error.
+int rt_model_setup(RtModel *r, const char *prog, int64_t batch, uint64_t seed, FnnArgs *a) {
+  free(r->pslab);
+  free(r->gslab);
+  free(r->sslab);
+  free(r->wslab);
+  r->pslab = r->gslab = r->sslab = r->wslab = NULL;
+  if (r->work_per_n && batch > (INT64_MAX / 8 - r->work_fixed) / r->work_per_n) {
+    rt_error(prog, "batch %lld is too large for this model's workspace", (long long)batch);
+    return 1;
+  }
+  if (!(r->pslab = rt_alloc_floats(prog, "the parameters", r->param_floats)) ||
+      !(r->gslab = rt_alloc_floats(prog, "the gradients", r->param_floats)) ||
+      !(r->sslab = rt_alloc_floats(prog, "the optimizer state", r->state_floats)) ||
+      !(r->wslab = rt_alloc_floats(prog, "the workspace", r->work_per_n * batch + r->work_fixed)))
+    return 1;
+  // kaiming_uniform(a=sqrt(5)) and the bias default are both U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+  for (int i = 0; i < r->nparams; i++) {
+    RtParam *p = &r->params[i];
+    float *w = r->pslab + p->offset;
+    uint64_t s[4];
+    rt_rng_seed(s, seed, STREAM_PARAM + (uint64_t)i);
+    double bound = p->fan_in > 0 ? 1.0 / sqrt((double)p->fan_in) : 0;
+    for (int64_t j = 0; j < p->numel; j++) {
+      switch (p->init) {
+      case INIT_KAIMING:
+      case INIT_BIAS:
+        w[j] = (float)((2.0 * rt_rng_unit(s) - 1.0) * bound);
+        break;
+      case INIT_ZERO:
+        w[j] = 0;
+        break;
+      default:
+        w[j] = 1;
+        break;
+      }
+    }
+  }
+  memset(a, 0, sizeof *a);
+  a->params = r->pslab;
+  a->grads = r->gslab;
+  a->state = r->sslab;
+  a->work = r->wslab;
+  return 0;
+}
+
+// Accessors for check.c.
+const char *rt_model_name(const RtModel *r) { return r->name; }
+int rt_model_nparams(const RtModel *r) { return r->nparams; }
+int64_t rt_model_input_numel(const RtModel *r) { return r->in_numel; }
+// Classes (*classify = 1) or target values per sample (*classify = 0).
+int64_t rt_model_target(const RtModel *r, int *classify) {
+  *classify = r->classify;
+  return r->width;
+}
+// Parameter i: its name; its offset and size in floats; its shape as "[32,1,3,3]".
+const char *rt_model_param(const RtModel *r, int i, int64_t *offset, int64_t *numel, char *shape, size_t cap) {
+  const RtParam *p = &r->params[i];
+  *offset = p->offset;
+  *numel = p->numel;
+  size_t k = (size_t)snprintf(shape, cap, "[");
+  for (int d = 0; d < p->rank && k < cap; d++)
+    k += (size_t)snprintf(shape + k, cap - k, d ? ",%lld" : "%lld", (long long)p->dims[d]);
+  if (k < cap) snprintf(shape + k, cap - k, "]");
+  return p->name;
+}
+
+//
+// The trainer.
+//
+typedef struct {
+  const char *prog;
+  int64_t epochs, batch, seed, threads, steps;  // steps: -1 = no limit
+  double lr;
+  const char *data, *log;
+  int quiet;
+} Opts;
+
+static const char *const train_flags[] = {"--epochs", "--batch", "--lr",    "--seed",  "--threads", "--data",
+                                          "--log",    "--steps", "--quiet", "--help", NULL};
+
+static void usage(const RtModel *r, const char *prog) {
+  printf("usage: %s [flags]\n"
+         "trains the model '%s' (defaults: %lld epochs, batch %lld, %s lr %g, seed %lld)\n"
+         "\n"
+         "  --epochs N     passes over the training data\n"
+         "  --batch N      rows per training step\n"
+         "  --lr X         learning rate\n"
+         "  --seed N       seeds initialisation and shuffling\n"
+         "  --threads N    worker threads (default: the number of online cores)\n"
+         "  --data DIR     data files resolve against DIR (default ./data)\n"
+         "  --log FILE     CSV metrics: epoch,step,train_loss,test_loss,test_acc,images_per_s,elapsed_s\n"
+         "  --steps N      stop after N training steps; 0 sets up and exits without loading data\n"
+         "  --quiet        no progress bar and no per-epoch lines\n",
+         prog, r->name, (long long)r->epochs, (long long)r->batch, r->adam ? "adam" : "sgd", r->lr,
+         (long long)r->seed);
+}
+
+// Returns -1 to go on, else the exit status (after --help or an error).
+static int parse_flags(const RtModel *r, Opts *o, int argc, char **argv) {
+  long nproc = sysconf(_SC_NPROCESSORS_ONLN);
+  o->epochs = r->epochs;
+  o->batch = r->batch;
+  o->seed = r->seed;
+  o->lr = r->lr;
+  o->threads = nproc > 0 ? nproc : 1;
+  o->steps = -1;
+  o->data = "data";
+  o->log = NULL;
+  o->quiet = 0;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i], *v;
+    int k;
+    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+      usage(r, o->prog);
+      return 0;
+    }
+    if (!strcmp(a, "--quiet")) {
+      o->quiet = 1;
+      continue;
+    }
+    if (!strncmp(a, "--quiet=", 8) || !strncmp(a, "--help=", 7)) {
+      rt_error(o->prog, "'%.*s' takes no value", (int)strcspn(a, "="), a);
+      return 1;
+    }
+    if ((k = rt_flag_value(o->prog, argc, argv, &i, "--epochs", &v))) {
+      if (k < 0 || rt_parse_int(o->prog, "--epochs", v, 1, &o->epochs)) return 1;
+    } else if ((k = rt_flag_value(o->prog, argc, argv, &i, "--batch", &v))) {
+      if (k < 0 || rt_parse_int(o->prog, "--batch", v, 1, &o->batch)) return 1;
+    } else if ((k = rt_flag_value(o->prog, argc, argv, &i, "--lr", &v))) {
+      if (k < 0 || rt_parse_pos_real(o->prog, "--lr", v, &o->lr)) return 1;
+    } else if ((k = rt_flag_value(o->prog, argc, argv, &i, "--seed", &v))) {
+      if (k < 0 || rt_parse_int(o->prog, "--seed", v, 0, &o->seed)) return 1;
+    } else if ((k = rt_flag_value(o->prog, argc, argv, &i, "--threads", &v))) {
+      if (k < 0 || rt_parse_int(o->prog, "--threads", v, 1, &o->threads)) return 1;
+    } else if ((k = rt_flag_value(o->prog, argc, argv, &i, "--steps", &v))) {
+      if (k < 0 || rt_parse_int(o->prog, "--steps", v, 0, &o->steps)) return 1;
+    } else if ((k = rt_flag_value(o->prog, argc, argv, &i, "--data", &v))) {
+      if (k < 0) return 1;
+      o->data = v;
+    } else if ((k = rt_flag_value(o->prog, argc, argv, &i, "--log", &v))) {
+      if (k < 0) return 1;
+      o->log = v;
+    } else {
+      rt_unknown_flag(o->prog, a, train_flags);
+      return 1;
+    }
+  }
+  if (o->batch > ((int64_t)1 << 24)) {
+    rt_error(o->prog, "'--batch' must be at most %lld, got %lld", (long long)1 << 24, (long long)o->batch);
+    return 1;
+  }
+  return -1;
+}
+
+// A loss for humans: 4 decimals, or 3 significant digits when tiny.
+static const char *fmt_loss(char *buf, size_t cap, double v) {
+  if (v == 0 || fabs(v) >= 1e-3 || !isfinite(v))
+    snprintf(buf, cap, "%.4f", v);
+  else
+    snprintf(buf, cap, "%.3e", v);
+  return buf;
+}
+
+static void fmt_duration(char *buf, size_t cap, double s) {
+  if (s < 0 || !isfinite(s)) s = 0;
+  long t = (long)(s + 0.5);
+  if (t >= 3600)
+    snprintf(buf, cap, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+  else
+    snprintf(buf, cap, "%ld:%02ld", t / 60, t % 60);
+}
+
+typedef struct {
+  int on;          // stderr is a terminal and not --quiet
+  double last;     // time of the last redraw
+  int drawn;       // something is on the line
+} Bar;
+
+static void bar_clear(Bar *b) {
+  if (b->on && b->drawn) {
+    fputs("\r\033[K", stderr);
+    fflush(stderr);
+    b->drawn = 0;
+  }
+}
+
+// Redraws "epoch 1/10 [=====>    ] 312/938  loss 0.2345  5230 img/s  ETA 0:08" at most 10 times a second.
+static void bar_draw(Bar *b, int force, int64_t epoch, int64_t epochs, int64_t done, int64_t total, double loss,
+                     double rate, double eta) {
+  if (!b->on) return;
+  double t = rt_now();
+  if (!force && t - b->last < 0.1) return;
+  b->last = t;
+  enum { W = 24 };
+  char bar[W + 1];
+  int fill = total > 0 ? (int)((double)W * (double)done / (double)total) : 0;
+  for (int i = 0; i < W; i++) bar[i] = i < fill ? '=' : i == fill ? '>' : ' ';
+  bar[W] = 0;
+  char ls[32], es[32];
+  fmt_loss(ls, sizeof ls, loss);
+  fmt_duration(es, sizeof es, eta);
+  fprintf(stderr, "\r\033[Kepoch %lld/%lld [%s] %lld/%lld  loss %s  %.0f img/s  ETA %s", (long long)epoch,
+          (long long)epochs, bar, (long long)done, (long long)total, ls, rate, es);
+  fflush(stderr);
+  b->drawn = 1;
+}
+
+typedef struct {
+  double loss, acc;  // acc < 0: none
+  int have;
+} EvalResult;
+
+// Mean loss and accuracy over a whole data set, in order, in batches.
+static EvalResult evaluate(const RtModel *r, FnnArgs *a, const RtData *d, int64_t batch, float *x, void *y,
+                           int64_t *idx) {
+  EvalResult e = {0, -1, 1};
+  int64_t n = rt_data_count(d);
+  double loss = 0, correct = 0;
+  float hyper[FNN_HYP_COUNT] = {0}, out[2];
+  a->hyper = hyper;
+  a->out = out;
+  a->x = x;
+  a->y = y;
+  for (int64_t s = 0; s < n; s += batch) {
+    int64_t m = n - s < batch ? n - s : batch;
+    for (int64_t i = 0; i < m; i++) idx[i] = s + i;
+    rt_data_batch(d, idx, m, x, y);
+    hyper[FNN_HYP_INVN] = 1.0f / (float)m;
+    out[0] = out[1] = 0;
+    a->n = m;
+    r->m->eval_step(a);
+    loss += (double)out[0] * (double)m;
+    correct += out[1];
+  }
+  e.loss = loss / (double)n;
+  if (r->classify) e.acc = correct / (double)n;
+  return e;
+}
+
+static void log_row(FILE *f, int64_t epoch, int64_t step, double train_loss, EvalResult ev, double rate,
+                    double elapsed) {
+  if (!f) return;
+  fprintf(f, "%lld,%lld,%.6g,", (long long)epoch, (long long)step, train_loss);
+  if (ev.have) fprintf(f, "%.6g", ev.loss);
+  fputc(',', f);
+  if (ev.have && ev.acc >= 0) fprintf(f, "%.6g", ev.acc);
+  fprintf(f, ",%.1f,%.3f\n", rate, elapsed);
+  fflush(f);
+}
+
+static void print_epoch(const char *head, double train_loss, EvalResult ev, double rate, double secs) {
+  char b1[32], b2[32];
+  printf("%s  train_loss %s", head, fmt_loss(b1, sizeof b1, train_loss));
+  if (ev.have) {
+    printf("  test_loss %s", fmt_loss(b2, sizeof b2, ev.loss));
+    if (ev.acc >= 0) printf("  test_acc %.2f%%", 100 * ev.acc);
+  }
+  printf("  %.0f img/s  %.1fs\n", rate, secs);
+  fflush(stdout);
+}
+
+int fnn_main(const FnnModel *m, int argc, char **argv) {
+  Opts o = {0};
+  o.prog = argc > 0 && argv[0] ? argv[0] : "fnn";
+  RtModel *r = rt_model_open(m);
+  if (!r) return 1;
+  if (!m->train_step || !m->eval_step) {
+    fprintf(stderr, "fnn: internal error: the model has no train_step or eval_step\n");
+    rt_model_free(r);
+    return 1;
+  }
+  int rc = parse_flags(r, &o, argc, argv);
+  if (rc >= 0) {
+    rt_model_free(r);
+    return rc;
+  }
+  rc = 1;
+  RtData *train = NULL, *test = NULL;
+  float *x = NULL, *yf = NULL;
+  int64_t *idx = NULL, *perm = NULL;
+  FILE *logf = NULL;
+  FnnArgs a;
+  if (rt_model_setup(r, o.prog, o.batch, (uint64_t)o.seed, &a)) goto out;
+  if (o.steps == 0) {
+    if (!o.quiet)
+      printf("%s: %lld parameters in %d tensors, set up; --steps 0, so no training\n", r->name,
+             (long long)r->param_floats, r->nparams);
+    rc = 0;
+    goto out;
+  }
+  if (!r->train.present) {
+    rt_error(o.prog, "the model '%s' has no training data", r->name);
+    rt_hint("add 'train = idx(...)' or 'train = csv(...)' to its data section");
+    goto out;
+  }
+  if (o.log && !(logf = fopen(o.log, "w"))) {
+    rt_error(o.prog, "cannot write the log file '%s': %s", o.log, strerror(errno));
+    goto out;
+  }
+  train = rt_data_load(o.prog, o.data, r->train.kind, r->train.files[0], r->train.files[1], r->in_rank, r->in_dims,
+                       r->classify, r->width, r->mean, r->std);
+  if (!train) goto out;
+  if (r->test.present) {
+    test = rt_data_load(o.prog, o.data, r->test.kind, r->test.files[0], r->test.files[1], r->in_rank, r->in_dims,
+                        r->classify, r->width, r->mean, r->std);
+    if (!test) goto out;
+  }
+  int64_t ntrain = rt_data_count(train);
+  x = rt_alloc_floats(o.prog, "the input batch", o.batch * r->in_numel);
+  yf = rt_alloc_floats(o.prog, "the target batch", o.batch * (r->classify ? 1 : r->width));
+  idx = malloc(sizeof(int64_t) * (size_t)o.batch);
+  perm = malloc(sizeof(int64_t) * (size_t)ntrain);
+  if (!x || !yf || !idx || !perm) {
+    if (x && yf) rt_error(o.prog, "out of memory");
+    goto out;
+  }
+  if (logf) {
+    fprintf(logf, "epoch,step,train_loss,test_loss,test_acc,images_per_s,elapsed_s\n");
+    fflush(logf);
+  }
+
+  Bar bar = {isatty(2) && !o.quiet, 0, 0};
+  int64_t per_epoch = (ntrain + o.batch - 1) / o.batch;
+  int64_t step = 0;
+  int warned = 0;
+  float hyper[FNN_HYP_COUNT], out[2];
+  double t_start = rt_now();
+  for (int64_t ep = 1; ep <= o.epochs; ep++) {
+    double t_epoch = rt_now();
+    for (int64_t i = 0; i < ntrain; i++) perm[i] = i;
+    if (r->shuffle) {
+      // Fisher-Yates from the identity: epoch e's order depends only on (seed, e).
+      uint64_t s[4];
+      rt_rng_seed(s, (uint64_t)o.seed, STREAM_SHUFFLE + (uint64_t)ep);
+      for (int64_t i = ntrain - 1; i > 0; i--) {
+        int64_t j = (int64_t)rt_rng_below(s, (uint64_t)i + 1);
+        int64_t t = perm[i];
+        perm[i] = perm[j];
+        perm[j] = t;
+      }
+    }
+    double loss_sum = 0;
+    int64_t seen = 0, done = 0;
+    int stopped = 0;
+    for (int64_t b = 0; b < per_epoch; b++) {
+      if (o.steps >= 0 && step >= o.steps) {
+        stopped = 1;
+        break;
+      }
+      int64_t s0 = b * o.batch, n = ntrain - s0 < o.batch ? ntrain - s0 : o.batch;
+      rt_data_batch(train, perm + s0, n, x, yf);
+      step++;
+      hyper[FNN_HYP_LR] = (float)o.lr;
+      hyper[FNN_HYP_BC1] = (float)(1.0 - pow(r->beta1, (double)step));
+      hyper[FNN_HYP_BC2] = (float)(1.0 - pow(r->beta2, (double)step));
+      hyper[FNN_HYP_INVN] = 1.0f / (float)n;
+      out[0] = out[1] = 0;
+      a.x = x;
+      a.y = yf;
+      a.hyper = hyper;
+      a.out = out;
+      a.n = n;
+      r->m->train_step(&a);
+      if (!isfinite(out[0]) && !warned) {
+        bar_clear(&bar);
+        fflush(stdout);
+        fprintf(stderr, "%s: warning: the training loss is %g at step %lld\n", o.prog, out[0], (long long)step);
+        warned = 1;
+      }
+      loss_sum += (double)out[0] * (double)n;
+      seen += n;
+      done++;
+      double el = rt_now() - t_epoch;
+      double rate = el > 0 ? (double)seen / el : 0;
+      bar_draw(&bar, done == per_epoch, ep, o.epochs, done, per_epoch, loss_sum / (double)seen, rate,
+               rate > 0 ? (double)(ntrain - seen) / rate : 0);
+    }
+    if (done == 0) break;  // --steps reached exactly at the end of the previous epoch
+    double t_train = rt_now() - t_epoch;
+    double rate = t_train > 0 ? (double)seen / t_train : 0;
+    double train_loss = loss_sum / (double)seen;
+    EvalResult ev = {0, -1, 0};
+    if (test) ev = evaluate(r, &a, test, o.batch, x, yf, idx);
+    bar_clear(&bar);
+    double now = rt_now();
+    char head[96];
+    if (stopped || done < per_epoch)
+      snprintf(head, sizeof head, "epoch %lld/%lld  stopped at step %lld", (long long)ep, (long long)o.epochs,
+               (long long)step);
+    else
+      snprintf(head, sizeof head, "epoch %lld/%lld", (long long)ep, (long long)o.epochs);
+    if (!o.quiet) print_epoch(head, train_loss, ev, rate, now - t_epoch);
+    log_row(logf, ep, step, train_loss, ev, rate, now - t_start);
+    if (stopped || (o.steps >= 0 && step >= o.steps)) break;
+  }
+  rc = 0;
+out:
+  if (logf && fclose(logf)) {
+    rt_error(o.prog, "cannot write the log file '%s'", o.log);
+    rc = 1;
+  }
+  rt_data_free(train);
+  rt_data_free(test);
+  free(x);
+  free(yf);
+  free(idx);
+  free(perm);
+  rt_model_free(r);
+  return rc;
+}

@@ -1,0 +1,51 @@
+#!/bin/sh
+# test_backend.sh: builds and runs tests/backend/test_backend.c against
+# compiler/backend.c (JIT, O3 + vectorizer, asm, AOT link), then again under
+# ASan+UBSan with leak checking when the C compiler supports it.
+# Run from the repository root. Work files go to build/tests/backend/.
+set -eu
+LLVM_CONFIG=${LLVM_CONFIG:-llvm-config-19}
+CC=${CC:-cc}
+out=build/tests/backend
+mkdir -p "$out/stub/runtime"
+stub=$(cd "$out/stub" && pwd)
+
+llvm_cflags=$($LLVM_CONFIG --cflags | sed 's/-std=[^ ]*//')
+llvm_libs=$($LLVM_CONFIG --ldflags --libs)
+
+# The stand-in runtime aot_build links with.
+$CC -std=c11 -O1 -c tests/backend/aot_stub_main.c -o "$stub/runtime/aot_main.o"
+echo 'int stub_runtime_marker(void) { return 42; }' > "$out/stub_rt.c"
+$CC -std=c11 -O1 -c "$out/stub_rt.c" -o "$out/stub_rt.o"
+rm -f "$stub/libfnnrt.a"
+ar rcs "$stub/libfnnrt.a" "$out/stub_rt.o"
+
+build() {  # build EXE EXTRA_FLAGS...
+	exe=$1
+	shift
+	# shellcheck disable=SC2086
+	$CC -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Wno-unused-parameter -Werror -O1 -g "$@" \
+		$llvm_cflags -Icompiler -DFNNC_LIBDIR="\"$stub\"" \
+		-o "$exe" tests/backend/test_backend.c compiler/backend.c compiler/util.c \
+		$llvm_libs -lm -lpthread
+}
+
+echo "== native build"
+build "$out/test_backend"
+rm -f "$out/aot_test"
+"$out/test_backend" "$out/aot_test"
+"$out/aot_test"
+
+echo "== baseline CPU (FNNC_CPU=x86-64-v2)"
+FNNC_CPU=x86-64-v2 "$out/test_backend"
+
+if echo 'int main(void){return 0;}' | $CC -fsanitize=address,undefined -x c - -o "$out/asan_probe" 2>/dev/null; then
+	echo "== ASan+UBSan, leak checking"
+	build "$out/test_backend_asan" -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+	rm -f "$out/aot_test_asan"
+	ASAN_OPTIONS=detect_leaks=1 "$out/test_backend_asan" "$out/aot_test_asan"
+	"$out/aot_test_asan"
+else
+	echo "== (no ASan in $CC: skipped)"
+fi
+echo "test_backend: all ok"
