@@ -7,6 +7,9 @@
 // trainable parameter get adjoints, so nothing is computed for the data.
 #include "fnnc.h"
 
+#include <stdlib.h>
+#include <string.h>
+
 void autodiff(Graph *g) {
   int n0 = g->values.len;
   for (int i = 0; i < n0; i++) {
@@ -15,6 +18,9 @@ void autodiff(Graph *g) {
     for (int j = 0; j < v->nin; j++) v->needs_grad |= v->in[j]->needs_grad;
   }
   Value **adj = arena_alloc(sizeof(Value *) * (size_t)n0);
+  // For testing the gradient checker: FNNC_BREAK_GRAD=OP scales OP's gradient
+  // rule by 1.1, which `fnnc check` must catch.
+  const char *broken = getenv("FNNC_BREAK_GRAD");
   Builder b = {g, g->loss->loc, PH_BWD};
   adj[g->loss->id] = ir_const(&b, 1);
   for (int i = n0 - 1; i >= 0; i--) {
@@ -23,6 +29,9 @@ void autodiff(Graph *g) {
     Value *dx[4] = {0};
     b.loc = v->loc;
     grad_rule[v->op](&b, v, adj[v->id], dx);
+    if (broken && !strcmp(broken, op_info[v->op].name))
+      for (int j = 0; j < v->nin; j++)
+        if (dx[j]) dx[j] = ir_binary(&b, OP_mul, dx[j], ir_const(&b, 1.1));
     for (int j = 0; j < v->nin; j++) {
       Value *u = v->in[j];
       if (!dx[j] || !u->needs_grad) continue;

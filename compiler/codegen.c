@@ -233,10 +233,11 @@ static LLVMValueRef emit_kernel(Codegen *cg, Program *p, Kernel *k, const char *
   e.val = arena_alloc(sizeof(LLVMValueRef) * (size_t)nv);
   Value **args = arena_alloc(sizeof(Value *) * (size_t)(k->inputs.len + k->outputs.len));
   int na = kernel_args(k, args);
-  LLVMTypeRef *pt = arena_alloc(sizeof(LLVMTypeRef) * (size_t)(na + 1));
-  for (int i = 0; i < na; i++) pt[i] = e.ptrty;
-  pt[na] = e.i64;
-  LLVMTypeRef fty = LLVMFunctionType(LLVMVoidTypeInContext(cg->ctx), pt, (unsigned)na + 1, 0);
+  int extra = k->scratch ? 1 : 0;
+  LLVMTypeRef *pt = arena_alloc(sizeof(LLVMTypeRef) * (size_t)(na + 2));
+  for (int i = 0; i < na + extra; i++) pt[i] = e.ptrty;
+  pt[na + extra] = e.i64;
+  LLVMTypeRef fty = LLVMFunctionType(LLVMVoidTypeInContext(cg->ctx), pt, (unsigned)(na + extra + 1), 0);
   char *name = arena_printf("%s_%s", prefix, k->name);
   e.fn = LLVMAddFunction(cg->mod, name, fty);
   LLVMSetLinkage(e.fn, LLVMInternalLinkage);
@@ -248,7 +249,11 @@ static LLVMValueRef emit_kernel(Codegen *cg, Program *p, Kernel *k, const char *
                       strlen(args[i]->name ? args[i]->name : op_info[args[i]->op].name));
     e.ptr[args[i]->id] = prm;
   }
-  e.n = LLVMGetParam(e.fn, (unsigned)na);
+  if (extra) {
+    e.scratch = LLVMGetParam(e.fn, (unsigned)na);
+    LLVMSetValueName2(e.scratch, "scratch", 7);
+  }
+  e.n = LLVMGetParam(e.fn, (unsigned)(na + extra));
   LLVMSetValueName2(e.n, "n", 1);
   LLVMBasicBlockRef entry = LLVMAppendBasicBlockInContext(cg->ctx, e.fn, "entry");
   LLVMBasicBlockRef body = LLVMAppendBasicBlockInContext(cg->ctx, e.fn, "body");
@@ -334,6 +339,10 @@ void codegen_program(Codegen *cg, Program *p) {
     for (int j = 0; j < na; j++) {
       cargs[j] = entry_ptr(&e, p, slot, kargs[j]);
       ptys[j] = e.ptrty;
+    }
+    if (k->scratch) {
+      cargs[na] = slot[3];  // the shared scratch region starts the workspace
+      ptys[na++] = e.ptrty;
     }
     cargs[na] = e.n;
     ptys[na] = e.i64;

@@ -372,6 +372,7 @@ typedef struct {
   Vec inputs;      // Value*: materialized values from other kernels or leaves read here
   Vec outputs;     // Value*: members written to buffers (materialized) and stores
   const char *name;// "k3_conv2d_relu"
+  int64_t scratch; // floats of scratch the anchor needs (packed operands, tiles)
 } Kernel;
 
 typedef struct {
@@ -384,6 +385,10 @@ typedef struct {
 } Program;
 
 Program *fuse(Graph *g, Entry e);
+// Tiling decisions for contractions (fuse.c): the register tile of a GEMM with
+// an M x N output, and the scratch an anchor needs for packing and tiles.
+void gemm_tile(int64_t M, int64_t N, int *mr, int *nv);
+int64_t anchor_scratch(Value *a);
 void fused_dump(FILE *out, Program *p);  // --emit=fused
 
 //
@@ -410,6 +415,7 @@ struct Emit {
   LLVMValueRef flat;          // flat element index when the kernel is one flat loop, else NULL
   int rank;
   LLVMBuilderRef alloca_b;    // positioned in the entry block, for cg_alloca
+  LLVMValueRef scratch;       // the kernel's scratch buffer (Kernel.scratch floats), or NULL
   LLVMTypeRef f32, i32, i64, ptrty;
 };
 
@@ -443,6 +449,22 @@ LLVMValueRef cg_max_i64(Emit *e, LLVMValueRef a, LLVMValueRef b);
 // anchor's elements are in `tile` (f32, row-major over the last `tdims` axes of
 // its output) and idx[0..rank-tdims) fix the outer axes.
 void cg_epilogue(Emit *e, LLVMValueRef *outer_idx, int tdims, LLVMValueRef tile);
+
+// gemm.c: the register-blocked micro-kernel behind every contraction.
+//   C[i,j] = (accumulate ? C[i,j] : 0) + sum_{k<K} a[i*ars + k*acs] * b[k*ldb + j]
+typedef struct {
+  int64_t M, N;               // static extents of C
+  LLVMValueRef K;             // i64, may be the batch
+  LLVMValueRef a, ars, acs;   // A: base and i64 strides (read as scalars)
+  LLVMValueRef b;             // B: row-major, contiguous along j
+  int64_t ldb;
+  LLVMValueRef c;             // C: row-major
+  int64_t ldc;
+  bool accumulate;
+  LLVMValueRef m_valid;       // rows of A that exist (later rows re-read the last), or NULL
+  int mr, nv;                 // register tile: mr rows x 16*nv columns (gemm_tile)
+} Gemm;
+void cg_gemm(Emit *e, const Gemm *g);
 
 void codegen_program(Codegen *cg, Program *p);
 // A NUL-terminated model descriptor (the runtime's view of the model) emitted as

@@ -283,6 +283,54 @@ static void collect_input(Kernel *k, Value *u) {
   push_unique(&k->inputs, u);
 }
 
+// Register tiles: up to 24 of AVX-512's 32 vector registers hold accumulators,
+// the rest hold B vectors and the broadcast A element.
+void gemm_tile(int64_t M, int64_t N, int *mr, int *nv) {
+  int64_t vecs = (N + 15) / 16;
+  *nv = vecs >= 4 ? 4 : (int)vecs;
+  if (*nv == 4)
+    *mr = 6;
+  else if (*nv == 3)
+    *mr = 8;
+  else if (*nv == 2)
+    *mr = 8;
+  else
+    *mr = 8;
+  if (M < *mr) *mr = (int)(M > 0 ? M : 1);
+}
+
+// Convolutions run as one GEMM per image over im2col-packed input; matmuls by
+// blocks of rows. The scratch holds the packed operand and the output tile that
+// the epilogue reads.
+int64_t anchor_scratch(Value *a) {
+  switch (a->op) {
+  case OP_conv2d: {
+    Shape x = a->in[0]->shape, w = a->in[1]->shape;
+    int64_t ckk = w.d[1] * w.d[2] * w.d[3], p = a->shape.d[2] * a->shape.d[3];
+    return ckk * p + a->shape.d[1] * p + x.d[1] * 0;
+  }
+  case OP_conv2d_dx: {
+    Shape g = a->in[0]->shape, w = a->in[1]->shape;
+    int64_t ckk = w.d[1] * w.d[2] * w.d[3], p = g.d[2] * g.d[3];
+    return ckk * p + shape_numel(a->shape);
+  }
+  case OP_conv2d_dw: {
+    Shape g = a->in[1]->shape;
+    int64_t ckk = a->shape.d[1] * a->shape.d[2] * a->shape.d[3], p = g.d[2] * g.d[3];
+    return p * ckk + shape_numel(a->shape);
+  }
+  case OP_matmul: {
+    int mr, nv;
+    int64_t N = a->shape.d[1];
+    gemm_tile(a->shape.d[0] == DIM_BATCH ? 64 : a->shape.d[0], N, &mr, &nv);
+    Shape bs = a->in[1]->shape;
+    int64_t pack = a->ia[1] ? shape_numel(bs) : 0;
+    return pack + (int64_t)mr * N;
+  }
+  default: return 0;
+  }
+}
+
 Program *fuse(Graph *g, Entry e) {
   Fuser f = {g, arena_alloc(sizeof(Program)), NULL};
   Program *p = f.p;
@@ -336,6 +384,15 @@ Program *fuse(Graph *g, Entry e) {
     }
     kernel_name(k);
   }
+  // Scratch: kernels run one after another, so they share one region at the
+  // start of the fixed workspace.
+  int64_t scratch = 0;
+  for (int i = 0; i < p->kernels.len; i++) {
+    Kernel *k = p->kernels.data[i];
+    if (k->anchor) k->scratch = anchor_scratch(k->anchor);
+    if (k->scratch > scratch) scratch = k->scratch;
+  }
+  p->work_total_fixed = (scratch + 15) & ~(int64_t)15;
   // Workspace: each materialized value gets [n*P + F, ...) with P, F the sums
   // of the per-row and fixed sizes before it, so buffers never overlap for any
   // n up to the batch size.

@@ -74,45 +74,45 @@ void grad_matmul(Builder *b, Value *v, Value *g, Value **dx) {
     dx[1] = ir_new(b, OP_matmul, 2, in, ia, 0);
   }
 }
-// One output row per tile: for !transB, tile += A(i,k) * B[k,:] (contiguous
-// axpy); for transB, tile[j] = dot(A(i,:), Bm[j,:]).
+// Blocks of rows through the GEMM micro-kernel (B packed transposed into the
+// scratch first when it is read transposed); each block's rows go through the
+// epilogue while they are in cache.
 LLVMValueRef emit_matmul(Emit *e, Value *v, LLVMValueRef *in) {
   Value *A = v->in[0], *Bv = v->in[1];
   int64_t ta = v->ia[0], tb = v->ia[1];
-  LLVMValueRef M = cg_dim(e, v->shape, 0), K = cg_dim(e, A->shape, ta ? 0 : 1);
   int64_t N = v->shape.d[1];
-  LLVMValueRef tile = cg_alloca(e, e->f32, N);
-  Loop li = cg_loop_begin(e, I(e, 0), M, "i");
-  if (!tb) {
-    cg_zero(e, tile, I(e, N));
-    Loop lk = cg_loop_begin(e, I(e, 0), K, "k");
-    LLVMValueRef aidx[2] = {ta ? lk.i : li.i, ta ? li.i : lk.i};
-    LLVMValueRef a = cg_load_at(e, A, aidx);
+  LLVMValueRef M = cg_dim(e, v->shape, 0), K = cg_dim(e, A->shape, ta ? 0 : 1);
+  LLVMValueRef bptr = e->ptr[Bv->id], rows = e->scratch;
+  if (tb) {
+    // Bt[k, j] = Bm[j, k]; K is static here (only the batch axis is dynamic,
+    // and a transposed B never has it).
+    int64_t Ks = Bv->shape.d[1];
+    if (Bv->shape.d[0] == DIM_BATCH || Ks == DIM_BATCH) die("matmul: transposed batch operand");
+    bptr = e->scratch;
+    rows = cg_gep(e, e->f32, e->scratch, I(e, Ks * N));
     Loop lj = cg_loop_begin(e, I(e, 0), I(e, N), "j");
-    LLVMValueRef bidx[2] = {lk.i, lj.i};
-    LLVMValueRef bv = cg_load_at(e, Bv, bidx);
-    acc_f(e, tile, lj.i, cg_fast(LLVMBuildFMul(B(e), a, bv, "")));
-    cg_loop_end(e, &lj);
-    cg_loop_end(e, &lk);
-  } else {
-    Loop lj = cg_loop_begin(e, I(e, 0), I(e, N), "j");
-    LLVMBasicBlockRef pre = LLVMGetInsertBlock(B(e));
-    (void)pre;
-    LLVMValueRef acc = cg_alloca(e, e->f32, 1);
-    LLVMBuildStore(B(e), cg_f32(e, 0), acc);
-    Loop lk = cg_loop_begin(e, I(e, 0), K, "k");
-    LLVMValueRef aidx[2] = {ta ? lk.i : li.i, ta ? li.i : lk.i};
+    Loop lk = cg_loop_begin(e, I(e, 0), I(e, Ks), "k");
     LLVMValueRef bidx[2] = {lj.i, lk.i};
-    LLVMValueRef prod = cg_reassoc(LLVMBuildFMul(B(e), cg_load_at(e, A, aidx), cg_load_at(e, Bv, bidx), ""));
-    LLVMValueRef old = LLVMBuildLoad2(B(e), e->f32, acc, "");
-    LLVMBuildStore(B(e), cg_reassoc(LLVMBuildFAdd(B(e), old, prod, "")), acc);
+    store_f(e, bptr, ADD(e, MUL(e, lk.i, I(e, N)), lj.i), cg_load_at(e, Bv, bidx));
     cg_loop_end(e, &lk);
-    store_f(e, tile, lj.i, LLVMBuildLoad2(B(e), e->f32, acc, ""));
     cg_loop_end(e, &lj);
   }
-  LLVMValueRef outer[1] = {li.i};
-  cg_epilogue(e, outer, 1, tile);
-  cg_loop_end(e, &li);
+  int mr, nv;
+  gemm_tile(v->shape.d[0] == DIM_BATCH ? 64 : v->shape.d[0], N, &mr, &nv);
+  LLVMValueRef ars = ta ? I(e, 1) : K, acs = ta ? M : I(e, 1);
+  // Row blocks of mr rows.
+  LLVMValueRef nblk = LLVMBuildSDiv(B(e), ADD(e, M, I(e, mr - 1)), I(e, mr), "");
+  Loop lb = cg_loop_begin(e, I(e, 0), nblk, "blk");
+  LLVMValueRef i0 = MUL(e, lb.i, I(e, mr));
+  LLVMValueRef left = LLVMBuildSub(B(e), M, i0, "");
+  Gemm g = {.M = mr, .N = N, .K = K, .a = cg_gep(e, e->f32, e->ptr[A->id], MUL(e, i0, ars)), .ars = ars,
+            .acs = acs, .b = bptr, .ldb = N, .c = rows, .ldc = N, .m_valid = left, .mr = mr, .nv = nv};
+  cg_gemm(e, &g);
+  Loop lr = cg_loop_begin(e, I(e, 0), cg_min_i64(e, left, I(e, mr)), "r");
+  LLVMValueRef outer[1] = {ADD(e, i0, lr.i)};
+  cg_epilogue(e, outer, 1, cg_gep(e, e->f32, rows, MUL(e, lr.i, I(e, N))));
+  cg_loop_end(e, &lr);
+  cg_loop_end(e, &lb);
   return NULL;
 }
 
@@ -148,18 +148,13 @@ void grad_conv2d(Builder *b, Value *v, Value *g, Value **dx) {
     dx[1] = ir_new(b, OP_conv2d_dw, 2, in, ia, 0);
   }
 }
-// Tile: one output plane [oh, ow] per (b, o). The kernel offsets are unrolled,
-// so every inner loop has constant bounds and a unit (or constant) stride.
-LLVMValueRef emit_conv2d(Emit *e, Value *v, LLVMValueRef *in) {
-  Value *X = v->in[0], *W = v->in[1];
-  int64_t s = v->ia[0], p = v->ia[1];
+// im2col: col[(c,kh,kw), (oh,ow)] = x[b, c, oh*s+kh-p, ow*s+kw-p], 0 outside.
+// With transposed=true the layout is colT[(oh,ow), (c,kh,kw)] instead.
+static void im2col(Emit *e, Value *X, LLVMValueRef b, int64_t KH, int64_t KW, int64_t s, int64_t p, int64_t OH,
+                   int64_t OW, LLVMValueRef col, bool transposed) {
   int64_t C = X->shape.d[1], H = X->shape.d[2], Wd = X->shape.d[3];
-  int64_t O = W->shape.d[0], KH = W->shape.d[2], KW = W->shape.d[3];
-  int64_t OH = v->shape.d[2], OW = v->shape.d[3];
-  LLVMValueRef tile = cg_alloca(e, e->f32, OH * OW);
-  Loop lb = cg_loop_begin(e, I(e, 0), cg_dim(e, v->shape, 0), "b");
-  Loop lo = cg_loop_begin(e, I(e, 0), I(e, O), "o");
-  cg_zero(e, tile, I(e, OH * OW));
+  int64_t ckk = C * KH * KW, P = OH * OW;
+  cg_zero(e, col, I(e, ckk * P));
   Loop lc = cg_loop_begin(e, I(e, 0), I(e, C), "c");
   for (int64_t kh = 0; kh < KH; kh++)
     for (int64_t kw = 0; kw < KW; kw++) {
@@ -167,22 +162,38 @@ LLVMValueRef emit_conv2d(Emit *e, Value *v, LLVMValueRef *in) {
       conv_range(H, OH, kh, s, p, &h0, &h1);
       conv_range(Wd, OW, kw, s, p, &w0, &w1);
       if (h0 >= h1 || w0 >= w1) continue;
-      LLVMValueRef widx[4] = {lo.i, lc.i, I(e, kh), I(e, kw)};
-      LLVMValueRef wv = cg_load_at(e, W, widx);
+      LLVMValueRef row = ADD(e, MUL(e, lc.i, I(e, KH * KW)), I(e, kh * KW + kw));
       Loop loh = cg_loop_begin(e, I(e, h0), I(e, h1), "oh");
       LLVMValueRef ih = ADD(e, MUL(e, loh.i, I(e, s)), I(e, kh - p));
       Loop low = cg_loop_begin(e, I(e, w0), I(e, w1), "ow");
       LLVMValueRef iw = ADD(e, MUL(e, low.i, I(e, s)), I(e, kw - p));
-      LLVMValueRef xidx[4] = {lb.i, lc.i, ih, iw};
-      LLVMValueRef xv = cg_load_at(e, X, xidx);
-      acc_f(e, tile, ADD(e, MUL(e, loh.i, I(e, OW)), low.i), cg_fast(LLVMBuildFMul(B(e), wv, xv, "")));
+      LLVMValueRef xidx[4] = {b, lc.i, ih, iw};
+      LLVMValueRef pos = ADD(e, MUL(e, loh.i, I(e, OW)), low.i);
+      LLVMValueRef off = transposed ? ADD(e, MUL(e, pos, I(e, ckk)), row) : ADD(e, MUL(e, row, I(e, P)), pos);
+      store_f(e, col, off, cg_load_at(e, X, xidx));
       cg_loop_end(e, &low);
       cg_loop_end(e, &loh);
     }
   cg_loop_end(e, &lc);
-  LLVMValueRef outer[2] = {lb.i, lo.i};
-  cg_epilogue(e, outer, 2, tile);
-  cg_loop_end(e, &lo);
+}
+
+// Per image: pack the input (im2col), one GEMM W[O, CKK] . col[CKK, P] into the
+// output tile [O, OH*OW], then the epilogue over the tile.
+LLVMValueRef emit_conv2d(Emit *e, Value *v, LLVMValueRef *in) {
+  Value *X = v->in[0], *W = v->in[1];
+  int64_t s = v->ia[0], p = v->ia[1];
+  int64_t O = W->shape.d[0], KH = W->shape.d[2], KW = W->shape.d[3];
+  int64_t OH = v->shape.d[2], OW = v->shape.d[3], P = OH * OW, ckk = W->shape.d[1] * KH * KW;
+  LLVMValueRef col = e->scratch, plane = cg_gep(e, e->f32, e->scratch, I(e, ckk * P));
+  int mr, nv;
+  gemm_tile(O, P, &mr, &nv);
+  Loop lb = cg_loop_begin(e, I(e, 0), cg_dim(e, v->shape, 0), "b");
+  im2col(e, X, lb.i, KH, KW, s, p, OH, OW, col, false);
+  Gemm g = {.M = O, .N = P, .K = I(e, ckk), .a = e->ptr[W->id], .ars = I(e, ckk), .acs = I(e, 1), .b = col,
+            .ldb = P, .c = plane, .ldc = P, .mr = mr, .nv = nv};
+  cg_gemm(e, &g);
+  LLVMValueRef outer[1] = {lb.i};
+  cg_epilogue(e, outer, 3, plane);
   cg_loop_end(e, &lb);
   return NULL;
 }
@@ -200,41 +211,44 @@ bool shape_conv2d_dx(Value *v) {
   return true;
 }
 void grad_conv2d_dx(Builder *b, Value *v, Value *g, Value **dx) {}
-// Tile: one input plane [h, w] per (b, c), scattered into from every output
-// position that reads it.
+// Per image: one GEMM W^T[CKK, O] . g[O, P] gives the column gradients, which
+// col2im adds back into the input plane tile [C, H, W]; then the epilogue.
 LLVMValueRef emit_conv2d_dx(Emit *e, Value *v, LLVMValueRef *in) {
   Value *G = v->in[0], *W = v->in[1];
   int64_t s = v->ia[0], p = v->ia[1];
   int64_t H = v->shape.d[2], Wd = v->shape.d[3], C = v->shape.d[1];
   int64_t O = W->shape.d[0], KH = W->shape.d[2], KW = W->shape.d[3];
-  int64_t OH = G->shape.d[2], OW = G->shape.d[3];
-  LLVMValueRef tile = cg_alloca(e, e->f32, H * Wd);
+  int64_t OH = G->shape.d[2], OW = G->shape.d[3], P = OH * OW, ckk = C * KH * KW;
+  LLVMValueRef dcol = e->scratch, plane = cg_gep(e, e->f32, e->scratch, I(e, ckk * P));
+  int mr, nv;
+  gemm_tile(ckk, P, &mr, &nv);
   Loop lb = cg_loop_begin(e, I(e, 0), cg_dim(e, v->shape, 0), "b");
+  Gemm g = {.M = ckk, .N = P, .K = I(e, O), .a = e->ptr[W->id], .ars = I(e, 1), .acs = I(e, ckk),
+            .b = cg_gep(e, e->f32, e->ptr[G->id], MUL(e, lb.i, I(e, O * P))), .ldb = P, .c = dcol, .ldc = P,
+            .mr = mr, .nv = nv};
+  cg_gemm(e, &g);
+  cg_zero(e, plane, I(e, C * H * Wd));
   Loop lc = cg_loop_begin(e, I(e, 0), I(e, C), "c");
-  cg_zero(e, tile, I(e, H * Wd));
-  Loop lo = cg_loop_begin(e, I(e, 0), I(e, O), "o");
   for (int64_t kh = 0; kh < KH; kh++)
     for (int64_t kw = 0; kw < KW; kw++) {
       int64_t h0, h1, w0, w1;
       conv_range(H, OH, kh, s, p, &h0, &h1);
       conv_range(Wd, OW, kw, s, p, &w0, &w1);
       if (h0 >= h1 || w0 >= w1) continue;
-      LLVMValueRef widx[4] = {lo.i, lc.i, I(e, kh), I(e, kw)};
-      LLVMValueRef wv = cg_load_at(e, W, widx);
+      LLVMValueRef row = ADD(e, MUL(e, lc.i, I(e, KH * KW)), I(e, kh * KW + kw));
       Loop loh = cg_loop_begin(e, I(e, h0), I(e, h1), "oh");
       LLVMValueRef ih = ADD(e, MUL(e, loh.i, I(e, s)), I(e, kh - p));
       Loop low = cg_loop_begin(e, I(e, w0), I(e, w1), "ow");
       LLVMValueRef iw = ADD(e, MUL(e, low.i, I(e, s)), I(e, kw - p));
-      LLVMValueRef gidx[4] = {lb.i, lo.i, loh.i, low.i};
-      LLVMValueRef gv = cg_load_at(e, G, gidx);
-      acc_f(e, tile, ADD(e, MUL(e, ih, I(e, Wd)), iw), cg_fast(LLVMBuildFMul(B(e), wv, gv, "")));
+      LLVMValueRef src = ADD(e, MUL(e, row, I(e, P)), ADD(e, MUL(e, loh.i, I(e, OW)), low.i));
+      LLVMValueRef dst = ADD(e, MUL(e, ADD(e, MUL(e, lc.i, I(e, H)), ih), I(e, Wd)), iw);
+      acc_f(e, plane, dst, load_f(e, dcol, src));
       cg_loop_end(e, &low);
       cg_loop_end(e, &loh);
     }
-  cg_loop_end(e, &lo);
-  LLVMValueRef outer[2] = {lb.i, lc.i};
-  cg_epilogue(e, outer, 2, tile);
   cg_loop_end(e, &lc);
+  LLVMValueRef outer[1] = {lb.i};
+  cg_epilogue(e, outer, 3, plane);
   cg_loop_end(e, &lb);
   return NULL;
 }
@@ -251,44 +265,26 @@ bool shape_conv2d_dw(Value *v) {
   return true;
 }
 void grad_conv2d_dw(Builder *b, Value *v, Value *g, Value **dx) {}
-// Tile: the [kh, kw] filter of one (o, c) pair; each element is a dot product
-// over the batch and the output plane, accumulated in a fixed order.
+// Per image, in a fixed order: pack the input transposed (colT[P, CKK]) and
+// accumulate g[O, P] . colT into the filter tile [O, CKK]; the epilogue runs
+// once, after the last image.
 LLVMValueRef emit_conv2d_dw(Emit *e, Value *v, LLVMValueRef *in) {
   Value *X = v->in[0], *G = v->in[1];
   int64_t s = v->ia[0], p = v->ia[1];
   int64_t O = v->shape.d[0], C = v->shape.d[1], KH = v->shape.d[2], KW = v->shape.d[3];
-  int64_t H = X->shape.d[2], Wd = X->shape.d[3], OH = G->shape.d[2], OW = G->shape.d[3];
-  LLVMValueRef tile = cg_alloca(e, e->f32, KH * KW);
-  LLVMValueRef acc = cg_alloca(e, e->f32, 1);
-  Loop lo = cg_loop_begin(e, I(e, 0), I(e, O), "o");
-  Loop lc = cg_loop_begin(e, I(e, 0), I(e, C), "c");
-  cg_zero(e, tile, I(e, KH * KW));
+  int64_t OH = G->shape.d[2], OW = G->shape.d[3], P = OH * OW, ckk = C * KH * KW;
+  LLVMValueRef colT = e->scratch, acc = cg_gep(e, e->f32, e->scratch, I(e, P * ckk));
+  int mr, nv;
+  gemm_tile(O, ckk, &mr, &nv);
+  cg_zero(e, acc, I(e, O * ckk));
   Loop lb = cg_loop_begin(e, I(e, 0), cg_dim(e, X->shape, 0), "b");
-  for (int64_t kh = 0; kh < KH; kh++)
-    for (int64_t kw = 0; kw < KW; kw++) {
-      int64_t h0, h1, w0, w1;
-      conv_range(H, OH, kh, s, p, &h0, &h1);
-      conv_range(Wd, OW, kw, s, p, &w0, &w1);
-      if (h0 >= h1 || w0 >= w1) continue;
-      LLVMBuildStore(B(e), cg_f32(e, 0), acc);
-      Loop loh = cg_loop_begin(e, I(e, h0), I(e, h1), "oh");
-      LLVMValueRef ih = ADD(e, MUL(e, loh.i, I(e, s)), I(e, kh - p));
-      Loop low = cg_loop_begin(e, I(e, w0), I(e, w1), "ow");
-      LLVMValueRef iw = ADD(e, MUL(e, low.i, I(e, s)), I(e, kw - p));
-      LLVMValueRef gidx[4] = {lb.i, lo.i, loh.i, low.i}, xidx[4] = {lb.i, lc.i, ih, iw};
-      LLVMValueRef prod = cg_reassoc(LLVMBuildFMul(B(e), cg_load_at(e, G, gidx), cg_load_at(e, X, xidx), ""));
-      LLVMValueRef old = LLVMBuildLoad2(B(e), e->f32, acc, "");
-      LLVMBuildStore(B(e), cg_reassoc(LLVMBuildFAdd(B(e), old, prod, "")), acc);
-      cg_loop_end(e, &low);
-      cg_loop_end(e, &loh);
-      acc_f(e, tile, I(e, kh * KW + kw), LLVMBuildLoad2(B(e), e->f32, acc, ""));
-    }
+  im2col(e, X, lb.i, KH, KW, s, p, OH, OW, colT, true);
+  Gemm g = {.M = O, .N = ckk, .K = I(e, P), .a = cg_gep(e, e->f32, e->ptr[G->id], MUL(e, lb.i, I(e, O * P))),
+            .ars = I(e, P), .acs = I(e, 1), .b = colT, .ldb = ckk, .c = acc, .ldc = ckk, .accumulate = true,
+            .mr = mr, .nv = nv};
+  cg_gemm(e, &g);
   cg_loop_end(e, &lb);
-  LLVMValueRef outer[2] = {lo.i, lc.i};
-  cg_epilogue(e, outer, 2, tile);
-  cg_loop_end(e, &lc);
-  cg_loop_end(e, &lo);
-  (void)load_f;
+  cg_epilogue(e, NULL, 4, acc);
   (void)fma_f;
   return NULL;
 }

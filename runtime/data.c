@@ -211,25 +211,51 @@ static int check_raw_size(const char *prog, const char *path, gzFile gz, int64_t
   return -1;
 }
 
-// Reads exactly `payload` bytes after the header and checks nothing follows.
-static int read_payload(const char *prog, const char *path, gzFile gz, int64_t header, int64_t disk_size,
-                        void *buf, int64_t payload, const char *what) {
-  if (check_raw_size(prog, path, gz, header, disk_size, payload, what)) return -1;
-  int64_t got = read_bytes(prog, path, gz, buf, payload);
-  if (got < 0) return -1;
+// Reads exactly `payload` bytes after the header into a new buffer and checks
+// that nothing follows; NULL after an error. A gzip file's size is only known
+// by reading it, so its buffer grows with the data rather than trusting the
+// header.
+static uint8_t *read_payload(const char *prog, const char *path, gzFile gz, int64_t header, int64_t disk_size,
+                             int64_t payload, const char *what) {
+  if (check_raw_size(prog, path, gz, header, disk_size, payload, what)) return NULL;
+  if ((uint64_t)payload >= SIZE_MAX / 2) {
+    rt_error(prog, "%s: %s is too large for this machine", path, what);
+    return NULL;
+  }
+  int64_t cap = gzdirect(gz) || payload < (1 << 26) ? payload : (1 << 26), got = 0;
+  uint8_t *buf = malloc(cap ? (size_t)cap : 1);
+  for (;;) {
+    if (!buf) {
+      rt_error(prog, "%s: cannot allocate %.1f MB for %s", path, (double)cap / 1048576.0, what);
+      return NULL;
+    }
+    int64_t r = read_bytes(prog, path, gz, buf + got, cap - got);
+    if (r < 0) {
+      free(buf);
+      return NULL;
+    }
+    got += r;
+    if (got < cap || cap == payload) break;
+    cap = cap > payload / 2 ? payload : 2 * cap;
+    uint8_t *nb = realloc(buf, (size_t)cap);
+    if (!nb) free(buf);
+    buf = nb;
+  }
   if (got < payload) {
     rt_error(prog, "%s: truncated: expected %lld bytes of data for %s, found %lld", path, (long long)payload, what,
              (long long)got);
-    return -1;
+    free(buf);
+    return NULL;
   }
   int64_t extra = count_rest(prog, path, gz);
-  if (extra < 0) return -1;
   if (extra) {
-    rt_error(prog, "%s: trailing bytes: expected %lld bytes of data for %s, found %lld more", path,
-             (long long)payload, what, (long long)extra);
-    return -1;
+    if (extra > 0)
+      rt_error(prog, "%s: trailing bytes: expected %lld bytes of data for %s, found %lld more", path,
+               (long long)payload, what, (long long)extra);
+    free(buf);
+    return NULL;
   }
-  return 0;
+  return buf;
 }
 
 // A per-sample shape as "[1,28,28]".
@@ -282,12 +308,7 @@ static RtData *load_idx(const char *prog, const char *dir, const char *fimg, con
   int64_t payload = (int64_t)idims[0] * idims[1] * idims[2];  // < 2^96 cannot happen: dims match the model
   char what[96];
   snprintf(what, sizeof what, "%u %s of %ux%u", idims[0], plural(idims[0], "image", "images"), idims[1], idims[2]);
-  if (check_raw_size(prog, ipath, gi, 16, disk, payload, what)) goto fail;
-  if (!(d->u8 = malloc(payload ? (size_t)payload : 1))) {
-    rt_error(prog, "%s: cannot allocate %.1f MB for %s", ipath, (double)payload / 1048576.0, what);
-    goto fail;
-  }
-  if (read_payload(prog, ipath, gi, 16, disk, d->u8, payload, what)) goto fail;
+  if (!(d->u8 = read_payload(prog, ipath, gi, 16, disk, payload, what))) goto fail;
   gzclose(gi);
   gi = NULL;
 
@@ -298,16 +319,8 @@ static RtData *load_idx(const char *prog, const char *dir, const char *fimg, con
     goto fail;
   }
   snprintf(what, sizeof what, "%u %s", ldims[0], plural(ldims[0], "label", "labels"));
-  if (check_raw_size(prog, lpath, gl, 8, disk, ldims[0], what)) goto fail;
-  uint8_t *lab = malloc(ldims[0] ? ldims[0] : 1);
-  if (!lab) {
-    rt_error(prog, "out of memory");
-    goto fail;
-  }
-  if (read_payload(prog, lpath, gl, 8, disk, lab, ldims[0], what)) {
-    free(lab);
-    goto fail;
-  }
+  uint8_t *lab = read_payload(prog, lpath, gl, 8, disk, ldims[0], what);
+  if (!lab) goto fail;
   if (!(d->labels = malloc(sizeof(int32_t) * (ldims[0] ? ldims[0] : 1)))) {
     free(lab);
     rt_error(prog, "out of memory");

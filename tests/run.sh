@@ -8,7 +8,8 @@
 #              --emit=ir, exit 1); run from tests/golden so paths are NAME.fnn
 #   gradcheck  fnnc check tests/gradcheck/NAME.fnn exits 0
 #   scripts    every executable tests/*/test_*.sh exits 0 (log in build/tests/logs)
-#   runtime    tests/runtime/run.sh, its PASS/FAIL lines counted here
+#   runtime    tests/runtime/run.sh, its PASS/FAIL lines counted here (FILTER
+#              is passed on to it in the environment)
 #   asan       the golden and gradcheck groups again with build-asan/fnnc-asan,
 #              if it exists (make test-asan)
 #
@@ -215,11 +216,30 @@ for s in tests/*/test_*.sh; do
 done
 
 #
+# group 4: ASan + UBSan
+#
+if [ -x build-asan/fnnc-asan ]; then
+	ASAN_OPTIONS=detect_leaks=1:exitcode=86
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:exitcode=86
+	export ASAN_OPTIONS UBSAN_OPTIONS
+	golden_group asan/golden ../../build-asan/fnnc-asan
+	gradcheck_group asan/gradcheck build-asan/fnnc-asan
+	unset ASAN_OPTIONS UBSAN_OPTIONS
+fi
+
+#
 # the runtime's own runner
 #
-if [ -f tests/runtime/run.sh ] && { [ -z "$FILTER" ] || selected runtime/ || case "$FILTER" in runtime*) true ;; *) false ;; esac; }; then
+# With a FILTER it runs when the FILTER looks like "runtime/..." or selected
+# nothing so far; its lines are filtered by name either way.
+case "$FILTER" in "" | runtime*) rt_wanted=1 ;; *) rt_wanted= ;; esac
+selected runtime/ && rt_wanted=1
+[ $((pass + fail)) -eq 0 ] && rt_wanted=1
+if [ -f tests/runtime/run.sh ] && [ -n "$rt_wanted" ]; then
 	log="$logs/runtime_run.log"
-	run_to 1200 sh tests/runtime/run.sh >"$log" 2>&1
+	if [ -x tests/runtime/run.sh ]; then rt_cmd=./tests/runtime/run.sh; else rt_cmd="sh tests/runtime/run.sh"; fi
+	# shellcheck disable=SC2086
+	run_to 1200 $rt_cmd >"$log" 2>&1
 	st=$?
 	# Its PASS/FAIL lines (filtered), with up to 20 detail lines under each FAIL.
 	awk -v filt="$FILTER" '
@@ -237,18 +257,6 @@ if [ -f tests/runtime/run.sh ] && { [ -z "$FILTER" ] || selected runtime/ || cas
 	elif [ "$st" -eq 0 ] && [ "$rp" -eq 0 ] && [ -z "$FILTER" ]; then
 		echo "note: tests/runtime/run.sh reported no tests"
 	fi
-fi
-
-#
-# group 4: ASan + UBSan
-#
-if [ -x build-asan/fnnc-asan ]; then
-	ASAN_OPTIONS=detect_leaks=1:exitcode=86
-	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:exitcode=86
-	export ASAN_OPTIONS UBSAN_OPTIONS
-	golden_group asan/golden ../../build-asan/fnnc-asan
-	gradcheck_group asan/gradcheck build-asan/fnnc-asan
-	unset ASAN_OPTIONS UBSAN_OPTIONS
 fi
 
 echo "$pass passed, $fail failed"

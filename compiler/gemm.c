@@ -1,0 +1,157 @@
+// gemm.c: the register-blocked matrix-multiply micro-kernel every contraction
+// (dense, convolution and their gradients) is built on.
+//
+//   C[i, j] = (accumulate ? C[i, j] : 0) + sum_{k < K} A(i, k) * B[k*ldb + j]
+//   A(i, k) = a[i*ars + k*acs]                 (any strides: read as scalars)
+//   B       row-major, contiguous along j      (read as <16 x float> vectors)
+//   C       row-major with row stride ldc
+//
+// The output is cut into MR x (16*NV) tiles. A tile's accumulators are SSA
+// vectors carried through the k loop; each step loads NV vectors of B, and
+// for each of the MR rows broadcasts one A element and issues NV llvm.fma calls.
+// Columns past N are masked (llvm.masked.load/store); rows past `m_valid`
+// re-read the last valid row of A and their results are discarded by the
+// caller (they land in scratch rows).
+#include "fnnc.h"
+
+static LLVMBuilderRef B(Emit *e) { return e->cg->b; }
+
+static LLVMTypeRef vec_t(Emit *e) { return LLVMVectorType(e->f32, 16); }
+
+static LLVMValueRef mask_const(Emit *e, int lanes) {
+  LLVMValueRef bits[16];
+  LLVMTypeRef i1 = LLVMInt1TypeInContext(e->cg->ctx);
+  for (int i = 0; i < 16; i++) bits[i] = LLVMConstInt(i1, i < lanes, 0);
+  return LLVMConstVector(bits, 16);
+}
+
+static LLVMValueRef vload(Emit *e, LLVMValueRef p, int lanes) {
+  LLVMTypeRef vt = vec_t(e);
+  if (lanes == 16) {
+    LLVMValueRef l = LLVMBuildLoad2(B(e), vt, p, "");
+    LLVMSetAlignment(l, 4);
+    return l;
+  }
+  LLVMTypeRef types[2] = {vt, e->ptrty};
+  unsigned id = LLVMLookupIntrinsicID("llvm.masked.load", 16);
+  LLVMValueRef fn = LLVMGetIntrinsicDeclaration(e->cg->mod, id, types, 2);
+  LLVMTypeRef fty = LLVMIntrinsicGetType(e->cg->ctx, id, types, 2);
+  LLVMValueRef args[4] = {p, LLVMConstInt(e->i32, 4, 0), mask_const(e, lanes), LLVMConstNull(vt)};
+  return LLVMBuildCall2(B(e), fty, fn, args, 4, "");
+}
+
+static void vstore(Emit *e, LLVMValueRef v, LLVMValueRef p, int lanes) {
+  if (lanes == 16) {
+    LLVMValueRef s = LLVMBuildStore(B(e), v, p);
+    LLVMSetAlignment(s, 4);
+    return;
+  }
+  LLVMTypeRef types[2] = {vec_t(e), e->ptrty};
+  unsigned id = LLVMLookupIntrinsicID("llvm.masked.store", 17);
+  LLVMValueRef fn = LLVMGetIntrinsicDeclaration(e->cg->mod, id, types, 2);
+  LLVMTypeRef fty = LLVMIntrinsicGetType(e->cg->ctx, id, types, 2);
+  LLVMValueRef args[4] = {v, p, LLVMConstInt(e->i32, 4, 0), mask_const(e, lanes)};
+  LLVMBuildCall2(B(e), fty, fn, args, 4, "");
+}
+
+static LLVMValueRef vfma(Emit *e, LLVMValueRef a, LLVMValueRef b, LLVMValueRef c) {
+  LLVMTypeRef vt = vec_t(e);
+  unsigned id = LLVMLookupIntrinsicID("llvm.fma", 8);
+  LLVMValueRef fn = LLVMGetIntrinsicDeclaration(e->cg->mod, id, &vt, 1);
+  LLVMTypeRef fty = LLVMIntrinsicGetType(e->cg->ctx, id, &vt, 1);
+  LLVMValueRef args[3] = {a, b, c};
+  return LLVMBuildCall2(B(e), fty, fn, args, 3, "");
+}
+
+static LLVMValueRef splat(Emit *e, LLVMValueRef x) {
+  LLVMTypeRef vt = vec_t(e);
+  LLVMValueRef v = LLVMBuildInsertElement(B(e), LLVMGetUndef(vt), x, LLVMConstInt(e->i32, 0, 0), "");
+  return LLVMBuildShuffleVector(B(e), v, LLVMGetUndef(vt), LLVMConstNull(LLVMVectorType(e->i32, 16)), "");
+}
+
+static LLVMValueRef gep(Emit *e, LLVMValueRef base, LLVMValueRef off) { return cg_gep(e, e->f32, base, off); }
+static LLVMValueRef add(Emit *e, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildAdd(B(e), a, b, ""); }
+static LLVMValueRef mul(Emit *e, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildMul(B(e), a, b, ""); }
+
+// One mr x (16*nv) tile at rows i0.., columns j0.. (the last vector has
+// `last_lanes` valid lanes).
+static void tile(Emit *e, const Gemm *g, LLVMValueRef i0, LLVMValueRef j0, int mr, int nv, int last_lanes) {
+  enum { MAXACC = 32 };
+  LLVMValueRef acc[MAXACC], init[MAXACC];
+  LLVMTypeRef vt = vec_t(e);
+  LLVMValueRef rowp[8];
+  for (int r = 0; r < mr; r++) {
+    LLVMValueRef row = add(e, i0, cg_i64(e, r));
+    LLVMValueRef arow = g->m_valid ? cg_min_i64(e, row, LLVMBuildSub(B(e), g->m_valid, cg_i64(e, 1), "")) : row;
+    rowp[r] = gep(e, g->a, mul(e, arow, g->ars));
+    for (int v = 0; v < nv; v++) {
+      int lanes = v == nv - 1 ? last_lanes : 16;
+      LLVMValueRef cp = gep(e, g->c, add(e, mul(e, row, cg_i64(e, g->ldc)), add(e, j0, cg_i64(e, 16 * v))));
+      init[r * nv + v] = g->accumulate ? vload(e, cp, lanes) : LLVMConstNull(vt);
+    }
+  }
+  LLVMBasicBlockRef pre = LLVMGetInsertBlock(B(e));
+  LLVMBasicBlockRef head = LLVMAppendBasicBlockInContext(e->cg->ctx, e->fn, "gemm.k");
+  LLVMBasicBlockRef body = LLVMAppendBasicBlockInContext(e->cg->ctx, e->fn, "gemm.body");
+  LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(e->cg->ctx, e->fn, "gemm.done");
+  LLVMBuildBr(B(e), head);
+  LLVMPositionBuilderAtEnd(B(e), head);
+  LLVMValueRef k = LLVMBuildPhi(B(e), e->i64, "k");
+  LLVMValueRef zero = cg_i64(e, 0);
+  LLVMAddIncoming(k, &zero, &pre, 1);
+  for (int t = 0; t < mr * nv; t++) {
+    acc[t] = LLVMBuildPhi(B(e), vt, "acc");
+    LLVMAddIncoming(acc[t], &init[t], &pre, 1);
+  }
+  LLVMBuildCondBr(B(e), LLVMBuildICmp(B(e), LLVMIntSLT, k, g->K, ""), body, done);
+  LLVMPositionBuilderAtEnd(B(e), body);
+  LLVMValueRef bv[4];
+  LLVMValueRef brow = gep(e, g->b, add(e, mul(e, k, cg_i64(e, g->ldb)), j0));
+  for (int v = 0; v < nv; v++) bv[v] = vload(e, gep(e, brow, cg_i64(e, 16 * v)), v == nv - 1 ? last_lanes : 16);
+  LLVMValueRef kcs = mul(e, k, g->acs);
+  LLVMValueRef next[MAXACC];
+  for (int r = 0; r < mr; r++) {
+    LLVMValueRef a = splat(e, LLVMBuildLoad2(B(e), e->f32, gep(e, rowp[r], kcs), ""));
+    for (int v = 0; v < nv; v++) next[r * nv + v] = vfma(e, a, bv[v], acc[r * nv + v]);
+  }
+  LLVMValueRef k1 = add(e, k, cg_i64(e, 1));
+  LLVMBasicBlockRef from = LLVMGetInsertBlock(B(e));
+  LLVMBuildBr(B(e), head);
+  LLVMAddIncoming(k, &k1, &from, 1);
+  for (int t = 0; t < mr * nv; t++) LLVMAddIncoming(acc[t], &next[t], &from, 1);
+  LLVMPositionBuilderAtEnd(B(e), done);
+  for (int r = 0; r < mr; r++) {
+    LLVMValueRef row = add(e, i0, cg_i64(e, r));
+    for (int v = 0; v < nv; v++) {
+      LLVMValueRef cp = gep(e, g->c, add(e, mul(e, row, cg_i64(e, g->ldc)), add(e, j0, cg_i64(e, 16 * v))));
+      vstore(e, acc[r * nv + v], cp, v == nv - 1 ? last_lanes : 16);
+    }
+  }
+}
+
+// All column tiles of the rows i0 .. i0+mr.
+static void row_block(Emit *e, const Gemm *g, LLVMValueRef i0, int mr) {
+  int nv = g->nv, nr = 16 * nv;
+  int64_t full = g->N / nr, rest = g->N % nr;
+  if (full > 0) {
+    Loop lj = cg_loop_begin(e, cg_i64(e, 0), cg_i64(e, full), "jt");
+    tile(e, g, i0, mul(e, lj.i, cg_i64(e, nr)), mr, nv, 16);
+    cg_loop_end(e, &lj);
+  }
+  if (rest > 0) {
+    int tv = (int)((rest + 15) / 16);
+    int last = (int)(rest - 16 * (tv - 1));
+    tile(e, g, i0, cg_i64(e, full * nr), mr, tv, last);
+  }
+}
+
+void cg_gemm(Emit *e, const Gemm *g) {
+  int mr = g->mr;
+  int64_t full = g->M / mr, rest = g->M % mr;
+  if (full > 0) {
+    Loop li = cg_loop_begin(e, cg_i64(e, 0), cg_i64(e, full), "it");
+    row_block(e, g, mul(e, li.i, cg_i64(e, mr)), mr);
+    cg_loop_end(e, &li);
+  }
+  if (rest > 0) row_block(e, g, cg_i64(e, full * mr), (int)rest);
+}
