@@ -56,6 +56,7 @@ static bool takes_epilogue(Value *a) {
   case OP_conv2d:
   case OP_conv2d_dx:
   case OP_conv2d_dw:
+  case OP_maxpool_dx:
   case OP_softmax: return true;
   default: return false;
   }
@@ -89,7 +90,8 @@ static bool readable_in(Kernel *k, Value *u) {
 static bool can_join(Fuser *f, Kernel *k, Value *v) {
   if (k->kind == K_ANCHOR && !takes_epilogue(k->anchor)) return false;
   if (!shape_fits(k, v) || !phase_fits(k, v)) return false;
-  if (k->kind == K_ANCHOR && v->op == OP_sum && k->anchor->op != OP_softmax && k->anchor->op != OP_conv2d_dx)
+  if (k->kind == K_ANCHOR && v->op == OP_sum && k->anchor->op != OP_softmax && k->anchor->op != OP_conv2d_dx &&
+      k->anchor->op != OP_maxpool_dx)
     return false;
   for (int i = 0; i < v->nin; i++) {
     Value *u = v->in[i];
@@ -158,7 +160,9 @@ static bool can_merge_into_earlier(Fuser *f, Kernel *b, Kernel *a) {
   for (int i = 0; i < b->members.len; i++) {
     Value *m = b->members.data[i];
     if (!phase_fits(a, m)) return false;
-    if (m->op == OP_sum && a->kind == K_ANCHOR && a->anchor->op != OP_softmax) return false;
+    if (m->op == OP_sum && a->kind == K_ANCHOR && a->anchor->op != OP_softmax && a->anchor->op != OP_maxpool_dx &&
+        a->anchor->op != OP_conv2d_dx)
+      return false;
     for (int j = 0; j < m->nin; j++) {
       Value *u = m->in[j];
       if (is_buffer(u) || u->group == b->id) continue;

@@ -339,55 +339,47 @@ bool shape_maxpool_dx(Value *v) {
   return true;
 }
 void grad_maxpool_dx(Builder *b, Value *v, Value *g, Value **dx) {}
-// A gather: each input position visits the (at most ceil(k/s)^2) windows that
-// contain it and finds their first maximum again.
+// Tile: one input plane [H, W] per outer index. Each window finds its first
+// maximum and adds its g there; the epilogue (the ReLU mask, the bias
+// gradient's sum) then runs over the plane.
 LLVMValueRef emit_maxpool_dx(Emit *e, Value *v, LLVMValueRef *in) {
   Value *X = v->in[0], *G = v->in[1];
   int r = v->shape.rank;
   int64_t k = v->ia[0], s = v->ia[1];
-  int64_t OH = G->shape.d[r - 2], OW = G->shape.d[r - 1];
-  int64_t nwin = (k + s - 1) / s;
-  LLVMValueRef h = e->idx[r - 2], w = e->idx[r - 1];
-  LLVMValueRef hq = LLVMBuildSDiv(B(e), h, I(e, s), ""), wq = LLVMBuildSDiv(B(e), w, I(e, s), "");
-  LLVMValueRef total = cg_f32(e, 0);
-  for (int64_t a = 0; a < nwin; a++)
-    for (int64_t c = 0; c < nwin; c++) {
-      LLVMValueRef i = LLVMBuildSub(B(e), hq, I(e, a), ""), j = LLVMBuildSub(B(e), wq, I(e, c), "");
-      // valid: 0 <= i < OH, 0 <= j < OW, h - i*s < k, w - j*s < k
-      LLVMValueRef ok = LLVMBuildAnd(B(e), LLVMBuildICmp(B(e), LLVMIntSGE, i, I(e, 0), ""),
-                                     LLVMBuildICmp(B(e), LLVMIntSLT, i, I(e, OH), ""), "");
-      ok = LLVMBuildAnd(B(e), ok, LLVMBuildICmp(B(e), LLVMIntSGE, j, I(e, 0), ""), "");
-      ok = LLVMBuildAnd(B(e), ok, LLVMBuildICmp(B(e), LLVMIntSLT, j, I(e, OW), ""), "");
-      LLVMValueRef dh = LLVMBuildSub(B(e), h, MUL(e, i, I(e, s)), "");
-      LLVMValueRef dw = LLVMBuildSub(B(e), w, MUL(e, j, I(e, s)), "");
-      ok = LLVMBuildAnd(B(e), ok, LLVMBuildICmp(B(e), LLVMIntSLT, dh, I(e, k), ""), "");
-      ok = LLVMBuildAnd(B(e), ok, LLVMBuildICmp(B(e), LLVMIntSLT, dw, I(e, k), ""), "");
-      LLVMValueRef ic = cg_max_i64(e, cg_min_i64(e, i, I(e, OH - 1)), I(e, 0));
-      LLVMValueRef jc = cg_max_i64(e, cg_min_i64(e, j, I(e, OW - 1)), I(e, 0));
-      // First maximum of window (ic, jc), as a flat offset di*k + dj.
-      LLVMValueRef sub[MAXRANK];
-      for (int t = 0; t < r; t++) sub[t] = e->idx[t];
-      LLVMValueRef best = NULL, bpos = NULL;
-      for (int64_t di = 0; di < k; di++)
-        for (int64_t dj = 0; dj < k; dj++) {
-          sub[r - 2] = ADD(e, MUL(e, ic, I(e, s)), I(e, di));
-          sub[r - 1] = ADD(e, MUL(e, jc, I(e, s)), I(e, dj));
-          LLVMValueRef x = cg_load_at(e, X, sub);
-          if (!best) {
-            best = x;
-            bpos = I(e, 0);
-          } else {
-            LLVMValueRef gt = LLVMBuildFCmp(B(e), LLVMRealOGT, x, best, "");
-            best = LLVMBuildSelect(B(e), gt, x, best, "");
-            bpos = LLVMBuildSelect(B(e), gt, I(e, di * k + dj), bpos, "");
-          }
-        }
-      LLVMValueRef mine = ADD(e, MUL(e, dh, I(e, k)), dw);
-      ok = LLVMBuildAnd(B(e), ok, LLVMBuildICmp(B(e), LLVMIntEQ, bpos, mine, ""), "");
-      sub[r - 2] = ic;
-      sub[r - 1] = jc;
-      LLVMValueRef gv = cg_load_at(e, G, sub);
-      total = cg_fast(LLVMBuildFAdd(B(e), total, LLVMBuildSelect(B(e), ok, gv, cg_f32(e, 0), ""), ""));
+  int64_t H = v->shape.d[r - 2], Wd = v->shape.d[r - 1], OH = G->shape.d[r - 2], OW = G->shape.d[r - 1];
+  LLVMValueRef tile = cg_alloca(e, e->f32, H * Wd);
+  Loop outer[MAXRANK];
+  LLVMValueRef idx[MAXRANK];
+  for (int t = 0; t < r - 2; t++) {
+    outer[t] = cg_loop_begin(e, I(e, 0), cg_dim(e, v->shape, t), "o");
+    idx[t] = outer[t].i;
+  }
+  cg_zero(e, tile, I(e, H * Wd));
+  Loop li = cg_loop_begin(e, I(e, 0), I(e, OH), "i");
+  Loop lj = cg_loop_begin(e, I(e, 0), I(e, OW), "j");
+  LLVMValueRef best = NULL, bpos = NULL;
+  for (int64_t di = 0; di < k; di++)
+    for (int64_t dj = 0; dj < k; dj++) {
+      LLVMValueRef h = ADD(e, MUL(e, li.i, I(e, s)), I(e, di)), w = ADD(e, MUL(e, lj.i, I(e, s)), I(e, dj));
+      idx[r - 2] = h;
+      idx[r - 1] = w;
+      LLVMValueRef x = cg_load_at(e, X, idx);
+      LLVMValueRef pos = ADD(e, MUL(e, h, I(e, Wd)), w);
+      if (!best) {
+        best = x;
+        bpos = pos;
+      } else {
+        LLVMValueRef gt = LLVMBuildFCmp(B(e), LLVMRealOGT, x, best, "");
+        best = LLVMBuildSelect(B(e), gt, x, best, "");
+        bpos = LLVMBuildSelect(B(e), gt, pos, bpos, "");
+      }
     }
-  return total;
+  idx[r - 2] = li.i;
+  idx[r - 1] = lj.i;
+  acc_f(e, tile, bpos, cg_load_at(e, G, idx));
+  cg_loop_end(e, &lj);
+  cg_loop_end(e, &li);
+  cg_epilogue(e, idx, 2, tile);
+  for (int t = r - 3; t >= 0; t--) cg_loop_end(e, &outer[t]);
+  return NULL;
 }
