@@ -11,6 +11,8 @@
 
 #include <string.h>
 
+#include <llvm-c/DebugInfo.h>
+
 static LLVMBuilderRef B(Emit *e) { return e->cg->b; }
 
 LLVMValueRef cg_i64(Emit *e, int64_t c) { return LLVMConstInt(e->i64, (unsigned long long)c, 1); }
@@ -97,6 +99,26 @@ void cg_loop_end(Emit *e, Loop *l) {
   LLVMBasicBlockRef from = LLVMGetInsertBlock(B(e));
   LLVMBuildBr(B(e), l->head);
   LLVMAddIncoming(l->i, &next, &from, 1);
+  LLVMPositionBuilderAtEnd(B(e), l->exit);
+}
+
+// Like cg_loop_end, but asks LLVM not to vectorize or unroll the loop: for
+// packing loops with strided stores, where gathers and scatters would cost
+// more compile time than they save.
+void cg_loop_end_scalar(Emit *e, Loop *l) {
+  LLVMValueRef next = LLVMBuildAdd(B(e), l->i, cg_i64(e, 1), "");
+  LLVMBasicBlockRef from = LLVMGetInsertBlock(B(e));
+  LLVMValueRef br = LLVMBuildBr(B(e), l->head);
+  LLVMAddIncoming(l->i, &next, &from, 1);
+  LLVMContextRef c = e->cg->ctx;
+  LLVMMetadataRef tmp = LLVMTemporaryMDNode(c, NULL, 0);
+  LLVMMetadataRef vkey[2] = {LLVMMDStringInContext2(c, "llvm.loop.vectorize.enable", 26),
+                             LLVMValueAsMetadata(LLVMConstInt(LLVMInt1TypeInContext(c), 0, 0))};
+  LLVMMetadataRef ukey[1] = {LLVMMDStringInContext2(c, "llvm.loop.unroll.disable", 24)};
+  LLVMMetadataRef ops[3] = {tmp, LLVMMDNodeInContext2(c, vkey, 2), LLVMMDNodeInContext2(c, ukey, 1)};
+  LLVMMetadataRef loop = LLVMMDNodeInContext2(c, ops, 3);
+  LLVMMetadataReplaceAllUsesWith(tmp, loop);
+  LLVMSetMetadata(br, LLVMGetMDKindIDInContext(c, "llvm.loop", 9), LLVMMetadataAsValue(c, loop));
   LLVMPositionBuilderAtEnd(B(e), l->exit);
 }
 

@@ -437,6 +437,7 @@ typedef struct {
 } Loop;
 Loop cg_loop_begin(Emit *e, LLVMValueRef lo, LLVMValueRef hi, const char *name);
 void cg_loop_end(Emit *e, Loop *l);
+void cg_loop_end_scalar(Emit *e, Loop *l);  // and keep LLVM from vectorizing or unrolling it
 LLVMValueRef cg_call_intrinsic(Emit *e, const char *name, LLVMTypeRef t, LLVMValueRef *args, int n);
 LLVMValueRef cg_fast(LLVMValueRef inst);  // marks an FP instruction contractable
 LLVMValueRef cg_reassoc(LLVMValueRef inst);  // contractable and reassociable (reductions)

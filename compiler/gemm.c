@@ -73,27 +73,48 @@ static LLVMValueRef gep(Emit *e, LLVMValueRef base, LLVMValueRef off) { return c
 static LLVMValueRef add(Emit *e, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildAdd(B(e), a, b, ""); }
 static LLVMValueRef mul(Emit *e, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildMul(B(e), a, b, ""); }
 
-// One mr x (16*nv) tile at rows i0.., columns j0.. (the last vector has
-// `last_lanes` valid lanes).
-static void tile(Emit *e, const Gemm *g, LLVMValueRef i0, LLVMValueRef j0, int mr, int nv, int last_lanes) {
+// The micro-kernel for one tile shape, as a shared non-inlined function
+//   void fnn_gemm_MRxNV_LANES[_acc](float *a, i64 ars, i64 acs, float *b, i64 ldb,
+//                                   float *c, i64 ldc, i64 K, i64 rows)
+// computing the mr x (16*nv) tile whose top-left is at a (A row 0), b (B column
+// 0) and c; the last vector has `lanes` valid lanes, and rows >= `rows` re-read
+// A's last valid row. One function per shape keeps compile time small.
+static LLVMValueRef tile_fn(Emit *outer, int mr, int nv, int lanes, bool accumulate) {
+  Codegen *cg = outer->cg;
+  char name[64];
+  snprintf(name, sizeof name, "fnn_gemm_%dx%d_%d%s", mr, nv, lanes, accumulate ? "_acc" : "");
+  LLVMValueRef fn = LLVMGetNamedFunction(cg->mod, name);
+  if (fn) return fn;
+  Emit ee = *outer, *e = &ee;
+  LLVMTypeRef p = e->ptrty, i = e->i64;
+  LLVMTypeRef params[9] = {p, i, i, p, i, p, i, i, i};
+  fn = LLVMAddFunction(cg->mod, name, LLVMFunctionType(LLVMVoidTypeInContext(cg->ctx), params, 9, 0));
+  LLVMSetLinkage(fn, LLVMInternalLinkage);
+  unsigned noinl = LLVMGetEnumAttributeKindForName("noinline", 8);
+  LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(cg->ctx, noinl, 0));
+  LLVMBasicBlockRef saved = LLVMGetInsertBlock(cg->b);
+  e->fn = fn;
+  LLVMPositionBuilderAtEnd(cg->b, LLVMAppendBasicBlockInContext(cg->ctx, fn, "entry"));
+  LLVMValueRef a = LLVMGetParam(fn, 0), ars = LLVMGetParam(fn, 1), acs = LLVMGetParam(fn, 2);
+  LLVMValueRef bp = LLVMGetParam(fn, 3), ldb = LLVMGetParam(fn, 4), c = LLVMGetParam(fn, 5);
+  LLVMValueRef ldc = LLVMGetParam(fn, 6), K = LLVMGetParam(fn, 7), rows = LLVMGetParam(fn, 8);
+
   enum { MAXACC = 32 };
   LLVMValueRef acc[MAXACC], init[MAXACC];
   LLVMTypeRef vt = vec_t(e);
   LLVMValueRef rowp[8];
   for (int r = 0; r < mr; r++) {
-    LLVMValueRef row = add(e, i0, cg_i64(e, r));
-    LLVMValueRef arow = g->m_valid ? cg_min_i64(e, row, LLVMBuildSub(B(e), g->m_valid, cg_i64(e, 1), "")) : row;
-    rowp[r] = gep(e, g->a, mul(e, arow, g->ars));
+    LLVMValueRef arow = cg_min_i64(e, cg_i64(e, r), LLVMBuildSub(B(e), rows, cg_i64(e, 1), ""));
+    rowp[r] = gep(e, a, mul(e, arow, ars));
     for (int v = 0; v < nv; v++) {
-      int lanes = v == nv - 1 ? last_lanes : 16;
-      LLVMValueRef cp = gep(e, g->c, add(e, mul(e, row, cg_i64(e, g->ldc)), add(e, j0, cg_i64(e, 16 * v))));
-      init[r * nv + v] = g->accumulate ? vload(e, cp, lanes) : LLVMConstNull(vt);
+      LLVMValueRef cp = gep(e, c, add(e, mul(e, cg_i64(e, r), ldc), cg_i64(e, 16 * v)));
+      init[r * nv + v] = accumulate ? vload(e, cp, v == nv - 1 ? lanes : 16) : LLVMConstNull(vt);
     }
   }
   LLVMBasicBlockRef pre = LLVMGetInsertBlock(B(e));
-  LLVMBasicBlockRef head = LLVMAppendBasicBlockInContext(e->cg->ctx, e->fn, "gemm.k");
-  LLVMBasicBlockRef body = LLVMAppendBasicBlockInContext(e->cg->ctx, e->fn, "gemm.body");
-  LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(e->cg->ctx, e->fn, "gemm.done");
+  LLVMBasicBlockRef head = LLVMAppendBasicBlockInContext(cg->ctx, fn, "k");
+  LLVMBasicBlockRef body = LLVMAppendBasicBlockInContext(cg->ctx, fn, "body");
+  LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(cg->ctx, fn, "done");
   LLVMBuildBr(B(e), head);
   LLVMPositionBuilderAtEnd(B(e), head);
   LLVMValueRef k = LLVMBuildPhi(B(e), e->i64, "k");
@@ -103,16 +124,16 @@ static void tile(Emit *e, const Gemm *g, LLVMValueRef i0, LLVMValueRef j0, int m
     acc[t] = LLVMBuildPhi(B(e), vt, "acc");
     LLVMAddIncoming(acc[t], &init[t], &pre, 1);
   }
-  LLVMBuildCondBr(B(e), LLVMBuildICmp(B(e), LLVMIntSLT, k, g->K, ""), body, done);
+  LLVMBuildCondBr(B(e), LLVMBuildICmp(B(e), LLVMIntSLT, k, K, ""), body, done);
   LLVMPositionBuilderAtEnd(B(e), body);
   LLVMValueRef bv[4];
-  LLVMValueRef brow = gep(e, g->b, add(e, mul(e, k, cg_i64(e, g->ldb)), j0));
-  for (int v = 0; v < nv; v++) bv[v] = vload(e, gep(e, brow, cg_i64(e, 16 * v)), v == nv - 1 ? last_lanes : 16);
-  LLVMValueRef kcs = mul(e, k, g->acs);
+  LLVMValueRef brow = gep(e, bp, mul(e, k, ldb));
+  for (int v = 0; v < nv; v++) bv[v] = vload(e, gep(e, brow, cg_i64(e, 16 * v)), v == nv - 1 ? lanes : 16);
+  LLVMValueRef kcs = mul(e, k, acs);
   LLVMValueRef next[MAXACC];
   for (int r = 0; r < mr; r++) {
-    LLVMValueRef a = splat(e, LLVMBuildLoad2(B(e), e->f32, gep(e, rowp[r], kcs), ""));
-    for (int v = 0; v < nv; v++) next[r * nv + v] = vfma(e, a, bv[v], acc[r * nv + v]);
+    LLVMValueRef av = splat(e, LLVMBuildLoad2(B(e), e->f32, gep(e, rowp[r], kcs), ""));
+    for (int v = 0; v < nv; v++) next[r * nv + v] = vfma(e, av, bv[v], acc[r * nv + v]);
   }
   LLVMValueRef k1 = add(e, k, cg_i64(e, 1));
   LLVMBasicBlockRef from = LLVMGetInsertBlock(B(e));
@@ -120,13 +141,22 @@ static void tile(Emit *e, const Gemm *g, LLVMValueRef i0, LLVMValueRef j0, int m
   LLVMAddIncoming(k, &k1, &from, 1);
   for (int t = 0; t < mr * nv; t++) LLVMAddIncoming(acc[t], &next[t], &from, 1);
   LLVMPositionBuilderAtEnd(B(e), done);
-  for (int r = 0; r < mr; r++) {
-    LLVMValueRef row = add(e, i0, cg_i64(e, r));
+  for (int r = 0; r < mr; r++)
     for (int v = 0; v < nv; v++) {
-      LLVMValueRef cp = gep(e, g->c, add(e, mul(e, row, cg_i64(e, g->ldc)), add(e, j0, cg_i64(e, 16 * v))));
-      vstore(e, acc[r * nv + v], cp, v == nv - 1 ? last_lanes : 16);
+      LLVMValueRef cp = gep(e, c, add(e, mul(e, cg_i64(e, r), ldc), cg_i64(e, 16 * v)));
+      vstore(e, acc[r * nv + v], cp, v == nv - 1 ? lanes : 16);
     }
-  }
+  LLVMBuildRetVoid(B(e));
+  LLVMPositionBuilderAtEnd(cg->b, saved);
+  return fn;
+}
+
+static void tile(Emit *e, const Gemm *g, LLVMValueRef i0, LLVMValueRef j0, int mr, int nv, int last_lanes) {
+  LLVMValueRef fn = tile_fn(e, mr, nv, last_lanes, g->accumulate);
+  LLVMValueRef rows = g->m_valid ? LLVMBuildSub(B(e), g->m_valid, i0, "") : cg_i64(e, mr);
+  LLVMValueRef args[9] = {gep(e, g->a, mul(e, i0, g->ars)), g->ars, g->acs, gep(e, g->b, j0), cg_i64(e, g->ldb),
+                          gep(e, g->c, add(e, mul(e, i0, cg_i64(e, g->ldc)), j0)), cg_i64(e, g->ldc), g->K, rows};
+  LLVMBuildCall2(B(e), LLVMGlobalGetValueType(fn), fn, args, 9, "");
 }
 
 // All column tiles of the rows i0 .. i0+mr.

@@ -39,18 +39,21 @@ static double now(void) {
   return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-// Compiles the three entry points into `mod`. Returns the descriptor, or NULL
-// after errors.
-static char *compile(Node *prog, Graph **train_out, Program **progs) {
-  Graph *gs[ENTRY_COUNT];
+// Builds and fuses the entry points in `want` (progs[e] stays NULL for the
+// others). Returns the descriptor, or NULL after errors.
+static char *compile(Node *prog, const bool *want, Graph **train_out, Program **progs) {
+  Graph *gs[ENTRY_COUNT] = {0};
   for (int e = 0; e < ENTRY_COUNT; e++) {
+    progs[e] = NULL;
+    if (!want[e] && e != ENTRY_TRAIN) continue;
     gs[e] = build_entry(prog, (Entry)e);
     if (!gs[e]) return NULL;
-    progs[e] = fuse(gs[e], (Entry)e);
+    if (want[e]) progs[e] = fuse(gs[e], (Entry)e);
   }
   *train_out = gs[ENTRY_TRAIN];
   int64_t per_n = 0, fixed = 0;
   for (int e = 0; e < ENTRY_COUNT; e++) {
+    if (!progs[e]) continue;
     if (progs[e]->work_total_per_n > per_n) per_n = progs[e]->work_total_per_n;
     if (progs[e]->work_total_fixed > fixed) fixed = progs[e]->work_total_fixed;
   }
@@ -59,7 +62,8 @@ static char *compile(Node *prog, Graph **train_out, Program **progs) {
 
 static void codegen_all(Codegen *cg, Program **progs, const char *desc) {
   cg->b = LLVMCreateBuilderInContext(cg->ctx);
-  for (int e = 0; e < ENTRY_COUNT; e++) codegen_program(cg, progs[e]);
+  for (int e = 0; e < ENTRY_COUNT; e++)
+    if (progs[e]) codegen_program(cg, progs[e]);
   codegen_descriptor(cg, desc);
   LLVMDisposeBuilder(cg->b);
   backend_optimize(cg->mod, cg->tm);
@@ -154,7 +158,10 @@ int main(int argc, char **argv) {
   }
   Graph *train;
   Program *progs[ENTRY_COUNT];
-  char *desc = compile(prog, &train, progs);
+  // fnnc check needs the gradient entry; training needs the step and evaluation.
+  bool want[ENTRY_COUNT] = {true, true, false};
+  if (cmd && !strcmp(cmd, "check")) want[ENTRY_TRAIN] = false, want[ENTRY_GRAD] = true;
+  char *desc = compile(prog, want, &train, progs);
   if (!desc) return 1;
   if (emit == EMIT_FUSED) {
     fused_dump(stdout, progs[ENTRY_TRAIN]);
@@ -191,9 +198,10 @@ int main(int argc, char **argv) {
   cg.mod = LLVMModuleCreateWithNameInContext(train->info.name, cg.ctx);
   codegen_all(&cg, progs, desc);
   if (jit_add_module(jit, cg.mod)) return 1;
-  FnnModel m = {desc, (FnnEntry)jit_lookup(jit, "fnn_train_step"), (FnnEntry)jit_lookup(jit, "fnn_eval_step"),
-                (FnnEntry)jit_lookup(jit, "fnn_grad_step")};
-  if (!m.train_step || !m.eval_step || !m.grad_step) return 1;
+  FnnModel m = {desc, NULL, NULL, NULL};
+  FnnEntry *slot[ENTRY_COUNT] = {&m.train_step, &m.eval_step, &m.grad_step};
+  for (int e = 0; e < ENTRY_COUNT; e++)
+    if (progs[e] && !(*slot[e] = (FnnEntry)jit_lookup(jit, arena_printf("fnn_%s", entry_names[e])))) return 1;
   if (getenv("FNNC_TIME")) fprintf(stderr, "fnnc: compiled in %.3f s\n", now() - t0);
   // Trainer flags: argv[0] names the program in messages.
   char **targv = malloc(sizeof(char *) * (size_t)(argc - rest + 2));

@@ -26,17 +26,6 @@ static LLVMValueRef fma_f(Emit *e, LLVMValueRef a, LLVMValueRef b, LLVMValueRef 
   return cg_fast(LLVMBuildFAdd(B(e), c, cg_fast(LLVMBuildFMul(B(e), a, b, "")), ""));
 }
 
-// The output range [lo, hi) of a convolution axis for kernel offset k, such
-// that the input index o*stride + k - pad lies in [0, in).
-static void conv_range(int64_t in, int64_t out, int64_t k, int64_t s, int64_t p, int64_t *lo, int64_t *hi) {
-  int64_t l = 0;
-  while (l < out && l * s + k - p < 0) l++;
-  int64_t h = out;
-  while (h > l && (h - 1) * s + k - p >= in) h--;
-  *lo = l;
-  *hi = h;
-}
-
 static int64_t conv_out(int64_t in, int64_t k, int64_t s, int64_t p) { return (in + 2 * p - k) / s + 1; }
 
 //
@@ -95,7 +84,7 @@ LLVMValueRef emit_matmul(Emit *e, Value *v, LLVMValueRef *in) {
     LLVMValueRef bidx[2] = {lj.i, lk.i};
     store_f(e, bptr, ADD(e, MUL(e, lk.i, I(e, N)), lj.i), cg_load_at(e, Bv, bidx));
     cg_loop_end(e, &lk);
-    cg_loop_end(e, &lj);
+    cg_loop_end_scalar(e, &lj);
   }
   int mr, nv;
   gemm_tile(v->shape.d[0] == DIM_BATCH ? 64 : v->shape.d[0], N, &mr, &nv);
@@ -148,6 +137,19 @@ void grad_conv2d(Builder *b, Value *v, Value *g, Value **dx) {
     dx[1] = ir_new(b, OP_conv2d_dw, 2, in, ia, 0);
   }
 }
+// The output range [lo, hi) along one axis for a runtime kernel offset k: the
+// outputs o whose input o*s + k - p lies in [0, in).
+static void conv_range_rt(Emit *e, int64_t in, int64_t out, LLVMValueRef k, int64_t s, int64_t p, LLVMValueRef *lo,
+                          LLVMValueRef *hi) {
+  LLVMValueRef num = LLVMBuildSub(B(e), I(e, p), k, "");  // first valid: o >= ceil((p-k)/s)
+  LLVMValueRef up = LLVMBuildSDiv(B(e), ADD(e, num, I(e, s - 1)), I(e, s), "");
+  *lo = cg_max_i64(e, I(e, 0), LLVMBuildSelect(B(e), LLVMBuildICmp(B(e), LLVMIntSGT, num, I(e, 0), ""), up, I(e, 0), ""));
+  LLVMValueRef last = LLVMBuildSub(B(e), I(e, in - 1 + p), k, "");  // last valid: o <= (in-1+p-k)/s
+  LLVMValueRef h = ADD(e, LLVMBuildSDiv(B(e), last, I(e, s), ""), I(e, 1));
+  h = LLVMBuildSelect(B(e), LLVMBuildICmp(B(e), LLVMIntSLT, last, I(e, 0), ""), I(e, 0), h, "");
+  *hi = cg_min_i64(e, I(e, out), h);
+}
+
 // im2col: col[(c,kh,kw), (oh,ow)] = x[b, c, oh*s+kh-p, ow*s+kw-p], 0 outside.
 // With transposed=true the layout is colT[(oh,ow), (c,kh,kw)] instead.
 static void im2col(Emit *e, Value *X, LLVMValueRef b, int64_t KH, int64_t KW, int64_t s, int64_t p, int64_t OH,
@@ -156,25 +158,28 @@ static void im2col(Emit *e, Value *X, LLVMValueRef b, int64_t KH, int64_t KW, in
   int64_t ckk = C * KH * KW, P = OH * OW;
   cg_zero(e, col, I(e, ckk * P));
   Loop lc = cg_loop_begin(e, I(e, 0), I(e, C), "c");
-  for (int64_t kh = 0; kh < KH; kh++)
-    for (int64_t kw = 0; kw < KW; kw++) {
-      int64_t h0, h1, w0, w1;
-      conv_range(H, OH, kh, s, p, &h0, &h1);
-      conv_range(Wd, OW, kw, s, p, &w0, &w1);
-      if (h0 >= h1 || w0 >= w1) continue;
-      LLVMValueRef row = ADD(e, MUL(e, lc.i, I(e, KH * KW)), I(e, kh * KW + kw));
-      Loop loh = cg_loop_begin(e, I(e, h0), I(e, h1), "oh");
-      LLVMValueRef ih = ADD(e, MUL(e, loh.i, I(e, s)), I(e, kh - p));
-      Loop low = cg_loop_begin(e, I(e, w0), I(e, w1), "ow");
-      LLVMValueRef iw = ADD(e, MUL(e, low.i, I(e, s)), I(e, kw - p));
-      LLVMValueRef xidx[4] = {b, lc.i, ih, iw};
-      LLVMValueRef pos = ADD(e, MUL(e, loh.i, I(e, OW)), low.i);
-      LLVMValueRef off = transposed ? ADD(e, MUL(e, pos, I(e, ckk)), row) : ADD(e, MUL(e, row, I(e, P)), pos);
-      store_f(e, col, off, cg_load_at(e, X, xidx));
-      cg_loop_end(e, &low);
-      cg_loop_end(e, &loh);
-    }
-  cg_loop_end(e, &lc);
+  Loop lkh = cg_loop_begin(e, I(e, 0), I(e, KH), "kh");
+  Loop lkw = cg_loop_begin(e, I(e, 0), I(e, KW), "kw");
+  LLVMValueRef h0, h1, w0, w1;
+  conv_range_rt(e, H, OH, lkh.i, s, p, &h0, &h1);
+  conv_range_rt(e, Wd, OW, lkw.i, s, p, &w0, &w1);
+  LLVMValueRef row = ADD(e, MUL(e, ADD(e, MUL(e, lc.i, I(e, KH)), lkh.i), I(e, KW)), lkw.i);
+  Loop loh = cg_loop_begin(e, h0, h1, "oh");
+  LLVMValueRef ih = LLVMBuildSub(B(e), ADD(e, MUL(e, loh.i, I(e, s)), lkh.i), I(e, p), "");
+  Loop low = cg_loop_begin(e, w0, w1, "ow");
+  LLVMValueRef iw = LLVMBuildSub(B(e), ADD(e, MUL(e, low.i, I(e, s)), lkw.i), I(e, p), "");
+  LLVMValueRef xidx[4] = {b, lc.i, ih, iw};
+  LLVMValueRef pos = ADD(e, MUL(e, loh.i, I(e, OW)), low.i);
+  LLVMValueRef off = transposed ? ADD(e, MUL(e, pos, I(e, ckk)), row) : ADD(e, MUL(e, row, I(e, P)), pos);
+  store_f(e, col, off, cg_load_at(e, X, xidx));
+  if (transposed || s != 1)
+    cg_loop_end_scalar(e, &low);
+  else
+    cg_loop_end(e, &low);
+  cg_loop_end_scalar(e, &loh);
+  cg_loop_end_scalar(e, &lkw);
+  cg_loop_end_scalar(e, &lkh);
+  cg_loop_end_scalar(e, &lc);
 }
 
 // Per image: pack the input (im2col), one GEMM W[O, CKK] . col[CKK, P] into the
@@ -229,24 +234,27 @@ LLVMValueRef emit_conv2d_dx(Emit *e, Value *v, LLVMValueRef *in) {
   cg_gemm(e, &g);
   cg_zero(e, plane, I(e, C * H * Wd));
   Loop lc = cg_loop_begin(e, I(e, 0), I(e, C), "c");
-  for (int64_t kh = 0; kh < KH; kh++)
-    for (int64_t kw = 0; kw < KW; kw++) {
-      int64_t h0, h1, w0, w1;
-      conv_range(H, OH, kh, s, p, &h0, &h1);
-      conv_range(Wd, OW, kw, s, p, &w0, &w1);
-      if (h0 >= h1 || w0 >= w1) continue;
-      LLVMValueRef row = ADD(e, MUL(e, lc.i, I(e, KH * KW)), I(e, kh * KW + kw));
-      Loop loh = cg_loop_begin(e, I(e, h0), I(e, h1), "oh");
-      LLVMValueRef ih = ADD(e, MUL(e, loh.i, I(e, s)), I(e, kh - p));
-      Loop low = cg_loop_begin(e, I(e, w0), I(e, w1), "ow");
-      LLVMValueRef iw = ADD(e, MUL(e, low.i, I(e, s)), I(e, kw - p));
-      LLVMValueRef src = ADD(e, MUL(e, row, I(e, P)), ADD(e, MUL(e, loh.i, I(e, OW)), low.i));
-      LLVMValueRef dst = ADD(e, MUL(e, ADD(e, MUL(e, lc.i, I(e, H)), ih), I(e, Wd)), iw);
-      acc_f(e, plane, dst, load_f(e, dcol, src));
-      cg_loop_end(e, &low);
-      cg_loop_end(e, &loh);
-    }
-  cg_loop_end(e, &lc);
+  Loop lkh = cg_loop_begin(e, I(e, 0), I(e, KH), "kh");
+  Loop lkw = cg_loop_begin(e, I(e, 0), I(e, KW), "kw");
+  LLVMValueRef h0, h1, w0, w1;
+  conv_range_rt(e, H, OH, lkh.i, s, p, &h0, &h1);
+  conv_range_rt(e, Wd, OW, lkw.i, s, p, &w0, &w1);
+  LLVMValueRef row = ADD(e, MUL(e, ADD(e, MUL(e, lc.i, I(e, KH)), lkh.i), I(e, KW)), lkw.i);
+  Loop loh = cg_loop_begin(e, h0, h1, "oh");
+  LLVMValueRef ih = LLVMBuildSub(B(e), ADD(e, MUL(e, loh.i, I(e, s)), lkh.i), I(e, p), "");
+  Loop low = cg_loop_begin(e, w0, w1, "ow");
+  LLVMValueRef iw = LLVMBuildSub(B(e), ADD(e, MUL(e, low.i, I(e, s)), lkw.i), I(e, p), "");
+  LLVMValueRef src = ADD(e, MUL(e, row, I(e, P)), ADD(e, MUL(e, loh.i, I(e, OW)), low.i));
+  LLVMValueRef dst = ADD(e, MUL(e, ADD(e, MUL(e, lc.i, I(e, H)), ih), I(e, Wd)), iw);
+  acc_f(e, plane, dst, load_f(e, dcol, src));
+  if (s != 1)
+    cg_loop_end_scalar(e, &low);
+  else
+    cg_loop_end(e, &low);
+  cg_loop_end_scalar(e, &loh);
+  cg_loop_end_scalar(e, &lkw);
+  cg_loop_end_scalar(e, &lkh);
+  cg_loop_end_scalar(e, &lc);
   LLVMValueRef outer[1] = {lb.i};
   cg_epilogue(e, outer, 3, plane);
   cg_loop_end(e, &lb);

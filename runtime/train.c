@@ -674,7 +674,7 @@ int fnn_main(const FnnModel *m, int argc, char **argv) {
       bar_draw(&bar, done == per_epoch, ep, o.epochs, done, per_epoch, loss_sum / (double)seen, rate,
                rate > 0 ? (double)(ntrain - seen) / rate : 0);
     }
-    if (done == 0) break;  // --steps reached exactly at the end of the previous epoch
+    if (done == 0) break;  // (not reached: an epoch has at least one batch)
     double t_train = rt_now() - t_epoch;
     double rate = t_train > 0 ? (double)seen / t_train : 0;
     double train_loss = loss_sum / (double)seen;

@@ -7,6 +7,8 @@
 void saxpy(float *x, float *y, int64_t n);
 void expy(float *x, float *y, int64_t n);
 void logy(float *x, float *y, int64_t n);
+void use1(float *y);
+int64_t use2(int64_t k);
 int stub_runtime_marker(void);  // from the stand-in libfnnrt.a
 
 int main(void) {
@@ -22,6 +24,9 @@ int main(void) {
   for (int i = 0; i < N; i++) x[i] += 0.5f;
   logy(x, y, N);
   for (int i = 0; i < N; i++) bad += fabsf(y[i] - logf(x[i])) > 1e-5f;
+  float y2[2] = {10, 20};
+  use1(y2);
+  bad += y2[0] != 20 || y2[1] != 60 || use2(0) != 2;
   if (bad || stub_runtime_marker() != 42) {
     printf("aot: %d wrong elements\n", bad);
     return 1;

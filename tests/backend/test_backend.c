@@ -3,6 +3,8 @@
 //   saxpy(x, y, n):  y[i] = 2.5 * x[i] + y[i]         (must vectorize)
 //   expy(x, y, n):   y[i] = llvm.exp.f32(x[i]) + y[i] (lowers to a libm call)
 //   logy(x, y, n):   y[i] = logf(x[i])                (an explicit libm call)
+//   use1, use2:      internal helper, constant table, internal counter (the
+//                    module split for parallel compilation must keep these right)
 //
 // Optimises the module, checks the loop vectorizer fired, JIT-runs the
 // functions and compares with the C library, prints assembly, and builds an
@@ -11,6 +13,9 @@
 // usage: test_backend [AOT_OUT]   (FNNC_LIBDIR must point at the stand-in runtime
 // when AOT_OUT is given)
 #include "fnnc.h"
+
+#include <llvm-c/IRReader.h>
+#include <llvm-c/Linker.h>
 
 #include <math.h>
 #include <stdlib.h>
@@ -114,6 +119,51 @@ static LLVMValueRef expy_body(Ctx *c, LLVMValueRef xi, LLVMValueRef yi) {
 
 static LLVMValueRef logy_body(Ctx *c, LLVMValueRef xi, LLVMValueRef yi) { return call1(c, "logf", xi); }
 
+// Parts the split must handle: an internal function called from another
+// function, a private constant table used by two functions (copied into each
+// part) and an internal mutable global shared by two (kept together).
+static const char extra_ir[] =
+    "@table = private unnamed_addr constant [4 x float] [float 1.0, float 2.0, float 3.0, float 4.0]\n"
+    "@counter = internal global i64 0\n"
+    "define internal float @helper(float %x, i64 %k) noinline {\n"
+    "  %p = getelementptr [4 x float], ptr @table, i64 0, i64 %k\n"
+    "  %t = load float, ptr %p\n"
+    "  %r = fmul float %x, %t\n"
+    "  ret float %r\n"
+    "}\n"
+    "define void @use1(ptr %y) {\n"
+    "  %c = load i64, ptr @counter\n"
+    "  %c1 = add i64 %c, 1\n"
+    "  store i64 %c1, ptr @counter\n"
+    "  %y0 = load float, ptr %y\n"
+    "  %r0 = call float @helper(float %y0, i64 1)\n"
+    "  store float %r0, ptr %y\n"
+    "  %p1 = getelementptr float, ptr %y, i64 1\n"
+    "  %y1 = load float, ptr %p1\n"
+    "  %r1 = call float @helper(float %y1, i64 2)\n"
+    "  store float %r1, ptr %p1\n"
+    "  ret void\n"
+    "}\n"
+    "define i64 @use2(i64 %k) {\n"
+    "  %c = load i64, ptr @counter\n"
+    "  %p = getelementptr [4 x float], ptr @table, i64 0, i64 %k\n"
+    "  %t = load float, ptr %p\n"
+    "  %ti = fptosi float %t to i64\n"
+    "  %r = add i64 %c, %ti\n"
+    "  ret i64 %r\n"
+    "}\n";
+
+static void link_extra(Ctx *c) {
+  LLVMMemoryBufferRef buf = LLVMCreateMemoryBufferWithMemoryRangeCopy(extra_ir, sizeof extra_ir - 1, "extra");
+  LLVMModuleRef extra;
+  char *msg = NULL;
+  if (LLVMParseIRInContext(c->ctx, buf, &extra, &msg)) {  // takes buf
+    fprintf(stderr, "test IR: %s\n", msg);
+    exit(1);
+  }
+  if (LLVMLinkModules2(c->m, extra)) exit(1);
+}
+
 static void build_module(Ctx *c, LLVMContextRef ctx) {
   c->ctx = ctx;
   c->m = LLVMModuleCreateWithNameInContext("test_backend", ctx);
@@ -125,6 +175,7 @@ static void build_module(Ctx *c, LLVMContextRef ctx) {
   build_loop(c, "expy", expy_body);
   build_loop(c, "logy", logy_body);
   LLVMDisposeBuilder(c->b);
+  link_extra(c);
 }
 
 typedef void (*Fn)(float *, float *, int64_t);
@@ -163,6 +214,16 @@ int main(int argc, char **argv) {
   CHECK(strstr(ir, "\"prefer-vector-width\"=\"512\""), "no prefer-vector-width attribute");
   CHECK(strstr(ir, "target triple"), "no target triple");
   CHECK(strstr(ir, "target datalayout"), "no data layout");
+  // TEST_DUMP_IR=FILE: the optimised IR, to check it does not depend on the
+  // number of compile threads.
+  const char *dump = getenv("TEST_DUMP_IR");
+  if (dump) {
+    FILE *f = fopen(dump, "w");
+    if (f) {
+      fputs(ir, f);
+      fclose(f);
+    }
+  }
   LLVMDisposeMessage(ir);
 
   // Printing: text IR and assembly, on a clone (the module stays usable).
@@ -197,7 +258,16 @@ int main(int argc, char **argv) {
   double t4 = now();
   Fn expy = (Fn)jit_lookup(j, "expy");
   Fn logy = (Fn)jit_lookup(j, "logy");
-  CHECK(saxpy && expy && logy, "lookup failed");
+  void (*use1)(float *) = (void (*)(float *))jit_lookup(j, "use1");
+  int64_t (*use2)(int64_t) = (int64_t(*)(int64_t))jit_lookup(j, "use2");
+  CHECK(saxpy && expy && logy && use1 && use2, "lookup failed");
+  if (use1 && use2) {
+    float y2[2] = {10, 20};
+    use1(y2);
+    CHECK(y2[0] == 20 && y2[1] == 60, "use1: %g %g", y2[0], y2[1]);
+    use1(y2);
+    CHECK(use2(3) == 6, "use2: %ld", (long)use2(3));
+  }
   int before = nerrors;
   CHECK(!jit_lookup(j, "no_such_function"), "lookup of a missing symbol succeeded");
   CHECK(nerrors == before + 1, "a missing symbol was not reported");

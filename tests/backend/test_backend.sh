@@ -1,7 +1,8 @@
 #!/bin/sh
 # test_backend.sh: builds and runs tests/backend/test_backend.c against
-# compiler/backend.c (JIT, O3 + vectorizer, asm, AOT link), then again under
-# ASan+UBSan with leak checking when the C compiler supports it.
+# compiler/backend.c (O3 + vectorizer, the module split for parallel
+# compilation, JIT, asm, AOT link), then again under ASan+UBSan with leak
+# checking when the C compiler supports it.
 # Run from the repository root. Work files go to build/tests/backend/.
 set -eu
 LLVM_CONFIG=${LLVM_CONFIG:-llvm-config-19}
@@ -15,12 +16,12 @@ llvm_libs=$($LLVM_CONFIG --ldflags --libs)
 
 # The stand-in runtime aot_build links with.
 $CC -std=c11 -O1 -c tests/backend/aot_stub_main.c -o "$stub/runtime/aot_main.o"
-echo 'int stub_runtime_marker(void) { return 42; }' > "$out/stub_rt.c"
+echo 'int stub_runtime_marker(void) { return 42; }' >"$out/stub_rt.c"
 $CC -std=c11 -O1 -c "$out/stub_rt.c" -o "$out/stub_rt.o"
 rm -f "$stub/libfnnrt.a"
 ar rcs "$stub/libfnnrt.a" "$out/stub_rt.o"
 
-build() {  # build EXE EXTRA_FLAGS...
+build() { # build EXE EXTRA_FLAGS...
 	exe=$1
 	shift
 	# shellcheck disable=SC2086
@@ -30,21 +31,29 @@ build() {  # build EXE EXTRA_FLAGS...
 		$llvm_libs -lm -lpthread
 }
 
-echo "== native build"
-build "$out/test_backend"
-rm -f "$out/aot_test"
-"$out/test_backend" "$out/aot_test"
-"$out/aot_test"
+# run NAME EXE [ENV=VALUE...]: the JIT test plus an AOT build run.
+run() {
+	name=$1 exe=$2
+	shift 2
+	echo "== $name"
+	rm -f "$out/aot_$name"
+	env "$@" TEST_DUMP_IR="$out/ir_$name.ll" "$exe" "$out/aot_$name"
+	"$out/aot_$name"
+}
 
-echo "== baseline CPU (FNNC_CPU=x86-64-v2)"
-FNNC_CPU=x86-64-v2 "$out/test_backend"
+build "$out/test_backend"
+run serial "$out/test_backend" FNNC_COMPILE_THREADS=1
+run threads3 "$out/test_backend" FNNC_COMPILE_THREADS=3
+run default "$out/test_backend"
+run baseline "$out/test_backend" FNNC_CPU=x86-64-v2 FNNC_COMPILE_THREADS=2
+# The optimised IR does not depend on the thread count.
+cmp "$out/ir_serial.ll" "$out/ir_threads3.ll"
+cmp "$out/ir_serial.ll" "$out/ir_default.ll"
 
 if echo 'int main(void){return 0;}' | $CC -fsanitize=address,undefined -x c - -o "$out/asan_probe" 2>/dev/null; then
-	echo "== ASan+UBSan, leak checking"
 	build "$out/test_backend_asan" -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
-	rm -f "$out/aot_test_asan"
-	ASAN_OPTIONS=detect_leaks=1 "$out/test_backend_asan" "$out/aot_test_asan"
-	"$out/aot_test_asan"
+	run asan_serial "$out/test_backend_asan" ASAN_OPTIONS=detect_leaks=1 FNNC_COMPILE_THREADS=1
+	run asan_threads "$out/test_backend_asan" ASAN_OPTIONS=detect_leaks=1 FNNC_COMPILE_THREADS=3
 else
 	echo "== (no ASan in $CC: skipped)"
 fi
