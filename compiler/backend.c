@@ -1,9 +1,16 @@
 // backend.c: the LLVM end of the pipeline - the target machine, the O3 pipeline,
 // textual IR and assembly, the ORC JIT, and ahead-of-time objects linked with
-// the runtime library by the system C compiler.
+// the runtime library by the system C compiler. O3 and code generation of big
+// modules run on several threads (see "Splitting a module" below).
 //
 // Everything here goes through LLVM's C API.
+//
+// Environment: FNNC_CPU=NAME targets a baseline CPU instead of the host;
+// FNNC_COMPILE_THREADS=N caps the compile threads; FNNC_TIME=1 prints the time
+// of each LLVM stage; FNNC_JIT_DEBUG=1 registers JIT'd code with gdb;
+// FNNC_LIBDIR=DIR overrides where aot_build finds the runtime.
 #include "fnnc.h"
+#include "fnnrt.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -217,22 +224,26 @@ static void defs_free(Defs *d) {
   free(d);
 }
 
-// Calls f(d, self, user, arg) for every definition `user` whose body or
+// Calls f(d, self, user, call, arg) for every definition `user` whose body or
 // initializer refers to v (through constant expressions); user is -1 for a
 // reference from outside the definitions (which makes the module unsplittable).
-typedef void (*UserFn)(Defs *d, int self, int user, void *arg);
+// `call` says the reference is the callee of a direct call.
+typedef void (*UserFn)(Defs *d, int self, int user, bool call, void *arg);
 
 static void for_each_user(Defs *d, LLVMValueRef v, int self, UserFn f, void *arg) {
   for (LLVMUseRef u = LLVMGetFirstUse(v); u; u = LLVMGetNextUse(u)) {
     LLVMValueRef user = LLVMGetUser(u);
-    if (LLVMIsAInstruction(user))
-      f(d, self, defs_find(d, LLVMGetBasicBlockParent(LLVMGetInstructionParent(user))), arg);
-    else if (LLVMIsAGlobalValue(user))
-      f(d, self, defs_find(d, user), arg);
-    else if (LLVMIsAConstant(user))
+    if (LLVMIsAInstruction(user)) {
+      // The callee is a call's last operand.
+      bool call = LLVMIsACallInst(user) && LLVMGetOperandUse(user, (unsigned)LLVMGetNumOperands(user) - 1) == u;
+      f(d, self, defs_find(d, LLVMGetBasicBlockParent(LLVMGetInstructionParent(user))), call, arg);
+    } else if (LLVMIsAGlobalValue(user)) {
+      f(d, self, defs_find(d, user), false, arg);
+    } else if (LLVMIsAConstant(user)) {
       for_each_user(d, user, self, f, arg);
-    else
-      f(d, self, -1, arg);
+    } else {
+      f(d, self, -1, false, arg);
+    }
   }
 }
 
@@ -250,14 +261,15 @@ static void uf_union(int *parent, int a, int b) {
 
 typedef struct {
   int *parent;
-  bool ok;    // every reference comes from a function body
-  bool join;  // put the referring functions in the definition's group
+  bool ok;         // every reference comes from a function body
+  bool join;       // put the referring functions in the definition's group
+  bool join_addr;  // ... unless they only call it directly
 } Refs;
 
-static void note_ref(Defs *d, int self, int user, void *arg) {
+static void note_ref(Defs *d, int self, int user, bool call, void *arg) {
   Refs *r = arg;
   if (user < 0 || user >= d->nfn) r->ok = false;  // from a global's initializer, or unknown
-  else if (r->join) uf_union(r->parent, self, user);
+  else if (r->join || (r->join_addr && !call)) uf_union(r->parent, self, user);
 }
 
 // Private or internal constants, which each part may have its own copy of.
@@ -267,15 +279,18 @@ static bool copyable(LLVMValueRef g) {
 }
 
 // Groups the definitions: for O3 (calls_too) the connected components of the
-// reference graph; for code generation, only the functions sharing a global
-// that cannot be copied. Sets parent[i] to the first definition of i's group.
-// Returns false if something other than a function body refers to a definition
-// (the split does not follow such references).
+// reference graph. For code generation only direct calls may cross parts (the
+// JIT links those through stubs, which reach any address): a function stays
+// with the functions that take its address, and a global that cannot be copied
+// with the functions using it. Sets parent[i] to the first definition of i's
+// group. Returns false if something other than a function body refers to a
+// definition (the split does not follow such references).
 static bool group_defs(Defs *d, int *parent, bool calls_too) {
-  Refs r = {parent, true, false};
+  Refs r = {parent, true, false, false};
   for (int i = 0; i < d->n; i++) parent[i] = i;
   for (int i = 0; i < d->n; i++) {
     r.join = calls_too || (i >= d->nfn && !copyable(d->v[i]));
+    r.join_addr = i < d->nfn;
     for_each_user(d, d->v[i], i, note_ref, &r);
   }
   for (int i = 0; i < d->n; i++) parent[i] = uf_find(parent, i);
@@ -722,6 +737,16 @@ Jit *jit_new(void) {
       fprintf(stderr, "fnnc: warning: no JIT debug support: %s\n", msg);
       LLVMDisposeErrorMessage(msg);
     }
+  }
+  // The runtime functions compiled code calls (the thread pool) live in this
+  // executable: define them as absolute symbols, so no -rdynamic is needed.
+  LLVMOrcCSymbolMapPair host = {LLVMOrcLLJITMangleAndIntern(lljit, "fnn_parallel"),
+                                {(LLVMOrcExecutorAddress)(uintptr_t)&fnn_parallel,
+                                 {LLVMJITSymbolGenericFlagsExported | LLVMJITSymbolGenericFlagsCallable, 0}}};
+  e = LLVMOrcJITDylibDefine(LLVMOrcLLJITGetMainJITDylib(lljit), LLVMOrcAbsoluteSymbols(&host, 1));
+  if (e) {
+    report_llvm_error("cannot define the runtime's symbols in the JIT", e);
+    return NULL;
   }
   Jit *j = calloc(1, sizeof *j);
   if (!j) die("out of memory");

@@ -22,6 +22,16 @@ LLVMValueRef cg_dim(Emit *e, Shape s, int axis) {
   return s.d[axis] == DIM_BATCH ? e->n : cg_i64(e, s.d[axis]);
 }
 
+void cg_rows(Emit *e, Shape s, LLVMValueRef *lo, LLVMValueRef *hi) {
+  if (shape_batched(s)) {
+    *lo = e->lo;
+    *hi = e->hi;
+  } else {
+    *lo = cg_i64(e, 0);
+    *hi = cg_i64(e, s.d[0]);
+  }
+}
+
 LLVMValueRef cg_fast(LLVMValueRef inst) {
   if (LLVMIsAInstruction(inst) && LLVMCanValueUseFastMathFlags(inst))
     LLVMSetFastMathFlags(inst, LLVMFastMathAllowContract);
@@ -210,14 +220,19 @@ static void emit_ew_kernel(Emit *e) {
   Loop loops[MAXRANK];
   memset(e->val, 0, sizeof(LLVMValueRef) * (size_t)e->prog->g->values.len);
   if (flat) {
-    LLVMValueRef cnt = cg_i64(e, shape_numel(s));
-    if (shape_batched(s)) cnt = LLVMBuildMul(B(e), cnt, e->n, "");
-    loops[0] = cg_loop_begin(e, cg_i64(e, 0), cnt, "i");
+    LLVMValueRef lo = cg_i64(e, 0), hi = cg_i64(e, shape_numel(s));
+    if (shape_batched(s)) {
+      lo = LLVMBuildMul(B(e), e->lo, hi, "");
+      hi = LLVMBuildMul(B(e), e->hi, hi, "");
+    }
+    loops[0] = cg_loop_begin(e, lo, hi, "i");
     e->flat = loops[0].i;
     for (int i = 0; i < s.rank; i++) e->idx[i] = NULL;
   } else {
     for (int i = 0; i < s.rank; i++) {
-      loops[i] = cg_loop_begin(e, cg_i64(e, 0), cg_dim(e, s, i), "i");
+      LLVMValueRef lo = cg_i64(e, 0), hi = cg_dim(e, s, i);
+      if (i == 0) cg_rows(e, s, &lo, &hi);
+      loops[i] = cg_loop_begin(e, lo, hi, "i");
       e->idx[i] = loops[i].i;
     }
   }
@@ -256,10 +271,10 @@ static LLVMValueRef emit_kernel(Codegen *cg, Program *p, Kernel *k, const char *
   Value **args = arena_alloc(sizeof(Value *) * (size_t)(k->inputs.len + k->outputs.len));
   int na = kernel_args(k, args);
   int extra = k->scratch ? 1 : 0;
-  LLVMTypeRef *pt = arena_alloc(sizeof(LLVMTypeRef) * (size_t)(na + 2));
+  LLVMTypeRef *pt = arena_alloc(sizeof(LLVMTypeRef) * (size_t)(na + 4));
   for (int i = 0; i < na + extra; i++) pt[i] = e.ptrty;
-  pt[na + extra] = e.i64;
-  LLVMTypeRef fty = LLVMFunctionType(LLVMVoidTypeInContext(cg->ctx), pt, (unsigned)(na + extra + 1), 0);
+  for (int i = 0; i < 3; i++) pt[na + extra + i] = e.i64;
+  LLVMTypeRef fty = LLVMFunctionType(LLVMVoidTypeInContext(cg->ctx), pt, (unsigned)(na + extra + 3), 0);
   char *name = arena_printf("%s_%s", prefix, k->name);
   e.fn = LLVMAddFunction(cg->mod, name, fty);
   LLVMSetLinkage(e.fn, LLVMInternalLinkage);
@@ -276,19 +291,26 @@ static LLVMValueRef emit_kernel(Codegen *cg, Program *p, Kernel *k, const char *
     LLVMSetValueName2(e.scratch, "scratch", 7);
   }
   e.n = LLVMGetParam(e.fn, (unsigned)(na + extra));
+  e.lo = LLVMGetParam(e.fn, (unsigned)(na + extra + 1));
+  e.hi = LLVMGetParam(e.fn, (unsigned)(na + extra + 2));
   LLVMSetValueName2(e.n, "n", 1);
+  LLVMSetValueName2(e.lo, "lo", 2);
+  LLVMSetValueName2(e.hi, "hi", 2);
   LLVMBasicBlockRef entry = LLVMAppendBasicBlockInContext(cg->ctx, e.fn, "entry");
   LLVMBasicBlockRef body = LLVMAppendBasicBlockInContext(cg->ctx, e.fn, "body");
   e.alloca_b = LLVMCreateBuilderInContext(cg->ctx);
   LLVMPositionBuilderAtEnd(e.alloca_b, entry);
   LLVMPositionBuilderAtEnd(cg->b, body);
-  // Sums accumulate: zero them first.
+  // Sums accumulate: zero them first (only this call's rows of a batched one).
   for (int i = 0; i < k->members.len; i++) {
     Value *m = k->members.data[i];
     if (m->op != OP_sum) continue;
-    LLVMValueRef cnt = cg_i64(&e, shape_numel(m->shape));
-    if (shape_batched(m->shape)) cnt = LLVMBuildMul(cg->b, cnt, e.n, "");
-    cg_zero(&e, e.ptr[m->id], cnt);
+    LLVMValueRef per = cg_i64(&e, shape_numel(m->shape));
+    if (shape_batched(m->shape))
+      cg_zero(&e, cg_gep(&e, e.f32, e.ptr[m->id], LLVMBuildMul(cg->b, e.lo, per, "")),
+              LLVMBuildMul(cg->b, LLVMBuildSub(cg->b, e.hi, e.lo, ""), per, ""));
+    else
+      cg_zero(&e, e.ptr[m->id], per);
   }
   if (k->kind == K_EW)
     emit_ew_kernel(&e);
@@ -329,6 +351,101 @@ static LLVMValueRef entry_ptr(Emit *e, Program *p, LLVMValueRef *slot, Value *v)
   }
 }
 
+// The base of v's partial slots in the workspace.
+static LLVMValueRef part_ptr(Emit *e, Program *p, LLVMValueRef *slot, Value *v) {
+  LLVMValueRef off = LLVMBuildAdd(B(e), LLVMBuildMul(B(e), e->n, cg_i64(e, p->part_per_n[v->id]), ""),
+                                  cg_i64(e, p->part_fixed[v->id]), "");
+  return cg_gep(e, e->f32, slot[3], off);
+}
+
+static int64_t part_stride(Value *v) { return (shape_numel(v->shape) + 15) & ~(int64_t)15; }
+
+static void call_kernel(Emit *e, Kernel *k, LLVMValueRef fn, LLVMValueRef *bufs, int na, LLVMValueRef scratch,
+                        LLVMValueRef lo, LLVMValueRef hi) {
+  LLVMValueRef cargs[68];
+  LLVMTypeRef ptys[68];
+  for (int j = 0; j < na; j++) {
+    cargs[j] = bufs[j];
+    ptys[j] = e->ptrty;
+  }
+  if (k->scratch) {
+    cargs[na] = scratch;
+    ptys[na++] = e->ptrty;
+  }
+  LLVMValueRef tail[3] = {e->n, lo, hi};
+  for (int j = 0; j < 3; j++) {
+    cargs[na] = tail[j];
+    ptys[na++] = e->i64;
+  }
+  LLVMTypeRef kty = LLVMFunctionType(LLVMVoidTypeInContext(e->cg->ctx), ptys, (unsigned)na, 0);
+  LLVMBuildCall2(B(e), kty, fn, cargs, (unsigned)na, "");
+}
+
+// A parallel kernel: a task function takes rows [t*PAR_ROWS, (t+1)*PAR_ROWS)
+// and its own partial slots and scratch; the entry hands the tasks to
+// fnn_parallel, then adds up the partial slots in task order.
+static void call_parallel(Emit *e, Program *p, Kernel *k, LLVMValueRef kfn, Value **kargs, LLVMValueRef *bufs,
+                          int na, LLVMValueRef *slot) {
+  Codegen *cg = e->cg;
+  // The task: void task(i64 *ctx, i64 t, i64 tid); ctx = bufs..., n, scratch.
+  LLVMTypeRef tp[3] = {e->ptrty, e->i64, e->i64};
+  LLVMTypeRef tty = LLVMFunctionType(LLVMVoidTypeInContext(cg->ctx), tp, 3, 0);
+  LLVMValueRef tfn = LLVMAddFunction(cg->mod, arena_printf("%s_%s_task", entry_names[p->entry], k->name), tty);
+  LLVMSetLinkage(tfn, LLVMInternalLinkage);
+  LLVMBasicBlockRef saved = LLVMGetInsertBlock(B(e));
+  Emit te = *e;
+  te.fn = tfn;
+  LLVMPositionBuilderAtEnd(B(e), LLVMAppendBasicBlockInContext(cg->ctx, tfn, "entry"));
+  LLVMValueRef ctx = LLVMGetParam(tfn, 0), t = LLVMGetParam(tfn, 1), tid = LLVMGetParam(tfn, 2);
+  LLVMValueRef tb[68] = {0};
+  for (int j = 0; j < na + 2; j++) {
+    LLVMValueRef ix = cg_i64(&te, j);
+    LLVMValueRef sp = LLVMBuildInBoundsGEP2(B(e), e->i64, ctx, &ix, 1, "");
+    tb[j] = LLVMBuildLoad2(B(e), j == na ? e->i64 : e->ptrty, sp, "");
+  }
+  te.n = tb[na];
+  for (int j = k->inputs.len; j < na; j++)
+    if (kargs[j]->partial) tb[j] = cg_gep(&te, e->f32, tb[j], LLVMBuildMul(B(e), t, cg_i64(&te, part_stride(kargs[j])), ""));
+  LLVMValueRef scratch = cg_gep(&te, e->f32, tb[na + 1], LLVMBuildMul(B(e), tid, cg_i64(&te, p->scratch), ""));
+  LLVMValueRef lo = LLVMBuildMul(B(e), t, cg_i64(&te, PAR_ROWS), "");
+  LLVMValueRef hi = cg_min_i64(&te, LLVMBuildAdd(B(e), lo, cg_i64(&te, PAR_ROWS), ""), te.n);
+  call_kernel(&te, k, kfn, tb, na, scratch, lo, hi);
+  LLVMBuildRetVoid(B(e));
+  LLVMPositionBuilderAtEnd(B(e), saved);
+
+  // The call: fill the context, run the tasks.
+  LLVMValueRef ctxa = cg_alloca(e, e->i64, na + 2);
+  for (int j = 0; j < na + 2; j++) {
+    LLVMValueRef ix = cg_i64(e, j);
+    LLVMValueRef sp = LLVMBuildInBoundsGEP2(B(e), e->i64, ctxa, &ix, 1, "");
+    LLVMBuildStore(B(e), j < na ? bufs[j] : j == na ? e->n : slot[9], sp);
+  }
+  LLVMValueRef ntasks = LLVMBuildSDiv(B(e), LLVMBuildAdd(B(e), e->n, cg_i64(e, PAR_ROWS - 1), ""),
+                                      cg_i64(e, PAR_ROWS), "");
+  LLVMTypeRef pp[3] = {e->ptrty, e->ptrty, e->i64};
+  LLVMTypeRef pty = LLVMFunctionType(LLVMVoidTypeInContext(cg->ctx), pp, 3, 0);
+  LLVMValueRef pfn = LLVMGetNamedFunction(cg->mod, "fnn_parallel");
+  if (!pfn) pfn = LLVMAddFunction(cg->mod, "fnn_parallel", pty);
+  LLVMValueRef pargs[3] = {tfn, ctxa, ntasks};
+  LLVMBuildCall2(B(e), pty, pfn, pargs, 3, "");
+  // out[i] = sum over tasks t (in order) of part[t][i]
+  for (int j = k->inputs.len; j < na; j++) {
+    Value *v = kargs[j];
+    if (!v->partial) continue;
+    LLVMValueRef out = entry_ptr(e, p, slot, v), part = bufs[j];
+    Loop li = cg_loop_begin(e, cg_i64(e, 0), cg_i64(e, shape_numel(v->shape)), "i");
+    LLVMValueRef acc = cg_alloca(e, e->f32, 1);
+    LLVMBuildStore(B(e), cg_f32(e, 0), acc);
+    Loop lt = cg_loop_begin(e, cg_i64(e, 0), ntasks, "t");
+    LLVMValueRef off = LLVMBuildAdd(B(e), LLVMBuildMul(B(e), lt.i, cg_i64(e, part_stride(v)), ""), li.i, "");
+    LLVMValueRef x = LLVMBuildLoad2(B(e), e->f32, cg_gep(e, e->f32, part, off), "");
+    LLVMBuildStore(B(e), LLVMBuildFAdd(B(e), LLVMBuildLoad2(B(e), e->f32, acc, ""), x, ""), acc);
+    cg_loop_end_scalar(e, &lt);
+    LLVMBuildStore(B(e), LLVMBuildLoad2(B(e), e->f32, acc, ""), cg_gep(e, e->f32, out, li.i));
+    cg_loop_end(e, &li);
+  }
+}
+
 void codegen_program(Codegen *cg, Program *p) {
   const char *prefix = entry_names[p->entry];
   LLVMValueRef *fns = arena_alloc(sizeof(LLVMValueRef) * (size_t)p->kernels.len);
@@ -344,34 +461,32 @@ void codegen_program(Codegen *cg, Program *p) {
   e.fn = fn;
   LLVMPositionBuilderAtEnd(cg->b, LLVMAppendBasicBlockInContext(cg->ctx, fn, "entry"));
   LLVMValueRef args = LLVMGetParam(fn, 0);
-  LLVMValueRef slot[9];
-  for (int i = 0; i < 9; i++) {
+  LLVMValueRef slot[10];
+  for (int i = 0; i < 10; i++) {
     LLVMValueRef ix = cg_i64(&e, i);
     LLVMValueRef sp = LLVMBuildInBoundsGEP2(cg->b, e.i64, args, &ix, 1, "");
     slot[i] = LLVMBuildLoad2(cg->b, i == 8 ? e.i64 : e.ptrty, sp, "");
   }
+  e.alloca_b = LLVMCreateBuilderInContext(cg->ctx);
+  LLVMPositionBuilderBefore(e.alloca_b, LLVMGetFirstInstruction(LLVMGetInsertBlock(cg->b)));
   e.n = slot[8];
   for (int i = 0; i < p->kernels.len; i++) {
     Kernel *k = p->kernels.data[i];
     Value *kargs[64];
-    if (k->inputs.len + k->outputs.len >= 64) die("kernel %s has too many buffers", k->name);
+    if (k->inputs.len + k->outputs.len >= 60) die("kernel %s has too many buffers", k->name);
     int na = kernel_args(k, kargs);
-    LLVMValueRef cargs[65];
-    LLVMTypeRef ptys[65];
-    for (int j = 0; j < na; j++) {
-      cargs[j] = entry_ptr(&e, p, slot, kargs[j]);
-      ptys[j] = e.ptrty;
-    }
-    if (k->scratch) {
-      cargs[na] = slot[3];  // the shared scratch region starts the workspace
-      ptys[na++] = e.ptrty;
-    }
-    cargs[na] = e.n;
-    ptys[na] = e.i64;
-    LLVMTypeRef kty = LLVMFunctionType(LLVMVoidTypeInContext(cg->ctx), ptys, (unsigned)na + 1, 0);
-    LLVMBuildCall2(cg->b, kty, fns[i], cargs, (unsigned)na + 1, "");
+    LLVMValueRef cargs[64];
+    // A partial value's producer writes its task slots; its readers read the sum.
+    for (int j = 0; j < na; j++)
+      cargs[j] = j >= k->inputs.len && kargs[j]->partial ? part_ptr(&e, p, slot, kargs[j])
+                                                         : entry_ptr(&e, p, slot, kargs[j]);
+    if (k->par)
+      call_parallel(&e, p, k, fns[i], kargs, cargs, na, slot);
+    else
+      call_kernel(&e, k, fns[i], cargs, na, slot[9], cg_i64(&e, 0), e.n);
   }
   LLVMBuildRetVoid(cg->b);
+  LLVMDisposeBuilder(e.alloca_b);
 }
 
 void codegen_descriptor(Codegen *cg, const char *d) {

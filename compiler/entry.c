@@ -64,7 +64,7 @@ static const char *dims(Shape s, bool drop_batch) {
   return r;
 }
 
-char *model_descriptor(Graph *g, int64_t work_per_n, int64_t work_fixed) {
+char *model_descriptor(Graph *g, int64_t work_per_n, int64_t work_fixed, int64_t scratch) {
   static const char *init_name[] = {"kaiming_uniform", "bias_uniform", "zero", "one"};
   ModelInfo *m = &g->info;
   char *buf = arena_alloc(256);
@@ -92,6 +92,7 @@ char *model_descriptor(Graph *g, int64_t work_per_n, int64_t work_fixed) {
   }
   P("state %lld\n", (long long)(optimizer_slots(&m->opt) * g->param_floats));
   P("work %lld %lld\n", (long long)work_per_n, (long long)work_fixed);
+  P("scratch %lld\n", (long long)scratch);
   P("end\n");
 #undef P
   return buf;

@@ -208,6 +208,8 @@ struct Value {
   bool dead;
   int group;        // fuse.c: kernel index, -1 for leaves and views
   bool materialized;// fuse.c: written to a buffer
+  bool partial;     // fuse.c: a reduction over the batch in a parallel kernel; each
+                    // task accumulates its own slot, summed in a fixed order after
 };
 #define GROUP_INLINE (-2)  // fuse.c: recomputed wherever it is read (scalar math, pool prologue)
 
@@ -372,8 +374,13 @@ typedef struct {
   Vec inputs;      // Value*: materialized values from other kernels or leaves read here
   Vec outputs;     // Value*: members written to buffers (materialized) and stores
   const char *name;// "k3_conv2d_relu"
-  int64_t scratch; // floats of scratch the anchor needs (packed operands, tiles)
+  int64_t scratch; // floats of scratch the anchor needs (packed operands, tiles), per thread
+  bool par;        // rows of the batch are split into tasks of PAR_ROWS rows over the thread pool
 } Kernel;
+
+// Rows per parallel task. Fixed, so reductions over the batch add the same
+// partial sums in the same order whatever the number of threads.
+#define PAR_ROWS 4
 
 typedef struct {
   Graph *g;
@@ -382,6 +389,8 @@ typedef struct {
   // Workspace plan: offset of each materialized value = per_n * n + fixed (floats).
   int64_t *work_per_n, *work_fixed;  // indexed by Value.id, -1 if not in workspace
   int64_t work_total_per_n, work_total_fixed;
+  int64_t *part_per_n, *part_fixed;  // by Value.id: the partial slots of a partial value
+  int64_t scratch;                   // floats of scratch per thread
 } Program;
 
 Program *fuse(Graph *g, Entry e);
@@ -409,6 +418,7 @@ struct Emit {
   Kernel *k;
   LLVMValueRef fn;
   LLVMValueRef n;             // i64: rows in the batch
+  LLVMValueRef lo, hi;        // i64: the rows of the batch this call computes
   LLVMValueRef *ptr;          // by Value.id: buffer base pointer in this kernel, or NULL
   LLVMValueRef *val;          // by Value.id: the element computed at idx in this iteration
   LLVMValueRef idx[MAXRANK];  // i64 loop indices over the iteration shape
@@ -423,6 +433,8 @@ struct Emit {
 LLVMValueRef cg_i64(Emit *e, int64_t c);
 LLVMValueRef cg_f32(Emit *e, double c);
 LLVMValueRef cg_dim(Emit *e, Shape s, int axis);  // extent of an axis (n for the batch)
+// The range of axis 0 this call computes: [lo, hi) of the batch, else all of it.
+void cg_rows(Emit *e, Shape s, LLVMValueRef *lo, LLVMValueRef *hi);
 // The element of v at index idx[0..v->shape.rank): loads a buffer, or computes
 // an inlined producer (a unary op whose input is in a buffer).
 LLVMValueRef cg_load_at(Emit *e, Value *v, LLVMValueRef *idx);
@@ -471,7 +483,7 @@ void codegen_program(Codegen *cg, Program *p);
 // A NUL-terminated model descriptor (the runtime's view of the model) emitted as
 // the global `fnn_desc`.
 void codegen_descriptor(Codegen *cg, const char *desc);
-char *model_descriptor(Graph *g, int64_t work_per_n, int64_t work_fixed);  // entry.c
+char *model_descriptor(Graph *g, int64_t work_per_n, int64_t work_fixed, int64_t scratch);  // entry.c
 
 //
 // backend.c: LLVM target, optimisation, JIT and object emission

@@ -335,6 +335,44 @@ int64_t anchor_scratch(Value *a) {
   }
 }
 
+// Does a member reduce over the batch axis (its result has no batch axis)?
+static bool reduces_batch(Value *m) {
+  if (m->op == OP_xent || m->op == OP_correct) return true;
+  return m->op == OP_sum && shape_batched(m->in[0]->shape) && !(m->ia[0] & 1);
+}
+
+// Kernels whose work is a loop over the rows of the batch run as tasks of
+// PAR_ROWS rows. Their reductions over the batch become partials (one slot per
+// task, summed in task order afterwards). Contractions that reduce over the
+// batch inside the GEMM (weight gradients) stay whole.
+static bool parallel_rows(Kernel *k) {
+  if (!shape_batched(k->shape)) return false;
+  if (k->anchor) {
+    Value *a = k->anchor;
+    switch (a->op) {
+    case OP_conv2d:
+    case OP_conv2d_dx:
+    case OP_maxpool_dx: break;
+    case OP_matmul:
+      if (a->ia[0]) return false;
+      break;
+    case OP_softmax:
+      if (a->shape.rank != 2) return false;
+      break;
+    default: return false;
+    }
+  }
+  for (int i = 0; i < k->members.len; i++) {
+    Value *m = k->members.data[i];
+    if (m->op == OP_store) return false;
+  }
+  for (int i = 0; i < k->members.len; i++) {
+    Value *m = k->members.data[i];
+    if (reduces_batch(m)) m->partial = true;
+  }
+  return true;
+}
+
 Program *fuse(Graph *g, Entry e) {
   Fuser f = {g, arena_alloc(sizeof(Program)), NULL};
   Program *p = f.p;
@@ -346,6 +384,7 @@ Program *fuse(Graph *g, Entry e) {
     Value *v = g->values.data[i];
     v->group = -1;
     v->materialized = false;
+    v->partial = false;
     if (v->dead) continue;
     for (int j = 0; j < v->nin; j++) vec_push(&f.consumers[v->in[j]->id], v);
   }
@@ -388,15 +427,14 @@ Program *fuse(Graph *g, Entry e) {
     }
     kernel_name(k);
   }
-  // Scratch: kernels run one after another, so they share one region at the
-  // start of the fixed workspace.
-  int64_t scratch = 0;
+  // Scratch: kernels run one after another, so they share one region per
+  // thread (FnnArgs.scratch).
   for (int i = 0; i < p->kernels.len; i++) {
     Kernel *k = p->kernels.data[i];
     if (k->anchor) k->scratch = anchor_scratch(k->anchor);
-    if (k->scratch > scratch) scratch = k->scratch;
+    if (k->scratch > p->scratch) p->scratch = (k->scratch + 15) & ~(int64_t)15;
+    k->par = parallel_rows(k);
   }
-  p->work_total_fixed = (scratch + 15) & ~(int64_t)15;
   // Workspace: each materialized value gets [n*P + F, ...) with P, F the sums
   // of the per-row and fixed sizes before it, so buffers never overlap for any
   // n up to the batch size.
@@ -414,6 +452,19 @@ Program *fuse(Graph *g, Entry e) {
       p->work_total_per_n += n;
     else
       p->work_total_fixed += n;
+  }
+  // Partial slots: one per task, ceil(n / PAR_ROWS) <= n / PAR_ROWS + 1 of them.
+  p->part_per_n = arena_alloc(sizeof(int64_t) * (size_t)nv);
+  p->part_fixed = arena_alloc(sizeof(int64_t) * (size_t)nv);
+  for (int i = 0; i < nv; i++) {
+    Value *v = g->values.data[i];
+    p->part_per_n[i] = p->part_fixed[i] = -1;
+    if (v->dead || !v->partial) continue;
+    int64_t n = (shape_numel(v->shape) + 15) & ~(int64_t)15;
+    p->part_per_n[i] = p->work_total_per_n;
+    p->part_fixed[i] = p->work_total_fixed;
+    p->work_total_per_n += (n + PAR_ROWS - 1) / PAR_ROWS;
+    p->work_total_fixed += n;
   }
   return p;
 }

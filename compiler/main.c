@@ -51,13 +51,14 @@ static char *compile(Node *prog, const bool *want, Graph **train_out, Program **
     if (want[e]) progs[e] = fuse(gs[e], (Entry)e);
   }
   *train_out = gs[ENTRY_TRAIN];
-  int64_t per_n = 0, fixed = 0;
+  int64_t per_n = 0, fixed = 0, scratch = 0;
   for (int e = 0; e < ENTRY_COUNT; e++) {
     if (!progs[e]) continue;
     if (progs[e]->work_total_per_n > per_n) per_n = progs[e]->work_total_per_n;
     if (progs[e]->work_total_fixed > fixed) fixed = progs[e]->work_total_fixed;
+    if (progs[e]->scratch > scratch) scratch = progs[e]->scratch;
   }
-  return model_descriptor(gs[ENTRY_TRAIN], per_n, fixed);
+  return model_descriptor(gs[ENTRY_TRAIN], per_n, fixed, scratch);
 }
 
 static void codegen_all(Codegen *cg, Program **progs, const char *desc) {

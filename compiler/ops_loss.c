@@ -55,8 +55,10 @@ LLVMValueRef emit_softmax(Emit *e, Value *v, LLVMValueRef *in) {
   LLVMBuildStore(B(e), cg_f32(e, 0), lossacc);
   // Rows are enumerated with a flat index; outer indices are recovered for the
   // epilogue (only rank-2 [rows, K] shapes have more than one row axis here).
-  LLVMValueRef rows = row_count(e, v->shape);
-  Loop lr = cg_loop_begin(e, I(e, 0), rows, "row");
+  // Rank 2: this call's rows of the batch; otherwise all rows, flattened.
+  LLVMValueRef rlo = I(e, 0), rhi = row_count(e, v->shape);
+  if (r == 2) cg_rows(e, v->shape, &rlo, &rhi);
+  Loop lr = cg_loop_begin(e, rlo, rhi, "row");
   LLVMValueRef idx[MAXRANK];
   {
     LLVMValueRef rem = lr.i;
@@ -130,7 +132,9 @@ LLVMValueRef emit_xent(Emit *e, Value *v, LLVMValueRef *in) {
   int r = P->shape.rank;
   LLVMValueRef acc = cg_alloca(e, e->f32, 1);
   LLVMBuildStore(B(e), cg_f32(e, 0), acc);
-  Loop lb = cg_loop_begin(e, I(e, 0), cg_dim(e, P->shape, 0), "b");
+  LLVMValueRef blo, bhi;
+  cg_rows(e, P->shape, &blo, &bhi);
+  Loop lb = cg_loop_begin(e, blo, bhi, "b");
   LLVMValueRef idx[MAXRANK] = {lb.i};
   LLVMValueRef lab = cg_load_at(e, v->in[1], idx);
   idx[r - 1] = LLVMBuildSExt(B(e), lab, e->i64, "");
@@ -159,7 +163,9 @@ LLVMValueRef emit_correct(Emit *e, Value *v, LLVMValueRef *in) {
   int64_t K = Z->shape.d[Z->shape.rank - 1];
   LLVMValueRef acc = cg_alloca(e, e->f32, 1), best = cg_alloca(e, e->f32, 1), arg = cg_alloca(e, e->i64, 1);
   LLVMBuildStore(B(e), cg_f32(e, 0), acc);
-  Loop lb = cg_loop_begin(e, I(e, 0), cg_dim(e, Z->shape, 0), "b");
+  LLVMValueRef blo, bhi;
+  cg_rows(e, Z->shape, &blo, &bhi);
+  Loop lb = cg_loop_begin(e, blo, bhi, "b");
   LLVMValueRef idx[2] = {lb.i, I(e, 0)};
   LLVMBuildStore(B(e), cg_load_at(e, Z, idx), best);
   LLVMBuildStore(B(e), I(e, 0), arg);

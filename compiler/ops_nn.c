@@ -71,6 +71,7 @@ LLVMValueRef emit_matmul(Emit *e, Value *v, LLVMValueRef *in) {
   int64_t ta = v->ia[0], tb = v->ia[1];
   int64_t N = v->shape.d[1];
   LLVMValueRef M = cg_dim(e, v->shape, 0), K = cg_dim(e, A->shape, ta ? 0 : 1);
+  (void)M;
   LLVMValueRef bptr = e->ptr[Bv->id], rows = e->scratch;
   if (tb) {
     // Bt[k, j] = Bm[j, k]; K is static here (only the batch axis is dynamic,
@@ -89,11 +90,13 @@ LLVMValueRef emit_matmul(Emit *e, Value *v, LLVMValueRef *in) {
   int mr, nv;
   gemm_tile(v->shape.d[0] == DIM_BATCH ? 64 : v->shape.d[0], N, &mr, &nv);
   LLVMValueRef ars = ta ? I(e, 1) : K, acs = ta ? M : I(e, 1);
-  // Row blocks of mr rows.
-  LLVMValueRef nblk = LLVMBuildSDiv(B(e), ADD(e, M, I(e, mr - 1)), I(e, mr), "");
+  // Row blocks of mr rows, over this call's rows.
+  LLVMValueRef r0, r1;
+  cg_rows(e, v->shape, &r0, &r1);
+  LLVMValueRef nblk = LLVMBuildSDiv(B(e), ADD(e, LLVMBuildSub(B(e), r1, r0, ""), I(e, mr - 1)), I(e, mr), "");
   Loop lb = cg_loop_begin(e, I(e, 0), nblk, "blk");
-  LLVMValueRef i0 = MUL(e, lb.i, I(e, mr));
-  LLVMValueRef left = LLVMBuildSub(B(e), M, i0, "");
+  LLVMValueRef i0 = ADD(e, r0, MUL(e, lb.i, I(e, mr)));
+  LLVMValueRef left = LLVMBuildSub(B(e), r1, i0, "");
   Gemm g = {.M = mr, .N = N, .K = K, .a = cg_gep(e, e->f32, e->ptr[A->id], MUL(e, i0, ars)), .ars = ars,
             .acs = acs, .b = bptr, .ldb = N, .c = rows, .ldc = N, .m_valid = left, .mr = mr, .nv = nv};
   cg_gemm(e, &g);
@@ -192,7 +195,7 @@ LLVMValueRef emit_conv2d(Emit *e, Value *v, LLVMValueRef *in) {
   LLVMValueRef col = e->scratch, plane = cg_gep(e, e->f32, e->scratch, I(e, ckk * P));
   int mr, nv;
   gemm_tile(O, P, &mr, &nv);
-  Loop lb = cg_loop_begin(e, I(e, 0), cg_dim(e, v->shape, 0), "b");
+  Loop lb = cg_loop_begin(e, e->lo, e->hi, "b");
   im2col(e, X, lb.i, KH, KW, s, p, OH, OW, col, false);
   Gemm g = {.M = O, .N = P, .K = I(e, ckk), .a = e->ptr[W->id], .ars = I(e, ckk), .acs = I(e, 1), .b = col,
             .ldb = P, .c = plane, .ldc = P, .mr = mr, .nv = nv};
@@ -227,7 +230,7 @@ LLVMValueRef emit_conv2d_dx(Emit *e, Value *v, LLVMValueRef *in) {
   LLVMValueRef dcol = e->scratch, plane = cg_gep(e, e->f32, e->scratch, I(e, ckk * P));
   int mr, nv;
   gemm_tile(ckk, P, &mr, &nv);
-  Loop lb = cg_loop_begin(e, I(e, 0), cg_dim(e, v->shape, 0), "b");
+  Loop lb = cg_loop_begin(e, e->lo, e->hi, "b");
   Gemm g = {.M = ckk, .N = P, .K = I(e, O), .a = e->ptr[W->id], .ars = I(e, 1), .acs = I(e, ckk),
             .b = cg_gep(e, e->f32, e->ptr[G->id], MUL(e, lb.i, I(e, O * P))), .ldb = P, .c = dcol, .ldc = P,
             .mr = mr, .nv = nv};
@@ -285,7 +288,7 @@ LLVMValueRef emit_conv2d_dw(Emit *e, Value *v, LLVMValueRef *in) {
   int mr, nv;
   gemm_tile(O, ckk, &mr, &nv);
   cg_zero(e, acc, I(e, O * ckk));
-  Loop lb = cg_loop_begin(e, I(e, 0), cg_dim(e, X->shape, 0), "b");
+  Loop lb = cg_loop_begin(e, e->lo, e->hi, "b");
   im2col(e, X, lb.i, KH, KW, s, p, OH, OW, colT, true);
   Gemm g = {.M = O, .N = ckk, .K = I(e, P), .a = cg_gep(e, e->f32, e->ptr[G->id], MUL(e, lb.i, I(e, O * P))),
             .ars = I(e, P), .acs = I(e, 1), .b = colT, .ldb = ckk, .c = acc, .ldc = ckk, .accumulate = true,
@@ -359,7 +362,9 @@ LLVMValueRef emit_maxpool_dx(Emit *e, Value *v, LLVMValueRef *in) {
   Loop outer[MAXRANK];
   LLVMValueRef idx[MAXRANK];
   for (int t = 0; t < r - 2; t++) {
-    outer[t] = cg_loop_begin(e, I(e, 0), cg_dim(e, v->shape, t), "o");
+    LLVMValueRef lo = I(e, 0), hi = cg_dim(e, v->shape, t);
+    if (t == 0) cg_rows(e, v->shape, &lo, &hi);
+    outer[t] = cg_loop_begin(e, lo, hi, "o");
     idx[t] = outer[t].i;
   }
   cg_zero(e, tile, I(e, H * Wd));

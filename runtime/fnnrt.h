@@ -25,6 +25,7 @@ typedef struct FnnArgs {
   const float *hyper;  // slot 6: runtime scalars, indexed by FNN_HYP_*
   float *out;          // slot 7: out[0] = mean loss over the batch, out[1] = #correct
   int64_t n;           // slot 8: rows in this batch (1..batch)
+  float *scratch;      // slot 9: per-thread scratch, `scratch` floats (descriptor) per thread
 } FnnArgs;
 
 enum {
@@ -36,6 +37,15 @@ enum {
 };
 
 typedef void (*FnnEntry)(FnnArgs *);
+
+// The thread pool compiled steps run on (pool.c). fnn_parallel calls
+// task(ctx, i, tid) for every i in [0, ntasks), spread over the pool's threads
+// (tid < fnn_threads()), and returns when all are done. Tasks write disjoint
+// memory, so results do not depend on the number of threads.
+typedef void (*FnnTask)(void *ctx, int64_t task, int64_t tid);
+void fnn_parallel(FnnTask task, void *ctx, int64_t ntasks);
+void fnn_set_threads(int n);  // 1..64; starts or resizes the pool
+int fnn_threads(void);
 
 // A compiled model: its descriptor text (format in docs/architecture.md and
 // parsed by train.c) and its three entry points.

@@ -70,10 +70,11 @@ typedef struct RtModel {
   double mean, std;
   RtSource train, test;
   int64_t param_floats, state_floats, work_per_n, work_fixed;
+  int64_t scratch_floats;  // per thread
   int nparams;
   RtParam *params;
   // Slabs, from rt_model_setup.
-  float *pslab, *gslab, *sslab, *wslab;
+  float *pslab, *gslab, *sslab, *wslab, *xslab;
 } RtModel;
 
 void rt_model_free(RtModel *r) {
@@ -82,6 +83,7 @@ void rt_model_free(RtModel *r) {
   free(r->gslab);
   free(r->sslab);
   free(r->wslab);
+  free(r->xslab);
   free(r->params);
   free(r->text);
   free(r);
@@ -164,10 +166,10 @@ RtModel *rt_model_open(const FnnModel *m) {
   }
   r->m = m;
   enum { R_FNN, R_MODEL, R_INPUT, R_TARGET, R_BATCH, R_EPOCHS, R_SEED, R_SHUFFLE, R_OPT, R_NORM, R_TRAIN, R_TEST,
-         R_PARAMS, R_STATE, R_WORK, R_END, R_COUNT };
+         R_PARAMS, R_STATE, R_WORK, R_SCRATCH, R_END, R_COUNT };
   static const char *const recs[R_COUNT] = {"fnn",   "model",  "input",     "target", "batch", "epochs",
                                             "seed",  "shuffle", "optimizer", "normalize", "train", "test",
-                                            "params", "state",  "work",      "end"};
+                                            "params", "state",  "work",      "scratch", "end"};
   int seen[R_COUNT] = {0};
   int nparam_seen = 0;
   int lineno = 0;
@@ -274,6 +276,9 @@ RtModel *rt_model_open(const FnnModel *m) {
       ok = nt == 3 && !tok_int(tok[1], 0, &r->work_per_n) && !tok_int(tok[2], 0, &r->work_fixed) &&
            r->work_per_n <= ((int64_t)1 << 40) && r->work_fixed <= ((int64_t)1 << 40);
       break;
+    case R_SCRATCH:
+      ok = nt == 2 && !tok_int(tok[1], 0, &r->scratch_floats) && r->scratch_floats <= ((int64_t)1 << 36);
+      break;
     case R_END:
       ok = nt == 1;
       break;
@@ -302,7 +307,8 @@ int rt_model_setup(RtModel *r, const char *prog, int64_t batch, uint64_t seed, F
   free(r->gslab);
   free(r->sslab);
   free(r->wslab);
-  r->pslab = r->gslab = r->sslab = r->wslab = NULL;
+  free(r->xslab);
+  r->pslab = r->gslab = r->sslab = r->wslab = r->xslab = NULL;
   if (r->work_per_n && batch > (INT64_MAX / 8 - r->work_fixed) / r->work_per_n) {
     rt_error(prog, "batch %lld is too large for this model's workspace", (long long)batch);
     return 1;
@@ -310,7 +316,8 @@ int rt_model_setup(RtModel *r, const char *prog, int64_t batch, uint64_t seed, F
   if (!(r->pslab = rt_alloc_floats(prog, "the parameters", r->param_floats)) ||
       !(r->gslab = rt_alloc_floats(prog, "the gradients", r->param_floats)) ||
       !(r->sslab = rt_alloc_floats(prog, "the optimizer state", r->state_floats)) ||
-      !(r->wslab = rt_alloc_floats(prog, "the workspace", r->work_per_n * batch + r->work_fixed)))
+      !(r->wslab = rt_alloc_floats(prog, "the workspace", r->work_per_n * batch + r->work_fixed)) ||
+      !(r->xslab = rt_alloc_floats(prog, "the scratch", r->scratch_floats * fnn_threads() + 16)))
     return 1;
   // kaiming_uniform(a=sqrt(5)) and the bias default are both U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
   for (int i = 0; i < r->nparams; i++) {
@@ -339,6 +346,7 @@ int rt_model_setup(RtModel *r, const char *prog, int64_t batch, uint64_t seed, F
   a->grads = r->gslab;
   a->state = r->sslab;
   a->work = r->wslab;
+  a->scratch = r->xslab;
   return 0;
 }
 
@@ -401,7 +409,7 @@ static int parse_flags(const RtModel *r, Opts *o, int argc, char **argv) {
   o->batch = r->batch;
   o->seed = r->seed;
   o->lr = r->lr;
-  o->threads = nproc > 0 ? nproc : 1;
+  o->threads = nproc > 64 ? 64 : nproc > 0 ? nproc : 1;
   o->steps = -1;
   o->data = "data";
   o->log = NULL;
@@ -431,6 +439,10 @@ static int parse_flags(const RtModel *r, Opts *o, int argc, char **argv) {
       if (k < 0 || rt_parse_int(o->prog, "--seed", v, 0, &o->seed)) return 1;
     } else if ((k = rt_flag_value(o->prog, argc, argv, &i, "--threads", &v))) {
       if (k < 0 || rt_parse_int(o->prog, "--threads", v, 1, &o->threads)) return 1;
+      if (o->threads > 64) {
+        rt_error(o->prog, "--threads must be at most 64, got %lld", (long long)o->threads);
+        return 1;
+      }
     } else if ((k = rt_flag_value(o->prog, argc, argv, &i, "--steps", &v))) {
       if (k < 0 || rt_parse_int(o->prog, "--steps", v, 0, &o->steps)) return 1;
     } else if ((k = rt_flag_value(o->prog, argc, argv, &i, "--data", &v))) {
@@ -579,6 +591,7 @@ int fnn_main(const FnnModel *m, int argc, char **argv) {
   int64_t *idx = NULL, *perm = NULL;
   FILE *logf = NULL;
   FnnArgs a;
+  fnn_set_threads((int)o.threads);
   if (rt_model_setup(r, o.prog, o.batch, (uint64_t)o.seed, &a)) goto out;
   if (o.steps == 0) {
     if (!o.quiet)

@@ -9,6 +9,7 @@ void expy(float *x, float *y, int64_t n);
 void logy(float *x, float *y, int64_t n);
 void use1(float *y);
 int64_t use2(int64_t k);
+void use3(float *out);
 int stub_runtime_marker(void);  // from the stand-in libfnnrt.a
 
 int main(void) {
@@ -27,6 +28,9 @@ int main(void) {
   float y2[2] = {10, 20};
   use1(y2);
   bad += y2[0] != 20 || y2[1] != 60 || use2(0) != 2;
+  float o[4] = {0};
+  use3(o);
+  bad += o[0] != 0 || o[1] != 2 || o[2] != 6 || o[3] != 12;
   if (bad || stub_runtime_marker() != 42) {
     printf("aot: %d wrong elements\n", bad);
     return 1;

@@ -13,6 +13,7 @@
 // usage: test_backend [AOT_OUT]   (FNNC_LIBDIR must point at the stand-in runtime
 // when AOT_OUT is given)
 #include "fnnc.h"
+#include "fnnrt.h"
 
 #include <llvm-c/IRReader.h>
 #include <llvm-c/Linker.h>
@@ -32,6 +33,12 @@ void error_plain(const char *fmt, ...) {
   fprintf(stderr, "\n");
   va_end(ap);
   nerrors++;
+}
+
+// The JIT defines the runtime's thread pool entry for compiled code; here it
+// runs the tasks in order. The test module calls it from use2.
+void fnn_parallel(FnnTask task, void *ctx, int64_t ntasks) {
+  for (int64_t i = 0; i < ntasks; i++) task(ctx, i, 0);
 }
 
 static int failures;
@@ -151,6 +158,20 @@ static const char extra_ir[] =
     "  %ti = fptosi float %t to i64\n"
     "  %r = add i64 %c, %ti\n"
     "  ret i64 %r\n"
+    "}\n"
+    // out[i] = i * table[i] for i < 4, through the thread pool: task3's address
+    // is taken, so it must stay in use3's part.
+    "declare void @fnn_parallel(ptr, ptr, i64)\n"
+    "define internal void @task3(ptr %out, i64 %i, i64 %tid) noinline {\n"
+    "  %x = sitofp i64 %i to float\n"
+    "  %r = call float @helper(float %x, i64 %i)\n"
+    "  %p = getelementptr float, ptr %out, i64 %i\n"
+    "  store float %r, ptr %p\n"
+    "  ret void\n"
+    "}\n"
+    "define void @use3(ptr %out) {\n"
+    "  call void @fnn_parallel(ptr @task3, ptr %out, i64 4)\n"
+    "  ret void\n"
     "}\n";
 
 static void link_extra(Ctx *c) {
@@ -267,6 +288,13 @@ int main(int argc, char **argv) {
     CHECK(y2[0] == 20 && y2[1] == 60, "use1: %g %g", y2[0], y2[1]);
     use1(y2);
     CHECK(use2(3) == 6, "use2: %ld", (long)use2(3));
+  }
+  void (*use3)(float *) = (void (*)(float *))jit_lookup(j, "use3");
+  CHECK(use3, "lookup of use3 failed");
+  if (use3) {
+    float o[4] = {0};
+    use3(o);
+    CHECK(o[0] == 0 && o[1] == 2 && o[2] == 6 && o[3] == 12, "use3: %g %g %g %g", o[0], o[1], o[2], o[3]);
   }
   int before = nerrors;
   CHECK(!jit_lookup(j, "no_such_function"), "lookup of a missing symbol succeeded");

@@ -16,7 +16,14 @@ llvm_libs=$($LLVM_CONFIG --ldflags --libs)
 
 # The stand-in runtime aot_build links with.
 $CC -std=c11 -O1 -c tests/backend/aot_stub_main.c -o "$stub/runtime/aot_main.o"
-echo 'int stub_runtime_marker(void) { return 42; }' >"$out/stub_rt.c"
+cat >"$out/stub_rt.c" <<'END'
+#include <stdint.h>
+int stub_runtime_marker(void) { return 42; }
+typedef void (*FnnTask)(void *ctx, int64_t task, int64_t tid);
+void fnn_parallel(FnnTask task, void *ctx, int64_t ntasks) {
+	for (int64_t i = 0; i < ntasks; i++) task(ctx, i, 0);
+}
+END
 $CC -std=c11 -O1 -c "$out/stub_rt.c" -o "$out/stub_rt.o"
 rm -f "$stub/libfnnrt.a"
 ar rcs "$stub/libfnnrt.a" "$out/stub_rt.o"
@@ -26,7 +33,7 @@ build() { # build EXE EXTRA_FLAGS...
 	shift
 	# shellcheck disable=SC2086
 	$CC -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Wno-unused-parameter -Werror -O1 -g "$@" \
-		$llvm_cflags -Icompiler -DFNNC_LIBDIR="\"$stub\"" \
+		$llvm_cflags -Icompiler -Iruntime -DFNNC_LIBDIR="\"$stub\"" \
 		-o "$exe" tests/backend/test_backend.c compiler/backend.c compiler/util.c \
 		$llvm_libs -lm -lpthread
 }

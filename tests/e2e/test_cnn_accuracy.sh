@@ -33,6 +33,7 @@ trap 'exit 130' INT TERM
 
 # be32 N: N as 4 big-endian bytes.
 be32() {
+	# shellcheck disable=SC2059 # the format is the 4 octal escapes
 	printf "\\$(printf %03o $(($1 >> 24 & 255)))\\$(printf %03o $(($1 >> 16 & 255)))\\$(printf %03o $(($1 >> 8 & 255)))\\$(printf %03o $(($1 & 255)))"
 }
 # idx_head SRC_IMAGES SRC_LABELS N DST_IMAGES DST_LABELS: the first N samples

@@ -35,6 +35,7 @@ command -v timeout >/dev/null 2>&1 && TO="timeout -k 5 120"
 
 # be32 N: N as 4 big-endian bytes.
 be32() {
+	# shellcheck disable=SC2059 # the format is the 4 octal escapes
 	printf "\\$(printf %03o $(($1 >> 24 & 255)))\\$(printf %03o $(($1 >> 16 & 255)))\\$(printf %03o $(($1 >> 8 & 255)))\\$(printf %03o $(($1 & 255)))"
 }
 # idx_head SRC_IMAGES SRC_LABELS N DST_IMAGES DST_LABELS: the first N samples
@@ -297,7 +298,9 @@ D=$tmp/gz
 rm -rf "$D"
 cp -R "$B" "$D"
 gzip "$D"/mnist/*
-ls "$D/mnist" | grep -v '\.gz$' >/dev/null && fail "gzip left raw files in $D/mnist"
+for f in "$D"/mnist/*; do
+	case $f in *.gz) ;; *) fail "gzip left a raw file $f" ;; esac
+done
 for t in mlp mnist; do
 	$TO "$tmp/$t" --data "$B" --steps 3 --batch 32 --threads 1 --quiet --log "$tmp/raw.csv" >/dev/null 2>"$tmp/err" ||
 		{ problem "$t on the raw data: exit $?; $(head -c 300 "$tmp/err")"; continue; }
