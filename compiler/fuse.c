@@ -514,8 +514,9 @@ static void dump_ref(FILE *out, Graph *g, int *num, Value *v) {
 void fused_dump(FILE *out, Program *p) {
   Graph *g = p->g;
   int *num = live_numbers(g);
-  fprintf(out, "# %s: %d kernels, workspace %lld*B + %lld floats\n", entry_names[p->entry], p->kernels.len,
-          (long long)p->work_total_per_n, (long long)p->work_total_fixed);
+  fprintf(out, "# %s: %d kernels, workspace %lld*B + %lld floats, scratch %lld floats per thread\n",
+          entry_names[p->entry], p->kernels.len, (long long)p->work_total_per_n, (long long)p->work_total_fixed,
+          (long long)p->scratch);
   for (int i = 0; i < p->kernels.len; i++) {
     Kernel *k = p->kernels.data[i];
     fprintf(out, "\nkernel %s(", k->name);
@@ -529,10 +530,12 @@ void fused_dump(FILE *out, Program *p) {
       dump_ref(out, g, num, k->outputs.data[j]);
     }
     fprintf(out, ")\n");
+    const char *par = k->par ? arena_printf("; tasks of %d rows", PAR_ROWS) : "";
     if (k->kind == K_ANCHOR)
-      fprintf(out, "  # %s loops over %s, epilogue per tile\n", op_info[k->anchor->op].name, shape_str(k->shape));
+      fprintf(out, "  # %s loops over %s, epilogue per tile%s\n", op_info[k->anchor->op].name, shape_str(k->shape),
+              par);
     else
-      fprintf(out, "  # loop over %s\n", shape_str(k->shape));
+      fprintf(out, "  # loop over %s%s\n", shape_str(k->shape), par);
     for (int j = 0; j < k->members.len; j++) {
       Value *m = k->members.data[j];
       if (m->op == OP_store)
@@ -546,7 +549,7 @@ void fused_dump(FILE *out, Program *p) {
         fputc('\n', out);
         continue;
       }
-      fprintf(out, "%s\n", m->materialized ? "  (written)" : "");
+      fprintf(out, "%s\n", m->partial ? "  (written, summed over tasks)" : m->materialized ? "  (written)" : "");
     }
   }
 }
