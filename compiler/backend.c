@@ -128,8 +128,8 @@ LLVMTargetMachineRef backend_target_machine(void) {
 // size, internal functions become external so the parts can call each other,
 // and each part becomes one object file.
 
-// FNNC_COMPILE_THREADS=N caps the threads (1: no threads); by default, the CPUs
-// this process may run on.
+// FNNC_COMPILE_THREADS=N caps the threads (1: no threads; 0: no split either,
+// O3 on the whole module); by default, the CPUs this process may run on.
 static int compile_threads(bool *explicit_) {
   const char *s = getenv("FNNC_COMPILE_THREADS");
   *explicit_ = s && *s;
@@ -144,6 +144,7 @@ static int compile_threads(bool *explicit_) {
     n = (int)sysconf(_SC_NPROCESSORS_ONLN);
 #endif
   }
+  if (*explicit_ && n == 0 && s[0] == '0') return 0;
   return n < 1 ? 1 : n > 32 ? 32 : n;
 }
 
@@ -480,6 +481,9 @@ static bool run_split(Split *sp, LLVMModuleRef m, LLVMTargetMachineRef tm, Defs 
 
 // O3 on m in parts (see above). Returns false if m cannot be split.
 static bool optimize_split(LLVMModuleRef m, LLVMTargetMachineRef tm) {
+  bool explicit_;
+  int threads = compile_threads(&explicit_);
+  if (threads == 0) return false;
   Defs *d = defs_new(m);
   int *parent = xcalloc((size_t)d->n, sizeof *parent);
   bool ok = d->nfn > 1 && group_defs(d, parent, true);
@@ -498,8 +502,6 @@ static bool optimize_split(LLVMModuleRef m, LLVMTargetMachineRef tm) {
   }
   int64_t *part_size = xcalloc((size_t)nparts, sizeof *part_size);
   for (int i = 0; i < d->n; i++) part_size[d->owner[i]] += d->size[i] + 1;
-  bool explicit_;
-  int threads = compile_threads(&explicit_);
   Split sp = {0};
   if (!run_split(&sp, m, tm, d, nparts, threads, part_size)) die("LLVM optimisation failed");
 
@@ -896,7 +898,7 @@ int aot_build(LLVMModuleRef m, LLVMTargetMachineRef tm, const char *out) {
     }
     free(objs);
   }
-  if (!rc) stage_end(arena_printf("code generation (%d objects)", npaths), t0);
+  if (!rc) stage_end(arena_printf("code generation (%d object%s)", npaths, npaths == 1 ? "" : "s"), t0);
 
   if (!rc) {
     t0 = stage_start();

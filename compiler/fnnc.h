@@ -478,6 +478,13 @@ typedef struct {
   int mr, nv;                 // register tile: mr rows x 16*nv columns (gemm_tile)
 } Gemm;
 void cg_gemm(Emit *e, const Gemm *g);
+// The NT form: C[i,j] = sum_{k<K} a[i*lda + k] * b[j*ldb + k] (both contiguous
+// along k). C needs room for N rounded up to 4 columns (the extra ones are junk).
+typedef struct {
+  int64_t M, N, lda, ldb, ldc;
+  LLVMValueRef K, a, b, c, m_valid;
+} GemmNT;
+void cg_gemm_nt(Emit *e, const GemmNT *g);
 
 void codegen_program(Codegen *cg, Program *p);
 // A NUL-terminated model descriptor (the runtime's view of the model) emitted as

@@ -328,6 +328,7 @@ int64_t anchor_scratch(Value *a) {
     int64_t N = a->shape.d[1];
     gemm_tile(a->shape.d[0] == DIM_BATCH ? 64 : a->shape.d[0], N, &mr, &nv);
     Shape bs = a->in[1]->shape;
+    if (a->ia[1] && !a->ia[0]) return (int64_t)mr * ((N + 3) & ~(int64_t)3);  // NT form: no packing
     int64_t pack = a->ia[1] ? shape_numel(bs) : 0;
     return pack + (int64_t)mr * N;
   }
@@ -346,6 +347,14 @@ static bool reduces_batch(Value *m) {
 // task, summed in task order afterwards). Contractions that reduce over the
 // batch inside the GEMM (weight gradients) stay whole.
 static bool parallel_rows(Kernel *k) {
+  // Weight gradients (a contraction over the batch) with nothing fused after
+  // them: each task contracts its rows into its own slot.
+  Value *a = k->anchor;
+  if (a && k->members.len == 1 && shape_batched(a->in[0]->shape) &&
+      (a->op == OP_conv2d_dw || (a->op == OP_matmul && a->ia[0] && !a->ia[1]))) {
+    a->partial = true;
+    return true;
+  }
   if (!shape_batched(k->shape)) return false;
   if (k->anchor) {
     Value *a = k->anchor;

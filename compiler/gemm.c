@@ -185,3 +185,132 @@ void cg_gemm(Emit *e, const Gemm *g) {
   }
   if (rest > 0) row_block(e, g, cg_i64(e, full * mr), (int)rest);
 }
+
+//
+// The NT form: C[i, j] = sum_k A[i*lda + k] * B[j*ldb + k], both operands
+// contiguous along k (a dense layer's x . W^T with W in PyTorch's [out, in]
+// layout). Each of the mr x nr outputs of a tile keeps a <16 x float> partial
+// sum over k; each step loads mr + nr vectors and issues mr*nr FMAs; the last
+// k step is masked; the partial sums are reduced at the end.
+//
+static LLVMValueRef hsum(Emit *e, LLVMValueRef v) {
+  LLVMTypeRef vt = vec_t(e);
+  unsigned id = LLVMLookupIntrinsicID("llvm.vector.reduce.fadd", 23);
+  LLVMValueRef fn = LLVMGetIntrinsicDeclaration(e->cg->mod, id, &vt, 1);
+  LLVMTypeRef fty = LLVMIntrinsicGetType(e->cg->ctx, id, &vt, 1);
+  LLVMValueRef args[2] = {LLVMConstReal(e->f32, 0), v};
+  return cg_reassoc(LLVMBuildCall2(B(e), fty, fn, args, 2, ""));
+}
+
+// void fnn_gemm_nt_MRxNR(float *a, i64 lda, float *b, i64 ldb, float *c, i64 ldc, i64 K, i64 rows, i64 cols)
+static LLVMValueRef tile_nt_fn(Emit *outer, int mr, int nr) {
+  Codegen *cg = outer->cg;
+  char name[64];
+  snprintf(name, sizeof name, "fnn_gemm_nt_%dx%d", mr, nr);
+  LLVMValueRef fn = LLVMGetNamedFunction(cg->mod, name);
+  if (fn) return fn;
+  Emit ee = *outer, *e = &ee;
+  LLVMTypeRef p = e->ptrty, i = e->i64;
+  LLVMTypeRef params[9] = {p, i, p, i, p, i, i, i, i};
+  fn = LLVMAddFunction(cg->mod, name, LLVMFunctionType(LLVMVoidTypeInContext(cg->ctx), params, 9, 0));
+  LLVMSetLinkage(fn, LLVMInternalLinkage);
+  unsigned noinl = LLVMGetEnumAttributeKindForName("noinline", 8);
+  LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(cg->ctx, noinl, 0));
+  LLVMBasicBlockRef saved = LLVMGetInsertBlock(cg->b);
+  e->fn = fn;
+  LLVMPositionBuilderAtEnd(cg->b, LLVMAppendBasicBlockInContext(cg->ctx, fn, "entry"));
+  LLVMValueRef a = LLVMGetParam(fn, 0), lda = LLVMGetParam(fn, 1), bp = LLVMGetParam(fn, 2);
+  LLVMValueRef ldb = LLVMGetParam(fn, 3), c = LLVMGetParam(fn, 4), ldc = LLVMGetParam(fn, 5);
+  LLVMValueRef K = LLVMGetParam(fn, 6), rows = LLVMGetParam(fn, 7), cols = LLVMGetParam(fn, 8);
+  LLVMTypeRef vt = vec_t(e);
+  LLVMValueRef ap[4], bq[4];
+  for (int r = 0; r < mr; r++)
+    ap[r] = gep(e, a, mul(e, cg_min_i64(e, cg_i64(e, r), LLVMBuildSub(B(e), rows, cg_i64(e, 1), "")), lda));
+  for (int q = 0; q < nr; q++)
+    bq[q] = gep(e, bp, mul(e, cg_min_i64(e, cg_i64(e, q), LLVMBuildSub(B(e), cols, cg_i64(e, 1), "")), ldb));
+  // k in whole vectors, then one masked step for the rest.
+  LLVMValueRef kfull = LLVMBuildAnd(B(e), K, cg_i64(e, ~(int64_t)15), "");
+  LLVMBasicBlockRef pre = LLVMGetInsertBlock(B(e));
+  LLVMBasicBlockRef head = LLVMAppendBasicBlockInContext(cg->ctx, fn, "k");
+  LLVMBasicBlockRef body = LLVMAppendBasicBlockInContext(cg->ctx, fn, "body");
+  LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(cg->ctx, fn, "done");
+  LLVMBuildBr(B(e), head);
+  LLVMPositionBuilderAtEnd(B(e), head);
+  LLVMValueRef k = LLVMBuildPhi(B(e), e->i64, "k"), zero = cg_i64(e, 0), vz = LLVMConstNull(vt);
+  LLVMAddIncoming(k, &zero, &pre, 1);
+  LLVMValueRef acc[16], next[16];
+  for (int t = 0; t < mr * nr; t++) {
+    acc[t] = LLVMBuildPhi(B(e), vt, "acc");
+    LLVMAddIncoming(acc[t], &vz, &pre, 1);
+  }
+  LLVMBuildCondBr(B(e), LLVMBuildICmp(B(e), LLVMIntSLT, k, kfull, ""), body, done);
+  LLVMPositionBuilderAtEnd(B(e), body);
+  LLVMValueRef av[4], bv[4];
+  for (int r = 0; r < mr; r++) av[r] = vload(e, gep(e, ap[r], k), 16);
+  for (int q = 0; q < nr; q++) bv[q] = vload(e, gep(e, bq[q], k), 16);
+  for (int r = 0; r < mr; r++)
+    for (int q = 0; q < nr; q++) next[r * nr + q] = vfma(e, av[r], bv[q], acc[r * nr + q]);
+  LLVMValueRef k1 = add(e, k, cg_i64(e, 16));
+  LLVMBasicBlockRef from = LLVMGetInsertBlock(B(e));
+  LLVMBuildBr(B(e), head);
+  LLVMAddIncoming(k, &k1, &from, 1);
+  for (int t = 0; t < mr * nr; t++) LLVMAddIncoming(acc[t], &next[t], &from, 1);
+  LLVMPositionBuilderAtEnd(B(e), done);
+  // The tail: lanes k + l < K, selected from full-width loads that stay in
+  // bounds because they are masked.
+  LLVMValueRef rem = LLVMBuildSub(B(e), K, kfull, "");
+  LLVMValueRef lane = LLVMConstVector(
+      (LLVMValueRef[]){cg_i64(e, 0), cg_i64(e, 1), cg_i64(e, 2), cg_i64(e, 3), cg_i64(e, 4), cg_i64(e, 5),
+                       cg_i64(e, 6), cg_i64(e, 7), cg_i64(e, 8), cg_i64(e, 9), cg_i64(e, 10), cg_i64(e, 11),
+                       cg_i64(e, 12), cg_i64(e, 13), cg_i64(e, 14), cg_i64(e, 15)},
+      16);
+  LLVMTypeRef v64 = LLVMVectorType(e->i64, 16);
+  LLVMValueRef remv = LLVMBuildInsertElement(B(e), LLVMGetUndef(v64), rem, LLVMConstInt(e->i32, 0, 0), "");
+  remv = LLVMBuildShuffleVector(B(e), remv, LLVMGetUndef(v64), LLVMConstNull(LLVMVectorType(e->i32, 16)), "");
+  LLVMValueRef mask = LLVMBuildICmp(B(e), LLVMIntSLT, lane, remv, "");
+  LLVMTypeRef types[2] = {vt, e->ptrty};
+  unsigned mid = LLVMLookupIntrinsicID("llvm.masked.load", 16);
+  LLVMValueRef mfn = LLVMGetIntrinsicDeclaration(cg->mod, mid, types, 2);
+  LLVMTypeRef mty = LLVMIntrinsicGetType(cg->ctx, mid, types, 2);
+  for (int r = 0; r < mr; r++) {
+    LLVMValueRef args[4] = {gep(e, ap[r], kfull), LLVMConstInt(e->i32, 4, 0), mask, vz};
+    av[r] = LLVMBuildCall2(B(e), mty, mfn, args, 4, "");
+  }
+  for (int q = 0; q < nr; q++) {
+    LLVMValueRef args[4] = {gep(e, bq[q], kfull), LLVMConstInt(e->i32, 4, 0), mask, vz};
+    bv[q] = LLVMBuildCall2(B(e), mty, mfn, args, 4, "");
+  }
+  for (int r = 0; r < mr; r++)
+    for (int q = 0; q < nr; q++) {
+      LLVMValueRef s = hsum(e, vfma(e, av[r], bv[q], acc[r * nr + q]));
+      LLVMBuildStore(B(e), s, gep(e, c, add(e, mul(e, cg_i64(e, r), ldc), cg_i64(e, q))));
+    }
+  LLVMBuildRetVoid(B(e));
+  LLVMPositionBuilderAtEnd(cg->b, saved);
+  return fn;
+}
+
+void cg_gemm_nt(Emit *e, const GemmNT *g) {
+  enum { MR = 4, NR = 4 };
+  LLVMValueRef nrb = cg_i64(e, (g->N + NR - 1) / NR);
+  int64_t mfull = g->M / MR, mrest = g->M % MR;
+  for (int part = 0; part < 2; part++) {
+    int mr = part == 0 ? MR : (int)mrest;
+    int64_t nblk = part == 0 ? mfull : (mrest ? 1 : 0);
+    if (!nblk) continue;
+    LLVMValueRef fn = tile_nt_fn(e, mr, NR);
+    Loop li = cg_loop_begin(e, cg_i64(e, 0), cg_i64(e, nblk), "it");
+    LLVMValueRef i0 = add(e, mul(e, li.i, cg_i64(e, MR)), cg_i64(e, part == 0 ? 0 : mfull * MR));
+    LLVMValueRef rows = g->m_valid ? LLVMBuildSub(B(e), g->m_valid, i0, "") : cg_i64(e, mr);
+    Loop lj = cg_loop_begin(e, cg_i64(e, 0), nrb, "jt");
+    LLVMValueRef j0 = mul(e, lj.i, cg_i64(e, NR));
+    // Columns past N compute clamped duplicates into scratch columns of C.
+    LLVMValueRef cols = LLVMBuildSub(B(e), cg_i64(e, g->N), j0, "");
+    LLVMValueRef args[9] = {gep(e, g->a, mul(e, i0, cg_i64(e, g->lda))), cg_i64(e, g->lda),
+                            gep(e, g->b, mul(e, j0, cg_i64(e, g->ldb))), cg_i64(e, g->ldb),
+                            gep(e, g->c, add(e, mul(e, i0, cg_i64(e, g->ldc)), j0)), cg_i64(e, g->ldc), g->K, rows, cols};
+    LLVMBuildCall2(B(e), LLVMGlobalGetValueType(fn), fn, args, 9, "");
+    cg_loop_end(e, &lj);
+    cg_loop_end(e, &li);
+  }
+}

@@ -69,11 +69,13 @@ void grad_matmul(Builder *b, Value *v, Value *g, Value **dx) {
 LLVMValueRef emit_matmul(Emit *e, Value *v, LLVMValueRef *in) {
   Value *A = v->in[0], *Bv = v->in[1];
   int64_t ta = v->ia[0], tb = v->ia[1];
-  int64_t N = v->shape.d[1];
+  int64_t N = v->shape.d[1], ldr = N;
   LLVMValueRef M = cg_dim(e, v->shape, 0), K = cg_dim(e, A->shape, ta ? 0 : 1);
-  (void)M;
   LLVMValueRef bptr = e->ptr[Bv->id], rows = e->scratch;
-  if (tb) {
+  bool nt = tb && !ta;  // x . W^T: both operands contiguous along k
+  if (nt) {
+    ldr = (N + 3) & ~(int64_t)3;
+  } else if (tb) {
     // Bt[k, j] = Bm[j, k]; K is static here (only the batch axis is dynamic,
     // and a transposed B never has it).
     int64_t Ks = Bv->shape.d[1];
@@ -90,6 +92,13 @@ LLVMValueRef emit_matmul(Emit *e, Value *v, LLVMValueRef *in) {
   int mr, nv;
   gemm_tile(v->shape.d[0] == DIM_BATCH ? 64 : v->shape.d[0], N, &mr, &nv);
   LLVMValueRef ars = ta ? I(e, 1) : K, acs = ta ? M : I(e, 1);
+  LLVMValueRef abase = e->ptr[A->id];
+  if (ta && A->shape.d[0] == DIM_BATCH) {
+    // Contracting over the batch: only this call's rows [lo, hi).
+    K = LLVMBuildSub(B(e), e->hi, e->lo, "");
+    abase = cg_gep(e, e->f32, abase, MUL(e, e->lo, acs));
+    if (!tb) bptr = cg_gep(e, e->f32, bptr, MUL(e, e->lo, I(e, N)));
+  }
   // Row blocks of mr rows, over this call's rows.
   LLVMValueRef r0, r1;
   cg_rows(e, v->shape, &r0, &r1);
@@ -97,12 +106,19 @@ LLVMValueRef emit_matmul(Emit *e, Value *v, LLVMValueRef *in) {
   Loop lb = cg_loop_begin(e, I(e, 0), nblk, "blk");
   LLVMValueRef i0 = ADD(e, r0, MUL(e, lb.i, I(e, mr)));
   LLVMValueRef left = LLVMBuildSub(B(e), r1, i0, "");
-  Gemm g = {.M = mr, .N = N, .K = K, .a = cg_gep(e, e->f32, e->ptr[A->id], MUL(e, i0, ars)), .ars = ars,
-            .acs = acs, .b = bptr, .ldb = N, .c = rows, .ldc = N, .m_valid = left, .mr = mr, .nv = nv};
-  cg_gemm(e, &g);
+  if (nt) {
+    int64_t Ks = A->shape.d[1];
+    GemmNT g = {.M = mr, .N = N, .lda = Ks, .ldb = Ks, .ldc = ldr, .K = I(e, Ks),
+                .a = cg_gep(e, e->f32, abase, MUL(e, i0, I(e, Ks))), .b = bptr, .c = rows, .m_valid = left};
+    cg_gemm_nt(e, &g);
+  } else {
+    Gemm g = {.M = mr, .N = N, .K = K, .a = cg_gep(e, e->f32, abase, MUL(e, i0, ars)), .ars = ars,
+              .acs = acs, .b = bptr, .ldb = N, .c = rows, .ldc = N, .m_valid = left, .mr = mr, .nv = nv};
+    cg_gemm(e, &g);
+  }
   Loop lr = cg_loop_begin(e, I(e, 0), cg_min_i64(e, left, I(e, mr)), "r");
   LLVMValueRef outer[1] = {ADD(e, i0, lr.i)};
-  cg_epilogue(e, outer, 1, cg_gep(e, e->f32, rows, MUL(e, lr.i, I(e, N))));
+  cg_epilogue(e, outer, 1, cg_gep(e, e->f32, rows, MUL(e, lr.i, I(e, ldr))));
   cg_loop_end(e, &lr);
   cg_loop_end(e, &lb);
   return NULL;
