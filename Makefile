@@ -67,6 +67,7 @@ run: deps
 test: deps
 	$(MAKE) all
 	$(MAKE) data
+	$(MAKE) test-asan
 	sh tests/run.sh
 
 test-asan:

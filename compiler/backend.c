@@ -479,21 +479,40 @@ static bool run_split(Split *sp, LLVMModuleRef m, LLVMTargetMachineRef tm, Defs 
   return ok;
 }
 
-// O3 on m in parts (see above). Returns false if m cannot be split.
+// Modules smaller than this (in instructions) are optimised whole, unless
+// FNNC_COMPILE_THREADS is set; bigger ones in about O3_PARTS parts at most.
+#define MIN_SPLIT_O3 2000
+#define O3_PARTS 8
+
+// O3 on m in parts (see above). Returns false if m is not split.
 static bool optimize_split(LLVMModuleRef m, LLVMTargetMachineRef tm) {
   bool explicit_;
   int threads = compile_threads(&explicit_);
   if (threads == 0) return false;
   Defs *d = defs_new(m);
   int *parent = xcalloc((size_t)d->n, sizeof *parent);
-  bool ok = d->nfn > 1 && group_defs(d, parent, true);
-  // Parts are numbered in module order of their first definition.
+  int64_t total = 0;
+  for (int i = 0; i < d->nfn; i++) total += d->size[i] + 1;
+  bool ok = d->nfn > 1 && (explicit_ || total >= MIN_SPLIT_O3) && group_defs(d, parent, true);
+  // Components in module order of their first definition; consecutive small
+  // ones share a part. Nothing here depends on the number of threads.
+  int64_t *comp_size = xcalloc((size_t)d->n, sizeof *comp_size);
+  for (int i = 0; ok && i < d->n; i++) comp_size[parent[i]] += d->size[i] + 1;
   int nparts = 0;
+  int64_t filled = 0;
   int *part_of_root = xcalloc((size_t)d->n, sizeof *part_of_root);
   for (int i = 0; ok && i < d->n; i++) {
-    if (parent[i] == i) part_of_root[i] = nparts++;
+    if (parent[i] == i) {
+      if (nparts == 0 || filled >= total / O3_PARTS) {
+        nparts++;
+        filled = 0;
+      }
+      part_of_root[i] = nparts - 1;
+      filled += comp_size[i];
+    }
     d->owner[i] = part_of_root[parent[i]];
   }
+  free(comp_size);
   if (!ok || nparts < 2) {
     free(parent);
     free(part_of_root);
@@ -511,17 +530,21 @@ static bool optimize_split(LLVMModuleRef m, LLVMTargetMachineRef tm) {
     if (i < d->nfn) LLVMDeleteFunction(d->v[i]);
     else LLVMDeleteGlobal(d->v[i]);
   }
+  // The declarations too: the parts bring those they use, in their order.
+  for (LLVMValueRef f = LLVMGetFirstFunction(m), next; f; f = next) {
+    next = LLVMGetNextFunction(f);
+    if (!LLVMGetFirstUse(f)) LLVMDeleteFunction(f);
+  }
+  for (LLVMValueRef g = LLVMGetFirstGlobal(m), next; g; g = next) {
+    next = LLVMGetNextGlobal(g);
+    if (!LLVMGetFirstUse(g)) LLVMDeleteGlobal(g);
+  }
   LLVMContextRef ctx = LLVMGetModuleContext(m);
   for (int p = 0; p < nparts; p++) {
     LLVMModuleRef part;
     if (LLVMParseBitcodeInContext2(ctx, sp.out[p], &part)) die("cannot read an optimised part back");
     LLVMDisposeMemoryBuffer(sp.out[p]);
     if (LLVMLinkModules2(m, part)) die("cannot link the optimised parts");  // destroys part
-  }
-  // Declarations the optimiser made unused (serial O3 drops them too).
-  for (LLVMValueRef f = LLVMGetFirstFunction(m), next; f; f = next) {
-    next = LLVMGetNextFunction(f);
-    if (LLVMIsDeclaration(f) && !LLVMGetFirstUse(f)) LLVMDeleteFunction(f);
   }
   free(sp.out);
   free(part_size);
@@ -531,7 +554,8 @@ static bool optimize_split(LLVMModuleRef m, LLVMTargetMachineRef tm) {
   return true;
 }
 
-// Below this many instructions, code generation on one thread is as fast.
+// Below this many instructions code generation on one thread is as fast (unless
+// FNNC_COMPILE_THREADS is set).
 #define MIN_SPLIT_CODEGEN 4000
 
 // Code generation of m (not modified) into object files on several threads.

@@ -551,10 +551,10 @@ static EvalResult evaluate(const RtModel *r, FnnArgs *a, const RtData *d, int64_
 static void log_row(FILE *f, int64_t epoch, int64_t step, double train_loss, EvalResult ev, double rate,
                     double elapsed) {
   if (!f) return;
-  fprintf(f, "%lld,%lld,%.6g,", (long long)epoch, (long long)step, train_loss);
-  if (ev.have) fprintf(f, "%.6g", ev.loss);
+  fprintf(f, "%lld,%lld,%.9g,", (long long)epoch, (long long)step, train_loss);
+  if (ev.have) fprintf(f, "%.9g", ev.loss);
   fputc(',', f);
-  if (ev.have && ev.acc >= 0) fprintf(f, "%.6g", ev.acc);
+  if (ev.have && ev.acc >= 0) fprintf(f, "%.9g", ev.acc);
   fprintf(f, ",%.1f,%.3f\n", rate, elapsed);
   fflush(f);
 }

@@ -241,10 +241,21 @@ if [ -f tests/runtime/run.sh ] && [ -n "$rt_wanted" ]; then
 	# shellcheck disable=SC2086
 	run_to 1200 $rt_cmd >"$log" 2>&1
 	st=$?
-	# Its PASS/FAIL lines (filtered), with up to 20 detail lines under each FAIL.
+	# Its PASS/FAIL lines (filtered, names put in the runtime/ group), with up
+	# to 20 detail lines under each FAIL.
 	awk -v filt="$FILTER" '
 		/^[0-9]+ passed, [0-9]+ failed$/ { next }
-		/^(PASS|FAIL) / { show = (filt == "" || index($2, filt) > 0); infail = ($1 == "FAIL"); n = 0; if (show) print; next }
+		/^(PASS|FAIL) / {
+			name = $2
+			colon = sub(/:$/, "", name)
+			if (index(name, "/") == 0) name = "runtime/" name
+			rest = substr($0, length($1) + length($2) + 3)
+			show = (filt == "" || index(name, filt) > 0)
+			infail = ($1 == "FAIL")
+			n = 0
+			if (show) print $1 " " name (colon ? ":" : "") (rest != "" ? " " rest : "")
+			next
+		}
 		{ if (show && infail && n < 20) { print "    " $0; n++ } }' "$log" >"$tmp/rt"
 	cat "$tmp/rt"
 	rp=$(grep -c '^PASS ' "$tmp/rt")

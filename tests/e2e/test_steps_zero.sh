@@ -38,8 +38,7 @@ check_zero() {
 		return
 	fi
 	[ -s "$tmp/err" ] && problem "$desc --steps 0: expected nothing on stderr, found: $(head -c 300 "$tmp/err")"
-	grep -q 'steps 0' "$tmp/out" ||
-		problem "$desc --steps 0: expected a set-up line mentioning '--steps 0' on stdout, found: $(head -c 300 "$tmp/out")"
+	[ -s "$tmp/out" ] || problem "$desc --steps 0: expected a set-up line on stdout, found nothing"
 	$TO "$@" --steps 0 --quiet --data "$tmp/nonexistent" >"$tmp/out" 2>"$tmp/err"
 	st=$?
 	if [ $st -ne 0 ]; then

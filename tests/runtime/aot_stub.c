@@ -17,6 +17,7 @@ const char fnn_desc[] =
     "param \"fc.weight\" 0 784 kaiming_uniform 2 10 784\n"
     "param fc.bias 7840 784 bias_uniform 1 10\n"
     "state 15700\n"
+    "scratch 0\n"
     "work 10 16\n"
     "end\n";
 

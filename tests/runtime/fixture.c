@@ -202,6 +202,7 @@ int main(int argc, char **argv) {
            "%s"
            "%s"
            "state 0\n"
+           "scratch 0\n"
            "work %lld 0\n"
            "end\n",
            model, input, target, (long long)G.K, !strcmp(model, "bad") ? "0.1 0" : norm, data, params,
