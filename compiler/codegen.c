@@ -407,8 +407,10 @@ static void call_parallel(Emit *e, Program *p, Kernel *k, LLVMValueRef kfn, Valu
   for (int j = k->inputs.len; j < na; j++)
     if (kargs[j]->partial) tb[j] = cg_gep(&te, e->f32, tb[j], LLVMBuildMul(B(e), t, cg_i64(&te, part_stride(kargs[j])), ""));
   LLVMValueRef scratch = cg_gep(&te, e->f32, tb[na + 1], LLVMBuildMul(B(e), tid, cg_i64(&te, p->scratch), ""));
-  LLVMValueRef lo = LLVMBuildMul(B(e), t, cg_i64(&te, PAR_ROWS), "");
-  LLVMValueRef hi = cg_min_i64(&te, LLVMBuildAdd(B(e), lo, cg_i64(&te, PAR_ROWS), ""), te.n);
+  int64_t rows = k->par_out ? k->par_out : PAR_ROWS;
+  LLVMValueRef lim = k->par_out ? cg_i64(&te, k->shape.d[0]) : te.n;
+  LLVMValueRef lo = LLVMBuildMul(B(e), t, cg_i64(&te, rows), "");
+  LLVMValueRef hi = cg_min_i64(&te, LLVMBuildAdd(B(e), lo, cg_i64(&te, rows), ""), lim);
   call_kernel(&te, k, kfn, tb, na, scratch, lo, hi);
   LLVMBuildRetVoid(B(e));
   LLVMPositionBuilderAtEnd(B(e), saved);
@@ -420,8 +422,9 @@ static void call_parallel(Emit *e, Program *p, Kernel *k, LLVMValueRef kfn, Valu
     LLVMValueRef sp = LLVMBuildInBoundsGEP2(B(e), e->i64, ctxa, &ix, 1, "");
     LLVMBuildStore(B(e), j < na ? bufs[j] : j == na ? e->n : slot[9], sp);
   }
-  LLVMValueRef ntasks = LLVMBuildSDiv(B(e), LLVMBuildAdd(B(e), e->n, cg_i64(e, PAR_ROWS - 1), ""),
-                                      cg_i64(e, PAR_ROWS), "");
+  LLVMValueRef ntasks = k->par_out ? cg_i64(e, (k->shape.d[0] + k->par_out - 1) / k->par_out)
+                                   : LLVMBuildSDiv(B(e), LLVMBuildAdd(B(e), e->n, cg_i64(e, PAR_ROWS - 1), ""),
+                                                   cg_i64(e, PAR_ROWS), "");
   LLVMTypeRef pp[3] = {e->ptrty, e->ptrty, e->i64};
   LLVMTypeRef pty = LLVMFunctionType(LLVMVoidTypeInContext(cg->ctx), pp, 3, 0);
   LLVMValueRef pfn = LLVMGetNamedFunction(cg->mod, "fnn_parallel");

@@ -375,7 +375,9 @@ typedef struct {
   Vec outputs;     // Value*: members written to buffers (materialized) and stores
   const char *name;// "k3_conv2d_relu"
   int64_t scratch; // floats of scratch the anchor needs (packed operands, tiles), per thread
-  bool par;        // rows of the batch are split into tasks of PAR_ROWS rows over the thread pool
+  bool par;        // runs as tasks on the thread pool: of PAR_ROWS rows of the batch, or
+  int64_t par_out; // if > 0, of par_out rows of the output (weight gradients: each task
+                   // contracts the whole batch for its rows, so nothing needs combining)
 } Kernel;
 
 // Rows per parallel task. Fixed, so reductions over the batch add the same

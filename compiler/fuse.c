@@ -321,7 +321,7 @@ int64_t anchor_scratch(Value *a) {
   case OP_conv2d_dw: {
     Shape g = a->in[1]->shape;
     int64_t ckk = a->shape.d[1] * a->shape.d[2] * a->shape.d[3], p = g.d[2] * g.d[3];
-    return p * ckk + shape_numel(a->shape);
+    return p * ckk + (a->shape.d[0] + 8) * ckk;  // colT, and the tile with a block of spare rows
   }
   case OP_matmul: {
     int mr, nv;
@@ -347,12 +347,11 @@ static bool reduces_batch(Value *m) {
 // task, summed in task order afterwards). Contractions that reduce over the
 // batch inside the GEMM (weight gradients) stay whole.
 static bool parallel_rows(Kernel *k) {
-  // Weight gradients (a contraction over the batch) with nothing fused after
-  // them: each task contracts its rows into its own slot.
+  // Weight gradients (a contraction over the batch): tasks take blocks of
+  // output rows and contract the whole batch, in the same order as one thread.
   Value *a = k->anchor;
-  if (a && k->members.len == 1 && shape_batched(a->in[0]->shape) &&
-      (a->op == OP_conv2d_dw || (a->op == OP_matmul && a->ia[0] && !a->ia[1]))) {
-    a->partial = true;
+  if (a && shape_batched(a->in[0]->shape) && (a->op == OP_conv2d_dw || (a->op == OP_matmul && a->ia[0] && !a->ia[1]))) {
+    k->par_out = 8;
     return true;
   }
   if (!shape_batched(k->shape)) return false;
@@ -539,7 +538,9 @@ void fused_dump(FILE *out, Program *p) {
       dump_ref(out, g, num, k->outputs.data[j]);
     }
     fprintf(out, ")\n");
-    const char *par = k->par ? arena_printf("; tasks of %d rows", PAR_ROWS) : "";
+    const char *par = k->par_out ? arena_printf("; tasks of %lld output rows", (long long)k->par_out)
+                      : k->par   ? arena_printf("; tasks of %d rows", PAR_ROWS)
+                                 : "";
     if (k->kind == K_ANCHOR)
       fprintf(out, "  # %s loops over %s, epilogue per tile%s\n", op_info[k->anchor->op].name, shape_str(k->shape),
               par);

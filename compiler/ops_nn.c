@@ -93,15 +93,11 @@ LLVMValueRef emit_matmul(Emit *e, Value *v, LLVMValueRef *in) {
   gemm_tile(v->shape.d[0] == DIM_BATCH ? 64 : v->shape.d[0], N, &mr, &nv);
   LLVMValueRef ars = ta ? I(e, 1) : K, acs = ta ? M : I(e, 1);
   LLVMValueRef abase = e->ptr[A->id];
-  if (ta && A->shape.d[0] == DIM_BATCH) {
-    // Contracting over the batch: only this call's rows [lo, hi).
-    K = LLVMBuildSub(B(e), e->hi, e->lo, "");
-    abase = cg_gep(e, e->f32, abase, MUL(e, e->lo, acs));
-    if (!tb) bptr = cg_gep(e, e->f32, bptr, MUL(e, e->lo, I(e, N)));
-  }
-  // Row blocks of mr rows, over this call's rows.
+  // Row blocks of mr rows, over this call's rows (of the batch, or of the
+  // output when tasks split a weight gradient by rows).
   LLVMValueRef r0, r1;
   cg_rows(e, v->shape, &r0, &r1);
+  if (e->k->par_out) r0 = e->lo, r1 = e->hi;
   LLVMValueRef nblk = LLVMBuildSDiv(B(e), ADD(e, LLVMBuildSub(B(e), r1, r0, ""), I(e, mr - 1)), I(e, mr), "");
   Loop lb = cg_loop_begin(e, I(e, 0), nblk, "blk");
   LLVMValueRef i0 = ADD(e, r0, MUL(e, lb.i, I(e, mr)));
@@ -301,17 +297,24 @@ LLVMValueRef emit_conv2d_dw(Emit *e, Value *v, LLVMValueRef *in) {
   int64_t O = v->shape.d[0], C = v->shape.d[1], KH = v->shape.d[2], KW = v->shape.d[3];
   int64_t OH = G->shape.d[2], OW = G->shape.d[3], P = OH * OW, ckk = C * KH * KW;
   LLVMValueRef colT = e->scratch, acc = cg_gep(e, e->f32, e->scratch, I(e, P * ckk));
+  // This call's output rows [o0, o1): a task's block, or all of them.
+  LLVMValueRef o0 = e->k->par_out ? e->lo : I(e, 0), o1 = e->k->par_out ? e->hi : I(e, O);
+  int64_t M = e->k->par_out ? e->k->par_out : O;
   int mr, nv;
-  gemm_tile(O, ckk, &mr, &nv);
-  cg_zero(e, acc, I(e, O * ckk));
-  Loop lb = cg_loop_begin(e, e->lo, e->hi, "b");
+  gemm_tile(M, ckk, &mr, &nv);
+  LLVMValueRef acc0 = cg_gep(e, e->f32, acc, MUL(e, o0, I(e, ckk)));
+  cg_zero(e, acc0, MUL(e, LLVMBuildSub(B(e), o1, o0, ""), I(e, ckk)));
+  Loop lb = cg_loop_begin(e, I(e, 0), e->n, "b");
   im2col(e, X, lb.i, KH, KW, s, p, OH, OW, colT, true);
-  Gemm g = {.M = O, .N = ckk, .K = I(e, P), .a = cg_gep(e, e->f32, e->ptr[G->id], MUL(e, lb.i, I(e, O * P))),
-            .ars = I(e, P), .acs = I(e, 1), .b = colT, .ldb = ckk, .c = acc, .ldc = ckk, .accumulate = true,
-            .mr = mr, .nv = nv};
+  LLVMValueRef gb = cg_gep(e, e->f32, e->ptr[G->id], ADD(e, MUL(e, lb.i, I(e, O * P)), MUL(e, o0, I(e, P))));
+  Gemm g = {.M = M, .N = ckk, .K = I(e, P), .a = gb, .ars = I(e, P), .acs = I(e, 1), .b = colT, .ldb = ckk,
+            .c = acc0, .ldc = ckk, .accumulate = true, .m_valid = LLVMBuildSub(B(e), o1, o0, ""), .mr = mr, .nv = nv};
   cg_gemm(e, &g);
   cg_loop_end(e, &lb);
-  cg_epilogue(e, NULL, 4, acc);
+  Loop lo = cg_loop_begin(e, o0, o1, "o");
+  LLVMValueRef outer[1] = {lo.i};
+  cg_epilogue(e, outer, 3, cg_gep(e, e->f32, acc, MUL(e, lo.i, I(e, ckk))));
+  cg_loop_end(e, &lo);
   (void)fma_f;
   return NULL;
 }
