@@ -766,10 +766,18 @@ Jit *jit_new(void) {
   }
   // The runtime functions compiled code calls (the thread pool) live in this
   // executable: define them as absolute symbols, so no -rdynamic is needed.
-  LLVMOrcCSymbolMapPair host = {LLVMOrcLLJITMangleAndIntern(lljit, "fnn_parallel"),
-                                {(LLVMOrcExecutorAddress)(uintptr_t)&fnn_parallel,
-                                 {LLVMJITSymbolGenericFlagsExported | LLVMJITSymbolGenericFlagsCallable, 0}}};
-  e = LLVMOrcJITDylibDefine(LLVMOrcLLJITGetMainJITDylib(lljit), LLVMOrcAbsoluteSymbols(&host, 1));
+  static const struct {
+    const char *name;
+    void *addr;
+  } hostsyms[] = {{"fnn_parallel", (void *)&fnn_parallel},
+                  {"fnn_prof_begin", (void *)&fnn_prof_begin},
+                  {"fnn_prof_end", (void *)&fnn_prof_end}};
+  LLVMOrcCSymbolMapPair host[3];
+  for (int i = 0; i < 3; i++)
+    host[i] = (LLVMOrcCSymbolMapPair){LLVMOrcLLJITMangleAndIntern(lljit, hostsyms[i].name),
+                                      {(LLVMOrcExecutorAddress)(uintptr_t)hostsyms[i].addr,
+                                       {LLVMJITSymbolGenericFlagsExported | LLVMJITSymbolGenericFlagsCallable, 0}}};
+  e = LLVMOrcJITDylibDefine(LLVMOrcLLJITGetMainJITDylib(lljit), LLVMOrcAbsoluteSymbols(host, 3));
   if (e) {
     report_llvm_error("cannot define the runtime's symbols in the JIT", e);
     return NULL;

@@ -360,6 +360,16 @@ static LLVMValueRef part_ptr(Emit *e, Program *p, LLVMValueRef *slot, Value *v) 
 
 static int64_t part_stride(Value *v) { return (shape_numel(v->shape) + 15) & ~(int64_t)15; }
 
+// double fnn_prof_begin(void *prof) / void fnn_prof_end(void *prof, i64 kernel, double t0)
+static LLVMValueRef prof_fn(Emit *e, bool begin, LLVMTypeRef *ty) {
+  LLVMTypeRef d = LLVMDoubleTypeInContext(e->cg->ctx);
+  LLVMTypeRef bp[1] = {e->ptrty}, ep[3] = {e->ptrty, e->i64, d};
+  *ty = begin ? LLVMFunctionType(d, bp, 1, 0) : LLVMFunctionType(LLVMVoidTypeInContext(e->cg->ctx), ep, 3, 0);
+  const char *name = begin ? "fnn_prof_begin" : "fnn_prof_end";
+  LLVMValueRef f = LLVMGetNamedFunction(e->cg->mod, name);
+  return f ? f : LLVMAddFunction(e->cg->mod, name, *ty);
+}
+
 static void call_kernel(Emit *e, Kernel *k, LLVMValueRef fn, LLVMValueRef *bufs, int na, LLVMValueRef scratch,
                         LLVMValueRef lo, LLVMValueRef hi) {
   LLVMValueRef cargs[68];
@@ -464,8 +474,8 @@ void codegen_program(Codegen *cg, Program *p) {
   e.fn = fn;
   LLVMPositionBuilderAtEnd(cg->b, LLVMAppendBasicBlockInContext(cg->ctx, fn, "entry"));
   LLVMValueRef args = LLVMGetParam(fn, 0);
-  LLVMValueRef slot[10];
-  for (int i = 0; i < 10; i++) {
+  LLVMValueRef slot[11];
+  for (int i = 0; i < 11; i++) {
     LLVMValueRef ix = cg_i64(&e, i);
     LLVMValueRef sp = LLVMBuildInBoundsGEP2(cg->b, e.i64, args, &ix, 1, "");
     slot[i] = LLVMBuildLoad2(cg->b, i == 8 ? e.i64 : e.ptrty, sp, "");
@@ -483,13 +493,19 @@ void codegen_program(Codegen *cg, Program *p) {
     for (int j = 0; j < na; j++)
       cargs[j] = j >= k->inputs.len && kargs[j]->partial ? part_ptr(&e, p, slot, kargs[j])
                                                          : entry_ptr(&e, p, slot, kargs[j]);
+    LLVMTypeRef bty, ety;
+    LLVMValueRef bfn = prof_fn(&e, true, &bty), efn = prof_fn(&e, false, &ety);
+    LLVMValueRef t0 = LLVMBuildCall2(cg->b, bty, bfn, &slot[10], 1, "");
     if (k->par)
       call_parallel(&e, p, k, fns[i], kargs, cargs, na, slot);
     else
       call_kernel(&e, k, fns[i], cargs, na, slot[9], cg_i64(&e, 0), e.n);
+    LLVMValueRef pargs[3] = {slot[10], cg_i64(&e, cg->kernels_done + i), t0};
+    LLVMBuildCall2(cg->b, ety, efn, pargs, 3, "");
   }
   LLVMBuildRetVoid(cg->b);
   LLVMDisposeBuilder(e.alloca_b);
+  cg->kernels_done += p->kernels.len;
 }
 
 void codegen_descriptor(Codegen *cg, const char *d) {

@@ -64,7 +64,7 @@ static const char *dims(Shape s, bool drop_batch) {
   return r;
 }
 
-char *model_descriptor(Graph *g, int64_t work_per_n, int64_t work_fixed, int64_t scratch) {
+char *model_descriptor(Graph *g, int64_t work_per_n, int64_t work_fixed, int64_t scratch, Program **progs) {
   static const char *init_name[] = {"kaiming_uniform", "bias_uniform", "zero", "one"};
   ModelInfo *m = &g->info;
   char *buf = arena_alloc(256);
@@ -93,6 +93,10 @@ char *model_descriptor(Graph *g, int64_t work_per_n, int64_t work_fixed, int64_t
   P("state %lld\n", (long long)(optimizer_slots(&m->opt) * g->param_floats));
   P("work %lld %lld\n", (long long)work_per_n, (long long)work_fixed);
   P("scratch %lld\n", (long long)scratch);
+  int id = 0;
+  for (int e = 0; e < ENTRY_COUNT; e++)
+    for (int i = 0; progs[e] && i < progs[e]->kernels.len; i++)
+      P("kernel %d %s %s\n", id++, entry_names[e], ((Kernel *)progs[e]->kernels.data[i])->name);
   P("end\n");
 #undef P
   return buf;

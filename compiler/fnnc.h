@@ -411,6 +411,7 @@ typedef struct {
   LLVMModuleRef mod;
   LLVMBuilderRef b;
   LLVMTargetMachineRef tm;  // from backend_target_machine()
+  int kernels_done;         // kernels of earlier entries: numbers them for --profile
 } Codegen;
 
 // The state of one kernel function being emitted; shared with the emitters.
@@ -492,7 +493,9 @@ void codegen_program(Codegen *cg, Program *p);
 // A NUL-terminated model descriptor (the runtime's view of the model) emitted as
 // the global `fnn_desc`.
 void codegen_descriptor(Codegen *cg, const char *desc);
-char *model_descriptor(Graph *g, int64_t work_per_n, int64_t work_fixed, int64_t scratch);  // entry.c
+// entry.c: the descriptor; its `kernel` lines name the kernels of `progs` (NULL
+// entries skipped) in the order codegen numbers them.
+char *model_descriptor(Graph *g, int64_t work_per_n, int64_t work_fixed, int64_t scratch, Program **progs);
 
 //
 // backend.c: LLVM target, optimisation, JIT and object emission

@@ -58,7 +58,7 @@ static char *compile(Node *prog, const bool *want, Graph **train_out, Program **
     if (progs[e]->work_total_fixed > fixed) fixed = progs[e]->work_total_fixed;
     if (progs[e]->scratch > scratch) scratch = progs[e]->scratch;
   }
-  return model_descriptor(gs[ENTRY_TRAIN], per_n, fixed, scratch);
+  return model_descriptor(gs[ENTRY_TRAIN], per_n, fixed, scratch, progs);
 }
 
 static void codegen_all(Codegen *cg, Program **progs, const char *desc) {

@@ -26,6 +26,7 @@ typedef struct FnnArgs {
   float *out;          // slot 7: out[0] = mean loss over the batch, out[1] = #correct
   int64_t n;           // slot 8: rows in this batch (1..batch)
   float *scratch;      // slot 9: per-thread scratch, `scratch` floats (descriptor) per thread
+  void *prof;          // slot 10: kernel timings (--profile), or NULL
 } FnnArgs;
 
 enum {
@@ -46,6 +47,12 @@ typedef void (*FnnTask)(void *ctx, int64_t task, int64_t tid);
 void fnn_parallel(FnnTask task, void *ctx, int64_t ntasks);
 void fnn_set_threads(int n);  // 1..64; starts or resizes the pool
 int fnn_threads(void);
+
+// Kernel timing (profile.c). Compiled steps call these around every kernel;
+// with prof == NULL they do nothing. `kernel` numbers the descriptor's
+// `kernel` lines.
+double fnn_prof_begin(void *prof);
+void fnn_prof_end(void *prof, int64_t kernel, double t0);
 
 // A compiled model: its descriptor text (format in docs/architecture.md and
 // parsed by train.c) and its three entry points.

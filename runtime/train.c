@@ -16,6 +16,9 @@ void rt_rng_seed(uint64_t s[4], uint64_t seed, uint64_t stream);
 double rt_rng_unit(uint64_t s[4]);
 uint64_t rt_rng_below(uint64_t s[4], uint64_t n);
 void rt_error(const char *prog, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void *rt_prof_new(int64_t nkernels);
+void rt_prof_print(void *prof, const char *const *entry, const char *const *name);
+void rt_prof_free(void *prof);
 void rt_hint(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 double rt_now(void);
 float *rt_alloc_floats(const char *prog, const char *what, int64_t n);
@@ -71,6 +74,8 @@ typedef struct RtModel {
   RtSource train, test;
   int64_t param_floats, state_floats, work_per_n, work_fixed;
   int64_t scratch_floats;  // per thread
+  int nkernels;            // `kernel ID ENTRY NAME` lines, for --profile
+  const char *kentry[512], *kname[512];
   int nparams;
   RtParam *params;
   // Slabs, from rt_model_setup.
@@ -186,6 +191,14 @@ RtModel *rt_model_open(const FnnModel *m) {
       }
     // `param` lines follow `params` and come before `state`.
     int is_param = nt > 0 && !strcmp(tok[0], "param");
+    if (nt == 4 && !strcmp(tok[0], "kernel") && seen[R_SCRATCH] && !seen[R_END]) {
+      int64_t id;
+      if (tok_int(tok[1], 0, &id) || id != r->nkernels || r->nkernels >= 512) goto bad;
+      r->kentry[r->nkernels] = tok[2];
+      r->kname[r->nkernels++] = tok[3];
+      line = nl ? nl + 1 : NULL;
+      continue;
+    }
     if (nt <= 0 || (!is_param && (k == R_COUNT || seen[k])) || seen[R_END] || (lineno == 1) != (k == R_FNN))
       goto bad;
     if (is_param) {
@@ -379,11 +392,11 @@ typedef struct {
   int64_t epochs, batch, seed, threads, steps;  // steps: -1 = no limit
   double lr;
   const char *data, *log;
-  int quiet;
+  int quiet, profile;
 } Opts;
 
 static const char *const train_flags[] = {"--epochs", "--batch", "--lr",    "--seed",  "--threads", "--data",
-                                          "--log",    "--steps", "--quiet", "--help", NULL};
+                                          "--log",    "--steps", "--quiet", "--profile", "--help", NULL};
 
 static void usage(const RtModel *r, const char *prog) {
   printf("usage: %s [flags]\n"
@@ -397,7 +410,8 @@ static void usage(const RtModel *r, const char *prog) {
          "  --data DIR     data files resolve against DIR (default ./data)\n"
          "  --log FILE     CSV metrics: epoch,step,train_loss,test_loss,test_acc,images_per_s,elapsed_s\n"
          "  --steps N      stop after N training steps; 0 sets up and exits without loading data\n"
-         "  --quiet        no progress bar and no per-epoch lines\n",
+         "  --quiet        no progress bar and no per-epoch lines\n"
+         "  --profile      print the time spent in each compiled kernel (to stderr)\n",
          prog, r->name, (long long)r->epochs, (long long)r->batch, r->adam ? "adam" : "sgd", r->lr,
          (long long)r->seed);
 }
@@ -425,7 +439,11 @@ static int parse_flags(const RtModel *r, Opts *o, int argc, char **argv) {
       o->quiet = 1;
       continue;
     }
-    if (!strncmp(a, "--quiet=", 8) || !strncmp(a, "--help=", 7)) {
+    if (!strcmp(a, "--profile")) {
+      o->profile = 1;
+      continue;
+    }
+    if (!strncmp(a, "--quiet=", 8) || !strncmp(a, "--help=", 7) || !strncmp(a, "--profile=", 10)) {
       rt_error(o->prog, "'%.*s' takes no value", (int)strcspn(a, "="), a);
       return 1;
     }
@@ -590,9 +608,13 @@ int fnn_main(const FnnModel *m, int argc, char **argv) {
   float *x = NULL, *yf = NULL;
   int64_t *idx = NULL, *perm = NULL;
   FILE *logf = NULL;
-  FnnArgs a;
+  FnnArgs a = {0};
   fnn_set_threads((int)o.threads);
   if (rt_model_setup(r, o.prog, o.batch, (uint64_t)o.seed, &a)) goto out;
+  if (o.profile && !(a.prof = rt_prof_new(r->nkernels))) {
+    rt_error(o.prog, "out of memory");
+    goto out;
+  }
   if (o.steps == 0) {
     if (!o.quiet)
       printf("%s: %lld parameters in %d tensors, set up; --steps 0, so no training\n", r->name,
@@ -706,7 +728,9 @@ int fnn_main(const FnnModel *m, int argc, char **argv) {
     if (stopped || (o.steps >= 0 && step >= o.steps)) break;
   }
   rc = 0;
+  rt_prof_print(a.prof, r->kentry, r->kname);
 out:
+  rt_prof_free(a.prof);
   if (logf && fclose(logf)) {
     rt_error(o.prog, "cannot write the log file '%s'", o.log);
     rc = 1;
