@@ -771,13 +771,14 @@ Jit *jit_new(void) {
     void *addr;
   } hostsyms[] = {{"fnn_parallel", (void *)&fnn_parallel},
                   {"fnn_prof_begin", (void *)&fnn_prof_begin},
-                  {"fnn_prof_end", (void *)&fnn_prof_end}};
-  LLVMOrcCSymbolMapPair host[3];
-  for (int i = 0; i < 3; i++)
+                  {"fnn_prof_end", (void *)&fnn_prof_end},
+                  {"fnn_threads", (void *)&fnn_threads}};
+  LLVMOrcCSymbolMapPair host[4];
+  for (int i = 0; i < 4; i++)
     host[i] = (LLVMOrcCSymbolMapPair){LLVMOrcLLJITMangleAndIntern(lljit, hostsyms[i].name),
                                       {(LLVMOrcExecutorAddress)(uintptr_t)hostsyms[i].addr,
                                        {LLVMJITSymbolGenericFlagsExported | LLVMJITSymbolGenericFlagsCallable, 0}}};
-  e = LLVMOrcJITDylibDefine(LLVMOrcLLJITGetMainJITDylib(lljit), LLVMOrcAbsoluteSymbols(host, 3));
+  e = LLVMOrcJITDylibDefine(LLVMOrcLLJITGetMainJITDylib(lljit), LLVMOrcAbsoluteSymbols(host, 4));
   if (e) {
     report_llvm_error("cannot define the runtime's symbols in the JIT", e);
     return NULL;

@@ -252,11 +252,26 @@ static void init_types(Emit *e, Codegen *cg) {
   e->ptrty = LLVMPointerTypeInContext(cg->ctx, 0);
 }
 
+// The input leaf whose buffer a store writes (an in-place update of a
+// parameter or of optimizer state), or NULL. The store then reuses the leaf's
+// argument, so no two arguments of a kernel ever share written memory and all
+// can be `noalias`.
+static Value *store_alias(Kernel *k, Value *s) {
+  if (s->op != OP_store) return NULL;
+  for (int i = 0; i < k->inputs.len; i++) {
+    Value *u = k->inputs.data[i];
+    if (s->ia[0] == BUF_PARAM && u->op == OP_param && u->param == s->param) return u;
+    if (s->ia[0] == BUF_STATE && u->op == OP_state && u->param == s->param && u->ia[0] == s->ia[1]) return u;
+  }
+  return NULL;
+}
+
 // The buffers a kernel takes, in argument order: inputs, then outputs.
 static int kernel_args(Kernel *k, Value **args) {
   int n = 0;
   for (int i = 0; i < k->inputs.len; i++) args[n++] = k->inputs.data[i];
-  for (int i = 0; i < k->outputs.len; i++) args[n++] = k->outputs.data[i];
+  for (int i = 0; i < k->outputs.len; i++)
+    if (!store_alias(k, k->outputs.data[i])) args[n++] = k->outputs.data[i];
   return n;
 }
 
@@ -280,6 +295,9 @@ static LLVMValueRef emit_kernel(Codegen *cg, Program *p, Kernel *k, const char *
   LLVMSetLinkage(e.fn, LLVMInternalLinkage);
   unsigned noinl = LLVMGetEnumAttributeKindForName("noinline", 8);
   LLVMAddAttributeAtIndex(e.fn, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(cg->ctx, noinl, 0));
+  unsigned noalias = LLVMGetEnumAttributeKindForName("noalias", 7);
+  for (int i = 0; i < na + extra; i++)
+    LLVMAddAttributeAtIndex(e.fn, (unsigned)i + 1, LLVMCreateEnumAttribute(cg->ctx, noalias, 0));
   for (int i = 0; i < na; i++) {
     LLVMValueRef prm = LLVMGetParam(e.fn, (unsigned)i);
     LLVMSetValueName2(prm, args[i]->name ? args[i]->name : op_info[args[i]->op].name,
@@ -289,6 +307,10 @@ static LLVMValueRef emit_kernel(Codegen *cg, Program *p, Kernel *k, const char *
   if (extra) {
     e.scratch = LLVMGetParam(e.fn, (unsigned)na);
     LLVMSetValueName2(e.scratch, "scratch", 7);
+  }
+  for (int i = 0; i < k->outputs.len; i++) {
+    Value *s = k->outputs.data[i], *a = store_alias(k, s);
+    if (a) e.ptr[s->id] = e.ptr[a->id];
   }
   e.n = LLVMGetParam(e.fn, (unsigned)(na + extra));
   e.lo = LLVMGetParam(e.fn, (unsigned)(na + extra + 1));
@@ -408,33 +430,47 @@ static void call_parallel(Emit *e, Program *p, Kernel *k, LLVMValueRef kfn, Valu
   LLVMPositionBuilderAtEnd(B(e), LLVMAppendBasicBlockInContext(cg->ctx, tfn, "entry"));
   LLVMValueRef ctx = LLVMGetParam(tfn, 0), t = LLVMGetParam(tfn, 1), tid = LLVMGetParam(tfn, 2);
   LLVMValueRef tb[68] = {0};
-  for (int j = 0; j < na + 2; j++) {
+  for (int j = 0; j < na + 3; j++) {
     LLVMValueRef ix = cg_i64(&te, j);
     LLVMValueRef sp = LLVMBuildInBoundsGEP2(B(e), e->i64, ctx, &ix, 1, "");
-    tb[j] = LLVMBuildLoad2(B(e), j == na ? e->i64 : e->ptrty, sp, "");
+    tb[j] = LLVMBuildLoad2(B(e), j == na || j == na + 2 ? e->i64 : e->ptrty, sp, "");
   }
   te.n = tb[na];
   for (int j = k->inputs.len; j < na; j++)
     if (kargs[j]->partial) tb[j] = cg_gep(&te, e->f32, tb[j], LLVMBuildMul(B(e), t, cg_i64(&te, part_stride(kargs[j])), ""));
   LLVMValueRef scratch = cg_gep(&te, e->f32, tb[na + 1], LLVMBuildMul(B(e), tid, cg_i64(&te, p->scratch), ""));
-  int64_t rows = k->par_out ? k->par_out : PAR_ROWS;
+  LLVMValueRef trows = tb[na + 2];
   LLVMValueRef lim = k->par_out ? cg_i64(&te, k->shape.d[0]) : te.n;
-  LLVMValueRef lo = LLVMBuildMul(B(e), t, cg_i64(&te, rows), "");
-  LLVMValueRef hi = cg_min_i64(&te, LLVMBuildAdd(B(e), lo, cg_i64(&te, rows), ""), lim);
+  LLVMValueRef lo = LLVMBuildMul(B(e), t, trows, "");
+  LLVMValueRef hi = cg_min_i64(&te, LLVMBuildAdd(B(e), lo, trows, ""), lim);
   call_kernel(&te, k, kfn, tb, na, scratch, lo, hi);
   LLVMBuildRetVoid(B(e));
   LLVMPositionBuilderAtEnd(B(e), saved);
 
-  // The call: fill the context, run the tasks.
-  LLVMValueRef ctxa = cg_alloca(e, e->i64, na + 2);
-  for (int j = 0; j < na + 2; j++) {
+  // The call: fill the context, run the tasks. Batch rows go in fixed tasks of
+  // PAR_ROWS (their reductions are partials); output rows of a weight gradient
+  // in one block per thread (multiples of 4 rows), as splitting them changes no
+  // result.
+  LLVMValueRef rows, ntasks;
+  if (k->par_out) {
+    LLVMTypeRef ity = LLVMFunctionType(LLVMInt32TypeInContext(cg->ctx), NULL, 0, 0);
+    LLVMValueRef tfn2 = LLVMGetNamedFunction(cg->mod, "fnn_threads");
+    if (!tfn2) tfn2 = LLVMAddFunction(cg->mod, "fnn_threads", ity);
+    LLVMValueRef nt = LLVMBuildSExt(B(e), LLVMBuildCall2(B(e), ity, tfn2, NULL, 0, ""), e->i64, "");
+    int64_t M = k->shape.d[0];
+    LLVMValueRef per = LLVMBuildSDiv(B(e), LLVMBuildAdd(B(e), cg_i64(e, M), LLVMBuildSub(B(e), nt, cg_i64(e, 1), ""), ""), nt, "");
+    rows = LLVMBuildAnd(B(e), LLVMBuildAdd(B(e), per, cg_i64(e, 3), ""), cg_i64(e, ~(int64_t)3), "");
+    ntasks = LLVMBuildSDiv(B(e), LLVMBuildAdd(B(e), cg_i64(e, M), LLVMBuildSub(B(e), rows, cg_i64(e, 1), ""), ""), rows, "");
+  } else {
+    rows = cg_i64(e, PAR_ROWS);
+    ntasks = LLVMBuildSDiv(B(e), LLVMBuildAdd(B(e), e->n, cg_i64(e, PAR_ROWS - 1), ""), cg_i64(e, PAR_ROWS), "");
+  }
+  LLVMValueRef ctxa = cg_alloca(e, e->i64, na + 3);
+  for (int j = 0; j < na + 3; j++) {
     LLVMValueRef ix = cg_i64(e, j);
     LLVMValueRef sp = LLVMBuildInBoundsGEP2(B(e), e->i64, ctxa, &ix, 1, "");
-    LLVMBuildStore(B(e), j < na ? bufs[j] : j == na ? e->n : slot[9], sp);
+    LLVMBuildStore(B(e), j < na ? bufs[j] : j == na ? e->n : j == na + 1 ? slot[9] : rows, sp);
   }
-  LLVMValueRef ntasks = k->par_out ? cg_i64(e, (k->shape.d[0] + k->par_out - 1) / k->par_out)
-                                   : LLVMBuildSDiv(B(e), LLVMBuildAdd(B(e), e->n, cg_i64(e, PAR_ROWS - 1), ""),
-                                                   cg_i64(e, PAR_ROWS), "");
   LLVMTypeRef pp[3] = {e->ptrty, e->ptrty, e->i64};
   LLVMTypeRef pty = LLVMFunctionType(LLVMVoidTypeInContext(cg->ctx), pp, 3, 0);
   LLVMValueRef pfn = LLVMGetNamedFunction(cg->mod, "fnn_parallel");

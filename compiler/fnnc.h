@@ -481,11 +481,13 @@ typedef struct {
   int mr, nv;                 // register tile: mr rows x 16*nv columns (gemm_tile)
 } Gemm;
 void cg_gemm(Emit *e, const Gemm *g);
-// The NT form: C[i,j] = sum_{k<K} a[i*lda + k] * b[j*ldb + k] (both contiguous
-// along k). C needs room for N rounded up to 4 columns (the extra ones are junk).
+// The NT form: C[i,j] = (accumulate ? C[i,j] : 0) + sum_{k<K} a[i*lda + k] * b[j*ldb + k]
+// (both contiguous along k). C needs rows and columns rounded up to 4 (the
+// extra ones are junk).
 typedef struct {
   int64_t M, N, lda, ldb, ldc;
-  LLVMValueRef K, a, b, c, m_valid;
+  LLVMValueRef K, a, b, c, m_valid;  // m_valid: a runtime row count instead of M
+  bool accumulate;
 } GemmNT;
 void cg_gemm_nt(Emit *e, const GemmNT *g);
 

@@ -321,14 +321,14 @@ int64_t anchor_scratch(Value *a) {
   case OP_conv2d_dw: {
     Shape g = a->in[1]->shape;
     int64_t ckk = a->shape.d[1] * a->shape.d[2] * a->shape.d[3], p = g.d[2] * g.d[3];
-    return p * ckk + (a->shape.d[0] + 8) * ckk;  // colT, and the tile with a block of spare rows
+    return p * ckk + (a->shape.d[0] + 8) * ((ckk + 3) & ~(int64_t)3);  // col, the tile (padded)
   }
   case OP_matmul: {
     int mr, nv;
     int64_t N = a->shape.d[1];
     gemm_tile(a->shape.d[0] == DIM_BATCH ? 64 : a->shape.d[0], N, &mr, &nv);
     Shape bs = a->in[1]->shape;
-    if (a->ia[1] && !a->ia[0]) return (int64_t)mr * ((N + 3) & ~(int64_t)3);  // NT form: no packing
+    if (a->ia[1] && !a->ia[0]) return (int64_t)((mr + 3) & ~3) * ((N + 3) & ~(int64_t)3);  // NT: no packing
     int64_t pack = a->ia[1] ? shape_numel(bs) : 0;
     return pack + (int64_t)mr * N;
   }

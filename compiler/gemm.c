@@ -177,6 +177,14 @@ static void row_block(Emit *e, const Gemm *g, LLVMValueRef i0, int mr) {
 
 void cg_gemm(Emit *e, const Gemm *g) {
   int mr = g->mr;
+  if (g->m_valid) {
+    // A runtime number of rows: whole tiles, the last one clamped.
+    LLVMValueRef nb = LLVMBuildSDiv(B(e), add(e, g->m_valid, cg_i64(e, mr - 1)), cg_i64(e, mr), "");
+    Loop li = cg_loop_begin(e, cg_i64(e, 0), nb, "it");
+    row_block(e, g, mul(e, li.i, cg_i64(e, mr)), mr);
+    cg_loop_end(e, &li);
+    return;
+  }
   int64_t full = g->M / mr, rest = g->M % mr;
   if (full > 0) {
     Loop li = cg_loop_begin(e, cg_i64(e, 0), cg_i64(e, full), "it");
@@ -203,10 +211,10 @@ static LLVMValueRef hsum(Emit *e, LLVMValueRef v) {
 }
 
 // void fnn_gemm_nt_MRxNR(float *a, i64 lda, float *b, i64 ldb, float *c, i64 ldc, i64 K, i64 rows, i64 cols)
-static LLVMValueRef tile_nt_fn(Emit *outer, int mr, int nr) {
+static LLVMValueRef tile_nt_fn(Emit *outer, int mr, int nr, bool accumulate) {
   Codegen *cg = outer->cg;
   char name[64];
-  snprintf(name, sizeof name, "fnn_gemm_nt_%dx%d", mr, nr);
+  snprintf(name, sizeof name, "fnn_gemm_nt_%dx%d%s", mr, nr, accumulate ? "_acc" : "");
   LLVMValueRef fn = LLVMGetNamedFunction(cg->mod, name);
   if (fn) return fn;
   Emit ee = *outer, *e = &ee;
@@ -283,7 +291,9 @@ static LLVMValueRef tile_nt_fn(Emit *outer, int mr, int nr) {
   for (int r = 0; r < mr; r++)
     for (int q = 0; q < nr; q++) {
       LLVMValueRef s = hsum(e, vfma(e, av[r], bv[q], acc[r * nr + q]));
-      LLVMBuildStore(B(e), s, gep(e, c, add(e, mul(e, cg_i64(e, r), ldc), cg_i64(e, q))));
+      LLVMValueRef cp = gep(e, c, add(e, mul(e, cg_i64(e, r), ldc), cg_i64(e, q)));
+      if (accumulate) s = LLVMBuildFAdd(B(e), LLVMBuildLoad2(B(e), e->f32, cp, ""), s, "");
+      LLVMBuildStore(B(e), s, cp);
     }
   LLVMBuildRetVoid(B(e));
   LLVMPositionBuilderAtEnd(cg->b, saved);
@@ -293,24 +303,21 @@ static LLVMValueRef tile_nt_fn(Emit *outer, int mr, int nr) {
 void cg_gemm_nt(Emit *e, const GemmNT *g) {
   enum { MR = 4, NR = 4 };
   LLVMValueRef nrb = cg_i64(e, (g->N + NR - 1) / NR);
-  int64_t mfull = g->M / MR, mrest = g->M % MR;
-  for (int part = 0; part < 2; part++) {
-    int mr = part == 0 ? MR : (int)mrest;
-    int64_t nblk = part == 0 ? mfull : (mrest ? 1 : 0);
-    if (!nblk) continue;
-    LLVMValueRef fn = tile_nt_fn(e, mr, NR);
-    Loop li = cg_loop_begin(e, cg_i64(e, 0), cg_i64(e, nblk), "it");
-    LLVMValueRef i0 = add(e, mul(e, li.i, cg_i64(e, MR)), cg_i64(e, part == 0 ? 0 : mfull * MR));
-    LLVMValueRef rows = g->m_valid ? LLVMBuildSub(B(e), g->m_valid, i0, "") : cg_i64(e, mr);
-    Loop lj = cg_loop_begin(e, cg_i64(e, 0), nrb, "jt");
-    LLVMValueRef j0 = mul(e, lj.i, cg_i64(e, NR));
-    // Columns past N compute clamped duplicates into scratch columns of C.
-    LLVMValueRef cols = LLVMBuildSub(B(e), cg_i64(e, g->N), j0, "");
-    LLVMValueRef args[9] = {gep(e, g->a, mul(e, i0, cg_i64(e, g->lda))), cg_i64(e, g->lda),
-                            gep(e, g->b, mul(e, j0, cg_i64(e, g->ldb))), cg_i64(e, g->ldb),
-                            gep(e, g->c, add(e, mul(e, i0, cg_i64(e, g->ldc)), j0)), cg_i64(e, g->ldc), g->K, rows, cols};
-    LLVMBuildCall2(B(e), LLVMGlobalGetValueType(fn), fn, args, 9, "");
-    cg_loop_end(e, &lj);
-    cg_loop_end(e, &li);
-  }
+  // Row tiles of MR (the last one clamped: C needs MR-aligned rows).
+  LLVMValueRef m = g->m_valid ? g->m_valid : cg_i64(e, g->M);
+  LLVMValueRef nb = LLVMBuildSDiv(B(e), add(e, m, cg_i64(e, MR - 1)), cg_i64(e, MR), "");
+  LLVMValueRef fn = tile_nt_fn(e, MR, NR, g->accumulate);
+  Loop li = cg_loop_begin(e, cg_i64(e, 0), nb, "it");
+  LLVMValueRef i0 = mul(e, li.i, cg_i64(e, MR));
+  LLVMValueRef rows = LLVMBuildSub(B(e), m, i0, "");
+  Loop lj = cg_loop_begin(e, cg_i64(e, 0), nrb, "jt");
+  LLVMValueRef j0 = mul(e, lj.i, cg_i64(e, NR));
+  // Columns past N compute clamped duplicates into padding columns of C.
+  LLVMValueRef cols = LLVMBuildSub(B(e), cg_i64(e, g->N), j0, "");
+  LLVMValueRef args[9] = {gep(e, g->a, mul(e, i0, cg_i64(e, g->lda))), cg_i64(e, g->lda),
+                          gep(e, g->b, mul(e, j0, cg_i64(e, g->ldb))), cg_i64(e, g->ldb),
+                          gep(e, g->c, add(e, mul(e, i0, cg_i64(e, g->ldc)), j0)), cg_i64(e, g->ldc), g->K, rows, cols};
+  LLVMBuildCall2(B(e), LLVMGlobalGetValueType(fn), fn, args, 9, "");
+  cg_loop_end(e, &lj);
+  cg_loop_end(e, &li);
 }

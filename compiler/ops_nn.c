@@ -101,7 +101,7 @@ LLVMValueRef emit_matmul(Emit *e, Value *v, LLVMValueRef *in) {
   LLVMValueRef nblk = LLVMBuildSDiv(B(e), ADD(e, LLVMBuildSub(B(e), r1, r0, ""), I(e, mr - 1)), I(e, mr), "");
   Loop lb = cg_loop_begin(e, I(e, 0), nblk, "blk");
   LLVMValueRef i0 = ADD(e, r0, MUL(e, lb.i, I(e, mr)));
-  LLVMValueRef left = LLVMBuildSub(B(e), r1, i0, "");
+  LLVMValueRef left = cg_min_i64(e, LLVMBuildSub(B(e), r1, i0, ""), I(e, mr));  // rows in this block
   if (nt) {
     int64_t Ks = A->shape.d[1];
     GemmNT g = {.M = mr, .N = N, .lda = Ks, .ldb = Ks, .ldc = ldr, .K = I(e, Ks),
@@ -112,7 +112,7 @@ LLVMValueRef emit_matmul(Emit *e, Value *v, LLVMValueRef *in) {
               .acs = acs, .b = bptr, .ldb = N, .c = rows, .ldc = N, .m_valid = left, .mr = mr, .nv = nv};
     cg_gemm(e, &g);
   }
-  Loop lr = cg_loop_begin(e, I(e, 0), cg_min_i64(e, left, I(e, mr)), "r");
+  Loop lr = cg_loop_begin(e, I(e, 0), left, "r");
   LLVMValueRef outer[1] = {ADD(e, i0, lr.i)};
   cg_epilogue(e, outer, 1, cg_gep(e, e->f32, rows, MUL(e, lr.i, I(e, ldr))));
   cg_loop_end(e, &lr);
@@ -288,32 +288,29 @@ bool shape_conv2d_dw(Value *v) {
   return true;
 }
 void grad_conv2d_dw(Builder *b, Value *v, Value *g, Value **dx) {}
-// Per image, in a fixed order: pack the input transposed (colT[P, CKK]) and
-// accumulate g[O, P] . colT into the filter tile [O, CKK]; the epilogue runs
-// once, after the last image.
+// Over the images in order: im2col, then the NT micro-kernel accumulates
+// g[o, P] . col[ckk, P] into the filter tile [O, CKK] (both contiguous along P).
+// A task takes a block of output rows [lo, hi) and the whole batch, so every
+// element is summed in the same order whatever the split.
 LLVMValueRef emit_conv2d_dw(Emit *e, Value *v, LLVMValueRef *in) {
   Value *X = v->in[0], *G = v->in[1];
   int64_t s = v->ia[0], p = v->ia[1];
   int64_t O = v->shape.d[0], C = v->shape.d[1], KH = v->shape.d[2], KW = v->shape.d[3];
-  int64_t OH = G->shape.d[2], OW = G->shape.d[3], P = OH * OW, ckk = C * KH * KW;
-  LLVMValueRef colT = e->scratch, acc = cg_gep(e, e->f32, e->scratch, I(e, P * ckk));
-  // This call's output rows [o0, o1): a task's block, or all of them.
+  int64_t OH = G->shape.d[2], OW = G->shape.d[3], P = OH * OW, ckk = C * KH * KW, ldc = (ckk + 3) & ~(int64_t)3;
+  LLVMValueRef col = e->scratch, acc = cg_gep(e, e->f32, e->scratch, I(e, P * ckk));
   LLVMValueRef o0 = e->k->par_out ? e->lo : I(e, 0), o1 = e->k->par_out ? e->hi : I(e, O);
-  int64_t M = e->k->par_out ? e->k->par_out : O;
-  int mr, nv;
-  gemm_tile(M, ckk, &mr, &nv);
-  LLVMValueRef acc0 = cg_gep(e, e->f32, acc, MUL(e, o0, I(e, ckk)));
-  cg_zero(e, acc0, MUL(e, LLVMBuildSub(B(e), o1, o0, ""), I(e, ckk)));
+  LLVMValueRef acc0 = cg_gep(e, e->f32, acc, MUL(e, o0, I(e, ldc)));
+  cg_zero(e, acc0, MUL(e, ADD(e, LLVMBuildSub(B(e), o1, o0, ""), I(e, 4)), I(e, ldc)));
   Loop lb = cg_loop_begin(e, I(e, 0), e->n, "b");
-  im2col(e, X, lb.i, KH, KW, s, p, OH, OW, colT, true);
+  im2col(e, X, lb.i, KH, KW, s, p, OH, OW, col, false);
   LLVMValueRef gb = cg_gep(e, e->f32, e->ptr[G->id], ADD(e, MUL(e, lb.i, I(e, O * P)), MUL(e, o0, I(e, P))));
-  Gemm g = {.M = M, .N = ckk, .K = I(e, P), .a = gb, .ars = I(e, P), .acs = I(e, 1), .b = colT, .ldb = ckk,
-            .c = acc0, .ldc = ckk, .accumulate = true, .m_valid = LLVMBuildSub(B(e), o1, o0, ""), .mr = mr, .nv = nv};
-  cg_gemm(e, &g);
+  GemmNT g = {.M = O, .N = ckk, .lda = P, .ldb = P, .ldc = ldc, .K = I(e, P), .a = gb, .b = col, .c = acc0,
+              .m_valid = LLVMBuildSub(B(e), o1, o0, ""), .accumulate = true};
+  cg_gemm_nt(e, &g);
   cg_loop_end(e, &lb);
   Loop lo = cg_loop_begin(e, o0, o1, "o");
   LLVMValueRef outer[1] = {lo.i};
-  cg_epilogue(e, outer, 3, cg_gep(e, e->f32, acc, MUL(e, lo.i, I(e, ckk))));
+  cg_epilogue(e, outer, 3, cg_gep(e, e->f32, acc, MUL(e, lo.i, I(e, ldc))));
   cg_loop_end(e, &lo);
   (void)fma_f;
   return NULL;

@@ -84,6 +84,9 @@ const char *rt_model_param(const RtModel *r, int i, int64_t *offset, int64_t *nu
 #ifndef DENSE
 #define DENSE 4    // a parameter with over 1/DENSE of its coordinates kinked is judged at h/10
 #endif
+#ifndef MARGIN
+#define MARGIN 2   // at h/10, a slope is known to within MARGIN (K + RES u/h)
+#endif
 
 static const char *const check_flags[] = {"--seed", "--batch", "--tol", "--help", NULL};
 
@@ -144,7 +147,7 @@ static double judge(Ctx *c, double a, double c2, double res) {
 static double judge_small(Ctx *c, float *w, double a) {
   double c2, kink, h = STEP / 10;
   slopes(c, w, h, &c2, &kink);
-  return judge(c, a, c2, kink + RES * c->u / h);
+  return judge(c, a, c2, MARGIN * (kink + RES * c->u / h));
 }
 
 // Sorts coordinates by decreasing |g| (insertion sort: at most MAXTRY).
