@@ -185,6 +185,18 @@ void cg_epilogue(Emit *e, LLVMValueRef *outer_idx, int tdims, LLVMValueRef tile)
   int r = s.rank;
   Loop loops[MAXRANK];
   for (int i = 0; i < r - tdims; i++) e->idx[i] = outer_idx[i];
+  // A sum that keeps only outer axes (a bias gradient: one channel per tile)
+  // adds the tile up in a register and touches memory once per tile.
+  uint32_t tile_axes = ((1u << r) - 1) & ~((1u << (r - tdims)) - 1);
+  int nv = e->prog->g->values.len;
+  if (!e->sumacc) e->sumacc = arena_alloc(sizeof(LLVMValueRef) * (size_t)nv);
+  memset(e->sumacc, 0, sizeof(LLVMValueRef) * (size_t)nv);
+  for (int i = 0; i < e->k->members.len; i++) {
+    Value *m = e->k->members.data[i];
+    if (m->op != OP_sum || ((uint32_t)m->ia[0] & tile_axes) || m->in[0]->shape.rank != r) continue;
+    e->sumacc[m->id] = cg_alloca(e, e->f32, 1);
+    LLVMBuildStore(B(e), cg_f32(e, 0), e->sumacc[m->id]);
+  }
   for (int i = r - tdims; i < r; i++) {
     loops[i] = cg_loop_begin(e, cg_i64(e, 0), cg_i64(e, s.d[i]), "t");
     e->idx[i] = loops[i].i;
@@ -194,6 +206,7 @@ void cg_epilogue(Emit *e, LLVMValueRef *outer_idx, int tdims, LLVMValueRef tile)
     toff = LLVMBuildAdd(B(e), LLVMBuildMul(B(e), toff, cg_i64(e, s.d[i]), ""), e->idx[i], "");
   memset(e->val, 0, sizeof(LLVMValueRef) * (size_t)e->prog->g->values.len);
   LLVMValueRef av = LLVMBuildLoad2(B(e), e->f32, cg_gep(e, e->f32, tile, toff), "");
+  (void)av;
   e->val[a->id] = av;
   if (a->materialized) cg_store_at(e, a, e->idx, av);
   for (int i = 0; i < e->k->members.len; i++) {
@@ -202,6 +215,19 @@ void cg_epilogue(Emit *e, LLVMValueRef *outer_idx, int tdims, LLVMValueRef tile)
     eval_member(e, m);
   }
   for (int i = r - 1; i >= r - tdims; i--) cg_loop_end(e, &loops[i]);
+  for (int i = 0; i < e->k->members.len; i++) {
+    Value *m = e->k->members.data[i];
+    LLVMValueRef acc = e->sumacc[m->id];
+    if (!acc) continue;
+    e->sumacc[m->id] = NULL;
+    LLVMValueRef sub[MAXRANK];
+    int j = 0;
+    for (int a = 0; a < r; a++)
+      if ((m->ia[0] >> a) & 1) sub[j++] = e->idx[a];
+    LLVMValueRef p = cg_gep(e, e->f32, e->ptr[m->id], cg_offset(e, m->shape, sub));
+    LLVMValueRef old = LLVMBuildLoad2(B(e), e->f32, p, "");
+    LLVMBuildStore(B(e), LLVMBuildFAdd(B(e), old, LLVMBuildLoad2(B(e), e->f32, acc, ""), ""), p);
+  }
 }
 
 // A K_EW kernel: zero the sums, then one loop nest over the iteration shape (a

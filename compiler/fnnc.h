@@ -429,6 +429,7 @@ struct Emit {
   int rank;
   LLVMBuilderRef alloca_b;    // positioned in the entry block, for cg_alloca
   LLVMValueRef scratch;       // the kernel's scratch buffer (Kernel.scratch floats), or NULL
+  LLVMValueRef *sumacc;       // by Value.id: a local accumulator for a sum inside one tile, or NULL
   LLVMTypeRef f32, i32, i64, ptrty;
 };
 

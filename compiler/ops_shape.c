@@ -45,6 +45,11 @@ void grad_sum(Builder *b, Value *v, Value *g, Value **dx) {
 // Inside an elementwise kernel over the shape of x: y[kept idx] += x[idx]. The
 // kernel zeroes y before its loops.
 LLVMValueRef emit_sum(Emit *e, Value *v, LLVMValueRef *in) {
+  if (e->sumacc && e->sumacc[v->id]) {  // a tile-local accumulator (cg_epilogue)
+    LLVMValueRef acc = e->sumacc[v->id];
+    LLVMBuildStore(B(e), cg_reassoc(LLVMBuildFAdd(B(e), LLVMBuildLoad2(B(e), e->f32, acc, ""), in[0], "")), acc);
+    return NULL;
+  }
   LLVMValueRef sub[MAXRANK];
   int j = 0;
   for (int i = 0; i < v->in[0]->shape.rank; i++)
