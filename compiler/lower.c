@@ -899,9 +899,9 @@ Graph *lower_program(Node *prog) {
     }
   }
   if (!model) {
-    Loc none = {0};
-    if (prog->nargs) none = prog->args[0]->loc;
-    error_at(none, "no 'model NAME { ... }' section");
+    Loc where = prog->nargs ? prog->args[0]->loc : prog->loc;
+    error_at(where, "no 'model NAME { ... }' section");
+    hint("a model file starts with 'model NAME {', then 'input', 'target', layers and 'loss'");
   }
   if (error_count() > errs) return NULL;
   return L.g;
