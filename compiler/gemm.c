@@ -79,22 +79,34 @@ static LLVMValueRef mul(Emit *e, LLVMValueRef a, LLVMValueRef b) { return LLVMBu
 // computing the mr x (16*nv) tile whose top-left is at a (A row 0), b (B column
 // 0) and c; the last vector has `lanes` valid lanes, and rows >= `rows` re-read
 // A's last valid row. One function per shape keeps compile time small.
+// Starts the shared micro-kernel function `name` with nine parameters (pointer
+// or i64 per `ptr_mask` bit), positioned in its entry block; returns NULL if it
+// already exists (then *fn is it). *e becomes the Emit to build it with.
+static bool begin_tile_fn(Emit *outer, Emit *e, const char *name, unsigned ptr_mask, LLVMValueRef *fn,
+                          LLVMBasicBlockRef *saved) {
+  Codegen *cg = outer->cg;
+  if ((*fn = LLVMGetNamedFunction(cg->mod, name))) return false;
+  *e = *outer;
+  LLVMTypeRef params[9];
+  for (int i = 0; i < 9; i++) params[i] = (ptr_mask >> i) & 1 ? e->ptrty : e->i64;
+  *fn = LLVMAddFunction(cg->mod, name, LLVMFunctionType(LLVMVoidTypeInContext(cg->ctx), params, 9, 0));
+  LLVMSetLinkage(*fn, LLVMInternalLinkage);
+  unsigned noinl = LLVMGetEnumAttributeKindForName("noinline", 8);
+  LLVMAddAttributeAtIndex(*fn, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(cg->ctx, noinl, 0));
+  *saved = LLVMGetInsertBlock(cg->b);
+  e->fn = *fn;
+  LLVMPositionBuilderAtEnd(cg->b, LLVMAppendBasicBlockInContext(cg->ctx, *fn, "entry"));
+  return true;
+}
+
 static LLVMValueRef tile_fn(Emit *outer, int mr, int nv, int lanes, bool accumulate) {
   Codegen *cg = outer->cg;
   char name[64];
   snprintf(name, sizeof name, "fnn_gemm_%dx%d_%d%s", mr, nv, lanes, accumulate ? "_acc" : "");
-  LLVMValueRef fn = LLVMGetNamedFunction(cg->mod, name);
-  if (fn) return fn;
-  Emit ee = *outer, *e = &ee;
-  LLVMTypeRef p = e->ptrty, i = e->i64;
-  LLVMTypeRef params[9] = {p, i, i, p, i, p, i, i, i};
-  fn = LLVMAddFunction(cg->mod, name, LLVMFunctionType(LLVMVoidTypeInContext(cg->ctx), params, 9, 0));
-  LLVMSetLinkage(fn, LLVMInternalLinkage);
-  unsigned noinl = LLVMGetEnumAttributeKindForName("noinline", 8);
-  LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(cg->ctx, noinl, 0));
-  LLVMBasicBlockRef saved = LLVMGetInsertBlock(cg->b);
-  e->fn = fn;
-  LLVMPositionBuilderAtEnd(cg->b, LLVMAppendBasicBlockInContext(cg->ctx, fn, "entry"));
+  LLVMValueRef fn;
+  LLVMBasicBlockRef saved;
+  Emit ee, *e = &ee;
+  if (!begin_tile_fn(outer, e, name, 0x29, &fn, &saved)) return fn;  // a, b, c are pointers
   LLVMValueRef a = LLVMGetParam(fn, 0), ars = LLVMGetParam(fn, 1), acs = LLVMGetParam(fn, 2);
   LLVMValueRef bp = LLVMGetParam(fn, 3), ldb = LLVMGetParam(fn, 4), c = LLVMGetParam(fn, 5);
   LLVMValueRef ldc = LLVMGetParam(fn, 6), K = LLVMGetParam(fn, 7), rows = LLVMGetParam(fn, 8);
@@ -215,18 +227,10 @@ static LLVMValueRef tile_nt_fn(Emit *outer, int mr, int nr, bool accumulate) {
   Codegen *cg = outer->cg;
   char name[64];
   snprintf(name, sizeof name, "fnn_gemm_nt_%dx%d%s", mr, nr, accumulate ? "_acc" : "");
-  LLVMValueRef fn = LLVMGetNamedFunction(cg->mod, name);
-  if (fn) return fn;
-  Emit ee = *outer, *e = &ee;
-  LLVMTypeRef p = e->ptrty, i = e->i64;
-  LLVMTypeRef params[9] = {p, i, p, i, p, i, i, i, i};
-  fn = LLVMAddFunction(cg->mod, name, LLVMFunctionType(LLVMVoidTypeInContext(cg->ctx), params, 9, 0));
-  LLVMSetLinkage(fn, LLVMInternalLinkage);
-  unsigned noinl = LLVMGetEnumAttributeKindForName("noinline", 8);
-  LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(cg->ctx, noinl, 0));
-  LLVMBasicBlockRef saved = LLVMGetInsertBlock(cg->b);
-  e->fn = fn;
-  LLVMPositionBuilderAtEnd(cg->b, LLVMAppendBasicBlockInContext(cg->ctx, fn, "entry"));
+  LLVMValueRef fn;
+  LLVMBasicBlockRef saved;
+  Emit ee, *e = &ee;
+  if (!begin_tile_fn(outer, e, name, 0x15, &fn, &saved)) return fn;  // a, b, c are pointers
   LLVMValueRef a = LLVMGetParam(fn, 0), lda = LLVMGetParam(fn, 1), bp = LLVMGetParam(fn, 2);
   LLVMValueRef ldb = LLVMGetParam(fn, 3), c = LLVMGetParam(fn, 4), ldc = LLVMGetParam(fn, 5);
   LLVMValueRef K = LLVMGetParam(fn, 6), rows = LLVMGetParam(fn, 7), cols = LLVMGetParam(fn, 8);

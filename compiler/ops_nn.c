@@ -165,36 +165,55 @@ static void conv_range_rt(Emit *e, int64_t in, int64_t out, LLVMValueRef k, int6
   *hi = cg_min_i64(e, I(e, out), h);
 }
 
-// im2col: col[(c,kh,kw), (oh,ow)] = x[b, c, oh*s+kh-p, ow*s+kw-p], 0 outside.
-// With transposed=true the layout is colT[(oh,ow), (c,kh,kw)] instead.
-static void im2col(Emit *e, Value *X, LLVMValueRef b, int64_t KH, int64_t KW, int64_t s, int64_t p, int64_t OH,
-                   int64_t OW, LLVMValueRef col, bool transposed) {
-  int64_t C = X->shape.d[1], H = X->shape.d[2], Wd = X->shape.d[3];
-  int64_t ckk = C * KH * KW, P = OH * OW;
-  cg_zero(e, col, I(e, ckk * P));
-  Loop lc = cg_loop_begin(e, I(e, 0), I(e, C), "c");
-  Loop lkh = cg_loop_begin(e, I(e, 0), I(e, KH), "kh");
-  Loop lkw = cg_loop_begin(e, I(e, 0), I(e, KW), "kw");
+// The loops over every (c, kh, kw, oh, ow) whose input position (ih, iw) =
+// (oh*s + kh - p, ow*s + kw - p) lies inside the image: row = (c*KH + kh)*KW + kw
+// indexes im2col's rows and pos = oh*OW + ow its columns. The innermost loop is
+// left to the vectorizer when it is contiguous (stride 1).
+typedef struct {
+  Loop lc, lkh, lkw, loh, low;
+  LLVMValueRef c, row, pos, ih, iw;
+  bool contiguous;
+} ConvWalk;
+
+static ConvWalk conv_walk_begin(Emit *e, int64_t C, int64_t H, int64_t Wd, int64_t KH, int64_t KW, int64_t s,
+                                int64_t p, int64_t OH, int64_t OW) {
+  ConvWalk w = {.contiguous = s == 1};
+  w.lc = cg_loop_begin(e, I(e, 0), I(e, C), "c");
+  w.lkh = cg_loop_begin(e, I(e, 0), I(e, KH), "kh");
+  w.lkw = cg_loop_begin(e, I(e, 0), I(e, KW), "kw");
   LLVMValueRef h0, h1, w0, w1;
-  conv_range_rt(e, H, OH, lkh.i, s, p, &h0, &h1);
-  conv_range_rt(e, Wd, OW, lkw.i, s, p, &w0, &w1);
-  LLVMValueRef row = ADD(e, MUL(e, ADD(e, MUL(e, lc.i, I(e, KH)), lkh.i), I(e, KW)), lkw.i);
-  Loop loh = cg_loop_begin(e, h0, h1, "oh");
-  LLVMValueRef ih = LLVMBuildSub(B(e), ADD(e, MUL(e, loh.i, I(e, s)), lkh.i), I(e, p), "");
-  Loop low = cg_loop_begin(e, w0, w1, "ow");
-  LLVMValueRef iw = LLVMBuildSub(B(e), ADD(e, MUL(e, low.i, I(e, s)), lkw.i), I(e, p), "");
-  LLVMValueRef xidx[4] = {b, lc.i, ih, iw};
-  LLVMValueRef pos = ADD(e, MUL(e, loh.i, I(e, OW)), low.i);
-  LLVMValueRef off = transposed ? ADD(e, MUL(e, pos, I(e, ckk)), row) : ADD(e, MUL(e, row, I(e, P)), pos);
-  store_f(e, col, off, cg_load_at(e, X, xidx));
-  if (transposed || s != 1)
-    cg_loop_end_scalar(e, &low);
+  conv_range_rt(e, H, OH, w.lkh.i, s, p, &h0, &h1);
+  conv_range_rt(e, Wd, OW, w.lkw.i, s, p, &w0, &w1);
+  w.c = w.lc.i;
+  w.row = ADD(e, MUL(e, ADD(e, MUL(e, w.lc.i, I(e, KH)), w.lkh.i), I(e, KW)), w.lkw.i);
+  w.loh = cg_loop_begin(e, h0, h1, "oh");
+  w.ih = LLVMBuildSub(B(e), ADD(e, MUL(e, w.loh.i, I(e, s)), w.lkh.i), I(e, p), "");
+  w.low = cg_loop_begin(e, w0, w1, "ow");
+  w.iw = LLVMBuildSub(B(e), ADD(e, MUL(e, w.low.i, I(e, s)), w.lkw.i), I(e, p), "");
+  w.pos = ADD(e, MUL(e, w.loh.i, I(e, OW)), w.low.i);
+  return w;
+}
+
+static void conv_walk_end(Emit *e, ConvWalk *w) {
+  if (w->contiguous)
+    cg_loop_end(e, &w->low);
   else
-    cg_loop_end(e, &low);
-  cg_loop_end_scalar(e, &loh);
-  cg_loop_end_scalar(e, &lkw);
-  cg_loop_end_scalar(e, &lkh);
-  cg_loop_end_scalar(e, &lc);
+    cg_loop_end_scalar(e, &w->low);
+  cg_loop_end_scalar(e, &w->loh);
+  cg_loop_end_scalar(e, &w->lkw);
+  cg_loop_end_scalar(e, &w->lkh);
+  cg_loop_end_scalar(e, &w->lc);
+}
+
+// im2col: col[(c,kh,kw), (oh,ow)] = x[b, c, oh*s+kh-p, ow*s+kw-p], 0 outside.
+static void im2col(Emit *e, Value *X, LLVMValueRef b, int64_t KH, int64_t KW, int64_t s, int64_t p, int64_t OH,
+                   int64_t OW, LLVMValueRef col) {
+  int64_t C = X->shape.d[1], H = X->shape.d[2], Wd = X->shape.d[3], P = OH * OW;
+  cg_zero(e, col, I(e, C * KH * KW * P));
+  ConvWalk w = conv_walk_begin(e, C, H, Wd, KH, KW, s, p, OH, OW);
+  LLVMValueRef xidx[4] = {b, w.c, w.ih, w.iw};
+  store_f(e, col, ADD(e, MUL(e, w.row, I(e, P)), w.pos), cg_load_at(e, X, xidx));
+  conv_walk_end(e, &w);
 }
 
 // Per image: pack the input (im2col), one GEMM W[O, CKK] . col[CKK, P] into the
@@ -208,7 +227,7 @@ LLVMValueRef emit_conv2d(Emit *e, Value *v, LLVMValueRef *in) {
   int mr, nv;
   gemm_tile(O, P, &mr, &nv);
   Loop lb = cg_loop_begin(e, e->lo, e->hi, "b");
-  im2col(e, X, lb.i, KH, KW, s, p, OH, OW, col, false);
+  im2col(e, X, lb.i, KH, KW, s, p, OH, OW, col);
   Gemm g = {.M = O, .N = P, .K = I(e, ckk), .a = e->ptr[W->id], .ars = I(e, ckk), .acs = I(e, 1), .b = col,
             .ldb = P, .c = plane, .ldc = P, .mr = mr, .nv = nv};
   cg_gemm(e, &g);
@@ -247,29 +266,12 @@ LLVMValueRef emit_conv2d_dx(Emit *e, Value *v, LLVMValueRef *in) {
             .b = cg_gep(e, e->f32, e->ptr[G->id], MUL(e, lb.i, I(e, O * P))), .ldb = P, .c = dcol, .ldc = P,
             .mr = mr, .nv = nv};
   cg_gemm(e, &g);
+  // col2im: every column gradient goes back to the input position it came from.
   cg_zero(e, plane, I(e, C * H * Wd));
-  Loop lc = cg_loop_begin(e, I(e, 0), I(e, C), "c");
-  Loop lkh = cg_loop_begin(e, I(e, 0), I(e, KH), "kh");
-  Loop lkw = cg_loop_begin(e, I(e, 0), I(e, KW), "kw");
-  LLVMValueRef h0, h1, w0, w1;
-  conv_range_rt(e, H, OH, lkh.i, s, p, &h0, &h1);
-  conv_range_rt(e, Wd, OW, lkw.i, s, p, &w0, &w1);
-  LLVMValueRef row = ADD(e, MUL(e, ADD(e, MUL(e, lc.i, I(e, KH)), lkh.i), I(e, KW)), lkw.i);
-  Loop loh = cg_loop_begin(e, h0, h1, "oh");
-  LLVMValueRef ih = LLVMBuildSub(B(e), ADD(e, MUL(e, loh.i, I(e, s)), lkh.i), I(e, p), "");
-  Loop low = cg_loop_begin(e, w0, w1, "ow");
-  LLVMValueRef iw = LLVMBuildSub(B(e), ADD(e, MUL(e, low.i, I(e, s)), lkw.i), I(e, p), "");
-  LLVMValueRef src = ADD(e, MUL(e, row, I(e, P)), ADD(e, MUL(e, loh.i, I(e, OW)), low.i));
-  LLVMValueRef dst = ADD(e, MUL(e, ADD(e, MUL(e, lc.i, I(e, H)), ih), I(e, Wd)), iw);
-  acc_f(e, plane, dst, load_f(e, dcol, src));
-  if (s != 1)
-    cg_loop_end_scalar(e, &low);
-  else
-    cg_loop_end(e, &low);
-  cg_loop_end_scalar(e, &loh);
-  cg_loop_end_scalar(e, &lkw);
-  cg_loop_end_scalar(e, &lkh);
-  cg_loop_end_scalar(e, &lc);
+  ConvWalk w = conv_walk_begin(e, C, H, Wd, KH, KW, s, p, OH, OW);
+  LLVMValueRef dst = ADD(e, MUL(e, ADD(e, MUL(e, w.c, I(e, H)), w.ih), I(e, Wd)), w.iw);
+  acc_f(e, plane, dst, load_f(e, dcol, ADD(e, MUL(e, w.row, I(e, P)), w.pos)));
+  conv_walk_end(e, &w);
   LLVMValueRef outer[1] = {lb.i};
   cg_epilogue(e, outer, 3, plane);
   cg_loop_end(e, &lb);
@@ -302,7 +304,7 @@ LLVMValueRef emit_conv2d_dw(Emit *e, Value *v, LLVMValueRef *in) {
   LLVMValueRef acc0 = cg_gep(e, e->f32, acc, MUL(e, o0, I(e, ldc)));
   cg_zero(e, acc0, MUL(e, ADD(e, LLVMBuildSub(B(e), o1, o0, ""), I(e, 4)), I(e, ldc)));
   Loop lb = cg_loop_begin(e, I(e, 0), e->n, "b");
-  im2col(e, X, lb.i, KH, KW, s, p, OH, OW, col, false);
+  im2col(e, X, lb.i, KH, KW, s, p, OH, OW, col);
   LLVMValueRef gb = cg_gep(e, e->f32, e->ptr[G->id], ADD(e, MUL(e, lb.i, I(e, O * P)), MUL(e, o0, I(e, P))));
   GemmNT g = {.M = O, .N = ckk, .lda = P, .ldb = P, .ldc = ldc, .K = I(e, P), .a = gb, .b = col, .c = acc0,
               .m_valid = LLVMBuildSub(B(e), o1, o0, ""), .accumulate = true};
