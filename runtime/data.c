@@ -133,7 +133,9 @@ static int64_t read_bytes(const char *prog, const char *path, gzFile gz, void *b
     if (r < 0) {
       int code;
       const char *msg = gzerror(gz, &code);
-      rt_error(prog, "%s: cannot read: %s", path, code == Z_ERRNO ? strerror(errno) : msg);
+      // zlib's messages start with the path already.
+      rt_error(prog, "%s: cannot read: %s", path,
+               code == Z_ERRNO ? strerror(errno) : !strncmp(msg, path, strlen(path)) ? msg + strlen(path) + (msg[strlen(path)] == ':' ? 2 : 0) : msg);
       return -1;
     }
     got += r;
@@ -152,7 +154,8 @@ static int64_t read_bytes(const char *prog, const char *path, gzFile gz, void *b
   return got;
 }
 
-// Bytes left after the expected end (0 if none); -1 after an error.
+// Bytes left after the expected end (0 if none); -1 after an error. A gzip
+// stream must also end properly (its trailer holds the CRC and the length).
 static int64_t count_rest(const char *prog, const char *path, gzFile gz) {
   char buf[65536];
   int64_t extra = 0;
@@ -160,8 +163,15 @@ static int64_t count_rest(const char *prog, const char *path, gzFile gz) {
     int64_t r = read_bytes(prog, path, gz, buf, (int64_t)sizeof buf);
     if (r < 0) return -1;
     extra += r;
-    if (r < (int64_t)sizeof buf) return extra;
+    if (r < (int64_t)sizeof buf) break;
   }
+  int code;
+  gzerror(gz, &code);
+  if (!gzdirect(gz) && code == Z_BUF_ERROR) {
+    rt_error(prog, "%s: the gzip stream is truncated (it ends before its trailer)", path);
+    return -1;
+  }
+  return extra;
 }
 
 static uint32_t be32(const uint8_t *p) {
