@@ -1,10 +1,11 @@
 // train.c - the model descriptor, the slabs, parameter initialisation, and the
 // trainer (fnn_main): flags, data, shuffling, epochs, evaluation, logging and
-// the progress bar.
+// the progress bar; checkpoint save / resume / init on top of ckpt.c.
 #include "fnnrt.h"
 
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +35,25 @@ RtData *rt_data_load(const char *prog, const char *dir, const char *kind, const 
 int64_t rt_data_count(const RtData *d);
 void rt_data_batch(const RtData *d, const int64_t *idx, int64_t n, float *x, void *y);
 void rt_data_free(RtData *d);
+
+// ckpt.c
+typedef struct {
+  const char *name;
+  int rank;
+  int64_t dims[8];
+  const float *data;
+} RtCkTensor;
+typedef struct RtCk RtCk;
+int rt_ck_save(const char *prog, const char *path, const RtCkTensor *t, int nt, const char *const *meta, int nmeta);
+RtCk *rt_ck_load(const char *prog, const char *path);
+void rt_ck_free(RtCk *c);
+const char *rt_ck_meta(const RtCk *c, const char *key);
+int rt_ck_count(const RtCk *c);
+const char *rt_ck_tensor(const RtCk *c, int i, int *rank, const int64_t **dims);
+int rt_ck_find(const RtCk *c, const char *name);
+void rt_ck_read(const RtCk *c, int i, float *dst);
+const char *rt_ck_shape_str(int rank, const int64_t *dims, char *buf, size_t cap);
+int rt_ck_check_writable(const char *prog, const char *path);
 
 // PRNG streams (see util.c): one per parameter, one per epoch's shuffle.
 #define STREAM_PARAM 0x100u
@@ -393,10 +413,16 @@ typedef struct {
   double lr;
   const char *data, *log;
   int quiet, profile;
+  const char *save, *resume, *init;  // checkpoints (ckpt.c)
+  int64_t save_every;                // 0: only at the end
+  int init_partial, eval;
+  int argc;
+  char **argv;
 } Opts;
 
 static const char *const train_flags[] = {"--epochs", "--batch", "--lr",    "--seed",  "--threads", "--data",
-                                          "--log",    "--steps", "--quiet", "--profile", "--help", NULL};
+                                          "--log",    "--steps", "--quiet", "--profile", "--help", "--save",
+                                          "--save-every", "--resume", "--init", "--init-partial", "--eval", NULL};
 
 static void usage(const RtModel *r, const char *prog) {
   printf("usage: %s [flags]\n"
@@ -411,7 +437,12 @@ static void usage(const RtModel *r, const char *prog) {
          "  --log FILE     CSV metrics: epoch,step,train_loss,test_loss,test_acc,images_per_s,elapsed_s\n"
          "  --steps N      stop after N training steps; 0 sets up and exits without loading data\n"
          "  --quiet        no progress bar and no per-epoch lines\n"
-         "  --profile      print the time spent in each compiled kernel (to stderr)\n",
+         "  --profile      print the time spent in each compiled kernel (to stderr)\n"
+         "  --save FILE    save a safetensors checkpoint at the end (and on SIGINT/SIGTERM)\n"
+         "  --save-every N also save every N steps (needs --save)\n"
+         "  --resume FILE  continue training exactly from a checkpoint\n"
+         "  --init FILE    load the weights only (pretrained); --init-partial allows missing tensors\n"
+         "  --eval         with --init or --resume: evaluate on the test set, no training\n",
          prog, r->name, (long long)r->epochs, (long long)r->batch, r->adam ? "adam" : "sgd", r->lr,
          (long long)r->seed);
 }
@@ -443,7 +474,16 @@ static int parse_flags(const RtModel *r, Opts *o, int argc, char **argv) {
       o->profile = 1;
       continue;
     }
-    if (!strncmp(a, "--quiet=", 8) || !strncmp(a, "--help=", 7) || !strncmp(a, "--profile=", 10)) {
+    if (!strcmp(a, "--init-partial")) {
+      o->init_partial = 1;
+      continue;
+    }
+    if (!strcmp(a, "--eval")) {
+      o->eval = 1;
+      continue;
+    }
+    if (!strncmp(a, "--quiet=", 8) || !strncmp(a, "--help=", 7) || !strncmp(a, "--profile=", 10) ||
+        !strncmp(a, "--init-partial=", 15) || !strncmp(a, "--eval=", 7)) {
       rt_error(o->prog, "'%.*s' takes no value", (int)strcspn(a, "="), a);
       return 1;
     }
@@ -469,10 +509,41 @@ static int parse_flags(const RtModel *r, Opts *o, int argc, char **argv) {
     } else if ((k = rt_flag_value(o->prog, argc, argv, &i, "--log", &v))) {
       if (k < 0) return 1;
       o->log = v;
+    } else if ((k = rt_flag_value(o->prog, argc, argv, &i, "--save-every", &v))) {
+      if (k < 0 || rt_parse_int(o->prog, "--save-every", v, 1, &o->save_every)) return 1;
+    } else if ((k = rt_flag_value(o->prog, argc, argv, &i, "--save", &v))) {
+      if (k < 0) return 1;
+      o->save = v;
+    } else if ((k = rt_flag_value(o->prog, argc, argv, &i, "--resume", &v))) {
+      if (k < 0) return 1;
+      o->resume = v;
+    } else if ((k = rt_flag_value(o->prog, argc, argv, &i, "--init", &v))) {
+      if (k < 0) return 1;
+      o->init = v;
     } else {
       rt_unknown_flag(o->prog, a, train_flags);
       return 1;
     }
+  }
+  if (o->save_every && !o->save) {
+    rt_error(o->prog, "'--save-every' needs '--save FILE' (the file to save to)");
+    return 1;
+  }
+  if (o->init && o->resume) {
+    rt_error(o->prog, "'--init' and '--resume' cannot be used together ('--resume' restores the weights too)");
+    return 1;
+  }
+  if (o->init_partial && !o->init) {
+    rt_error(o->prog, "'--init-partial' needs '--init FILE'");
+    return 1;
+  }
+  if (o->eval && !o->init && !o->resume) {
+    rt_error(o->prog, "'--eval' needs '--init FILE' or '--resume FILE' (the weights to evaluate)");
+    return 1;
+  }
+  if (o->eval && (o->save || o->steps >= 0)) {
+    rt_error(o->prog, "'--eval' does not train: it takes no '%s'", o->save ? "--save" : "--steps");
+    return 1;
   }
   if (o->batch > ((int64_t)1 << 24)) {
     rt_error(o->prog, "'--batch' must be at most %lld, got %lld", (long long)1 << 24, (long long)o->batch);
@@ -588,9 +659,369 @@ static void print_epoch(const char *head, double train_loss, EvalResult ev, doub
   fflush(stdout);
 }
 
+//
+// Checkpoints (the file format is in ckpt.c): the parameters under their
+// PyTorch names, the optimizer state as NAME.__adam_m / NAME.__adam_v (Adam) or
+// NAME.__momentum (SGD), and the training position in __metadata__.
+//
+typedef struct {
+  int64_t epoch;     // epochs completed
+  int64_t pos;       // batches done in epoch `epoch + 1`
+  int64_t step;      // training steps done (Adam's t)
+  double loss_sum;   // the running train loss of the current epoch
+  int64_t seen;      // and its rows
+} Progress;
+
+#define CK_FORMAT "fnnc-checkpoint 1"
+
+static int state_slots(const RtModel *r) {
+  return r->param_floats > 0 ? (int)(r->state_floats / r->param_floats) : 0;
+}
+
+static const char *slot_suffix(const RtModel *r, int s, char *buf, size_t cap) {
+  if (r->adam && s < 2)
+    snprintf(buf, cap, s ? ".__adam_v" : ".__adam_m");
+  else if (!r->adam && s == 0)
+    snprintf(buf, cap, ".__momentum");
+  else
+    snprintf(buf, cap, ".__state%d", s);
+  return buf;
+}
+
+// The tensors of a checkpoint: parameters, then (with_state) the optimizer
+// state. Names are malloc'ed into *names. Returns the count, or -1 (out of memory).
+static int ck_tensors(const RtModel *r, int with_state, RtCkTensor **out, char ***names) {
+  int slots = with_state ? state_slots(r) : 0;
+  int n = r->nparams * (1 + slots);
+  RtCkTensor *t = calloc((size_t)n + 1, sizeof *t);
+  char **nm = calloc((size_t)n + 1, sizeof *nm);
+  if (!t || !nm) {
+    free(t);
+    free(nm);
+    return -1;
+  }
+  int k = 0;
+  for (int s = -1; s < slots; s++)
+    for (int i = 0; i < r->nparams; i++) {
+      const RtParam *p = &r->params[i];
+      char suf[32] = "";
+      if (s >= 0) slot_suffix(r, s, suf, sizeof suf);
+      size_t len = strlen(p->name) + strlen(suf) + 1;
+      if (!(nm[k] = malloc(len))) {
+        for (int j = 0; j < k; j++) free(nm[j]);
+        free(nm);
+        free(t);
+        return -1;
+      }
+      snprintf(nm[k], len, "%s%s", p->name, suf);
+      t[k].name = nm[k];
+      t[k].rank = p->rank;
+      memcpy(t[k].dims, p->dims, sizeof t[k].dims);
+      t[k].data = s < 0 ? r->pslab + p->offset : r->sslab + (int64_t)s * r->param_floats + p->offset;
+      k++;
+    }
+  *out = t;
+  *names = nm;
+  return n;
+}
+
+static void free_names(char **nm, int n) {
+  if (!nm) return;
+  for (int i = 0; i < n; i++) free(nm[i]);
+  free(nm);
+}
+
+static int ck_save(const RtModel *r, const Opts *o, const Progress *pr) {
+  RtCkTensor *t;
+  char **nm;
+  int n = ck_tensors(r, 1, &t, &nm);
+  if (n < 0) {
+    rt_error(o->prog, "out of memory");
+    return 1;
+  }
+  char v[12][64];
+  snprintf(v[0], 64, "%lld", (long long)pr->step);
+  snprintf(v[1], 64, "%lld", (long long)pr->epoch);
+  snprintf(v[2], 64, "%lld", (long long)pr->pos);
+  snprintf(v[3], 64, "%lld", (long long)o->seed);
+  snprintf(v[4], 64, "%lld", (long long)o->batch);
+  snprintf(v[5], 64, "%.17g", o->lr);
+  snprintf(v[6], 64, "%lld", (long long)o->epochs);
+  snprintf(v[7], 64, "%lld", (long long)o->threads);
+  snprintf(v[8], 64, "%.17g", pr->loss_sum);
+  snprintf(v[9], 64, "%lld", (long long)pr->seen);
+  size_t fl = 1;
+  for (int i = 1; i < o->argc; i++) fl += strlen(o->argv[i]) + 1;
+  char *flags = malloc(fl);
+  if (!flags) {
+    free(t);
+    free_names(nm, n);
+    rt_error(o->prog, "out of memory");
+    return 1;
+  }
+  flags[0] = 0;
+  for (int i = 1; i < o->argc; i++) {
+    if (i > 1) strcat(flags, " ");
+    strcat(flags, o->argv[i]);
+  }
+  const char *meta[] = {"format",    CK_FORMAT,
+                        "model",     r->name,
+                        "step",      v[0],
+                        "epoch",     v[1],
+                        "position",  v[2],
+                        "seed",      v[3],
+                        "batch",     v[4],
+                        "lr",        v[5],
+                        "optimizer", r->adam ? "adam" : "sgd",
+                        "epochs",    v[6],
+                        "threads",   v[7],
+                        "log",       o->log ? o->log : "",
+                        "epoch_loss_sum", v[8],
+                        "epoch_rows", v[9],
+                        "flags",     flags};
+  int rc = rt_ck_save(o->prog, o->save, t, n, meta, (int)(sizeof meta / sizeof meta[0] / 2));
+  free(flags);
+  free(t);
+  free_names(nm, n);
+  return rc;
+}
+
+// Checks that the checkpoint holds exactly the tensors of `t` with their
+// shapes (missing ones are allowed with allow_missing), listing every problem;
+// then copies them. Returns 0, or 1 after the errors (nothing copied).
+static int ck_restore(const char *prog, const char *file, const RtCk *c, RtCkTensor *t, int n, int allow_missing,
+                      const char *what) {
+  int bad = 0, missing = 0;
+  char s1[128], s2[128];
+  int *at = malloc(sizeof(int) * ((size_t)n + 1));
+  if (!at) {
+    rt_error(prog, "out of memory");
+    return 1;
+  }
+  for (int i = 0; i < n; i++) {
+    int rank;
+    const int64_t *dims;
+    at[i] = rt_ck_find(c, t[i].name);
+    if (at[i] < 0) {
+      missing++;
+      if (allow_missing <= 0) {
+        if (!bad++) rt_error(prog, "%s: the checkpoint does not match the model (%s):", file, what);
+        fprintf(stderr, "  missing tensor %s %s\n", t[i].name, rt_ck_shape_str(t[i].rank, t[i].dims, s1, sizeof s1));
+      }
+      continue;
+    }
+    rt_ck_tensor(c, at[i], &rank, &dims);
+    int same = rank == t[i].rank;
+    for (int d = 0; same && d < rank; d++) same = dims[d] == t[i].dims[d];
+    if (!same) {
+      if (!bad++) rt_error(prog, "%s: the checkpoint does not match the model (%s):", file, what);
+      fprintf(stderr, "  shape mismatch for %s: the model has %s, the file has %s\n", t[i].name,
+              rt_ck_shape_str(t[i].rank, t[i].dims, s1, sizeof s1), rt_ck_shape_str(rank, dims, s2, sizeof s2));
+    }
+  }
+  for (int k = 0; k < rt_ck_count(c); k++) {
+    int rank;
+    const int64_t *dims;
+    const char *name = rt_ck_tensor(c, k, &rank, &dims);
+    int known = 0;
+    for (int i = 0; i < n && !known; i++) known = !strcmp(name, t[i].name);
+    // --init ignores a checkpoint's optimizer state (written by --save).
+    if (!known && allow_missing >= 0 && strstr(name, ".__")) continue;
+    if (!known) {
+      if (!bad++) rt_error(prog, "%s: the checkpoint does not match the model (%s):", file, what);
+      fprintf(stderr, "  unexpected tensor %s %s\n", name, rt_ck_shape_str(rank, dims, s1, sizeof s1));
+    }
+  }
+  if (bad) {
+    free(at);
+    return 1;
+  }
+  if (missing) {
+    fflush(stdout);
+    fprintf(stderr, "%s: warning: %s: %d tensor%s not in the file, left at their initialisation:\n", prog, file,
+            missing, missing == 1 ? "" : "s");
+    for (int i = 0; i < n; i++)
+      if (at[i] < 0) fprintf(stderr, "  %s %s\n", t[i].name, rt_ck_shape_str(t[i].rank, t[i].dims, s1, sizeof s1));
+  }
+  for (int i = 0; i < n; i++)
+    if (at[i] >= 0) rt_ck_read(c, at[i], (float *)t[i].data);
+  free(at);
+  return 0;
+}
+
+// --init: the weights only.
+static int ck_init(RtModel *r, const Opts *o) {
+  RtCk *c = rt_ck_load(o->prog, o->init);
+  if (!c) return 1;
+  RtCkTensor *t;
+  char **nm;
+  int n = ck_tensors(r, 0, &t, &nm);
+  int rc = 1;
+  if (n < 0)
+    rt_error(o->prog, "out of memory");
+  else
+    rc = ck_restore(o->prog, o->init, c, t, n, o->init_partial, "--init");
+  if (n >= 0) {
+    free(t);
+    free_names(nm, n);
+  }
+  rt_ck_free(c);
+  return rc;
+}
+
+static int meta_int(const char *prog, const char *file, const RtCk *c, const char *key, int64_t *out) {
+  const char *v = rt_ck_meta(c, key);
+  char *end;
+  if (!v || !*v) {
+    rt_error(prog, "%s: not an fnnc checkpoint: the metadata has no '%s'", file, key);
+    return 1;
+  }
+  errno = 0;
+  long long x = strtoll(v, &end, 10);
+  if (*end || x < 0 || errno) {
+    rt_error(prog, "%s: the metadata '%s' is not a whole number: '%.40s'", file, key, v);
+    return 1;
+  }
+  *out = x;
+  return 0;
+}
+
+// --resume: weights, optimizer state and position. Refuses a different model,
+// parameter set, optimizer or batch size; warns about other differences.
+static int ck_resume(RtModel *r, const Opts *o, Progress *pr) {
+  RtCk *c = rt_ck_load(o->prog, o->resume);
+  if (!c) return 1;
+  int rc = 1;
+  const char *fmt = rt_ck_meta(c, "format"), *model = rt_ck_meta(c, "model"), *opt = rt_ck_meta(c, "optimizer");
+  const char *file = o->resume;
+  int64_t batch, seed, threads;
+  if (!fmt || strcmp(fmt, CK_FORMAT)) {
+    rt_error(o->prog, "%s: not an fnnc checkpoint (metadata 'format' is '%.40s', expected '%s'); use --init to load weights only",
+             file, fmt ? fmt : "(none)", CK_FORMAT);
+    goto out;
+  }
+  if (!model || strcmp(model, r->name)) {
+    rt_error(o->prog, "%s: the checkpoint is of the model '%.60s', not '%s'", file, model ? model : "(none)", r->name);
+    goto out;
+  }
+  if (!opt || strcmp(opt, r->adam ? "adam" : "sgd")) {
+    rt_error(o->prog, "%s: the checkpoint was trained with the optimizer '%.20s', the model uses '%s'", file,
+             opt ? opt : "(none)", r->adam ? "adam" : "sgd");
+    goto out;
+  }
+  if (meta_int(o->prog, file, c, "step", &pr->step) || meta_int(o->prog, file, c, "epoch", &pr->epoch) ||
+      meta_int(o->prog, file, c, "position", &pr->pos) || meta_int(o->prog, file, c, "batch", &batch) ||
+      meta_int(o->prog, file, c, "seed", &seed) || meta_int(o->prog, file, c, "threads", &threads) ||
+      meta_int(o->prog, file, c, "epoch_rows", &pr->seen))
+    goto out;
+  const char *ls = rt_ck_meta(c, "epoch_loss_sum"), *lr = rt_ck_meta(c, "lr"), *log = rt_ck_meta(c, "log");
+  char *end;
+  pr->loss_sum = ls ? strtod(ls, &end) : 0;
+  if (!ls || *end || !isfinite(pr->loss_sum)) pr->loss_sum = 0;
+  if (batch != o->batch) {
+    rt_error(o->prog, "%s: the checkpoint was trained with --batch %lld, this run has --batch %lld; resuming needs the same batch size",
+             file, (long long)batch, (long long)o->batch);
+    rt_hint("add '--batch %lld'", (long long)batch);
+    goto out;
+  }
+  fflush(stdout);
+  if (seed != o->seed)
+    fprintf(stderr, "%s: warning: %s: saved with --seed %lld, resumed with --seed %lld: the shuffle order of the remaining epochs differs\n",
+            o->prog, file, (long long)seed, (long long)o->seed);
+  if (lr && strtod(lr, NULL) != o->lr)
+    fprintf(stderr, "%s: warning: %s: saved with --lr %s, resumed with --lr %.17g\n", o->prog, file, lr, o->lr);
+  if (threads != o->threads)
+    fprintf(stderr, "%s: warning: %s: saved with --threads %lld, resumed with --threads %lld (harmless: results do not depend on it)\n",
+            o->prog, file, (long long)threads, (long long)o->threads);
+  if (log && strcmp(log, o->log ? o->log : ""))
+    fprintf(stderr, "%s: warning: %s: saved with --log '%s', resumed with --log '%s' (harmless)\n", o->prog, file, log,
+            o->log ? o->log : "");
+  RtCkTensor *t;
+  char **nm;
+  int n = ck_tensors(r, 1, &t, &nm);
+  if (n < 0) {
+    rt_error(o->prog, "out of memory");
+    goto out;
+  }
+  rc = ck_restore(o->prog, file, c, t, n, -1, "--resume");
+  free(t);
+  free_names(nm, n);
+out:
+  rt_ck_free(c);
+  return rc;
+}
+
+// SIGINT / SIGTERM during training: finish the step, save, exit 128 + signal.
+static volatile sig_atomic_t g_signal;
+static void on_signal(int sig) { g_signal = sig; }
+
+// --eval for classifiers: the confusion matrix and per-class accuracy, one
+// sample at a time (eval_step reports only the count of correct rows, so the
+// predicted class of a wrong row is found by trying the other labels).
+static void confusion(const RtModel *r, FnnArgs *a, const RtData *d, float *x, int32_t *y) {
+  int64_t K = r->width, n = rt_data_count(d);
+  int full = K <= 20;
+  int64_t *cm = calloc((size_t)(K * (full ? K : 1) + K), sizeof *cm);  // [true][pred], then per-class totals
+  if (!cm) return;
+  int64_t *tot = cm + K * (full ? K : 1);
+  float hyper[FNN_HYP_COUNT] = {0}, out[2];
+  hyper[FNN_HYP_INVN] = 1.0f;
+  a->hyper = hyper;
+  a->out = out;
+  a->x = x;
+  a->y = y;
+  a->n = 1;
+  for (int64_t i = 0; i < n; i++) {
+    rt_data_batch(d, &i, 1, x, y);
+    int32_t t = y[0];
+    if (t < 0 || t >= K) continue;
+    tot[t]++;
+    out[0] = out[1] = 0;
+    r->m->eval_step(a);
+    if (out[1] >= 0.5f) {
+      cm[full ? t * K + t : t]++;
+      continue;
+    }
+    if (!full) continue;
+    for (int32_t c = 0; c < K; c++) {
+      if (c == t) continue;
+      y[0] = c;
+      out[0] = out[1] = 0;
+      r->m->eval_step(a);
+      if (out[1] >= 0.5f) {
+        cm[t * K + c]++;
+        break;
+      }
+    }
+  }
+  if (full) {
+    printf("confusion matrix (rows: true class, columns: predicted)\n%6s", "");
+    for (int64_t c = 0; c < K; c++) printf(" %6lld", (long long)c);
+    printf("\n");
+    for (int64_t t = 0; t < K; t++) {
+      printf("%6lld", (long long)t);
+      for (int64_t c = 0; c < K; c++) printf(" %6lld", (long long)cm[t * K + c]);
+      printf("\n");
+    }
+  }
+  printf("per-class accuracy\n");
+  for (int64_t t = 0; t < K; t++) {
+    int64_t ok = cm[full ? t * K + t : t];
+    if (tot[t])
+      printf("  class %lld: %.2f%% (%lld/%lld)\n", (long long)t, 100.0 * (double)ok / (double)tot[t], (long long)ok,
+             (long long)tot[t]);
+    else
+      printf("  class %lld: no samples\n", (long long)t);
+  }
+  fflush(stdout);
+  free(cm);
+}
+
 int fnn_main(const FnnModel *m, int argc, char **argv) {
   Opts o = {0};
   o.prog = argc > 0 && argv[0] ? argv[0] : "fnn";
+  o.argc = argc;
+  o.argv = argv;
   RtModel *r = rt_model_open(m);
   if (!r) return 1;
   if (!m->train_step || !m->eval_step) {
@@ -611,6 +1042,10 @@ int fnn_main(const FnnModel *m, int argc, char **argv) {
   FnnArgs a = {0};
   fnn_set_threads((int)o.threads);
   if (rt_model_setup(r, o.prog, o.batch, (uint64_t)o.seed, &a)) goto out;
+  Progress pr = {0};
+  if (o.save && rt_ck_check_writable(o.prog, o.save)) goto out;
+  if (o.init && ck_init(r, &o)) goto out;
+  if (o.resume && ck_resume(r, &o, &pr)) goto out;
   if (o.profile && !(a.prof = rt_prof_new(r->nkernels))) {
     rt_error(o.prog, "out of memory");
     goto out;
@@ -619,7 +1054,7 @@ int fnn_main(const FnnModel *m, int argc, char **argv) {
     if (!o.quiet)
       printf("%s: %lld parameters in %d tensors, set up; --steps 0, so no training\n", r->name,
              (long long)r->param_floats, r->nparams);
-    rc = 0;
+    rc = o.save ? ck_save(r, &o, &pr) : 0;
     goto out;
   }
   if (!r->train.present) {
@@ -631,20 +1066,27 @@ int fnn_main(const FnnModel *m, int argc, char **argv) {
     rt_error(o.prog, "cannot write the log file '%s': %s", o.log, strerror(errno));
     goto out;
   }
-  train = rt_data_load(o.prog, o.data, r->train.kind, r->train.files[0], r->train.files[1], r->in_rank, r->in_dims,
-                       r->classify, r->width, r->mean, r->std);
-  if (!train) goto out;
+  if (!o.eval) {
+    train = rt_data_load(o.prog, o.data, r->train.kind, r->train.files[0], r->train.files[1], r->in_rank, r->in_dims,
+                         r->classify, r->width, r->mean, r->std);
+    if (!train) goto out;
+  } else if (!r->test.present) {
+    rt_error(o.prog, "--eval: the model '%s' has no test data", r->name);
+    goto out;
+  }
   if (r->test.present) {
     test = rt_data_load(o.prog, o.data, r->test.kind, r->test.files[0], r->test.files[1], r->in_rank, r->in_dims,
                         r->classify, r->width, r->mean, r->std);
     if (!test) goto out;
   }
-  int64_t ntrain = rt_data_count(train);
+  int64_t ntrain = train ? rt_data_count(train) : 1;
   x = rt_alloc_floats(o.prog, "the input batch", o.batch * r->in_numel);
   yf = rt_alloc_floats(o.prog, "the target batch", o.batch * (r->classify ? 1 : r->width));
   idx = malloc(sizeof(int64_t) * (size_t)o.batch);
   perm = malloc(sizeof(int64_t) * (size_t)ntrain);
-  if (!x || !yf || !idx || !perm) {
+  int32_t *y1 = malloc(sizeof(int32_t) * 4);
+  if (!x || !yf || !idx || !perm || !y1) {
+    free(y1);
     if (x && yf) rt_error(o.prog, "out of memory");
     goto out;
   }
@@ -652,14 +1094,50 @@ int fnn_main(const FnnModel *m, int argc, char **argv) {
     fprintf(logf, "epoch,step,train_loss,test_loss,test_acc,images_per_s,elapsed_s\n");
     fflush(logf);
   }
+  if (o.eval) {
+    double t0 = rt_now();
+    EvalResult ev = evaluate(r, &a, test, o.batch, x, yf, idx);
+    double el = rt_now() - t0;
+    char b1[32];
+    printf("%s: evaluated %lld test samples  test_loss %s", r->name, (long long)rt_data_count(test),
+           fmt_loss(b1, sizeof b1, ev.loss));
+    if (ev.acc >= 0) printf("  test_acc %.2f%%", 100 * ev.acc);
+    printf("\n");
+    if (r->classify) confusion(r, &a, test, x, y1);
+    if (logf) {
+      fprintf(logf, "%lld,%lld,,%.9g,", (long long)pr.epoch, (long long)pr.step, ev.loss);
+      if (ev.acc >= 0) fprintf(logf, "%.9g", ev.acc);
+      fprintf(logf, ",%.1f,%.3f\n", el > 0 ? (double)rt_data_count(test) / el : 0, el);
+    }
+    free(y1);
+    rc = 0;
+    goto out;
+  }
+  free(y1);
+  if (pr.epoch >= o.epochs && !o.quiet)
+    printf("%s: the checkpoint has %lld epochs done, --epochs is %lld: nothing to train\n", r->name,
+           (long long)pr.epoch, (long long)o.epochs);
+  int64_t ep0 = pr.epoch + 1, b0 = pr.pos;
+  if (pr.pos > 0 && pr.pos >= (ntrain + o.batch - 1) / o.batch) {
+    rt_error(o.prog, "%s: the checkpoint is at batch %lld of its epoch, but an epoch has %lld batches here: the training data differ",
+             o.resume, (long long)pr.pos, (long long)((ntrain + o.batch - 1) / o.batch));
+    goto out;
+  }
+  struct sigaction sa, old_int, old_term;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, &old_int);
+  sigaction(SIGTERM, &sa, &old_term);
+  g_signal = 0;
 
   Bar bar = {isatty(2) && !o.quiet, 0, 0};
   int64_t per_epoch = (ntrain + o.batch - 1) / o.batch;
-  int64_t step = 0;
+  int64_t step = pr.step;
   int warned = 0;
   float hyper[FNN_HYP_COUNT], out[2];
   double t_start = rt_now();
-  for (int64_t ep = 1; ep <= o.epochs; ep++) {
+  for (int64_t ep = ep0; ep <= o.epochs && !g_signal; ep++) {
     double t_epoch = rt_now();
     for (int64_t i = 0; i < ntrain; i++) perm[i] = i;
     if (r->shuffle) {
@@ -673,10 +1151,11 @@ int fnn_main(const FnnModel *m, int argc, char **argv) {
         perm[j] = t;
       }
     }
-    double loss_sum = 0;
-    int64_t seen = 0, done = 0;
+    double loss_sum = ep == ep0 ? pr.loss_sum : 0;
+    int64_t seen = ep == ep0 ? pr.seen : 0, done = ep == ep0 ? b0 : 0;
+    int64_t seen0 = seen;  // rows of this epoch trained before a --resume
     int stopped = 0;
-    for (int64_t b = 0; b < per_epoch; b++) {
+    for (int64_t b = done; b < per_epoch; b++) {
       if (o.steps >= 0 && step >= o.steps) {
         stopped = 1;
         break;
@@ -704,14 +1183,29 @@ int fnn_main(const FnnModel *m, int argc, char **argv) {
       loss_sum += (double)out[0] * (double)n;
       seen += n;
       done++;
+      pr.step = step;
+      if (done == per_epoch) {
+        pr.epoch = ep;
+        pr.pos = 0;
+        pr.loss_sum = 0;
+        pr.seen = 0;
+      } else {
+        pr.epoch = ep - 1;
+        pr.pos = done;
+        pr.loss_sum = loss_sum;
+        pr.seen = seen;
+      }
+      if (o.save_every && step % o.save_every == 0 && ck_save(r, &o, &pr)) goto out;
+      if (g_signal) break;
       double el = rt_now() - t_epoch;
-      double rate = el > 0 ? (double)seen / el : 0;
+      double rate = el > 0 ? (double)(seen - seen0) / el : 0;
       bar_draw(&bar, done == per_epoch, ep, o.epochs, done, per_epoch, loss_sum / (double)seen, rate,
                rate > 0 ? (double)(ntrain - seen) / rate : 0);
     }
-    if (done == 0) break;  // (not reached: an epoch has at least one batch)
+    if (g_signal) break;
+    if (seen == 0) break;  // stopped by --steps before the first batch
     double t_train = rt_now() - t_epoch;
-    double rate = t_train > 0 ? (double)seen / t_train : 0;
+    double rate = t_train > 0 ? (double)(seen - seen0) / t_train : 0;
     double train_loss = loss_sum / (double)seen;
     EvalResult ev = {0, -1, 0};
     if (test) ev = evaluate(r, &a, test, o.batch, x, yf, idx);
@@ -727,7 +1221,17 @@ int fnn_main(const FnnModel *m, int argc, char **argv) {
     log_row(logf, ep, step, train_loss, ev, rate, now - t_start);
     if (stopped || (o.steps >= 0 && step >= o.steps)) break;
   }
+  sigaction(SIGINT, &old_int, NULL);
+  sigaction(SIGTERM, &old_term, NULL);
+  bar_clear(&bar);
+  if (o.save && ck_save(r, &o, &pr)) goto out;
   rc = 0;
+  if (g_signal) {
+    fflush(stdout);
+    fprintf(stderr, "%s: %s at step %lld%s%s%s\n", o.prog, g_signal == SIGINT ? "interrupted" : "terminated",
+            (long long)step, o.save ? ", saved to '" : "", o.save ? o.save : "", o.save ? "'" : "");
+    rc = 128 + g_signal;
+  }
   rt_prof_print(a.prof, r->kentry, r->kname);
 out:
   rt_prof_free(a.prof);

@@ -40,6 +40,10 @@ void error_plain(const char *fmt, ...) {
 void fnn_parallel(FnnTask task, void *ctx, int64_t ntasks) {
   for (int64_t i = 0; i < ntasks; i++) task(ctx, i, 0);
 }
+// The other runtime entries the JIT defines for compiled code.
+int fnn_threads(void) { return 1; }
+double fnn_prof_begin(void *prof) { return 0; }
+void fnn_prof_end(void *prof, int64_t kernel, double t0) {}
 
 static int failures;
 #define CHECK(c, ...)                                  \
