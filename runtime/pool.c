@@ -1,14 +1,18 @@
 // pool.c: the thread pool compiled steps run their parallel kernels on.
 //
-// fnn_parallel(task, ctx, n) hands out task indices 0..n-1 through an atomic
-// counter; the calling thread works too (as thread 0). Which thread runs a task
-// never changes what the task computes: tasks write disjoint memory, and
-// reductions are summed by the compiled code in task order afterwards, so
-// results are bitwise identical for any number of threads.
+// fnn_parallel(task, ctx, n) publishes a call; the caller and the workers claim
+// task indices from one atomic word that also holds the call's generation, so
+// a worker that wakes late can never claim a task of a newer call with an old
+// function. The caller returns as soon as every task has finished: it never
+// waits for idle workers to wake up. Which thread runs a task never changes
+// what the task computes (tasks write disjoint memory; reductions are summed by
+// the compiled code in task order), so results are bitwise identical for any
+// number of threads.
 #define _GNU_SOURCE 1
 #include "fnnrt.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -19,41 +23,44 @@ enum { MAX_THREADS = 64 };
 
 static struct {
   pthread_mutex_t mu;
-  pthread_cond_t start, done;
-  int nthreads;          // including the caller
-  int started;           // worker threads alive
-  unsigned long gen;     // bumped for each parallel call
-  int busy;              // workers still in the current call
-  FnnTask task;
+  pthread_cond_t start;
+  int nthreads;               // including the caller
+  int started;                // worker threads alive
+  uint32_t gen;               // generation of the current call (under mu)
+  FnnTask task;               // the current call (under mu)
   void *ctx;
   int64_t ntasks;
-  atomic_llong next;
-  bool quit;
-} P = {.mu = PTHREAD_MUTEX_INITIALIZER, .start = PTHREAD_COND_INITIALIZER, .done = PTHREAD_COND_INITIALIZER, .nthreads = 1};
+  _Atomic uint64_t next;      // gen << 32 | next task index
+  _Atomic int64_t done;       // tasks of the current call that have finished
+} P = {.mu = PTHREAD_MUTEX_INITIALIZER, .start = PTHREAD_COND_INITIALIZER, .nthreads = 1};
 
-static void run_tasks(int64_t tid) {
+// Claims and runs tasks of generation `gen` until none are left.
+static void run_tasks(uint32_t gen, FnnTask task, void *ctx, int64_t ntasks, int64_t tid) {
   for (;;) {
-    long long t = atomic_fetch_add(&P.next, 1);
-    if (t >= P.ntasks) return;
-    P.task(P.ctx, t, tid);
+    uint64_t v = atomic_load(&P.next);
+    if ((uint32_t)(v >> 32) != gen || (int64_t)(v & 0xffffffffu) >= ntasks) return;
+    if (!atomic_compare_exchange_weak(&P.next, &v, v + 1)) continue;
+    task(ctx, (int64_t)(v & 0xffffffffu), tid);
+    atomic_fetch_add(&P.done, 1);
   }
 }
 
 static void *worker(void *arg) {
   int64_t tid = (int64_t)(intptr_t)arg;
-  unsigned long seen = 0;
+  uint32_t seen = 0;
   pthread_mutex_lock(&P.mu);
+  seen = P.gen;
   for (;;) {
-    while (P.gen == seen && !P.quit) pthread_cond_wait(&P.start, &P.mu);
-    if (P.quit) break;
+    while (P.gen == seen) pthread_cond_wait(&P.start, &P.mu);
     seen = P.gen;
-    if (tid >= P.nthreads) continue;  // pool shrank: sit this call out
+    if (tid >= P.nthreads) continue;  // the pool shrank: sit this call out
+    FnnTask task = P.task;
+    void *ctx = P.ctx;
+    int64_t ntasks = P.ntasks;
     pthread_mutex_unlock(&P.mu);
-    run_tasks(tid);
+    run_tasks(seen, task, ctx, ntasks, tid);
     pthread_mutex_lock(&P.mu);
-    if (--P.busy == 0) pthread_cond_signal(&P.done);
   }
-  pthread_mutex_unlock(&P.mu);
   return NULL;
 }
 
@@ -88,16 +95,16 @@ void fnn_parallel(FnnTask task, void *ctx, int64_t ntasks) {
     return;
   }
   pthread_mutex_lock(&P.mu);
+  uint32_t gen = ++P.gen;
   P.task = task;
   P.ctx = ctx;
   P.ntasks = ntasks;
-  atomic_store(&P.next, 0);
-  P.busy = P.nthreads - 1;
-  P.gen++;
+  atomic_store(&P.done, 0);
+  atomic_store(&P.next, (uint64_t)gen << 32);
   pthread_cond_broadcast(&P.start);
   pthread_mutex_unlock(&P.mu);
-  run_tasks(0);
-  pthread_mutex_lock(&P.mu);
-  while (P.busy > 0) pthread_cond_wait(&P.done, &P.mu);
-  pthread_mutex_unlock(&P.mu);
+  run_tasks(gen, task, ctx, ntasks, 0);
+  // Wait for the tasks other threads claimed; they are short.
+  for (int spins = 0; atomic_load(&P.done) < ntasks; spins++)
+    if (spins > 1000) sched_yield();
 }
