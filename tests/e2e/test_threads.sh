@@ -1,0 +1,32 @@
+#!/bin/sh
+# test_threads.sh - results do not depend on the number of threads.
+#
+# The MLP and the CNN train for a few steps with --threads 1, 2 and 3 (more
+# threads than cores is allowed); the logged train_loss, test_loss and test_acc
+# must be identical to the last digit (the log prints 9 significant digits).
+# Batch rows are split into fixed tasks and reductions over the batch are added
+# in task order, so this holds bitwise.
+set -u
+cd "$(dirname "$0")/../.." || exit 1
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/fnnc-threads.XXXXXX") || exit 1
+trap 'rm -rf "$tmp"' EXIT
+fail() {
+	echo "FAIL: $*" >&2
+	exit 1
+}
+for m in mlp:60 mnist:12; do
+	model=${m%%:*}
+	steps=${m##*:}
+	bin/fnnc "models/$model.fnn" -o "$tmp/$model" || fail "cannot build models/$model.fnn"
+	for t in 1 2 3; do
+		"$tmp/$model" --steps "$steps" --batch 50 --threads $t --quiet --log "$tmp/$model.$t.csv" ||
+			fail "$model --threads $t exited $?"
+		cut -d, -f1-5 "$tmp/$model.$t.csv" >"$tmp/$model.$t.cut"
+	done
+	[ "$(wc -l <"$tmp/$model.1.cut")" -eq 2 ] || fail "$model: expected a header and one row in the log"
+	for t in 2 3; do
+		cmp -s "$tmp/$model.1.cut" "$tmp/$model.$t.cut" ||
+			fail "$model: --threads 1 and --threads $t differ: $(tail -n1 "$tmp/$model.1.cut") vs $(tail -n1 "$tmp/$model.$t.cut")"
+	done
+	echo "$model: identical for 1, 2 and 3 threads: $(tail -n1 "$tmp/$model.1.cut")"
+done
