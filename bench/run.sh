@@ -1,0 +1,281 @@
+#!/bin/sh
+# bench/run.sh: the fnnc benchmark (`make bench` runs it after `make all data`).
+#
+# A benchmark, not a test: nothing here passes or fails on a number. It prints
+# one table and writes the same table to build/bench/results.txt:
+#   - the machine's FMA peak (bench/peak.c) on 1 and 2 threads;
+#   - for models/mnist.fnn (the CNN) and models/mlp.fnn, on --threads 1 and 2:
+#     training images/s of the AOT trainer (median of RUNS runs), the GFLOP/s
+#     that makes and its share of the peak, peak RSS, the final test accuracy;
+#   - compile time of `fnnc run MODEL --steps 0` (median of RUNS);
+#   - the top kernels of a --profile run of the CNN on one thread;
+#   - the same models in PyTorch (bench/torch_ref.py), if /usr/bin/python3 has
+#     torch, and the fnnc/PyTorch ratio of images/s.
+# The machine may be shared with other busy processes: compare numbers within
+# one run. Settings (environment): BENCH_RUNS (3), BENCH_CNN_STEPS (150),
+# BENCH_MLP_STEPS (600), BENCH_TORCH (1; 0 skips PyTorch), BENCH_TORCH_BUDGET
+# (40: seconds of PyTorch runs per model and thread count, see torch_run).
+set -u
+cd "$(dirname "$0")/.." || exit 1
+
+OUT=build/bench
+RES=$OUT/results.txt
+RUNS=${BENCH_RUNS:-3}
+TORCH_BUDGET=${BENCH_TORCH_BUDGET:-40}
+CNN_STEPS=${BENCH_CNN_STEPS:-150}
+MLP_STEPS=${BENCH_MLP_STEPS:-600}
+BATCH=64
+THREADS="1 2"
+FNNC=bin/fnnc
+T_START=$(date +%s%N)
+LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
+mkdir -p "$OUT"
+rm -f "$OUT"/*.csv "$OUT"/*.rss "$OUT"/*.err
+
+say() { echo "bench [$(awk -v a="$T_START" -v b="$(date +%s%N)" 'BEGIN { printf "%4.0fs", (b - a) / 1e9 }')]: $*" >&2; }
+now_ns() { date +%s%N; }
+# The median of the numbers on standard input, one per line ("-" if none).
+median() {
+  grep -E '^[0-9.eE+-]+$' | sort -g |
+    awk '{a[NR] = $1} END {
+      if (NR == 0) print "-"; else if (NR % 2) print a[(NR + 1) / 2];
+      else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+# csv_field FILE NAME: NAME's column in the last row of a trainer's CSV log.
+csv_field() {
+  awk -F, -v name="$2" 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == name) c = i }
+    NR > 1 { v = $c } END { if (c && v != "") print v; else print "-" }' "$1" 2>/dev/null
+}
+# fmt FORMAT VALUE: printf of a number, or "-" when it is not one.
+fmt() {
+  case $2 in
+    '' | -) echo "-" ;;
+    *) awk -v f="$1" -v v="$2" 'BEGIN { printf f "\n", v }' ;;
+  esac
+}
+div() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b + 0 == 0) print "-"; else print a / b }'; }
+mul() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-") print "-"; else print a * b }'; }
+
+for f in "$FNNC" data/mnist/train-images-idx3-ubyte; do
+  [ -e "$f" ] || { echo "bench: $f is missing: run 'make all data' first" >&2; exit 1; }
+done
+TIME=/usr/bin/time
+[ -x "$TIME" ] || { say "/usr/bin/time is missing: no peak RSS (apt-get install time)"; TIME=; }
+
+
+# --- Training FLOPs per image --------------------------------------------
+# Counted from the layer shapes; only the contractions (conv, dense) count,
+# one multiply-add = 2 flops. Elementwise ops, pooling, the loss and the Adam
+# update (per step, not per image) are left out.
+#   forward MACs:  conv  = H_out * W_out * C_out * (K * K * C_in)
+#                  dense = N_in * N_out
+#   backward MACs: the weight gradient of every layer costs as much as its
+#                  forward pass, and so does the input gradient of every layer
+#                  but the first (the data needs no gradient), so
+#   train MACs = 3 * forward MACs - forward MACs of the first layer
+#   train FLOPs per image = 2 * train MACs
+# CNN: conv 1->32 3x3 on 28x28, pool, conv 32->64 3x3 on 14x14, pool,
+#      dense 3136->10.
+CNN_L1=$((28 * 28 * 32 * 3 * 3 * 1))   # 225792
+CNN_L2=$((14 * 14 * 64 * 3 * 3 * 32))  # 3612672
+CNN_L3=$((7 * 7 * 64 * 10))            # 31360
+CNN_FWD=$((CNN_L1 + CNN_L2 + CNN_L3))
+CNN_FLOPS=$((2 * (3 * CNN_FWD - CNN_L1)))  # 22767360
+# MLP: dense 784->256, 256->128, 128->10.
+MLP_L1=$((784 * 256))
+MLP_FWD=$((MLP_L1 + 256 * 128 + 128 * 10))
+MLP_FLOPS=$((2 * (3 * MLP_FWD - MLP_L1)))  # 1007104
+
+# --- 1. FMA peak --------------------------------------------------------------
+say "FMA peak (bench/peak.c)"
+PEAK1=- PEAK2=- CPEAK2=- PEAK_ISA=-
+if cc -std=c11 -O2 -march=native -pthread bench/peak.c -o "$OUT/peak" 2>"$OUT/peak.err"; then
+  "$OUT/peak" 2 >"$OUT/peak.txt" 2>>"$OUT/peak.err"
+  PEAK1=$(sed -n 's/^peak threads=1 gflops=\([0-9.]*\).*/\1/p' "$OUT/peak.txt")
+  PEAK2=$(sed -n 's/^peak threads=2 gflops=\([0-9.]*\).*/\1/p' "$OUT/peak.txt")
+  CPEAK2=$(sed -n 's/^peak threads=2 .*cpu_gflops=\([0-9.]*\).*/\1/p' "$OUT/peak.txt")
+  PEAK_ISA=$(awk '/isa=/ { sub("isa=", "", $2); sub("gflops=", "", $3); printf "%s%s %s", s, $2 "@" substr($1, 9) "t", $3; s = ", " }' "$OUT/peak.txt")
+  : "${PEAK1:=-}" "${PEAK2:=-}" "${CPEAK2:=-}"
+else
+  say "peak.c did not compile: $(head -1 "$OUT/peak.err")"
+fi
+peak_for() { if [ "$1" = 1 ]; then echo "$PEAK1"; else echo "$PEAK2"; fi; }
+
+# --- 4. Compile time ----------------------------------------------------------
+for m in mnist mlp; do
+  say "compile time: fnnc run models/$m.fnn --steps 0 (x$RUNS)"
+  : >"$OUT/compile_$m.txt"
+  i=0
+  while [ $i -lt "$RUNS" ]; do
+    i=$((i + 1))
+    t0=$(now_ns)
+    if "$FNNC" run "models/$m.fnn" --steps 0 >/dev/null 2>>"$OUT/compile_$m.err"; then
+      t1=$(now_ns)
+      awk -v a="$t0" -v b="$t1" 'BEGIN { print (b - a) / 1e9 }' >>"$OUT/compile_$m.txt"
+    fi
+  done
+done
+COMPILE_mnist=$(median <"$OUT/compile_mnist.txt")
+COMPILE_mlp=$(median <"$OUT/compile_mlp.txt")
+
+# --- 7. PyTorch (run right after fnnc on the same model and thread count, so
+# that both see about the same load on a shared machine) -----------------------
+TORCH=0
+TORCH_INFO="not available (/usr/bin/python3 cannot import torch): comparison skipped"
+if [ "${BENCH_TORCH:-1}" != 0 ] && [ -x /usr/bin/python3 ] &&
+  env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE /usr/bin/python3 -c 'import torch' 2>/dev/null; then
+  TORCH=1
+  blas=$(readlink -f /usr/lib/x86_64-linux-gnu/libblas.so.3 2>/dev/null)
+  TORCH_INFO="torch $(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE /usr/bin/python3 -c \
+    'import torch; print(torch.__version__)' 2>/dev/null), libblas.so.3 -> ${blas:-?}"
+fi
+# torch_run MODEL THREADS STEPS: bench/torch_ref.py, up to RUNS runs within
+# TORCH_BUDGET seconds (PyTorch is far slower here; the first run always runs).
+torch_run() {
+  [ $TORCH = 1 ] || return 0
+  if [ "$1" = mnist ]; then tm=cnn; else tm=mlp; fi
+  say "pytorch $tm --steps $3 --threads $2 (up to $RUNS runs in ${TORCH_BUDGET}s)"
+  env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE /usr/bin/python3 bench/torch_ref.py \
+    --model $tm --steps "$3" --threads "$2" --batch $BATCH --runs "$RUNS" --budget "$TORCH_BUDGET" \
+    >"$OUT/torch_$1_t$2.txt" 2>"$OUT/torch_$1_t$2.err" ||
+    say "torch_ref.py failed: $(tail -2 "$OUT/torch_$1_t$2.err")"
+}
+
+# --- 2, 3, 5. Training rate, GFLOP/s, peak RSS ---------------------------------
+# One row per model and thread count; fields: model threads steps img/s rss cpu acc loss
+# (cpu = the trainer's CPU time / wall time, from /usr/bin/time, mean of the runs)
+ROWS=$OUT/rows.txt
+: >"$ROWS"
+for m in mnist mlp; do
+  if [ $m = mnist ]; then steps=$CNN_STEPS; else steps=$MLP_STEPS; fi
+  say "compile trainer: $FNNC models/$m.fnn -o $OUT/$m"
+  if ! "$FNNC" "models/$m.fnn" -o "$OUT/$m" 2>"$OUT/$m.err"; then
+    say "fnnc failed on models/$m.fnn: $(head -3 "$OUT/$m.err")"
+    for t in $THREADS; do
+      echo "$m $t $steps - - - - -" >>"$ROWS"
+      torch_run $m "$t" "$steps"
+    done
+    continue
+  fi
+  for t in $THREADS; do
+    : >"$OUT/${m}_t$t.rates"
+    : >"$OUT/${m}_t$t.rss"
+    i=0
+    while [ $i -lt "$RUNS" ]; do
+      i=$((i + 1))
+      say "train $m --steps $steps --threads $t (run $i/$RUNS)"
+      log=$OUT/${m}_t${t}_r$i.csv
+      if [ -n "$TIME" ]; then
+        $TIME -f '%M %e %U %S' -o "$OUT/rss.tmp" "$OUT/$m" --steps "$steps" --batch $BATCH --threads "$t" \
+          --quiet --log "$log" >/dev/null 2>>"$OUT/${m}_t$t.err"
+        rc=$?
+        tail -1 "$OUT/rss.tmp" >>"$OUT/${m}_t$t.rss"
+      else
+        "$OUT/$m" --steps "$steps" --batch $BATCH --threads "$t" --quiet --log "$log" \
+          >/dev/null 2>>"$OUT/${m}_t$t.err"
+        rc=$?
+      fi
+      if [ $rc -ne 0 ]; then
+        say "trainer failed (exit $rc): $(tail -2 "$OUT/${m}_t$t.err")"
+        continue
+      fi
+      csv_field "$log" images_per_s >>"$OUT/${m}_t$t.rates"
+    done
+    rate=$(median <"$OUT/${m}_t$t.rates")
+    # peak RSS: the largest of the runs, in MB (time's %M is in KiB)
+    rss=$(awk '$1 ~ /^[0-9]+$/ && $1 > r { r = $1 } END { print r ? r / 1024 : "-" }' "$OUT/${m}_t$t.rss")
+    cpu=$(awk '$1 ~ /^[0-9]+$/ && $2 > 0 { s += ($3 + $4) / $2; n++ } END { print n ? 100 * s / n : "-" }' "$OUT/${m}_t$t.rss")
+    acc=$(csv_field "$OUT/${m}_t${t}_r1.csv" test_acc)
+    loss=$(csv_field "$OUT/${m}_t${t}_r1.csv" test_loss)
+    echo "$m $t $steps $rate $rss $cpu $acc $loss" >>"$ROWS"
+    torch_run $m "$t" "$steps"
+  done
+done
+
+# --- 6. Per-kernel profile of the CNN ----------------------------------------------
+PROF=$OUT/profile.txt
+PROF_OK=0
+if [ -x "$OUT/mnist" ] && "$OUT/mnist" --help 2>&1 | grep -q -- --profile; then
+  say "profile: mnist --steps $CNN_STEPS --threads 1 --profile"
+  if "$OUT/mnist" --steps "$CNN_STEPS" --batch $BATCH --threads 1 --quiet --profile \
+    --log "$OUT/mnist_profile.csv" >/dev/null 2>"$PROF" && grep -q '^profile:' "$PROF"; then
+    PROF_OK=1
+  fi
+fi
+
+torch_rate() {
+  v=$(sed -n 's/.*images_per_s=\([0-9.]*\).*/\1/p' "$OUT/torch_$1_t$2.txt" 2>/dev/null | tail -1)
+  echo "${v:--}"
+}
+# "N runs" of the torch line, and "of S steps" when the budget cut the steps
+torch_runs() {
+  sed -n 's/.* steps=\([0-9]*\) runs=\([0-9]*\) .*/\2 \1/p' "$OUT/torch_$1_t$2.txt" 2>/dev/null | tail -1 |
+    awk -v s="$3" '{ printf "%sx", $1; if ($2 != s) printf "(%s steps)", $2 }'
+}
+
+# --- The table --------------------------------------------------------------------
+T_END=$(now_ns)
+{
+  echo "fnnc benchmark  $(date '+%Y-%m-%d %H:%M')  $(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet HEAD -- compiler runtime 2>/dev/null || echo '+changes')"
+  echo "machine: $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(nproc) cores;" \
+    "load average $LOAD0 at start, $(cut -d' ' -f1-3 /proc/loadavg) at end"
+  echo
+  echo "FMA peak (fp32, bench/peak.c, best of 5): 1 thread $(fmt %.1f "$PEAK1") GFLOP/s," \
+    "2 threads $(fmt %.1f "$PEAK2") GFLOP/s ($(fmt %.1f "$CPEAK2") per CPU-second of each thread)"
+  echo "  by width (wall GFLOP/s): $PEAK_ISA"
+  echo "training FLOPs per image: CNN $(fmt %.2f "$(div $CNN_FLOPS 1e6)") MFLOP," \
+    "MLP $(fmt %.3f "$(div $MLP_FLOPS 1e6)") MFLOP (contractions only: 2 x (3 x fwd MACs - first layer's))"
+  echo "compile time (fnnc run MODEL --steps 0, median of $RUNS): CNN $(fmt %.2f "$COMPILE_mnist") s," \
+    "MLP $(fmt %.2f "$COMPILE_mlp") s"
+  echo
+  echo "training, batch $BATCH, AOT trainer, images/s = median of $RUNS runs (log's images_per_s)"
+  printf '%-5s %3s %6s %10s %8s %6s %5s %7s %8s %9s %11s %8s\n' \
+    model thr steps "img/s" "GFLOP/s" "%peak" "cpu%" "RSS MB" test_acc test_loss "torch img/s" "fnnc/pt"
+  while read -r m t steps rate rss cpu acc loss; do
+    if [ $m = mnist ]; then name=CNN flops=$CNN_FLOPS; else name=MLP flops=$MLP_FLOPS; fi
+    gf=$(div "$(mul "$rate" $flops)" 1e9)
+    pct=$(mul "$(div "$gf" "$(peak_for "$t")")" 100)
+    if [ $TORCH = 1 ]; then pt=$(torch_rate $m "$t"); else pt=-; fi
+    printf '%-5s %3s %6s %10s %8s %6s %5s %7s %8s %9s %11s %8s\n' $name "$t" "$steps" \
+      "$(fmt %.0f "$rate")" "$(fmt %.1f "$gf")" "$(fmt %.1f%% "$pct")" "$(fmt %.0f "$cpu")" "$(fmt %.0f "$rss")" \
+      "$(fmt %.4f "$acc")" "$(fmt %.4f "$loss")" "$(fmt %.0f "$pt")" "$(fmt %.2fx "$(div "$rate" "$pt")")"
+  done <"$ROWS"
+  echo "  %peak: of the measured wall-time peak on as many threads; cpu%: the trainer's CPU time /"
+  echo "  wall time (whole run, mean of runs); RSS: max of the runs; test_*: the first run's log"
+  for m in mnist mlp; do
+    if [ $m = mnist ]; then name=CNN; else name=MLP; fi
+    r1=$(awk -v m=$m '$1 == m && $2 == 1 { print $4 }' "$ROWS")
+    r2=$(awk -v m=$m '$1 == m && $2 == 2 { print $4 }' "$ROWS")
+    # the runtime promises bitwise-identical results for any thread count
+    same=differ
+    if [ -f "$OUT/${m}_t1_r1.csv" ] && [ -f "$OUT/${m}_t2_r1.csv" ] &&
+      [ "$(cut -d, -f1-5 "$OUT/${m}_t1_r1.csv")" = "$(cut -d, -f1-5 "$OUT/${m}_t2_r1.csv")" ]; then
+      same=identical
+    fi
+    echo "$name: 2 threads / 1 thread = $(fmt %.2fx "$(div "${r2:--}" "${r1:--}")");" \
+      "losses and accuracy on 1 and 2 threads: $same"
+  done
+  echo "PyTorch: $TORCH_INFO"
+  if [ $TORCH = 1 ]; then
+    echo "  bench/torch_ref.py, the same steps and batch, data preloaded, warm-up excluded; img/s = median of" \
+      "the runs that fit in ${TORCH_BUDGET}s:$(for m in mnist mlp; do for t in $THREADS; do
+        if [ $m = mnist ]; then n=CNN st=$CNN_STEPS; else n=MLP st=$MLP_STEPS; fi
+        printf ' %s/%st %s' $n "$t" "$(torch_runs $m "$t" $st)"; done; done)"
+  fi
+  echo
+  if [ $PROF_OK = 1 ]; then
+    echo "per-kernel time, CNN --threads 1 --steps $CNN_STEPS --profile (top 10; eval_step = the final test evaluation):"
+    sed -n '1,2p' "$PROF"
+    sed -n '3,$p' "$PROF" | grep -E '^[[:space:]]+[a-z_]+[[:space:]]+k' | head -10
+    awk '$1 == "train_step" || $1 == "eval_step" { ms[$1] += $3 }
+      END { printf "  all train_step kernels %.1f ms, all eval_step kernels %.1f ms\n", ms["train_step"], ms["eval_step"] }' "$PROF"
+    echo "  images/s of the profiled run: $(fmt %.0f "$(csv_field "$OUT/mnist_profile.csv" images_per_s)")"
+  else
+    echo "profile: not available"
+  fi
+  echo
+  echo "bench took $(awk -v a="$T_START" -v b="$T_END" 'BEGIN { printf "%.0f", (b - a) / 1e9 }') s;" \
+    "logs in $OUT/"
+} >"$RES"
+echo >&2
+cat "$RES"
