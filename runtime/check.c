@@ -2,38 +2,51 @@
 //
 // One random batch (inputs ~ N(0,1); classes uniform in [0,K), or targets
 // ~ N(0,1)), parameters initialised from the seed; grad_step gives the analytic
-// gradient a. For coordinates w of each parameter, eval_step's loss L at w,
-// w +- h/2 and w +- h gives two central slopes
-//   c1 = (L(w+h) - L(w-h)) / 2h        c2 = (L(w+h/2) - L(w-h/2)) / h
-// and the coordinate passes if
-//   err = |a - c2| / max(|a|, |c2|, 1e-3, N / tol)  <=  tol
-// where N is the float32 noise of c2 (below).
+// gradient a. For a coordinate w of a parameter, eval_step's loss L at w,
+// w +- s/2 and w +- s gives two central slopes
+//   c1 = (L(w+s) - L(w-s)) / 2s        c2 = (L(w+s/2) - L(w-s/2)) / s
+// and a passes if
+//   err = |a - c2| / max(|a|, |c2|, 1e-3, res / tol)  <=  tol
+// where res is how well c2 is known (below): a relative error whose floor is
+// raised to the numerical resolution. A parameter's line shows the largest err
+// of its coordinates.
 //
-// Which coordinates: 96 distinct ones drawn from the seed (all of a small
-// tensor), judged in order of decreasing |a| until 12 have been judged. Large
-// gradients are where a relative error shows above the float32 noise.
+// Coordinates: 96 distinct ones drawn from the seed (all of a small tensor),
+// judged in order of decreasing |a| until 12 have been: large gradients are
+// where a wrong gradient shows above float32 noise.
 //
-// Kinks. With ReLU or max-pool the loss is only piecewise smooth; in a CNN most
-// weights move some pre-activation across zero within h = 1e-2, and there a
-// finite difference is not the derivative. A coordinate is judged only if L is
-// smooth enough on [w-h, w+h]:
-//   K = |c1 - c2| + |(L(w+h) - 2L(w) + L(w-h)) - 4 (L(w+h/2) - 2L(w) + L(w-h/2))| / 2h
-// is 0 (up to O(h^2) and noise) for a smooth L, and for one kink anywhere in
-// [w-h, w+h] it is at least the error the kink puts into c2. So a coordinate
-// with K <= the allowance of the judgement cannot fail because of a kink; one
-// with a larger K is set aside. If fewer than 12 coordinates are smooth at h,
-// the set-aside ones get a second chance at h / 10. A wrong gradient does not
-// make L kinked, so it is judged and fails; a parameter with no judgeable
-// coordinate fails too.
+// Noise: the rounding error u of one evaluation of L is measured, not
+// assumed: |L(w+d) + L(w-d) - 2L(w)| with d = 1e-4 (the linear term cancels,
+// the quadratic one is far below an ulp) at up to 48 coordinates; u = half the
+// largest, at least one ulp of max(|L|, 1). A slope over a span s carries about
+// u/s of noise.
 //
-// Noise. The rounding error u of one evaluation of L is measured, not assumed:
-// |L(w+d) + L(w-d) - 2L(w)| with d = 1e-4 (the linear term cancels, the
-// quadratic one is far below an ulp) over up to 48 coordinates; u = half the
-// largest, at least one ulp of max(|L|, 1). K combines L values with weights
-// summing to 11/h, so N = 11u/h bounds the noise of both K and c2.
+// Kinks: with ReLU or max-pool L is only piecewise smooth, and across a kink a
+// finite difference is not the derivative. The inconsistency
+//   K = |c1 - c2| + |(L(w+s) - 2L(w) + L(w-s)) - 4 (L(w+s/2) - 2L(w) + L(w-s/2))| / 2s
+// is 0 for a smooth L up to O(s^2) and noise (at most 5.5u/s), and for one
+// kink anywhere in [w-s, w+s] at least the error the kink puts into c2. Each
+// parameter first looks at its 12 largest-gradient coordinates with s = h = 1e-2:
+//   - all smooth (K <= 6u/h): they are judged at h with res = 7u/h;
+//   - any kinked: every coordinate of the parameter is judged at s = h/10 with
+//     res = 4K + 3u/s. Kinks are then usually many (in a convolution under
+//     ReLU nearly every weight moves some pre-activation across zero within
+//     1e-2): the slope over h is an average over them that K cannot always
+//     tell from a smooth slope; over h/10 there are few, and K (with a margin
+//     for several) bounds their effect.
+// A coordinate whose res exceeds half of max(|a|, 1e-3) says nothing and is
+// skipped; a parameter left with no judged coordinate is "not checked" (not a
+// FAIL, unless no parameter at all could be checked).
 //
-// Measured on tests/runtime/fixture.c (dense; ReLU MLP) and on the compiled
-// models (tests/gradcheck/, models/): see tests/runtime/run.sh and the report.
+// Measured (30 seeds each, batch 4 unless said): no false FAIL on the fixture
+// models (dense, and a ReLU MLP, at batch 1..256), on tests/gradcheck/*.fnn and
+// on models/mnist.fnn and mlp.fnn; every gradient scaled by 1.1 through
+// FNNC_BREAK_GRAD (relu, tanh, conv2d, maxpool, matmul, xent, exp, log, sqrt,
+// div, mul, add, concat, sigmoid on their gradcheck models; relu, conv2d and
+// maxpool in model_mnist; relu in model_mlp and in relu.fnn at batch 16) FAILs
+// for 8 of 8 seeds, as does every seeded sign, factor and swapped-row bug of the
+// fixture. At batch 256 the ReLU MLP's first layer is "not checked": its kinks
+// are dense and its gradients small.
 #include "fnnrt.h"
 
 #include <float.h>
@@ -72,21 +85,11 @@ const char *rt_model_param(const RtModel *r, int i, int64_t *offset, int64_t *nu
 #define STEP 1e-2             // h; the small step is h / 10
 #define NOISE_STEP 1e-4       // d of the noise measurement
 #define FLOOR 1e-3            // the smallest denominator of the relative error
-#ifndef CLEAN
-#define CLEAN 3    // K <= CLEAN u/h: no kink on [w-h, w+h]
-#endif
-#ifndef RES
-#define RES 4      // a slope over a span h is known to within RES u/h
-#endif
-#ifndef SKIP
-#define SKIP 0.5   // a coordinate known to within more than SKIP |a| is skipped
-#endif
-#ifndef DENSE
-#define DENSE 4    // a parameter with over 1/DENSE of its coordinates kinked is judged at h/10
-#endif
-#ifndef MARGIN
-#define MARGIN 2   // at h/10, a slope is known to within MARGIN (K + RES u/h)
-#endif
+#define CLEAN 6    // K <= CLEAN u/s: smooth on [w-s, w+s] (K's own noise is below 5.5u/s)
+#define RES_H 7    // at h, a smooth slope is known to within RES_H u/h (an unseen kink + noise)
+#define KMARGIN 4  // at h/10, within KMARGIN K + RES_S u/s: K underestimates several kinks
+#define RES_S 3
+#define SKIP 0.5   // a coordinate known to within more than SKIP max(|a|, 1e-3) is skipped
 
 static const char *const check_flags[] = {"--seed", "--batch", "--tol", "--help", NULL};
 
@@ -137,17 +140,18 @@ static double judge(Ctx *c, double a, double c2, double res) {
   if (d < FLOOR) d = FLOOR;
   if (res > SKIP * d) return -1;
   if (d < res / c->tol) d = res / c->tol;
-#ifdef CHECK_DEBUG
-  fprintf(stderr, "a %.5e c2 %.5e res %.2e err %.2e\n", a, c2, res, fabs(a - c2) / d);
-#endif
   return fabs(a - c2) / d;
 }
 
-// Judges `a` at the small step h/10, within the inconsistency measured there.
+// Judges `a` at the small step s = h/10 from two sets of points (s, s/2 and
+// 0.7s, 0.35s): several kinks can cancel out of one set's K, hardly out of
+// both and out of the difference of their slopes too.
 static double judge_small(Ctx *c, float *w, double a) {
-  double c2, kink, h = STEP / 10;
-  slopes(c, w, h, &c2, &kink);
-  return judge(c, a, c2, MARGIN * (kink + RES * c->u / h));
+  double s = STEP / 10, ca, ka, cb, kb;
+  slopes(c, w, s, &ca, &ka);
+  slopes(c, w, 0.7 * s, &cb, &kb);
+  double kink = (ka > kb ? ka : kb) + fabs(ca - cb);
+  return judge(c, a, (ca + cb) / 2, KMARGIN * kink + RES_S * c->u / (0.7 * s));
 }
 
 // Sorts coordinates by decreasing |g| (insertion sort: at most MAXTRY).
@@ -289,7 +293,7 @@ int fnn_check(const FnnModel *m, int argc, char **argv) {
   }
   printf("gradient check of '%s': batch %lld, seed %lld, h %.0e, tol %.0e, loss %.6g (noise %.1g)\n",
          rt_model_name(r), (long long)batch, (long long)seed, STEP, tol, c.l0, c.u);
-  int nfail = 0, loss_bad = 0;
+  int nfail = 0, nskip = 0, loss_bad = 0;
   if (!isfinite(c.l0) || !isfinite(lg) || fabs(lg - c.l0) > 1e-4 * (fabs(c.l0) > 1 ? fabs(c.l0) : 1)) {
     printf("the losses of grad_step (%.9g) and eval_step (%.9g) differ  FAIL\n", lg, c.l0);
     loss_bad = 1;
@@ -301,18 +305,18 @@ int fnn_check(const FnnModel *m, int argc, char **argv) {
     const char *name = rt_model_param(r, i, &off, &numel, shape, sizeof shape);
     float *w = a.params + off;
     const float *g = a.grads + off;
-    // A first look at step h. A parameter whose loss is kinked at many of its
-    // coordinates (a convolution under ReLU) is judged at h/10 throughout: over
-    // many kinks the slope at h is an average that K cannot tell from a
-    // smooth one. Otherwise smooth coordinates are judged at h, kinked ones
-    // at h/10.
+    // A first look at step h. If the loss is smooth at all of the first 12
+    // coordinates, they are judged at h; if it is kinked at any, the whole
+    // parameter is judged at h/10: where kinks are many (a convolution under
+    // ReLU) the slope over h is an average over them that K cannot always
+    // tell from a smooth slope.
     int n1 = ncand[i] < NCOORDS ? ncand[i] : NCOORDS, nk = 0, judged = 0;
     double c2s[NCOORDS], kinks[NCOORDS], clean = CLEAN * c.u / STEP;
     for (int k = 0; k < n1; k++) {
       slopes(&c, w + cand[i][k], STEP, &c2s[k], &kinks[k]);
       nk += kinks[k] > clean;
     }
-    int dense = DENSE * nk > n1;
+    int dense = nk > 0;
     double maxerr = 0;
     for (int k = 0; k < ncand[i] && judged < NCOORDS; k++) {
       int64_t j = cand[i][k];
@@ -323,30 +327,35 @@ int fnn_check(const FnnModel *m, int argc, char **argv) {
       } else if (!dense) {
         slopes(&c, w + j, STEP, &c2, &kink);
       }
-      double e = !dense && kink <= clean ? judge(&c, g[j], c2, RES * c.u / STEP) : judge_small(&c, w + j, g[j]);
+      double e = !dense && kink <= clean ? judge(&c, g[j], c2, RES_H * c.u / STEP) : judge_small(&c, w + j, g[j]);
       if (e < 0) continue;
       judged++;
       if (e > maxerr) maxerr = e;
     }
-#ifdef CHECK_DEBUG
-    fprintf(stderr, "%s judged %d kinked %d/%d dense %d\n", name, judged, nk, n1, dense);
-#endif
-    int ok = judged > 0 && maxerr <= tol;
+    if (!judged) {
+      nskip++;
+      printf("%-*s  %-*s  not checked: kinks and float32 noise leave no coordinate to judge\n", namew, name, shapew,
+             shape);
+      continue;
+    }
+    int ok = maxerr <= tol;
     nfail += !ok;
-    if (judged && maxerr > worst) worst = maxerr;
-    if (judged)
-      printf("%-*s  %-*s  max rel err %.1e  %s\n", namew, name, shapew, shape, maxerr, ok ? "ok" : "FAIL");
-    else
-      printf("%-*s  %-*s  the loss is not smooth at any coordinate tried  FAIL\n", namew, name, shapew, shape);
+    if (maxerr > worst) worst = maxerr;
+    printf("%-*s  %-*s  max rel err %.1e  %s\n", namew, name, shapew, shape, maxerr, ok ? "ok" : "FAIL");
   }
+  if (nskip)
+    printf("note: %d of %d parameters not checked; a smaller --batch (fewer kinks, larger gradients) may help\n", nskip,
+           np);
   if (nfail)
-    printf("FAIL: %d of %d parameters (max rel err %.1e, tol %.0e)\n", nfail, np, worst, tol);
+    printf("FAIL: %d of %d parameters (max rel err %.1e, tol %.0e)\n", nfail, np - nskip, worst, tol);
   else if (loss_bad)
     printf("FAIL: the losses differ\n");
+  else if (nskip == np && np > 0)
+    printf("FAIL: no parameter could be checked\n");
   else
-    printf("ok: all %d parameters (max rel err %.1e, tol %.0e)\n", np, worst, tol);
+    printf("ok: %s%d parameters (max rel err %.1e, tol %.0e)\n", nskip ? "" : "all ", np - nskip, worst, tol);
+  rc = nfail || loss_bad || (nskip == np && np > 0) ? 1 : 0;
   fflush(stdout);
-  rc = nfail || loss_bad ? 1 : 0;
 out:
   free(cand);
   free(ncand);
