@@ -9,25 +9,12 @@
 # checker currently sees the 10% error with a clear margin; see the report for
 # models where it does not), and that breaking an op a model does not use
 # changes nothing.
-set -u
-cd "$(dirname "$0")/../.." || exit 1
-export LC_ALL=C
+. "$(dirname "$0")/lib.sh"
 
-[ -x bin/fnnc ] || { echo "FAIL: bin/fnnc is missing (run 'make all')" >&2; exit 1; }
+need_fnnc
 unset FNNC_BREAK_GRAD
-
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/fnnc-e2e.XXXXXX") || exit 1
-trap 'rm -rf "$tmp"' EXIT
-trap 'exit 130' INT TERM
-
-TO=
-command -v timeout >/dev/null 2>&1 && TO="timeout -k 5 300"
-
-nfail=0
-problem() {
-	nfail=$((nfail + 1))
-	echo "FAIL: $*"
-}
+make_tmp
+use_timeout 300
 
 # must_pass MODEL: fnnc check MODEL exits 0 and prints "ok:".
 must_pass() {
@@ -89,8 +76,5 @@ cmp -s "$tmp/a" "$tmp/b" || problem "FNNC_BREAK_GRAD=conv2d changed the --emit=g
 FNNC_BREAK_GRAD=relu bin/fnnc "$G/relu.fnn" --emit=grad >"$tmp/c" 2>&1
 cmp -s "$tmp/a" "$tmp/c" && problem "FNNC_BREAK_GRAD=relu did not change the --emit=grad output of $G/relu.fnn"
 
-if [ $nfail -ne 0 ]; then
-	echo "$nfail checks failed"
-	exit 1
-fi
+end_if_problems
 echo "PASS: fnnc check catches gradients scaled by 1.1"

@@ -5,27 +5,14 @@
 # (not a crash or a signal: no status > 128) and print "error" (or the usage)
 # and the offending flag or file on stderr. --help and --version exit 0 and print to
 # stdout. All failures are listed, then the script exits 1 if there were any.
-set -u
-cd "$(dirname "$0")/../.." || exit 1
-export LC_ALL=C
+. "$(dirname "$0")/lib.sh"
 
-[ -x bin/fnnc ] || { echo "FAIL: bin/fnnc is missing (run 'make all')" >&2; exit 1; }
+need_fnnc
 ROOT=$(pwd)
 FNNC=$ROOT/bin/fnnc
-
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/fnnc-e2e.XXXXXX") || exit 1
-trap 'rm -rf "$tmp"' EXIT
-trap 'exit 130' INT TERM
-
-nfail=0
+make_tmp
+use_timeout 120
 ntest=0
-problem() {
-	nfail=$((nfail + 1))
-	echo "FAIL: $*"
-}
-
-TO=
-command -v timeout >/dev/null 2>&1 && TO="timeout -k 5 120"
 
 why() {
 	case $1 in
@@ -242,8 +229,5 @@ if [ -x "$tmp/mlp" ]; then
 	fi
 fi
 
-if [ $nfail -ne 0 ]; then
-	echo "$nfail of $ntest checks failed"
-	exit 1
-fi
+end_if_problems
 echo "PASS: $ntest command-line checks"

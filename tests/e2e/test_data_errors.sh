@@ -10,40 +10,13 @@
 # trailing bytes, zero images, directories, damaged gzip files, bad CSV rows.
 # Then: gzipped copies of the data (only .gz files present) train exactly like
 # the raw files.
-set -u
-cd "$(dirname "$0")/../.." || exit 1
-export LC_ALL=C
+. "$(dirname "$0")/lib.sh"
 
-fail() {
-	echo "FAIL: $*" >&2
-	exit 1
-}
-
-[ -x bin/fnnc ] || fail "bin/fnnc is missing (run 'make all')"
-M=data/mnist
-for f in train-images-idx3-ubyte train-labels-idx1-ubyte t10k-images-idx3-ubyte t10k-labels-idx1-ubyte; do
-	[ -f "$M/$f" ] || fail "$M/$f is missing (run 'sh scripts/fetch-mnist.sh data')"
-done
+need_fnnc
+need_mnist
 command -v gzip >/dev/null 2>&1 || fail "gzip is needed"
-
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/fnnc-e2e.XXXXXX") || exit 1
-trap 'rm -rf "$tmp"' EXIT
-trap 'exit 130' INT TERM
-
-TO=
-command -v timeout >/dev/null 2>&1 && TO="timeout -k 5 120"
-
-# be32 N: N as 4 big-endian bytes.
-be32() {
-	# shellcheck disable=SC2059 # the format is the 4 octal escapes
-	printf "\\$(printf %03o $(($1 >> 24 & 255)))\\$(printf %03o $(($1 >> 16 & 255)))\\$(printf %03o $(($1 >> 8 & 255)))\\$(printf %03o $(($1 & 255)))"
-}
-# idx_head SRC_IMAGES SRC_LABELS N DST_IMAGES DST_LABELS: the first N samples
-# of a 28x28 MNIST pair, with headers that say N.
-idx_head() {
-	{ be32 2051; be32 "$3"; be32 28; be32 28; tail -c +17 "$1" | head -c $(($3 * 784)); } >"$4"
-	{ be32 2049; be32 "$3"; tail -c +9 "$2" | head -c "$3"; } >"$5"
-}
+make_tmp
+use_timeout 120
 
 # The trainers.
 for m in mlp mnist regression; do
@@ -53,22 +26,13 @@ done
 
 # The valid data set.
 B=$tmp/base
-mkdir -p "$B/mnist"
-idx_head "$M/train-images-idx3-ubyte" "$M/train-labels-idx1-ubyte" 256 \
-	"$B/mnist/train-images-idx3-ubyte" "$B/mnist/train-labels-idx1-ubyte"
-idx_head "$M/t10k-images-idx3-ubyte" "$M/t10k-labels-idx1-ubyte" 100 \
-	"$B/mnist/t10k-images-idx3-ubyte" "$B/mnist/t10k-labels-idx1-ubyte"
+make_mnist "$B" 256 100
 TI=mnist/train-images-idx3-ubyte
 TL=mnist/train-labels-idx1-ubyte
 VI=mnist/t10k-images-idx3-ubyte
 VL=mnist/t10k-labels-idx1-ubyte
 
-nfail=0
 ntest=0
-problem() {
-	nfail=$((nfail + 1))
-	echo "FAIL: $*"
-}
 
 # fresh NAME: a copy of the valid data set at $tmp/NAME; sets D.
 fresh() {
@@ -317,8 +281,5 @@ fresh both
 echo "garbage" | gzip >"$D/$TI.gz"
 expect_good mlp "a raw file next to a damaged .gz of the same name"
 
-if [ $nfail -ne 0 ]; then
-	echo "$nfail of $ntest checks failed"
-	exit 1
-fi
+end_if_problems
 echo "PASS: $ntest data checks"

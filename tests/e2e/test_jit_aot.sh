@@ -9,44 +9,11 @@
 # the --log CSVs must be identical (images_per_s and elapsed_s may differ).
 # Also: `ldd OUT` mentions no LLVM library, the trainer's --help works, and a
 # trainer run without --data from a directory holding ./data reads it.
-set -u
-cd "$(dirname "$0")/../.." || exit 1
-export LC_ALL=C
+. "$(dirname "$0")/lib.sh"
 
-fail() {
-	echo "FAIL: $*" >&2
-	exit 1
-}
-
-[ -x bin/fnnc ] || fail "bin/fnnc is missing (run 'make all')"
-M=data/mnist
-for f in train-images-idx3-ubyte train-labels-idx1-ubyte t10k-images-idx3-ubyte t10k-labels-idx1-ubyte; do
-	[ -f "$M/$f" ] || fail "$M/$f is missing (run 'sh scripts/fetch-mnist.sh data')"
-done
-
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/fnnc-e2e.XXXXXX") || exit 1
-trap 'rm -rf "$tmp"' EXIT
-trap 'exit 130' INT TERM
-
-# be32 N: N as 4 big-endian bytes.
-be32() {
-	# shellcheck disable=SC2059 # the format is the 4 octal escapes
-	printf "\\$(printf %03o $(($1 >> 24 & 255)))\\$(printf %03o $(($1 >> 16 & 255)))\\$(printf %03o $(($1 >> 8 & 255)))\\$(printf %03o $(($1 & 255)))"
-}
-# idx_head SRC_IMAGES SRC_LABELS N DST_IMAGES DST_LABELS: the first N samples
-# of a 28x28 MNIST pair, with headers that say N.
-idx_head() {
-	{ be32 2051; be32 "$3"; be32 28; be32 28; tail -c +17 "$1" | head -c $(($3 * 784)); } >"$4"
-	{ be32 2049; be32 "$3"; tail -c +9 "$2" | head -c "$3"; } >"$5"
-}
-# make_data DIR NTRAIN NTEST
-make_data() {
-	mkdir -p "$1/mnist"
-	idx_head "$M/train-images-idx3-ubyte" "$M/train-labels-idx1-ubyte" "$2" \
-		"$1/mnist/train-images-idx3-ubyte" "$1/mnist/train-labels-idx1-ubyte"
-	idx_head "$M/t10k-images-idx3-ubyte" "$M/t10k-labels-idx1-ubyte" "$3" \
-		"$1/mnist/t10k-images-idx3-ubyte" "$1/mnist/t10k-labels-idx1-ubyte"
-}
+need_fnnc
+need_mnist
+make_tmp
 
 # metrics CSV: the log without the timing columns.
 metrics() { cut -d, -f1-5 "$1"; }
@@ -90,7 +57,7 @@ compare() {
 }
 
 # MLP: 1000 training images = 15 batches of 64 + one of 40; 300 test images.
-make_data "$tmp/mlpdata" 1000 300
+make_mnist "$tmp/mlpdata" 1000 300
 compare mlp models/mlp.fnn "$tmp/mlpdata" 2 --epochs 2 --batch 64 --seed 7
 
 # The built trainer reads ./data by default, from any directory.
@@ -109,7 +76,7 @@ metrics "$tmp/seed8.csv" >"$tmp/s8"
 cmp -s "$tmp/j" "$tmp/s8" && fail "mlp: --seed 7 and --seed 8 gave identical logs; the seed is ignored"
 
 # CNN: 200 training images = 3 batches of 64 + one of 8, 2 epochs (8 steps); 100 test images.
-make_data "$tmp/cnndata" 200 100
+make_mnist "$tmp/cnndata" 200 100
 compare cnn models/mnist.fnn "$tmp/cnndata" 2 --epochs 2 --batch 64 --seed 3
 # And a run that stops mid-epoch with --steps.
 "$tmp/cnn" --data "$tmp/cnndata" --threads 1 --quiet --log "$tmp/cnn.steps.aot.csv" --steps 6 --batch 64 --seed 3 \

@@ -12,20 +12,10 @@
 #     1000x) and the variance of the target (the loss of the best constant);
 #   - train_loss went down over training.
 # Then a CSV classifier (class ids in the last column) reaches a high accuracy.
-set -u
-cd "$(dirname "$0")/../.." || exit 1
-export LC_ALL=C
+. "$(dirname "$0")/lib.sh"
 
-fail() {
-	echo "FAIL: $*" >&2
-	exit 1
-}
-
-[ -x bin/fnnc ] || fail "bin/fnnc is missing (run 'make all')"
-
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/fnnc-e2e.XXXXXX") || exit 1
-trap 'rm -rf "$tmp"' EXIT
-trap 'exit 130' INT TERM
+need_fnnc
+make_tmp
 
 # gen N SEED: N rows "x1,...,x8,sigmoid(w.x + b)".
 gen() {

@@ -7,24 +7,11 @@
 # line (nothing with --quiet), and nothing on stderr. A model with no data
 # section also sets up. And --steps 1 with the same missing directory does fail
 # (so the data really was not looked at).
-set -u
-cd "$(dirname "$0")/../.." || exit 1
-export LC_ALL=C
+. "$(dirname "$0")/lib.sh"
 
-[ -x bin/fnnc ] || { echo "FAIL: bin/fnnc is missing (run 'make all')" >&2; exit 1; }
-
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/fnnc-e2e.XXXXXX") || exit 1
-trap 'rm -rf "$tmp"' EXIT
-trap 'exit 130' INT TERM
-
-TO=
-command -v timeout >/dev/null 2>&1 && TO="timeout -k 5 120"
-
-nfail=0
-problem() {
-	nfail=$((nfail + 1))
-	echo "FAIL: $*"
-}
+need_fnnc
+make_tmp
+use_timeout 120
 
 # check_zero DESC CMD...: CMD --steps 0 --data /nonexistent... exits 0 with a
 # set-up line on stdout and nothing on stderr; with --quiet, no output at all.
@@ -86,8 +73,5 @@ model nodata {
 FNN
 check_zero "fnnc run (a model without data)" bin/fnnc run "$tmp/nodata.fnn"
 
-if [ $nfail -ne 0 ]; then
-	echo "$nfail checks failed"
-	exit 1
-fi
+end_if_problems
 echo "PASS: --steps 0 sets up without data"

@@ -6,14 +6,10 @@
 # must be identical to the last digit (the log prints 9 significant digits).
 # Batch rows are split into fixed tasks and reductions over the batch are added
 # in task order, so this holds bitwise.
-set -u
-cd "$(dirname "$0")/../.." || exit 1
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/fnnc-threads.XXXXXX") || exit 1
-trap 'rm -rf "$tmp"' EXIT
-fail() {
-	echo "FAIL: $*" >&2
-	exit 1
-}
+. "$(dirname "$0")/lib.sh"
+
+make_tmp
+
 for m in mlp:60 mnist:12; do
 	model=${m%%:*}
 	steps=${m##*:}
