@@ -163,9 +163,7 @@ void cg_store_at(Emit *e, Value *v, LLVMValueRef *idx, LLVMValueRef x) {
 // The element of input u of a member at the current index: computed in this
 // iteration if u is a member, else read.
 static LLVMValueRef operand(Emit *e, Value *u) {
-  if (e->val[u->id]) return e->val[u->id];
-  if (u->shape.rank == 0) return cg_load_at(e, u, e->idx);
-  return cg_load_at(e, u, e->idx);
+  return e->val[u->id] ? e->val[u->id] : cg_load_at(e, u, e->idx);
 }
 
 // Evaluates one member at e->idx and writes it if it is materialized.
@@ -206,7 +204,6 @@ void cg_epilogue(Emit *e, LLVMValueRef *outer_idx, int tdims, LLVMValueRef tile)
     toff = LLVMBuildAdd(B(e), LLVMBuildMul(B(e), toff, cg_i64(e, s.d[i]), ""), e->idx[i], "");
   memset(e->val, 0, sizeof(LLVMValueRef) * (size_t)e->prog->g->values.len);
   LLVMValueRef av = LLVMBuildLoad2(B(e), e->f32, cg_gep(e, e->f32, tile, toff), "");
-  (void)av;
   e->val[a->id] = av;
   if (a->materialized) cg_store_at(e, a, e->idx, av);
   for (int i = 0; i < e->k->members.len; i++) {

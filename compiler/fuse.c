@@ -115,7 +115,7 @@ static void move_members(Kernel *from, Kernel *to) {
   while (i < to->members.len || j < from->members.len) {
     Value *a = i < to->members.len ? to->members.data[i] : NULL;
     Value *b = j < from->members.len ? from->members.data[j] : NULL;
-    if (b && (!a || b->id < a->id) && !(a && a == to->anchor && false)) {
+    if (b && (!a || b->id < a->id)) {
       vec_push(&merged, b);
       j++;
     } else {

@@ -99,6 +99,44 @@ static bool begin_tile_fn(Emit *outer, Emit *e, const char *name, unsigned ptr_m
   return true;
 }
 
+// The k loop of a micro-kernel, with `n` vector accumulators carried as phis:
+// kloop_begin opens it (k from 0 while k < limit, accumulators from init) and
+// leaves the builder in the body; kloop_end steps k and closes it, leaving the
+// builder after the loop with l->acc holding the final sums.
+typedef struct {
+  LLVMBasicBlockRef head, done;
+  LLVMValueRef k, acc[32];
+  int n;
+} KLoop;
+
+static void kloop_begin(Emit *e, KLoop *l, LLVMValueRef limit, const LLVMValueRef *init, int n) {
+  LLVMBasicBlockRef pre = LLVMGetInsertBlock(B(e));
+  l->head = LLVMAppendBasicBlockInContext(e->cg->ctx, e->fn, "k");
+  LLVMBasicBlockRef body = LLVMAppendBasicBlockInContext(e->cg->ctx, e->fn, "body");
+  l->done = LLVMAppendBasicBlockInContext(e->cg->ctx, e->fn, "done");
+  l->n = n;
+  LLVMBuildBr(B(e), l->head);
+  LLVMPositionBuilderAtEnd(B(e), l->head);
+  l->k = LLVMBuildPhi(B(e), e->i64, "k");
+  LLVMValueRef zero = cg_i64(e, 0);
+  LLVMAddIncoming(l->k, &zero, &pre, 1);
+  for (int t = 0; t < n; t++) {
+    l->acc[t] = LLVMBuildPhi(B(e), vec_t(e), "acc");
+    LLVMAddIncoming(l->acc[t], (LLVMValueRef *)&init[t], &pre, 1);
+  }
+  LLVMBuildCondBr(B(e), LLVMBuildICmp(B(e), LLVMIntSLT, l->k, limit, ""), body, l->done);
+  LLVMPositionBuilderAtEnd(B(e), body);
+}
+
+static void kloop_end(Emit *e, KLoop *l, int64_t step, LLVMValueRef *next) {
+  LLVMValueRef k1 = add(e, l->k, cg_i64(e, step));
+  LLVMBasicBlockRef from = LLVMGetInsertBlock(B(e));
+  LLVMBuildBr(B(e), l->head);
+  LLVMAddIncoming(l->k, &k1, &from, 1);
+  for (int t = 0; t < l->n; t++) LLVMAddIncoming(l->acc[t], &next[t], &from, 1);
+  LLVMPositionBuilderAtEnd(B(e), l->done);
+}
+
 static LLVMValueRef tile_fn(Emit *outer, int mr, int nv, int lanes, bool accumulate) {
   Codegen *cg = outer->cg;
   char name[64];
@@ -112,7 +150,7 @@ static LLVMValueRef tile_fn(Emit *outer, int mr, int nv, int lanes, bool accumul
   LLVMValueRef ldc = LLVMGetParam(fn, 6), K = LLVMGetParam(fn, 7), rows = LLVMGetParam(fn, 8);
 
   enum { MAXACC = 32 };
-  LLVMValueRef acc[MAXACC], init[MAXACC];
+  LLVMValueRef init[MAXACC], next[MAXACC];
   LLVMTypeRef vt = vec_t(e);
   LLVMValueRef rowp[8];
   for (int r = 0; r < mr; r++) {
@@ -123,36 +161,18 @@ static LLVMValueRef tile_fn(Emit *outer, int mr, int nv, int lanes, bool accumul
       init[r * nv + v] = accumulate ? vload(e, cp, v == nv - 1 ? lanes : 16) : LLVMConstNull(vt);
     }
   }
-  LLVMBasicBlockRef pre = LLVMGetInsertBlock(B(e));
-  LLVMBasicBlockRef head = LLVMAppendBasicBlockInContext(cg->ctx, fn, "k");
-  LLVMBasicBlockRef body = LLVMAppendBasicBlockInContext(cg->ctx, fn, "body");
-  LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(cg->ctx, fn, "done");
-  LLVMBuildBr(B(e), head);
-  LLVMPositionBuilderAtEnd(B(e), head);
-  LLVMValueRef k = LLVMBuildPhi(B(e), e->i64, "k");
-  LLVMValueRef zero = cg_i64(e, 0);
-  LLVMAddIncoming(k, &zero, &pre, 1);
-  for (int t = 0; t < mr * nv; t++) {
-    acc[t] = LLVMBuildPhi(B(e), vt, "acc");
-    LLVMAddIncoming(acc[t], &init[t], &pre, 1);
-  }
-  LLVMBuildCondBr(B(e), LLVMBuildICmp(B(e), LLVMIntSLT, k, K, ""), body, done);
-  LLVMPositionBuilderAtEnd(B(e), body);
+  KLoop l;
+  kloop_begin(e, &l, K, init, mr * nv);
   LLVMValueRef bv[4];
-  LLVMValueRef brow = gep(e, bp, mul(e, k, ldb));
+  LLVMValueRef brow = gep(e, bp, mul(e, l.k, ldb));
   for (int v = 0; v < nv; v++) bv[v] = vload(e, gep(e, brow, cg_i64(e, 16 * v)), v == nv - 1 ? lanes : 16);
-  LLVMValueRef kcs = mul(e, k, acs);
-  LLVMValueRef next[MAXACC];
+  LLVMValueRef kcs = mul(e, l.k, acs);
   for (int r = 0; r < mr; r++) {
     LLVMValueRef av = splat(e, LLVMBuildLoad2(B(e), e->f32, gep(e, rowp[r], kcs), ""));
-    for (int v = 0; v < nv; v++) next[r * nv + v] = vfma(e, av, bv[v], acc[r * nv + v]);
+    for (int v = 0; v < nv; v++) next[r * nv + v] = vfma(e, av, bv[v], l.acc[r * nv + v]);
   }
-  LLVMValueRef k1 = add(e, k, cg_i64(e, 1));
-  LLVMBasicBlockRef from = LLVMGetInsertBlock(B(e));
-  LLVMBuildBr(B(e), head);
-  LLVMAddIncoming(k, &k1, &from, 1);
-  for (int t = 0; t < mr * nv; t++) LLVMAddIncoming(acc[t], &next[t], &from, 1);
-  LLVMPositionBuilderAtEnd(B(e), done);
+  kloop_end(e, &l, 1, next);
+  LLVMValueRef *acc = l.acc;
   for (int r = 0; r < mr; r++)
     for (int v = 0; v < nv; v++) {
       LLVMValueRef cp = gep(e, c, add(e, mul(e, cg_i64(e, r), ldc), cg_i64(e, 16 * v)));
@@ -242,32 +262,17 @@ static LLVMValueRef tile_nt_fn(Emit *outer, int mr, int nr, bool accumulate) {
     bq[q] = gep(e, bp, mul(e, cg_min_i64(e, cg_i64(e, q), LLVMBuildSub(B(e), cols, cg_i64(e, 1), "")), ldb));
   // k in whole vectors, then one masked step for the rest.
   LLVMValueRef kfull = LLVMBuildAnd(B(e), K, cg_i64(e, ~(int64_t)15), "");
-  LLVMBasicBlockRef pre = LLVMGetInsertBlock(B(e));
-  LLVMBasicBlockRef head = LLVMAppendBasicBlockInContext(cg->ctx, fn, "k");
-  LLVMBasicBlockRef body = LLVMAppendBasicBlockInContext(cg->ctx, fn, "body");
-  LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(cg->ctx, fn, "done");
-  LLVMBuildBr(B(e), head);
-  LLVMPositionBuilderAtEnd(B(e), head);
-  LLVMValueRef k = LLVMBuildPhi(B(e), e->i64, "k"), zero = cg_i64(e, 0), vz = LLVMConstNull(vt);
-  LLVMAddIncoming(k, &zero, &pre, 1);
-  LLVMValueRef acc[16], next[16];
-  for (int t = 0; t < mr * nr; t++) {
-    acc[t] = LLVMBuildPhi(B(e), vt, "acc");
-    LLVMAddIncoming(acc[t], &vz, &pre, 1);
-  }
-  LLVMBuildCondBr(B(e), LLVMBuildICmp(B(e), LLVMIntSLT, k, kfull, ""), body, done);
-  LLVMPositionBuilderAtEnd(B(e), body);
+  LLVMValueRef vz = LLVMConstNull(vt), init[16], next[16];
+  for (int t = 0; t < mr * nr; t++) init[t] = vz;
+  KLoop l;
+  kloop_begin(e, &l, kfull, init, mr * nr);
   LLVMValueRef av[4], bv[4];
-  for (int r = 0; r < mr; r++) av[r] = vload(e, gep(e, ap[r], k), 16);
-  for (int q = 0; q < nr; q++) bv[q] = vload(e, gep(e, bq[q], k), 16);
+  for (int r = 0; r < mr; r++) av[r] = vload(e, gep(e, ap[r], l.k), 16);
+  for (int q = 0; q < nr; q++) bv[q] = vload(e, gep(e, bq[q], l.k), 16);
   for (int r = 0; r < mr; r++)
-    for (int q = 0; q < nr; q++) next[r * nr + q] = vfma(e, av[r], bv[q], acc[r * nr + q]);
-  LLVMValueRef k1 = add(e, k, cg_i64(e, 16));
-  LLVMBasicBlockRef from = LLVMGetInsertBlock(B(e));
-  LLVMBuildBr(B(e), head);
-  LLVMAddIncoming(k, &k1, &from, 1);
-  for (int t = 0; t < mr * nr; t++) LLVMAddIncoming(acc[t], &next[t], &from, 1);
-  LLVMPositionBuilderAtEnd(B(e), done);
+    for (int q = 0; q < nr; q++) next[r * nr + q] = vfma(e, av[r], bv[q], l.acc[r * nr + q]);
+  kloop_end(e, &l, 16, next);
+  LLVMValueRef *acc = l.acc;
   // The tail: lanes k + l < K, selected from full-width loads that stay in
   // bounds because they are masked.
   LLVMValueRef rem = LLVMBuildSub(B(e), K, kfull, "");

@@ -647,9 +647,6 @@ static void lower_model(Lower *L, Node *m) {
         continue;
       }
       Value *v = lower_expr(L, st->lhs);
-      if (v && v->shape.rank > 0 && !shape_batched(v->shape)) {
-        // Allowed (e.g. a constant), but say so if it is surprising? Keep it quiet.
-      }
       bind(L, st->name, v, st->loc);
       if (v) v->name = st->name;
       break;

@@ -22,9 +22,6 @@ static void acc_f(Emit *e, LLVMValueRef tile, LLVMValueRef off, LLVMValueRef x) 
   LLVMValueRef old = LLVMBuildLoad2(B(e), e->f32, p, "");
   LLVMBuildStore(B(e), cg_fast(LLVMBuildFAdd(B(e), old, x, "")), p);
 }
-static LLVMValueRef fma_f(Emit *e, LLVMValueRef a, LLVMValueRef b, LLVMValueRef c) {
-  return cg_fast(LLVMBuildFAdd(B(e), c, cg_fast(LLVMBuildFMul(B(e), a, b, "")), ""));
-}
 
 static int64_t conv_out(int64_t in, int64_t k, int64_t s, int64_t p) { return (in + 2 * p - k) / s + 1; }
 
@@ -314,7 +311,6 @@ LLVMValueRef emit_conv2d_dw(Emit *e, Value *v, LLVMValueRef *in) {
   LLVMValueRef outer[1] = {lo.i};
   cg_epilogue(e, outer, 3, cg_gep(e, e->f32, acc, MUL(e, lo.i, I(e, ldc))));
   cg_loop_end(e, &lo);
-  (void)fma_f;
   return NULL;
 }
 

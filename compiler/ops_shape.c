@@ -122,29 +122,21 @@ bool shape_slice(Value *v) {
   v->type = v->in[0]->type;
   return true;
 }
+// r with n zeros added along axis ax of x's shape, before or after it.
+static Value *pad_zeros(Builder *b, Value *r, Value *x, int64_t ax, int64_t n, bool before) {
+  if (n <= 0) return r;
+  Shape z = r->shape;
+  z.d[ax] = n;
+  Value *zero = ir_bcast(b, ir_const(b, 0), z, 0);
+  int64_t ia[8] = {ax};
+  Value *in[2] = {before ? zero : r, before ? r : zero};
+  return ir_new(b, OP_concat, 2, in, ia, 0);
+}
+
 void grad_slice(Builder *b, Value *v, Value *g, Value **dx) {
   Value *x = v->in[0];
   int64_t ax = v->ia[0], start = v->ia[1], len = v->ia[2], total = x->shape.d[ax];
-  Value *r = g;
-  uint32_t all = (1u << x->shape.rank) - 1;
-  if (start > 0) {
-    Shape z = x->shape;
-    z.d[ax] = start;
-    Value *zero = ir_bcast(b, ir_const(b, 0), z, 0);
-    int64_t ia[8] = {ax};
-    Value *in[2] = {zero, r};
-    r = ir_new(b, OP_concat, 2, in, ia, 0);
-  }
-  if (start + len < total) {
-    Shape z = x->shape;
-    z.d[ax] = total - start - len;
-    Value *zero = ir_bcast(b, ir_const(b, 0), z, 0);
-    int64_t ia[8] = {ax};
-    Value *in[2] = {r, zero};
-    r = ir_new(b, OP_concat, 2, in, ia, 0);
-  }
-  (void)all;
-  dx[0] = r;
+  dx[0] = pad_zeros(b, pad_zeros(b, g, x, ax, start, true), x, ax, total - start - len, false);
 }
 LLVMValueRef emit_slice(Emit *e, Value *v, LLVMValueRef *in) {
   LLVMValueRef sub[MAXRANK];
