@@ -12,42 +12,17 @@
 # Then Python writes its own safetensors file (other tensor order, no
 # metadata, weights scaled) that fnnc loads with --init, and fnnc's --eval
 # accuracy equals numpy's for those weights.
-set -u
-cd "$(dirname "$0")/../.." || exit 1
-export LC_ALL=C
-
-fail() {
-	echo "FAIL: $*" >&2
-	exit 1
-}
+. "$(dirname "$0")/lib.sh"
 PY=/usr/bin/python3
 if ! [ -x $PY ] || ! $PY -c 'import numpy' 2>/dev/null; then
 	echo "SKIP: $PY with numpy is not available"
 	exit 0
 fi
-[ -x bin/fnnc ] || fail "bin/fnnc is missing (run 'make all')"
-M=data/mnist
-for f in train-images-idx3-ubyte train-labels-idx1-ubyte t10k-images-idx3-ubyte t10k-labels-idx1-ubyte; do
-	[ -f "$M/$f" ] || fail "$M/$f is missing (run 'sh scripts/fetch-mnist.sh data')"
-done
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/fnnc-e2e.XXXXXX") || exit 1
-trap 'rm -rf "$tmp"' EXIT
-trap 'exit 130' INT TERM
-
-be32() {
-	# shellcheck disable=SC2059 # the format is the 4 octal escapes
-	printf "\\$(printf %03o $(($1 >> 24 & 255)))\\$(printf %03o $(($1 >> 16 & 255)))\\$(printf %03o $(($1 >> 8 & 255)))\\$(printf %03o $(($1 & 255)))"
-}
-idx_head() {
-	{ be32 2051; be32 "$3"; be32 28; be32 28; tail -c +17 "$1" | head -c $(($3 * 784)); } >"$4"
-	{ be32 2049; be32 "$3"; tail -c +9 "$2" | head -c "$3"; } >"$5"
-}
+need_fnnc
+need_mnist
+make_tmp
 D=$tmp/d
-mkdir -p "$D/mnist"
-idx_head "$M/train-images-idx3-ubyte" "$M/train-labels-idx1-ubyte" 2000 \
-	"$D/mnist/train-images-idx3-ubyte" "$D/mnist/train-labels-idx1-ubyte"
-idx_head "$M/t10k-images-idx3-ubyte" "$M/t10k-labels-idx1-ubyte" 1000 \
-	"$D/mnist/t10k-images-idx3-ubyte" "$D/mnist/t10k-labels-idx1-ubyte"
+make_mnist "$D" 2000 1000
 
 bin/fnnc run models/mlp.fnn --data "$D" --quiet --epochs 1 --save "$tmp/mlp.st" 2>"$tmp/err" ||
 	fail "training: exit $?: $(cat "$tmp/err")"

@@ -16,39 +16,12 @@
 #   - --eval prints loss, accuracy, the confusion matrix and per-class
 #     accuracy, and writes one log row;
 #   - SIGTERM during training saves and exits 143; the file resumes.
-set -u
-cd "$(dirname "$0")/../.." || exit 1
-export LC_ALL=C
-
-fail() {
-	echo "FAIL: $*" >&2
-	exit 1
-}
-
-[ -x bin/fnnc ] || fail "bin/fnnc is missing (run 'make all')"
-M=data/mnist
-for f in train-images-idx3-ubyte train-labels-idx1-ubyte t10k-images-idx3-ubyte t10k-labels-idx1-ubyte; do
-	[ -f "$M/$f" ] || fail "$M/$f is missing (run 'sh scripts/fetch-mnist.sh data')"
-done
-
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/fnnc-e2e.XXXXXX") || exit 1
-trap 'rm -rf "$tmp"' EXIT
-trap 'exit 130' INT TERM
-
-be32() {
-	# shellcheck disable=SC2059 # the format is the 4 octal escapes
-	printf "\\$(printf %03o $(($1 >> 24 & 255)))\\$(printf %03o $(($1 >> 16 & 255)))\\$(printf %03o $(($1 >> 8 & 255)))\\$(printf %03o $(($1 & 255)))"
-}
-idx_head() {
-	{ be32 2051; be32 "$3"; be32 28; be32 28; tail -c +17 "$1" | head -c $(($3 * 784)); } >"$4"
-	{ be32 2049; be32 "$3"; tail -c +9 "$2" | head -c "$3"; } >"$5"
-}
+. "$(dirname "$0")/lib.sh"
+need_fnnc
+need_mnist
+make_tmp
 D=$tmp/d
-mkdir -p "$D/mnist"
-idx_head "$M/train-images-idx3-ubyte" "$M/train-labels-idx1-ubyte" 2000 \
-	"$D/mnist/train-images-idx3-ubyte" "$D/mnist/train-labels-idx1-ubyte"
-idx_head "$M/t10k-images-idx3-ubyte" "$M/t10k-labels-idx1-ubyte" 500 \
-	"$D/mnist/t10k-images-idx3-ubyte" "$D/mnist/t10k-labels-idx1-ubyte"
+make_mnist "$D" 2000 500
 
 # hlen FILE: the safetensors header length; data FILE: the data section.
 hlen() { od -An -tu1 -N8 "$1" | awk '{ v = 0; for (i = NF; i >= 1; i--) v = v * 256 + $i; print v }'; }
