@@ -470,20 +470,25 @@ static void call_parallel(Emit *e, Program *p, Kernel *k, LLVMValueRef kfn, Valu
   LLVMBuildRetVoid(B(e));
   LLVMPositionBuilderAtEnd(B(e), saved);
 
-  // The call: fill the context, run the tasks. Batch rows go in fixed tasks of
-  // PAR_ROWS (their reductions are partials); output rows of a weight gradient
-  // in one block per thread (multiples of 4 rows), as splitting them changes no
-  // result.
+  // The call: fill the context, run the tasks. Batch rows of a kernel that
+  // reduces over them go in fixed tasks of PAR_ROWS (the reductions are
+  // partials, added in task order); other kernels take one block of rows per
+  // thread, as splitting rows that nothing adds up changes no result.
   LLVMValueRef rows, ntasks;
-  if (k->par_out) {
+  bool partials = false;
+  for (int j = k->inputs.len; j < na; j++) partials |= kargs[j]->partial;
+  if (k->par_out || !partials) {
+    // One block per thread: output rows of a weight gradient in multiples of
+    // 4, batch rows (no reduction over them) in multiples of 8.
     LLVMTypeRef ity = LLVMFunctionType(LLVMInt32TypeInContext(cg->ctx), NULL, 0, 0);
     LLVMValueRef tfn2 = LLVMGetNamedFunction(cg->mod, "fnn_threads");
     if (!tfn2) tfn2 = LLVMAddFunction(cg->mod, "fnn_threads", ity);
     LLVMValueRef nt = LLVMBuildSExt(B(e), LLVMBuildCall2(B(e), ity, tfn2, NULL, 0, ""), e->i64, "");
-    int64_t M = k->shape.d[0];
-    LLVMValueRef per = LLVMBuildSDiv(B(e), LLVMBuildAdd(B(e), cg_i64(e, M), LLVMBuildSub(B(e), nt, cg_i64(e, 1), ""), ""), nt, "");
-    rows = LLVMBuildAnd(B(e), LLVMBuildAdd(B(e), per, cg_i64(e, 3), ""), cg_i64(e, ~(int64_t)3), "");
-    ntasks = LLVMBuildSDiv(B(e), LLVMBuildAdd(B(e), cg_i64(e, M), LLVMBuildSub(B(e), rows, cg_i64(e, 1), ""), ""), rows, "");
+    LLVMValueRef M = k->par_out ? cg_i64(e, k->shape.d[0]) : e->n;
+    int64_t align = k->par_out ? 4 : 8;
+    LLVMValueRef per = LLVMBuildSDiv(B(e), LLVMBuildAdd(B(e), M, LLVMBuildSub(B(e), nt, cg_i64(e, 1), ""), ""), nt, "");
+    rows = LLVMBuildAnd(B(e), LLVMBuildAdd(B(e), per, cg_i64(e, align - 1), ""), cg_i64(e, -align), "");
+    ntasks = LLVMBuildSDiv(B(e), LLVMBuildAdd(B(e), M, LLVMBuildSub(B(e), rows, cg_i64(e, 1), ""), ""), rows, "");
   } else {
     rows = cg_i64(e, PAR_ROWS);
     ntasks = LLVMBuildSDiv(B(e), LLVMBuildAdd(B(e), e->n, cg_i64(e, PAR_ROWS - 1), ""), cg_i64(e, PAR_ROWS), "");
