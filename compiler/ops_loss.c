@@ -83,7 +83,7 @@ LLVMValueRef emit_softmax(Emit *e, Value *v, LLVMValueRef *in) {
   Loop lk2 = cg_loop_begin(e, I(e, 0), I(e, K), "k");
   idx[r - 1] = lk2.i;
   LLVMValueRef d = cg_fast(LLVMBuildFSub(B(e), cg_load_at(e, Z, idx), m, ""));
-  LLVMValueRef ex = cg_call_intrinsic(e, "llvm.exp.f32", e->f32, &d, 1);
+  LLVMValueRef ex = vm_exp(e->cg->mod, B(e), d);
   LLVMBuildStore(B(e), ex, cg_gep(e, e->f32, tile, lk2.i));
   LLVMBuildStore(B(e), cg_fast(LLVMBuildFAdd(B(e), LLVMBuildLoad2(B(e), e->f32, sum, ""), ex, "")), sum);
   cg_loop_end(e, &lk2);
@@ -97,7 +97,7 @@ LLVMValueRef emit_softmax(Emit *e, Value *v, LLVMValueRef *in) {
     LLVMValueRef lab = cg_load_at(e, xent->in[1], idx);
     idx[r - 1] = LLVMBuildSExt(B(e), lab, e->i64, "");
     LLVMValueRef zy = cg_load_at(e, Z, idx);
-    LLVMValueRef ls = cg_call_intrinsic(e, "llvm.log.f32", e->f32, &s, 1);
+    LLVMValueRef ls = vm_log(e->cg->mod, B(e), s);
     LLVMValueRef nll = LLVMBuildFSub(B(e), LLVMBuildFAdd(B(e), m, ls, ""), zy, "");
     LLVMBuildStore(B(e), LLVMBuildFAdd(B(e), LLVMBuildLoad2(B(e), e->f32, lossacc, ""), nll, ""), lossacc);
   }
@@ -139,7 +139,7 @@ LLVMValueRef emit_xent(Emit *e, Value *v, LLVMValueRef *in) {
   LLVMValueRef lab = cg_load_at(e, v->in[1], idx);
   idx[r - 1] = LLVMBuildSExt(B(e), lab, e->i64, "");
   LLVMValueRef p = cg_load_at(e, P, idx);
-  LLVMValueRef lp = cg_call_intrinsic(e, "llvm.log.f32", e->f32, &p, 1);
+  LLVMValueRef lp = vm_log(e->cg->mod, B(e), p);
   LLVMBuildStore(B(e), LLVMBuildFSub(B(e), LLVMBuildLoad2(B(e), e->f32, acc, ""), lp, ""), acc);
   cg_loop_end(e, &lb);
   LLVMValueRef none[1] = {NULL};
