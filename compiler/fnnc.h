@@ -470,6 +470,14 @@ LLVMValueRef cg_max_i64(Emit *e, LLVMValueRef a, LLVMValueRef b);
 // idx[0..rank-tdims) fix the outer axes.
 void cg_epilogue(Emit *e, LLVMValueRef *outer_idx, int tdims, LLVMValueRef tile);
 
+// vmath.c: exp, log, tanh and sigmoid as straight-line float IR (no calls), so
+// the loops that use them vectorize. x is a float or a vector of floats; the
+// result has its type. Accurate to a few ulp, special values as libm.
+LLVMValueRef vm_exp(LLVMModuleRef m, LLVMBuilderRef b, LLVMValueRef x);
+LLVMValueRef vm_log(LLVMModuleRef m, LLVMBuilderRef b, LLVMValueRef x);
+LLVMValueRef vm_tanh(LLVMModuleRef m, LLVMBuilderRef b, LLVMValueRef x);
+LLVMValueRef vm_sigmoid(LLVMModuleRef m, LLVMBuilderRef b, LLVMValueRef x);
+
 // gemm.c: the register-blocked micro-kernel behind every contraction.
 //   C[i,j] = (accumulate ? C[i,j] : 0) + sum_{k<K} a[i*ars + k*acs] * b[k*ldb + j]
 // (and its direct-convolution form with taps, below).
