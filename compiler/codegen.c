@@ -23,7 +23,7 @@ LLVMValueRef cg_dim(Emit *e, Shape s, int axis) {
 }
 
 void cg_rows(Emit *e, Shape s, LLVMValueRef *lo, LLVMValueRef *hi) {
-  if (shape_batched(s)) {
+  if (shape_batched(s) || (e->k && e->k->par_out)) {
     *lo = e->lo;
     *hi = e->hi;
   } else {
@@ -315,6 +315,10 @@ static Value *store_alias(Kernel *k, Value *s) {
   if (s->op != OP_store) return NULL;
   for (int i = 0; i < k->inputs.len; i++) {
     Value *u = k->inputs.data[i];
+    if (s->param < 0) {
+      if (u->op == OP_slab && u->ia[0] == s->ia[0] && u->ia[1] == s->ia[1] && u->ia[2] == s->ia[2]) return u;
+      continue;
+    }
     if (s->ia[0] == BUF_PARAM && u->op == OP_param && u->param == s->param) return u;
     if (s->ia[0] == BUF_STATE && u->op == OP_state && u->param == s->param && u->ia[0] == s->ia[1]) return u;
   }
@@ -399,6 +403,13 @@ static LLVMValueRef emit_kernel(Codegen *cg, Program *p, Kernel *k, const char *
   return e.fn;
 }
 
+// A slab leaf's or slab store's floats: slab + [state slot * param_floats] + offset.
+static LLVMValueRef slab_ptr(Emit *e, Graph *g, LLVMValueRef *slot, Value *v) {
+  int which = v->ia[0] == BUF_PARAM ? 0 : v->ia[0] == BUF_GRAD ? 1 : 2;
+  int64_t off = (v->ia[0] == BUF_STATE ? v->ia[1] * g->param_floats : 0) + v->ia[2];
+  return cg_gep(e, e->f32, slot[which], cg_i64(e, off));
+}
+
 // The pointer to v's buffer inside the entry function.
 static LLVMValueRef entry_ptr(Emit *e, Program *p, LLVMValueRef *slot, Value *v) {
   Graph *g = p->g;
@@ -411,7 +422,9 @@ static LLVMValueRef entry_ptr(Emit *e, Program *p, LLVMValueRef *slot, Value *v)
   case OP_state:
     return cg_gep(e, e->f32, slot[2], cg_i64(e, v->ia[0] * g->param_floats + g->params[v->param].offset));
   case OP_hyper: return cg_gep(e, e->f32, slot[6], cg_i64(e, v->ia[0]));
+  case OP_slab: return slab_ptr(e, g, slot, v);
   case OP_store:
+    if (v->param < 0 && v->ia[0] != BUF_OUT) return slab_ptr(e, g, slot, v);
     switch ((BufKind)v->ia[0]) {
     case BUF_PARAM: return cg_gep(e, e->f32, slot[0], cg_i64(e, g->params[v->param].offset));
     case BUF_GRAD: return cg_gep(e, e->f32, slot[1], cg_i64(e, g->params[v->param].offset));

@@ -12,14 +12,16 @@ Graph *build_entry(Node *prog, Entry e) {
   Builder b = {g, g->loss->loc, PH_FWD};
   ir_store(&b, g->loss, BUF_OUT, -1, 0);
   if (e == ENTRY_TRAIN || e == ENTRY_GRAD) {
+    // The gradients go to the gradient slab, where the optimizer's update
+    // reads them as one flat tensor.
     autodiff(g);
-    if (e == ENTRY_TRAIN) optimizer_lower(g);
-    for (int i = 0; e == ENTRY_GRAD && i < g->nparams; i++)
+    for (int i = 0; i < g->nparams; i++)
       if (g->params[i].grad) {
         b.loc = g->params[i].loc;
         b.phase = PH_BWD;
         ir_store(&b, g->params[i].grad, BUF_GRAD, i, 0);
       }
+    if (e == ENTRY_TRAIN) optimizer_lower(g);
   }
   if (e != ENTRY_TRAIN) g->state_floats = optimizer_slots(&g->info.opt) * g->param_floats;
   b.loc = g->loss->loc;

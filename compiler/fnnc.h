@@ -287,6 +287,11 @@ Value *ir_bcast(Builder *b, Value *x, Shape to, uint32_t axes);  // axes: bitmas
 Value *ir_sum(Builder *b, Value *x, Shape to, uint32_t axes);    // axes: bitmask of x axes kept
 Value *ir_reshape(Builder *b, Value *x, Shape to);
 void ir_store(Builder *b, Value *v, BufKind where, int param, int64_t slot);
+const char *slab_name(Value *v);  // a slab leaf or slab store, as "params[0:4096]"
+// Floats [offset, offset+n) of a slab (kind PARAM, GRAD or STATE with its slot).
+Value *ir_slab(Builder *b, BufKind kind, int64_t slot, int64_t offset, int64_t n);
+// Stores v into floats [offset, offset+numel) of a slab.
+void ir_store_slab(Builder *b, Value *v, BufKind kind, int64_t slot, int64_t offset);
 void ir_dump(FILE *out, Graph *g, Phase upto);  // --emit=ir (upto PH_FWD), --emit=grad (all)
 void ir_count_uses(Graph *g);
 int64_t shape_numel(Shape s);  // per sample when batched (DIM_BATCH counts as 1)
@@ -375,9 +380,11 @@ typedef struct {
   Vec outputs;     // Value*: members written to buffers (materialized) and stores
   const char *name;// "k3_conv2d_relu"
   int64_t scratch; // floats of scratch the anchor needs (packed operands, tiles), per thread
-  bool par;        // runs as tasks on the thread pool: of PAR_ROWS rows of the batch, or
-  int64_t par_out; // if > 0, of par_out rows of the output (weight gradients: each task
-                   // contracts the whole batch for its rows, so nothing needs combining)
+  bool par;        // runs as tasks on the thread pool: blocks of rows of the batch (fixed
+                   // PAR_ROWS if it reduces over them), or, with par_out set,
+  int64_t par_out; // one block of rows of the output's first axis per thread (weight
+                   // gradients contract the whole batch for their rows; the update loop
+                   // over the parameter slab): nothing needs combining
 } Kernel;
 
 // Rows per parallel task. Fixed, so reductions over the batch add the same

@@ -396,6 +396,19 @@ static bool parallel_rows(Kernel *k) {
     k->par_out = 8;
     return true;
   }
+  // A big elementwise loop without a batch axis (the optimizer's update over
+  // the parameter slab): tasks take blocks of its first axis.
+  if (k->kind == K_EW && !shape_batched(k->shape) && k->shape.rank > 0 && shape_numel(k->shape) >= 1 << 15) {
+    bool ew = true;
+    for (int i = 0; i < k->members.len; i++) {
+      Value *m = k->members.data[i];
+      ew &= m->op == OP_store || ((op_info[m->op].flags & F_EW) && !(op_info[m->op].flags & F_GATHER));
+    }
+    if (ew) {
+      k->par_out = 1;
+      return true;
+    }
+  }
   if (!shape_batched(k->shape)) return false;
   if (k->anchor) {
     Value *a = k->anchor;
@@ -543,8 +556,10 @@ static const char *ref(Graph *g, int *num, Value *v) {
   case OP_hyper: return hn[v->ia[0]];
   case OP_param: return g->params[v->param].name;
   case OP_state: return arena_printf("%s.%s", g->params[v->param].name, v->ia[0] ? "v" : "m");
+  case OP_slab: return slab_name(v);
   case OP_store:
     if (v->ia[0] == BUF_OUT) return arena_printf("out[%lld]", (long long)v->ia[1]);
+    if (v->param < 0) return slab_name(v);
     if (v->ia[0] == BUF_STATE) return arena_printf("%s.%s", g->params[v->param].name, v->ia[1] ? "v" : "m");
     return arena_printf("%s%s", v->ia[0] == BUF_GRAD ? "grad " : "", g->params[v->param].name);
   default: break;
