@@ -436,6 +436,77 @@ static bool parallel_rows(Kernel *k) {
   return true;
 }
 
+// The last kernel that reads v: through views and inlined values, whose own
+// readers read v's buffer (last[] of later values is already known).
+static int last_reader(Fuser *f, Value *v, const int *last) {
+  int l = v->group;
+  Vec *c = &f->consumers[v->id];
+  for (int j = 0; j < c->len; j++) {
+    Value *u = c->data[j];
+    int k = (op_info[u->op].flags & F_VIEW) || u->group < 0 ? last[u->id] : u->group;
+    if (u->group >= 0 && k < u->group) k = u->group;
+    if (k > l) l = k;
+  }
+  return l;
+}
+
+typedef struct {
+  int64_t off, size;
+  int first, last;  // kernels
+} Block;
+
+// The lowest offset where `size` floats fit beside every block live at the
+// same time as kernels [first, last].
+static int64_t first_fit(Block *b, int nb, int64_t size, int first, int last) {
+  int64_t off = 0;
+  for (bool moved = true; moved;) {
+    moved = false;
+    for (int i = 0; i < nb; i++)
+      if (b[i].first <= last && first <= b[i].last && b[i].off < off + size && off < b[i].off + b[i].size) {
+        off = b[i].off + b[i].size;
+        moved = true;
+      }
+  }
+  return off;
+}
+
+// Workspace: every materialized value gets floats [n*P + F, ...). Values whose
+// lifetimes (producing kernel to last reading kernel) do not overlap share
+// memory: values with a batch axis get P from a first-fit over floats per row
+// (F = 0), the others F after the batched region (P = its total). So buffers
+// that are live together never overlap, for any n up to the batch size.
+static void plan_workspace(Fuser *f) {
+  Program *p = f->p;
+  Graph *g = f->g;
+  int nv = g->values.len;
+  int *last = arena_alloc(sizeof(int) * (size_t)nv);
+  for (int i = nv - 1; i >= 0; i--) {
+    Value *v = g->values.data[i];
+    last[i] = v->dead ? -1 : last_reader(f, v, last);
+  }
+  p->work_per_n = arena_alloc(sizeof(int64_t) * (size_t)nv);
+  p->work_fixed = arena_alloc(sizeof(int64_t) * (size_t)nv);
+  Block *blk[2] = {arena_alloc(sizeof(Block) * (size_t)nv), arena_alloc(sizeof(Block) * (size_t)nv)};
+  int nb[2] = {0, 0};
+  int64_t total[2] = {0, 0};
+  for (int i = 0; i < nv; i++) {
+    Value *v = g->values.data[i];
+    p->work_per_n[i] = p->work_fixed[i] = -1;
+    if (v->dead || !v->materialized || v->group < 0) continue;
+    int kind = shape_batched(v->shape) ? 0 : 1;
+    int64_t n = (shape_numel(v->shape) + 15) & ~(int64_t)15;  // 64-byte aligned starts
+    int64_t off = first_fit(blk[kind], nb[kind], n, v->group, last[i]);
+    blk[kind][nb[kind]++] = (Block){off, n, v->group, last[i]};
+    if (off + n > total[kind]) total[kind] = off + n;
+    p->work_per_n[i] = kind == 0 ? off : 0;
+    p->work_fixed[i] = kind == 0 ? 0 : off;
+  }
+  for (int i = 0; i < nv; i++)
+    if (p->work_per_n[i] >= 0 && !shape_batched(((Value *)g->values.data[i])->shape)) p->work_per_n[i] = total[0];
+  p->work_total_per_n = total[0];
+  p->work_total_fixed = total[1];
+}
+
 Program *fuse(Graph *g, Entry e) {
   Fuser f = {g, arena_alloc(sizeof(Program)), NULL};
   Program *p = f.p;
@@ -498,24 +569,7 @@ Program *fuse(Graph *g, Entry e) {
     if (k->scratch > p->scratch) p->scratch = (k->scratch + 15) & ~(int64_t)15;
     k->par = parallel_rows(k);
   }
-  // Workspace: each materialized value gets [n*P + F, ...) with P, F the sums
-  // of the per-row and fixed sizes before it, so buffers never overlap for any
-  // n up to the batch size.
-  p->work_per_n = arena_alloc(sizeof(int64_t) * (size_t)nv);
-  p->work_fixed = arena_alloc(sizeof(int64_t) * (size_t)nv);
-  for (int i = 0; i < nv; i++) {
-    Value *v = g->values.data[i];
-    p->work_per_n[i] = p->work_fixed[i] = -1;
-    if (v->dead || !v->materialized || v->group < 0) continue;
-    p->work_per_n[i] = p->work_total_per_n;
-    p->work_fixed[i] = p->work_total_fixed;
-    int64_t n = shape_numel(v->shape);
-    n = (n + 15) & ~(int64_t)15;  // 64-byte aligned starts
-    if (shape_batched(v->shape))
-      p->work_total_per_n += n;
-    else
-      p->work_total_fixed += n;
-  }
+  plan_workspace(&f);
   // Partial slots: one per task, ceil(n / PAR_ROWS) <= n / PAR_ROWS + 1 of them.
   p->part_per_n = arena_alloc(sizeof(int64_t) * (size_t)nv);
   p->part_fixed = arena_alloc(sizeof(int64_t) * (size_t)nv);
