@@ -1348,6 +1348,15 @@ int fnn_main(const FnnModel *m, int argc, char **argv) {
     rt_error(o.prog, "cannot write the log file '%s': %s", o.log, strerror(errno));
     goto out;
   }
+  if (o.plot) {
+    // Found out now rather than after training.
+    FILE *pf = fopen(o.plot, "w");
+    if (!pf) {
+      rt_error(o.prog, "cannot write the plot '%s': %s", o.plot, strerror(errno));
+      goto out;
+    }
+    fclose(pf);
+  }
   if (load_sets(r, &o, &ds)) goto out;
   int64_t ntrain = ds.train && !o.eval && !o.predict ? rt_data_count(ds.train) : 1;
   x = rt_alloc_floats(o.prog, "the input batch", o.batch * r->in_numel);
