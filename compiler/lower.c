@@ -787,11 +787,11 @@ static void data_options(Lower *L, Node *c, int nfiles, DataSource *ds, bool is_
         error_at(a->loc, "validation= carves a validation set out of the training data: give it on 'train = ...'");
         continue;
       }
-      num_kwarg(a, &L->g->info.validation, 0, 1, true, c->name);
-      if (L->g->info.validation >= 1) {
-        error_at(a->lhs->loc, "'validation' of %s must be a fraction below 1, got %g", c->name, L->g->info.validation);
-        L->g->info.validation = 0;
-      }
+      double f = 0;
+      if (num_kwarg(a, &f, -1e9, 1e9, false, c->name) && (f <= 0 || f >= 1))
+        error_at(a->lhs->loc, "'validation' is the fraction of the training data held out: above 0 and below 1, got %g", f);
+      else
+        L->g->info.validation = f;
       continue;
     }
     if (a->lhs->kind != N_STR || !*a->lhs->name) {
@@ -894,8 +894,7 @@ static void check_data(Lower *L) {
   for (int i = 0; i < 2; i++) {
     if (!ds[i]->column || !info->input.rank) continue;
     if (ds[i]->column_is_label && !info->classify)
-      error_at(ds[i]->column_loc, "'label=' names a class column, but the model's target is %lld values; use 'target='",
-               (long long)info->nclasses);
+      error_at(ds[i]->column_loc, "'label=' names a class column, but the model's target is values, not class(K); use 'target='");
     else if (!ds[i]->column_is_label && info->classify)
       error_at(ds[i]->column_loc, "'target=' names a value column, but the model's target is class(%lld); use 'label='",
                (long long)info->nclasses);
@@ -904,9 +903,11 @@ static void check_data(Lower *L) {
                (long long)info->nclasses);
   }
   if (info->standardize) {
-    for (int i = 0; i < 2; i++)
-      if ((i == 0 ? info->has_train : info->has_test) && !strcmp(ds[i]->kind, "idx"))
-        error_at(ds[i]->loc, "standardize() works on CSV features; IDX images take 'normalize(mean=..., std=...)'");
+    bool idx = (info->has_train && !strcmp(ds[0]->kind, "idx")) || (info->has_test && !strcmp(ds[1]->kind, "idx"));
+    if (idx) {
+      error_at(info->standardize_loc, "standardize() works on CSV features, and this model reads IDX images");
+      hint("IDX images take 'normalize(mean=..., std=...)'");
+    }
     if (info->normalize_loc.src) error_at(info->normalize_loc, "use either normalize(...) or standardize(), not both");
   }
 }
