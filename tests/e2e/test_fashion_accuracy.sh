@@ -6,8 +6,8 @@
 # Kept short: one epoch on the first 6000 training images, tested on the
 # first 1000 test images, read as .gz files. Checks that the data are real
 # (the first training labels), that an untrained model is near chance, and
-# that one epoch reaches at least 75% (79% here; the full 3 epochs on all the
-# data reach about 90%).
+# that one epoch (47 steps of 128) reaches at least 70% (77% here; the full 3
+# epochs on all the data reach about 91%).
 . "$(dirname "$0")/lib.sh"
 
 need_fnnc
@@ -37,5 +37,5 @@ untrained_near_chance models/fashion.fnn "$tmp/d"
 train_quiet models/fashion.fnn "$tmp/log.csv" --epochs 1
 final_metrics "$tmp/log.csv"
 echo "1 epoch on 6000 images: test_acc $acc, test_loss $tl (${secs}s)"
-check_final 0.75 0.8
+check_final 0.70 0.8
 echo "PASS: fashion test_acc $acc"
