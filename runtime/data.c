@@ -108,7 +108,7 @@ static gzFile open_data(const char *prog, const char *dir, const char *file, cha
       else
         rt_error(prog, "%s: cannot open: %s (and there is no %s.gz)", p,
                  had_errno == ENOENT ? "no such file" : strerror(had_errno), p);
-      rt_hint("data files resolve against --data DIR (here '%s'); 'make data' installs MNIST into ./data", dir);
+      if (*dir) rt_hint("data files resolve against --data DIR (here '%s'); 'make data' installs the data sets into ./data", dir);
       free(p);
       return NULL;
     }
