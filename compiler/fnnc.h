@@ -407,6 +407,7 @@ Program *fuse(Graph *g, Entry e);
 // an M x N output, and the scratch an anchor needs for packing and tiles.
 void gemm_tile(int64_t M, int64_t N, int *mr, int *nv);
 int64_t anchor_scratch(Value *a);
+bool conv_direct(Value *a);  // a convolution anchor runs on padded planes, not im2col
 void fused_dump(FILE *out, Program *p);  // --emit=fused
 
 //
@@ -437,6 +438,7 @@ struct Emit {
   LLVMBuilderRef alloca_b;    // positioned in the entry block, for cg_alloca
   LLVMValueRef scratch;       // the kernel's scratch buffer (Kernel.scratch floats), or NULL
   LLVMValueRef *sumacc;       // by Value.id: a local accumulator for a sum inside one tile, or NULL
+  int64_t tile_ld;            // cg_epilogue: row stride of the tile's last axis if padded, else 0
   LLVMTypeRef f32, i32, i64, ptrty;
 };
 
@@ -471,11 +473,21 @@ LLVMValueRef cg_min_i64(Emit *e, LLVMValueRef a, LLVMValueRef b);
 LLVMValueRef cg_max_i64(Emit *e, LLVMValueRef a, LLVMValueRef b);
 // Runs the kernel's elementwise members over a tile of the anchor's output: the
 // anchor's elements are in `tile` (f32, row-major over the last `tdims` axes of
-// its output) and idx[0..rank-tdims) fix the outer axes.
+// its output; rows of the last axis tile_ld apart if that is set) and
+// idx[0..rank-tdims) fix the outer axes.
 void cg_epilogue(Emit *e, LLVMValueRef *outer_idx, int tdims, LLVMValueRef tile);
+
+// vmath.c: exp, log, tanh and sigmoid as straight-line float IR (no calls), so
+// the loops that use them vectorize. x is a float or a vector of floats; the
+// result has its type. Accurate to a few ulp, special values as libm.
+LLVMValueRef vm_exp(LLVMModuleRef m, LLVMBuilderRef b, LLVMValueRef x);
+LLVMValueRef vm_log(LLVMModuleRef m, LLVMBuilderRef b, LLVMValueRef x);
+LLVMValueRef vm_tanh(LLVMModuleRef m, LLVMBuilderRef b, LLVMValueRef x);
+LLVMValueRef vm_sigmoid(LLVMModuleRef m, LLVMBuilderRef b, LLVMValueRef x);
 
 // gemm.c: the register-blocked micro-kernel behind every contraction.
 //   C[i,j] = (accumulate ? C[i,j] : 0) + sum_{k<K} a[i*ars + k*acs] * b[k*ldb + j]
+// (and its direct-convolution form with taps, below).
 typedef struct {
   int64_t M, N;               // static extents of C
   LLVMValueRef K;             // i64, may be the batch
@@ -487,6 +499,11 @@ typedef struct {
   bool accumulate;
   LLVMValueRef m_valid;       // rows of A that exist (later rows re-read the last), or NULL
   int mr, nv;                 // register tile: mr rows x 16*nv columns (gemm_tile)
+  // Taps (direct convolution): with ntaps > 1 every k step is ntaps steps,
+  //   C[i,j] += sum_{k<K} sum_{t<ntaps} a[i*ars + k*acs + aoff[t]] * b[k*ldb + boff[t] + j]
+  // (the constant offsets are compiled into the micro-kernel).
+  int ntaps;
+  const int64_t *aoff, *boff;
 } Gemm;
 void cg_gemm(Emit *e, const Gemm *g);
 // The NT form: C[i,j] = (accumulate ? C[i,j] : 0) + sum_{k<K} a[i*lda + k] * b[j*ldb + k]

@@ -21,6 +21,7 @@
 //   - optimizer updates get one kernel per parameter.
 #include "fnnc.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct {
@@ -303,10 +304,51 @@ void gemm_tile(int64_t M, int64_t N, int *mr, int *nv) {
   if (M < *mr) *mr = (int)(M > 0 ? M : 1);
 }
 
-// Convolutions run as one GEMM per image over im2col-packed input; matmuls by
-// blocks of rows. The scratch holds the packed operand and the output tile that
-// the epilogue reads.
+// Stride-1 convolutions run directly: the image (or the output gradient) is
+// copied into a zero-padded plane, and the tap micro-kernel reads each kernel
+// tap's input rows straight from it at a constant offset, computing outputs
+// over the padded width (the extra columns are discarded). That skips im2col,
+// which writes KH*KW copies of the input per image. The weight gradient goes
+// direct when the input has channels enough to fill a vector; the input
+// gradient when its padding KH-1-p is not negative. FNNC_CONV=im2col (an
+// environment variable for testing) turns the direct path off.
+bool conv_direct(Value *a) {
+  const char *force = getenv("FNNC_CONV");
+  if (force && !strcmp(force, "im2col")) return false;
+  Shape w = a->op == OP_conv2d ? a->in[1]->shape : a->op == OP_conv2d_dx ? a->in[1]->shape : a->shape;
+  int64_t s = a->ia[0], p = a->ia[1], KH = w.d[2], KW = w.d[3];
+  if (s != 1) return false;
+  switch (a->op) {
+  case OP_conv2d: return true;
+  case OP_conv2d_dx: return p <= KH - 1 && p <= KW - 1;
+  case OP_conv2d_dw: return w.d[1] >= 8;
+  default: return false;
+  }
+}
+
+// Convolutions run direct (above) or as one GEMM per image over im2col-packed
+// input; matmuls by blocks of rows. The scratch holds the padded or packed
+// operand and the output tile that the epilogue reads.
 int64_t anchor_scratch(Value *a) {
+  if ((a->op == OP_conv2d || a->op == OP_conv2d_dx || a->op == OP_conv2d_dw) && conv_direct(a)) {
+    int64_t p = a->ia[1];
+    if (a->op == OP_conv2d) {  // padded input + slack row, the output over padded rows
+      Shape x = a->in[0]->shape;
+      int64_t Hp = x.d[2] + 2 * p, Wp = x.d[3] + 2 * p;
+      return x.d[1] * Hp * Wp + Wp + a->shape.d[1] * a->shape.d[2] * Wp;
+    }
+    if (a->op == OP_conv2d_dx) {  // padded output gradient + slack row, dx over padded rows
+      Shape g = a->in[0]->shape, w = a->in[1]->shape;
+      int64_t Hq = a->shape.d[2] + w.d[2] - 1, Wq = a->shape.d[3] + w.d[3] - 1;
+      return g.d[1] * Hq * Wq + Wq + a->shape.d[1] * a->shape.d[2] * Wq;
+    }
+    // dw: the input transposed to [Hp*Wp + slack, C], g over padded rows,
+    // the sums [O + 8, KH*KW, C] and the same in [O, C, KH, KW] order.
+    Shape x = a->in[0]->shape, g = a->in[1]->shape;
+    int64_t Hp = x.d[2] + 2 * p, Wp = x.d[3] + 2 * p, C = x.d[1], O = a->shape.d[0];
+    int64_t kk = a->shape.d[2] * a->shape.d[3];
+    return (Hp * Wp + Wp) * C + O * g.d[2] * Wp + (O + 8) * kk * C + O * kk * C;
+  }
   switch (a->op) {
   case OP_conv2d: {
     Shape x = a->in[0]->shape, w = a->in[1]->shape;
@@ -539,12 +581,18 @@ void fused_dump(FILE *out, Program *p) {
       dump_ref(out, g, num, k->outputs.data[j]);
     }
     fprintf(out, ")\n");
-    const char *par = k->par_out ? arena_printf("; tasks of %lld output rows", (long long)k->par_out)
-                      : k->par   ? arena_printf("; tasks of %d rows", PAR_ROWS)
-                                 : "";
-    if (k->kind == K_ANCHOR)
-      fprintf(out, "  # %s loops over %s, epilogue per tile%s\n", op_info[k->anchor->op].name, shape_str(k->shape),
-              par);
+    bool partials = false;
+    for (int j = 0; j < k->members.len; j++) partials |= ((Value *)k->members.data[j])->partial;
+    const char *par = k->par_out ? "; one block of output rows per thread"
+                      : k->par && partials ? arena_printf("; tasks of %d rows", PAR_ROWS)
+                      : k->par             ? "; one block of rows per thread"
+                                           : "";
+    if (k->kind == K_ANCHOR) {
+      Value *a = k->anchor;
+      bool conv = a->op == OP_conv2d || a->op == OP_conv2d_dx || a->op == OP_conv2d_dw;
+      fprintf(out, "  # %s%s loops over %s, epilogue per tile%s\n", op_info[a->op].name,
+              conv ? (conv_direct(a) ? " (direct, padded planes)" : " (im2col)") : "", shape_str(k->shape), par);
+    }
     else
       fprintf(out, "  # loop over %s%s\n", shape_str(k->shape), par);
     for (int j = 0; j < k->members.len; j++) {
