@@ -238,6 +238,9 @@ typedef struct {
   const char *kind;   // "idx" or "csv"
   const char *files[2];
   Loc loc;
+  const char *column; // csv: the class (label=) or target (target=) column by name, or NULL
+  bool column_is_label;
+  Loc column_loc;
 } DataSource;
 
 // Everything the program says besides the graph: the runtime reads this.
@@ -250,6 +253,10 @@ typedef struct {
   DataSource train, test;
   bool has_train, has_test;
   double norm_mean, norm_std;
+  Loc normalize_loc;   // of normalize(...), if given
+  bool standardize;    // standardize(): each CSV feature by the training rows' mean and std
+  Loc standardize_loc;
+  double validation;   // train = ...(validation=F): the fraction held out, or 0
   int64_t batch, epochs, seed;
   bool shuffle;
 } ModelInfo;

@@ -427,7 +427,8 @@ static bool parallel_rows(Kernel *k) {
   }
   for (int i = 0; i < k->members.len; i++) {
     Value *m = k->members.data[i];
-    if (m->op == OP_store) return false;
+    // A store of per-row values (eval's outputs) splits with the rows.
+    if (m->op == OP_store && !shape_batched(m->in[0]->shape)) return false;
   }
   for (int i = 0; i < k->members.len; i++) {
     Value *m = k->members.data[i];
