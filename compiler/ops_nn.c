@@ -244,31 +244,39 @@ static void pad_plane(Emit *e, Value *X, LLVMValueRef b, LLVMValueRef c0, LLVMVa
   cg_loop_end_scalar(e, &lc);
 }
 
-// Per image: the input padded by p into xpad [C, Hp, Wp] (+ a slack row for
-// the taps of the last columns), then one tap GEMM
+// The loop over this call's images shared by the direct forward and input
+// gradient: src[b] (nch channels) copied into the zero-padded plane pad
+// [nch, Hp, Wp] at (ph, pw), then the tap GEMM g (reading pad, writing its C,
+// rows ld apart), then the epilogue over the valid columns.
+static void direct_images(Emit *e, Value *src, int64_t nch, int64_t ph, int64_t pw, int64_t Hp, int64_t Wp,
+                          LLVMValueRef pad, const Gemm *g) {
+  cg_zero(e, pad, I(e, nch * Hp * Wp + Wp));
+  Loop lb = cg_loop_begin(e, e->lo, e->hi, "b");
+  pad_plane(e, src, lb.i, I(e, 0), I(e, nch), ph, pw, Hp, Wp, pad);
+  cg_gemm(e, g);
+  LLVMValueRef outer[1] = {lb.i};
+  e->tile_ld = Wp;
+  cg_epilogue(e, outer, 3, g->c);
+  e->tile_ld = 0;
+  cg_loop_end(e, &lb);
+}
+
+// Direct: the input padded by p into xpad [C, Hp, Wp] (+ a slack row for the
+// taps of the last columns), then per image one tap GEMM
 //   plane[o, oh*Wp + ow] = sum_{c, kh, kw} w[o, c, kh, kw] * xpad[c, (oh + kh)*Wp + ow + kw]
-// and the epilogue over the valid columns ow < OW.
 static void emit_conv2d_direct(Emit *e, Value *v) {
   Value *X = v->in[0], *W = v->in[1];
   int64_t p = v->ia[1], C = X->shape.d[1], Hp = X->shape.d[2] + 2 * p, Wp = X->shape.d[3] + 2 * p;
   int64_t O = W->shape.d[0], KH = W->shape.d[2], KW = W->shape.d[3], OH = v->shape.d[2], kk = KH * KW;
   LLVMValueRef xpad = e->scratch, plane = cg_gep(e, e->f32, e->scratch, I(e, C * Hp * Wp + Wp));
-  cg_zero(e, xpad, I(e, C * Hp * Wp + Wp));
   int64_t *aoff, *boff;
   conv_taps(KH, KW, Wp, false, &aoff, &boff);
   int mr, nv;
   gemm_tile(O, OH * Wp, &mr, &nv);
-  Loop lb = cg_loop_begin(e, e->lo, e->hi, "b");
-  pad_plane(e, X, lb.i, I(e, 0), I(e, C), p, p, Hp, Wp, xpad);
   Gemm g = {.M = O, .N = OH * Wp, .K = I(e, C), .a = e->ptr[W->id], .ars = I(e, C * kk), .acs = I(e, kk),
             .b = xpad, .ldb = Hp * Wp, .c = plane, .ldc = OH * Wp, .mr = mr, .nv = nv, .ntaps = (int)kk,
             .aoff = aoff, .boff = boff};
-  cg_gemm(e, &g);
-  LLVMValueRef outer[1] = {lb.i};
-  e->tile_ld = Wp;
-  cg_epilogue(e, outer, 3, plane);
-  e->tile_ld = 0;
-  cg_loop_end(e, &lb);
+  direct_images(e, X, C, p, p, Hp, Wp, xpad, &g);
 }
 
 // Per image: pack the input (im2col), one GEMM W[O, CKK] . col[CKK, P] into the
@@ -318,22 +326,14 @@ static void emit_conv2d_dx_direct(Emit *e, Value *v) {
   int64_t O = W->shape.d[0], KH = W->shape.d[2], KW = W->shape.d[3], kk = KH * KW;
   int64_t Hq = H + KH - 1, Wq = v->shape.d[3] + KW - 1;
   LLVMValueRef gpad = e->scratch, plane = cg_gep(e, e->f32, e->scratch, I(e, O * Hq * Wq + Wq));
-  cg_zero(e, gpad, I(e, O * Hq * Wq + Wq));
   int64_t *aoff, *boff;
   conv_taps(KH, KW, Wq, true, &aoff, &boff);
   int mr, nv;
   gemm_tile(C, H * Wq, &mr, &nv);
-  Loop lb = cg_loop_begin(e, e->lo, e->hi, "b");
-  pad_plane(e, G, lb.i, I(e, 0), I(e, O), KH - 1 - p, KW - 1 - p, Hq, Wq, gpad);
   Gemm g = {.M = C, .N = H * Wq, .K = I(e, O), .a = e->ptr[W->id], .ars = I(e, kk), .acs = I(e, C * kk),
             .b = gpad, .ldb = Hq * Wq, .c = plane, .ldc = H * Wq, .mr = mr, .nv = nv, .ntaps = (int)kk,
             .aoff = aoff, .boff = boff};
-  cg_gemm(e, &g);
-  LLVMValueRef outer[1] = {lb.i};
-  e->tile_ld = Wq;
-  cg_epilogue(e, outer, 3, plane);
-  e->tile_ld = 0;
-  cg_loop_end(e, &lb);
+  direct_images(e, G, O, KH - 1 - p, KW - 1 - p, Hq, Wq, gpad, &g);
 }
 
 // Per image: one GEMM W^T[CKK, O] . g[O, P] gives the column gradients, which
