@@ -24,7 +24,7 @@ CC_OBJS := $(CC_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/grammar/parser.o $(BUILD)/gramma
 all: bin/fnnc $(BUILD)/libfnnrt.a $(BUILD)/runtime/aot_main.o
 
 # --- runtime (no LLVM) ---
-$(BUILD)/runtime/%.o: runtime/%.c runtime/fnnrt.h
+$(BUILD)/runtime/%.o: runtime/%.c runtime/fnnrt.h runtime/rt.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CSTD) $(WARN) $(OPT) $(SAN) -fPIC -Iruntime -c $< -o $@
 

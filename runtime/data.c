@@ -8,7 +8,7 @@
 //
 // Every error names the file (and for CSV the line), says what was expected and
 // what was found, and makes rt_data_load return NULL.
-#include "fnnrt.h"
+#include "rt.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -18,11 +18,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <zlib.h>
-
-// util.c
-void rt_error(const char *prog, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void rt_hint(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-uint64_t rt_rng_below(uint64_t s[4], uint64_t n);
 
 typedef struct RtData {
   int64_t count;     // samples

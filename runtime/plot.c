@@ -5,23 +5,14 @@
 // grid lines, a title, axis titles and a legend under the plot. Series are
 // polylines (validation ones dashed) with a marker per point when there are
 // few points. No scripts, no external fonts or styles.
+#include "rt.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-// util.c
-void rt_error(const char *prog, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-typedef struct {
-  const char *name;
-  int right;   // on the right axis
-  int dashed;
-  int64_t n;
-  const double *x, *y;
-} RtSeries;
 
 // The chart's geometry, in SVG user units.
 enum { W = 820, H = 520, LEFT = 80, RIGHT = 80, TOP = 56, BOTTOM = 130 };

@@ -1,7 +1,7 @@
 // train.c - the model descriptor, the slabs, parameter initialisation, and the
 // trainer (fnn_main): flags, data, shuffling, epochs, evaluation, logging and
 // the progress bar; checkpoint save / resume / init on top of ckpt.c.
-#include "fnnrt.h"
+#include "rt.h"
 
 #include <errno.h>
 #include <math.h>
@@ -11,66 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-// util.c
-void rt_rng_seed(uint64_t s[4], uint64_t seed, uint64_t stream);
-double rt_rng_unit(uint64_t s[4]);
-uint64_t rt_rng_below(uint64_t s[4], uint64_t n);
-void rt_error(const char *prog, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void *rt_prof_new(int64_t nkernels);
-void rt_prof_print(void *prof, const char *const *entry, const char *const *name);
-void rt_prof_free(void *prof);
-void rt_hint(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-double rt_now(void);
-float *rt_alloc_floats(const char *prog, const char *what, int64_t n);
-int rt_flag_value(const char *prog, int argc, char **argv, int *i, const char *name, const char **val);
-int rt_parse_int(const char *prog, const char *flag, const char *s, int64_t min, int64_t *out);
-int rt_parse_pos_real(const char *prog, const char *flag, const char *s, double *out);
-void rt_unknown_flag(const char *prog, const char *arg, const char *const *names);
-
-// data.c
-typedef struct RtData RtData;
-RtData *rt_data_load(const char *prog, const char *dir, const char *kind, const char *f0, const char *f1,
-                     const char *column, int in_rank, const int64_t *in_dims, int classify, int64_t width,
-                     double mean, double std);
-RtData *rt_data_load_inputs(const char *prog, const char *file, const char *column, int in_rank,
-                            const int64_t *in_dims, int classify, int64_t width, double mean, double std);
-int64_t rt_data_count(const RtData *d);
-void rt_data_batch(const RtData *d, const int64_t *idx, int64_t n, float *x, void *y);
-void rt_data_free(RtData *d);
-int rt_data_split(const char *prog, RtData **d, double frac, uint64_t rng[4], RtData **val);
-float *rt_data_feature_stats(const RtData *d);
-void rt_data_standardize(RtData *d, const float *stats);
-
-// plot.c
-typedef struct {
-  const char *name;
-  int right;        // on the right axis
-  int dashed;
-  int64_t n;
-  const double *x, *y;
-} RtSeries;
-int rt_plot_svg(const char *prog, const char *path, const char *title, const char *left, const char *right,
-                const RtSeries *s, int ns);
-
-// ckpt.c
-typedef struct {
-  const char *name;
-  int rank;
-  int64_t dims[8];
-  const float *data;
-} RtCkTensor;
-typedef struct RtCk RtCk;
-int rt_ck_save(const char *prog, const char *path, const RtCkTensor *t, int nt, const char *const *meta, int nmeta);
-RtCk *rt_ck_load(const char *prog, const char *path);
-void rt_ck_free(RtCk *c);
-const char *rt_ck_meta(const RtCk *c, const char *key);
-int rt_ck_count(const RtCk *c);
-const char *rt_ck_tensor(const RtCk *c, int i, int *rank, const int64_t **dims);
-int rt_ck_find(const RtCk *c, const char *name);
-void rt_ck_read(const RtCk *c, int i, float *dst);
-const char *rt_ck_shape_str(int rank, const int64_t *dims, char *buf, size_t cap);
-int rt_ck_check_writable(const char *prog, const char *path);
 
 // PRNG streams (see util.c): one per parameter, one per epoch's shuffle, one
 // for the validation split.
