@@ -67,7 +67,16 @@ static void codegen_all(Codegen *cg, Program **progs, const char *desc) {
     if (progs[e]) codegen_program(cg, progs[e]);
   codegen_descriptor(cg, desc);
   LLVMDisposeBuilder(cg->b);
-  backend_optimize(cg->mod, cg->tm);
+}
+
+// fnnc run compiles the evaluation step when the runtime first calls it, not
+// before the first training step.
+static Jit *lazy_jit;
+static FnnEntry lazy_eval;
+
+static void eval_step_on_demand(FnnArgs *args) {
+  if (!lazy_eval && !(lazy_eval = (FnnEntry)jit_lookup(lazy_jit, "fnn_eval_step"))) exit(1);
+  lazy_eval(args);
 }
 
 int main(int argc, char **argv) {
@@ -179,6 +188,7 @@ int main(int argc, char **argv) {
     cg.mod = LLVMModuleCreateWithNameInContext(train->info.name, cg.ctx);
     codegen_all(&cg, progs, desc);
     int rc = 0;
+    if (emit != EMIT_NONE) backend_optimize(cg.mod, cg.tm);
     if (emit == EMIT_LLVM)
       backend_print_llvm(stdout, cg.mod);
     else if (emit == EMIT_ASM)
@@ -201,8 +211,15 @@ int main(int argc, char **argv) {
   if (jit_add_module(jit, cg.mod)) return 1;
   FnnModel m = {desc, NULL, NULL, NULL};
   FnnEntry *slot[ENTRY_COUNT] = {&m.train_step, &m.eval_step, &m.grad_step};
+  bool training = !strcmp(cmd, "run");
   for (int e = 0; e < ENTRY_COUNT; e++)
-    if (progs[e] && !(*slot[e] = (FnnEntry)jit_lookup(jit, arena_printf("fnn_%s", entry_names[e])))) return 1;
+    if (progs[e] && !(training && e == ENTRY_EVAL) &&
+        !(*slot[e] = (FnnEntry)jit_lookup(jit, arena_printf("fnn_%s", entry_names[e]))))
+      return 1;
+  if (training) {
+    lazy_jit = jit;
+    m.eval_step = eval_step_on_demand;
+  }
   if (getenv("FNNC_TIME")) fprintf(stderr, "fnnc: compiled in %.3f s\n", now() - t0);
   // Trainer flags: argv[0] names the program in messages.
   char **targv = malloc(sizeof(char *) * (size_t)(argc - rest + 2));
@@ -210,7 +227,7 @@ int main(int argc, char **argv) {
   int targc = 1;
   for (int j = rest; j < argc; j++) targv[targc++] = argv[j];
   targv[targc] = NULL;
-  int rc = !strcmp(cmd, "run") ? fnn_main(&m, targc, targv) : fnn_check(&m, targc, targv);
+  int rc = training ? fnn_main(&m, targc, targv) : fnn_check(&m, targc, targv);
   free(targv);
   jit_destroy(jit);
   LLVMDisposeTargetMachine(cg.tm);
