@@ -7,7 +7,7 @@
 //
 // Environment: FNNC_CPU=NAME targets a baseline CPU instead of the host;
 // FNNC_COMPILE_THREADS=N caps the compile threads; FNNC_TIME=1 prints the time
-// of each LLVM stage; FNNC_JIT_DEBUG=1 registers JIT'd code with gdb;
+// of each LLVM stage (2: and of each part); FNNC_JIT_DEBUG=1 registers JIT'd code with gdb;
 // FNNC_LIBDIR=DIR overrides where aot_build finds the runtime.
 #include "fnnc.h"
 #include "fnnrt.h"
@@ -80,12 +80,13 @@ typedef struct {
   char *triple, *cpu, *features;
 } TmSpec;
 
-static LLVMTargetMachineRef tm_create(const TmSpec *s) {
+static LLVMTargetMachineRef tm_create_at(const TmSpec *s, LLVMCodeGenOptLevel level) {
   // PIC: the default relocation model makes R_X86_64_32 relocations, which a
   // default (PIE) link of the AOT trainer rejects.
-  return LLVMCreateTargetMachine(s->target, s->triple, s->cpu, s->features, LLVMCodeGenLevelAggressive, LLVMRelocPIC,
-                                 LLVMCodeModelDefault);
+  return LLVMCreateTargetMachine(s->target, s->triple, s->cpu, s->features, level, LLVMRelocPIC, LLVMCodeModelDefault);
 }
+
+static LLVMTargetMachineRef tm_create(const TmSpec *s) { return tm_create_at(s, LLVMCodeGenLevelAggressive); }
 
 static void tmspec_of(TmSpec *s, LLVMTargetMachineRef tm) {
   s->target = LLVMGetTargetMachineTarget(tm);
@@ -135,9 +136,10 @@ LLVMTargetMachineRef backend_target_machine(void) {
 //     it reaches that no earlier one does. The JIT compiles an entry's parts
 //     when the entry is first looked up, so `fnnc run` compiles the evaluation
 //     step only once it is needed.
-//   - Within an entry, groups are spread over parts of about PART_SIZE
-//     instructions, biggest first into the lightest, so the threads stay busy
-//     to the end and each part pays for one bitcode read.
+//   - Each kind of code has its own parts and its own pipeline (kind_of).
+//   - Within an entry and kind, groups are spread over parts of about
+//     PART_COST, biggest first into the lightest, so the threads stay busy to
+//     the end and each part pays for one bitcode read.
 // The cut depends on the module only, never on the number of threads, so
 // neither does the code.
 
@@ -330,9 +332,20 @@ static void delete_body(LLVMValueRef fn) {
   while ((bb = LLVMGetFirstBasicBlock(fn))) LLVMDeleteBasicBlock(bb);
 }
 
-// Parts of about this many instructions (before O3). Smaller parts balance the
-// threads better but each reads the whole module's bitcode once.
-#define PART_SIZE 600
+// Kinds of code, each with its own pipeline: entry points and the task
+// functions they pass to the thread pool (calls and a few small loops); code
+// that is explicit vector code already (the GEMM micro-kernels); loops for
+// the vectorizer (everything else).
+typedef enum { KIND_GLUE, KIND_VECTOR, KIND_LOOPS, NKIND } Kind;
+
+// The cost of compiling a function: its instructions (before optimisation)
+// times its kind's weight, measured on the models here (a loop kernel costs
+// about 0.2 ms per instruction, vector code 0.05, glue 0.02).
+static const int kind_weight[NKIND] = {[KIND_GLUE] = 1, [KIND_VECTOR] = 3, [KIND_LOOPS] = 10};
+
+// Parts of about this cost (600 instructions of loops). Smaller parts balance
+// the threads better but each reads the whole module's bitcode once.
+#define PART_COST 6000
 
 // A module cut into parts, kept as bitcode until the parts are compiled.
 typedef struct {
@@ -341,7 +354,8 @@ typedef struct {
   int *owner;               // per definition: its part; -1: copied into every part using it
   char **name;              // per definition
   int *ref_start, *ref;     // definition i refers to ref[ref_start[i] .. ref_start[i + 1])
-  int64_t *part_size;       // instructions
+  int64_t *part_size;       // cost (see kind_weight)
+  Kind *kind;               // per part
   bool *done;               // per part: compiled and handed over (JIT)
   TmSpec tms;
 } Plan;
@@ -357,30 +371,59 @@ static void claim(Plan *p, const int *parent, int *home, int def, int h) {
       for (int k = p->ref_start[i]; k < p->ref_start[i + 1]; k++) claim(p, parent, home, p->ref[k], h);
 }
 
-// Spreads the groups of entry h over parts numbered from *nparts on.
-static void cut_entry(Plan *p, const int *parent, const int *home, const int64_t *gsize, int h, const int *order) {
+// Spreads the groups of class c (an entry and a kind of code) over parts
+// numbered from p->nparts on.
+static void cut_class(Plan *p, const int *parent, const int *cls, const int64_t *gsize, int c, const int *order) {
   int64_t total = 0;
   int ngroups = 0;
   for (int g = 0; g < p->n; g++)
-    if (parent[g] == g && home[g] == h && p->owner[g] != -1) total += gsize[g], ngroups++;
+    if (parent[g] == g && cls[g] == c && p->owner[g] != -1) total += gsize[g], ngroups++;
   if (!ngroups) return;
-  int k = (int)((total + PART_SIZE - 1) / PART_SIZE);
+  int k = (int)((total + PART_COST - 1) / PART_COST);
   if (k > ngroups) k = ngroups;
   if (k < 1) k = 1;
   int base = p->nparts;
   p->nparts += k;
   p->part_size = realloc(p->part_size, sizeof *p->part_size * (size_t)p->nparts);
-  if (!p->part_size) die("out of memory");
-  for (int q = base; q < p->nparts; q++) p->part_size[q] = 0;
+  p->kind = realloc(p->kind, sizeof *p->kind * (size_t)p->nparts);
+  if (!p->part_size || !p->kind) die("out of memory");
+  for (int q = base; q < p->nparts; q++) p->part_size[q] = 0, p->kind[q] = (Kind)(c % NKIND);
   for (int j = 0; j < p->n; j++) {  // biggest first, into the lightest part
     int g = order[j];
-    if (parent[g] != g || home[g] != h || p->owner[g] == -1) continue;
+    if (parent[g] != g || cls[g] != c || p->owner[g] == -1) continue;
     int best = base;
     for (int q = base + 1; q < p->nparts; q++)
       if (p->part_size[q] < p->part_size[best]) best = q;
     p->owner[g] = best;
     p->part_size[best] += gsize[g];
   }
+}
+
+static void add_string_attr(LLVMContextRef ctx, LLVMValueRef fn, const char *k, const char *v);
+
+// Codegen marks the entry points and their task functions: they call kernels
+// and add up partial sums, nothing more.
+void backend_mark_glue(LLVMValueRef fn) {
+  add_string_attr(LLVMGetTypeContext(LLVMTypeOf(fn)), fn, "fnnc-glue", "");
+}
+
+static bool is_glue(LLVMValueRef fn) {
+  return LLVMGetStringAttributeAtIndex(fn, LLVMAttributeFunctionIndex, "fnnc-glue", 9) != NULL;
+}
+
+// What a function is, for the choice of its pipeline: code already written in
+// vectors has vector values and no scalar floating-point arithmetic left for
+// the vectorizers.
+static Kind kind_of(LLVMValueRef fn) {
+  if (is_glue(fn)) return KIND_GLUE;
+  bool vector = false;
+  for (LLVMBasicBlockRef bb = LLVMGetFirstBasicBlock(fn); bb; bb = LLVMGetNextBasicBlock(bb))
+    for (LLVMValueRef in = LLVMGetFirstInstruction(bb); in; in = LLVMGetNextInstruction(in)) {
+      LLVMTypeKind t = LLVMGetTypeKind(LLVMTypeOf(in));
+      if (t == LLVMVectorTypeKind) vector = true;
+      if (t == LLVMFloatTypeKind && (LLVMIsABinaryOperator(in) || LLVMIsAUnaryOperator(in))) return KIND_LOOPS;
+    }
+  return vector ? KIND_VECTOR : KIND_LOOPS;
 }
 
 // Task order: biggest first (stable).
@@ -431,7 +474,6 @@ static Plan *plan_new(LLVMModuleRef m, LLVMTargetMachineRef tm, bool split) {
     int *home = xcalloc((size_t)d->n, sizeof *home);
     for (int i = 0; i < d->n; i++) {
       home[i] = -1;
-      gsize[parent[i]] += d->size[i];
       if (i >= d->nfn && copyable(d->v[i])) p->owner[i] = -1;
     }
     // The entries in module order, then whatever none of them reaches.
@@ -439,9 +481,21 @@ static Plan *plan_new(LLVMModuleRef m, LLVMTargetMachineRef tm, bool split) {
     for (int pass = 0; pass < 2; pass++)
       for (int i = 0; i < d->n; i++)
         if (home[parent[i]] < 0 && (pass || !local_linkage(d->v[i]))) claim(p, parent, home, i, nh++);
+    // Classes: the entry, then the kind (glue if any function of the group is).
+    int *cls = xcalloc((size_t)d->n, sizeof *cls);
+    for (int i = 0; i < d->n; i++) cls[i] = KIND_VECTOR;
+    for (int i = 0; i < d->nfn; i++) {
+      Kind k = kind_of(d->v[i]);
+      int *c = &cls[parent[i]];
+      if (k == KIND_GLUE || (k == KIND_LOOPS && *c == KIND_VECTOR)) *c = (int)k;
+    }
+    for (int i = 0; i < d->n; i++) gsize[parent[i]] += d->size[i] * kind_weight[cls[parent[i]]];
+    for (int i = 0; i < d->n; i++)
+      if (parent[i] == i) cls[i] += home[i] * NKIND;
     int *order = order_by_size(gsize, d->n);
-    for (int h = 0; h < nh; h++) cut_entry(p, parent, home, gsize, h, order);
+    for (int c = 0; c < nh * NKIND; c++) cut_class(p, parent, cls, gsize, c, order);
     free(order);
+    free(cls);
     for (int i = 0; i < d->n; i++)
       if (p->owner[i] != -1) p->owner[i] = p->owner[parent[i]];
     free(home);
@@ -450,6 +504,8 @@ static Plan *plan_new(LLVMModuleRef m, LLVMTargetMachineRef tm, bool split) {
   if (p->nparts == 0) {  // one part: everything
     p->nparts = 1;
     p->part_size = xcalloc(1, sizeof *p->part_size);
+    p->kind = xcalloc(1, sizeof *p->kind);
+    p->kind[0] = KIND_LOOPS;
     for (int i = 0; i < d->n; i++) p->owner[i] = 0, p->part_size[0] += d->size[i];
   }
 
@@ -489,6 +545,7 @@ static void plan_free(Plan *p) {
   free(p->ref_start);
   free(p->ref);
   free(p->part_size);
+  free(p->kind);
   free(p->done);
   tmspec_free(&p->tms);
   free(p);
@@ -515,7 +572,7 @@ static const char *strip_part(LLVMModuleRef m, const Plan *p, int part) {
   return err;
 }
 
-static LLVMErrorRef run_o3(LLVMModuleRef m, LLVMTargetMachineRef tm) {
+static LLVMErrorRef run_pipeline(LLVMModuleRef m, LLVMTargetMachineRef tm, const char *pipeline) {
   LLVMPassBuilderOptionsRef opts = LLVMCreatePassBuilderOptions();
   LLVMPassBuilderOptionsSetLoopVectorization(opts, 1);
   LLVMPassBuilderOptionsSetSLPVectorization(opts, 1);
@@ -523,10 +580,30 @@ static LLVMErrorRef run_o3(LLVMModuleRef m, LLVMTargetMachineRef tm) {
   LLVMPassBuilderOptionsSetLoopUnrolling(opts, 1);
   // The loop vectorizer needs the real target machine (its cost model), else it
   // silently does nothing.
-  LLVMErrorRef e = LLVMRunPasses(m, "default<O3>", tm, opts);
+  LLVMErrorRef e = LLVMRunPasses(m, pipeline, tm, opts);
   LLVMDisposePassBuilderOptions(opts);
   return e;
 }
+
+// The pipeline per kind of code. Glue and explicit vector code need no loop
+// or interprocedural optimisation, only their instructions cleaned up: code
+// generation does the rest (strength reduction, hoisting, scheduling). Loops
+// get the full O3 (a smaller pipeline changes how reductions are vectorized,
+// so the results). `no-verify-fixpoint`: instcombine otherwise aborts the
+// process when one iteration does not finish its work.
+static const char *const pipelines[NKIND] = {
+    [KIND_GLUE] = "function(sroa,early-cse,instcombine<no-verify-fixpoint>,simplifycfg)",
+    [KIND_VECTOR] = "function(sroa,early-cse,instcombine<no-verify-fixpoint>,simplifycfg)",
+    [KIND_LOOPS] = "default<O3>",
+};
+
+// Code generation per kind: the glue runs once per step and only calls
+// kernels, so the fast instruction selector and register allocator do.
+static const LLVMCodeGenOptLevel codegen_level[NKIND] = {
+    [KIND_GLUE] = LLVMCodeGenLevelNone,
+    [KIND_VECTOR] = LLVMCodeGenLevelAggressive,
+    [KIND_LOOPS] = LLVMCodeGenLevelAggressive,
+};
 
 static double thread_seconds(void) {
   struct timespec t;
@@ -565,8 +642,8 @@ static void part_worker(void *arg, int part) {
   if (err) {
     job->err[part] = xstrdup(err);
   } else {
-    LLVMTargetMachineRef tm = tm_create(&p->tms);
-    LLVMErrorRef e = run_o3(m, tm);
+    LLVMTargetMachineRef tm = tm_create_at(&p->tms, codegen_level[p->kind[part]]);
+    LLVMErrorRef e = run_pipeline(m, tm, pipelines[p->kind[part]]);
     double t1 = thread_seconds();
     job->t_opt[part] = t1 - t0;
     if (e) {
@@ -653,13 +730,23 @@ static bool plan_compile(const Plan *p, const bool *want, bool codegen, LLVMMemo
   if (!ok)
     for (int q = 0; q < p->nparts; q++)
       if (out[q]) LLVMDisposeMemoryBuffer(out[q]), out[q] = NULL;
+  const char *verbose = getenv("FNNC_TIME");
+  for (int k = 0; ok && verbose && atoi(verbose) > 1 && k < n; k++) {
+    int q = all[k];
+    static const char *const kind_name[NKIND] = {"glue", "vector", "loops"};
+    fprintf(stderr, "fnnc:   part %d (%s): cost %lld, optimisation %.1f ms, code generation %.1f ms:", q,
+            kind_name[p->kind[q]], (long long)p->part_size[q], 1e3 * job.t_opt[q], 1e3 * job.t_cg[q]);
+    for (int i = 0; i < p->nfn; i++)
+      if (p->owner[i] == q) fprintf(stderr, " %s", p->name[i]);
+    fprintf(stderr, "\n");
+  }
   if (ok && codegen)
-    stage_end(arena_printf("LLVM O3 + code generation of %s (%d part%s on %d thread%s; CPU: O3 %.3f s, code "
-                           "generation %.3f s)",
+    stage_end(arena_printf("LLVM optimisation + code generation of %s (%d part%s on %d thread%s; CPU: "
+                           "reading and optimisation %.3f s, code generation %.3f s)",
                            what, n, n == 1 ? "" : "s", threads < n ? threads : n, (threads < n ? threads : n) == 1 ? "" : "s", opt, cg),
               t0);
   else if (ok)
-    stage_end(arena_printf("LLVM O3 of %s (%d part%s)", what, n, n == 1 ? "" : "s"), t0);
+    stage_end(arena_printf("LLVM optimisation of %s (%d part%s)", what, n, n == 1 ? "" : "s"), t0);
   free(all);
   free(job.err);
   free(job.t_opt);

@@ -39,6 +39,13 @@ static double now(void) {
   return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
+// FNNC_TIME=1: how long a stage took, since *t (which moves on to now).
+static void lap(const char *what, double *t) {
+  double t1 = now();
+  if (getenv("FNNC_TIME")) fprintf(stderr, "fnnc: %s in %.3f s\n", what, t1 - *t);
+  *t = t1;
+}
+
 // Builds and fuses the entry points in `want` (progs[e] stays NULL for the
 // others). Returns the descriptor, or NULL after errors.
 static char *compile(Node *prog, const bool *want, Graph **train_out, Program **progs) {
@@ -171,8 +178,10 @@ int main(int argc, char **argv) {
   // fnnc check needs the gradient entry; training needs the step and evaluation.
   bool want[ENTRY_COUNT] = {true, true, false};
   if (cmd && !strcmp(cmd, "check")) want[ENTRY_TRAIN] = false, want[ENTRY_GRAD] = true;
+  double t = t0;
   char *desc = compile(prog, want, &train, progs);
   if (!desc) return 1;
+  lap("front end (parse, IR, autodiff, fusion)", &t);
   if (emit == EMIT_FUSED) {
     fused_dump(stdout, progs[ENTRY_TRAIN]);
     printf("\n");
@@ -205,10 +214,13 @@ int main(int argc, char **argv) {
   // In memory: fnnc run / fnnc check.
   Jit *jit = jit_new();
   if (!jit) return 1;
+  lap("JIT setup", &t);
   cg.ctx = jit_context(jit);
   cg.mod = LLVMModuleCreateWithNameInContext(train->info.name, cg.ctx);
   codegen_all(&cg, progs, desc);
+  lap("LLVM IR emission", &t);
   if (jit_add_module(jit, cg.mod)) return 1;
+  lap("LLVM IR checked and cut into parts", &t);
   FnnModel m = {desc, NULL, NULL, NULL};
   FnnEntry *slot[ENTRY_COUNT] = {&m.train_step, &m.eval_step, &m.grad_step};
   bool training = !strcmp(cmd, "run");
@@ -227,8 +239,10 @@ int main(int argc, char **argv) {
   int targc = 1;
   for (int j = rest; j < argc; j++) targv[targc++] = argv[j];
   targv[targc] = NULL;
+  t = now();
   int rc = training ? fnn_main(&m, targc, targv) : fnn_check(&m, targc, targv);
   free(targv);
+  lap(training ? "training (with set-up and evaluation)" : "gradient check", &t);
   jit_destroy(jit);
   LLVMDisposeTargetMachine(cg.tm);
   arena_free_all();
