@@ -740,13 +740,18 @@ static bool plan_compile(const Plan *p, const bool *want, bool codegen, LLVMMemo
       if (p->owner[i] == q) fprintf(stderr, " %s", p->name[i]);
     fprintf(stderr, "\n");
   }
-  if (ok && codegen)
-    stage_end(arena_printf("LLVM optimisation + code generation of %s (%d part%s on %d thread%s; CPU: "
-                           "reading and optimisation %.3f s, code generation %.3f s)",
-                           what, n, n == 1 ? "" : "s", threads < n ? threads : n, (threads < n ? threads : n) == 1 ? "" : "s", opt, cg),
-              t0);
-  else if (ok)
-    stage_end(arena_printf("LLVM optimisation of %s (%d part%s)", what, n, n == 1 ? "" : "s"), t0);
+  if (ok && getenv("FNNC_TIME")) {  // no arena here: this may run on a background thread
+    int used = threads < n ? threads : n;
+    char msg[256];
+    if (codegen)
+      snprintf(msg, sizeof msg,
+               "LLVM optimisation + code generation of %s (%d part%s on %d thread%s; CPU: reading and optimisation "
+               "%.3f s, code generation %.3f s)",
+               what, n, n == 1 ? "" : "s", used, used == 1 ? "" : "s", opt, cg);
+    else
+      snprintf(msg, sizeof msg, "LLVM optimisation of %s (%d part%s)", what, n, n == 1 ? "" : "s");
+    stage_end(msg, t0);
+  }
   free(all);
   free(job.err);
   free(job.t_opt);
@@ -897,6 +902,11 @@ struct Jit {
   LLVMTargetMachineRef tm;  // for parallel code generation, like the JIT's own
   Plan **plans;             // the modules added, compiled part by part on demand
   int nplans;
+  // jit_prefetch's background compilation, which every other call waits for.
+  pthread_t bg;
+  bool bg_running;
+  int bg_rc;
+  const char *bg_name;
 };
 
 // Reports an LLVM error (and consumes it).
@@ -1005,7 +1015,34 @@ static int jit_compile_for(Jit *j, const char *name) {
   return 0;
 }
 
+static void *prefetch_main(void *arg) {
+  Jit *j = arg;
+  j->bg_rc = jit_compile_for(j, j->bg_name);
+  return NULL;
+}
+
+int jit_prefetch(Jit *j, const char *name) {
+  bool explicit_;
+  j->bg_name = name;
+  if (compile_threads(&explicit_) < 2) return jit_compile_for(j, name);  // no threads: now
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setstacksize(&attr, 16u << 20);  // it runs parts too
+  j->bg_running = pthread_create(&j->bg, &attr, prefetch_main, j) == 0;
+  pthread_attr_destroy(&attr);
+  return j->bg_running ? 0 : jit_compile_for(j, name);
+}
+
+// Waits for jit_prefetch's compilation; returns its status.
+static int jit_wait(Jit *j) {
+  if (!j->bg_running) return 0;
+  pthread_join(j->bg, NULL);
+  j->bg_running = false;
+  return j->bg_rc;
+}
+
 void *jit_lookup(Jit *j, const char *name) {
+  jit_wait(j);  // a failure was reported; what failed is compiled again if needed
   if (jit_compile_for(j, name)) return NULL;
   LLVMOrcExecutorAddress addr = 0;
   double t0 = stage_start();
@@ -1018,15 +1055,20 @@ void *jit_lookup(Jit *j, const char *name) {
   return (void *)(uintptr_t)addr;
 }
 
-void jit_destroy(Jit *j) {
-  if (!j) return;
+int jit_destroy(Jit *j) {
+  if (!j) return 0;
+  int rc = jit_wait(j);
   LLVMErrorRef e = LLVMOrcDisposeLLJIT(j->lljit);
-  if (e) report_llvm_error("disposing of the JIT", e);
+  if (e) {
+    report_llvm_error("disposing of the JIT", e);
+    rc = 1;
+  }
   LLVMOrcDisposeThreadSafeContext(j->tsc);
   LLVMDisposeTargetMachine(j->tm);
   for (int k = 0; k < j->nplans; k++) plan_free(j->plans[k]);
   free(j->plans);
   free(j);
+  return rc;
 }
 
 //

@@ -517,7 +517,10 @@ Jit *jit_new(void);
 LLVMContextRef jit_context(Jit *j);
 int jit_add_module(Jit *j, LLVMModuleRef m);  // takes ownership of m; 0 on success
 void *jit_lookup(Jit *j, const char *name);   // compiles what name needs; NULL (+error) if missing
-void jit_destroy(Jit *j);
+// Compiles what name needs on background threads (now if FNNC_COMPILE_THREADS
+// is 1); jit_lookup and jit_destroy wait for it. 0 on success so far.
+int jit_prefetch(Jit *j, const char *name);
+int jit_destroy(Jit *j);  // waits for jit_prefetch; 1 if something failed
 // AOT: compiles m (left as it is) and links it with the runtime library into `out`.
 int aot_build(LLVMModuleRef m, LLVMTargetMachineRef tm, const char *out);
 

@@ -76,10 +76,20 @@ static void codegen_all(Codegen *cg, Program **progs, const char *desc) {
   LLVMDisposeBuilder(cg->b);
 }
 
-// fnnc run compiles the evaluation step when the runtime first calls it, not
-// before the first training step.
+// fnnc run compiles the training step on background threads while the
+// runtime sets up (allocates and initialises the slabs), and the evaluation
+// step when the runtime first calls it, not before the first training step.
 static Jit *lazy_jit;
-static FnnEntry lazy_eval;
+static FnnEntry lazy_train, lazy_eval;
+static double start_time;
+
+static void train_step_on_demand(FnnArgs *args) {
+  if (!lazy_train) {
+    if (!(lazy_train = (FnnEntry)jit_lookup(lazy_jit, "fnn_train_step"))) exit(1);
+    if (getenv("FNNC_TIME")) fprintf(stderr, "fnnc: first training step at %.3f s\n", now() - start_time);
+  }
+  lazy_train(args);
+}
 
 static void eval_step_on_demand(FnnArgs *args) {
   if (!lazy_eval && !(lazy_eval = (FnnEntry)jit_lookup(lazy_jit, "fnn_eval_step"))) exit(1);
@@ -158,7 +168,7 @@ int main(int argc, char **argv) {
     }
   }
 
-  double t0 = now();
+  double t0 = start_time = now();
   Source *src = source_read(file);
   if (!src) return 1;
   Node *prog = parse_file(src);
@@ -224,15 +234,16 @@ int main(int argc, char **argv) {
   FnnModel m = {desc, NULL, NULL, NULL};
   FnnEntry *slot[ENTRY_COUNT] = {&m.train_step, &m.eval_step, &m.grad_step};
   bool training = !strcmp(cmd, "run");
-  for (int e = 0; e < ENTRY_COUNT; e++)
-    if (progs[e] && !(training && e == ENTRY_EVAL) &&
-        !(*slot[e] = (FnnEntry)jit_lookup(jit, arena_printf("fnn_%s", entry_names[e]))))
-      return 1;
   if (training) {
+    if (jit_prefetch(jit, "fnn_train_step")) return 1;
     lazy_jit = jit;
+    m.train_step = train_step_on_demand;
     m.eval_step = eval_step_on_demand;
   }
-  if (getenv("FNNC_TIME")) fprintf(stderr, "fnnc: compiled in %.3f s\n", now() - t0);
+  for (int e = 0; e < ENTRY_COUNT; e++)
+    if (progs[e] && !training && !(*slot[e] = (FnnEntry)jit_lookup(jit, arena_printf("fnn_%s", entry_names[e]))))
+      return 1;
+  if (getenv("FNNC_TIME") && !training) fprintf(stderr, "fnnc: compiled in %.3f s\n", now() - t0);
   // Trainer flags: argv[0] names the program in messages.
   char **targv = malloc(sizeof(char *) * (size_t)(argc - rest + 2));
   targv[0] = (char *)file;
@@ -243,7 +254,8 @@ int main(int argc, char **argv) {
   int rc = training ? fnn_main(&m, targc, targv) : fnn_check(&m, targc, targv);
   free(targv);
   lap(training ? "training (with set-up and evaluation)" : "gradient check", &t);
-  jit_destroy(jit);
+  if (jit_destroy(jit)) rc = 1;
+  lap("JIT shut down", &t);
   LLVMDisposeTargetMachine(cg.tm);
   arena_free_all();
   return rc;
