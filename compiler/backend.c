@@ -617,7 +617,8 @@ typedef struct {
   bool codegen;              // parts become objects (else optimised bitcode)
   LLVMMemoryBufferRef *out;  // per part
   char **err;                // per part: a malloc'ed message on failure
-  double *t_opt, *t_cg;      // per part: CPU seconds in O3 and in code generation
+  double *t_opt, *t_cg;      // per part: CPU seconds reading and optimising, and in code generation
+  pthread_t *thread;         // per part: the thread that compiled it
 } Job;
 
 static char *llvm_error_string(LLVMErrorRef e) {
@@ -631,6 +632,7 @@ static char *llvm_error_string(LLVMErrorRef e) {
 static void part_worker(void *arg, int part) {
   Job *job = arg;
   const Plan *p = job->p;
+  job->thread[part] = pthread_self();
   double t0 = thread_seconds();
   LLVMContextRef ctx = LLVMContextCreate();
   LLVMMemoryBufferRef in = LLVMCreateMemoryBufferWithMemoryRange(LLVMGetBufferStart(p->bc), LLVMGetBufferSize(p->bc),
@@ -708,8 +710,9 @@ static bool plan_compile(const Plan *p, const bool *want, bool codegen, LLVMMemo
   double t0 = stage_start();
   bool explicit_;
   int threads = compile_threads(&explicit_);
-  Job job = {p, codegen, out, NULL, NULL, NULL};
+  Job job = {p, codegen, out, NULL, NULL, NULL, NULL};
   job.err = xcalloc((size_t)p->nparts, sizeof *job.err);
+  job.thread = xcalloc((size_t)p->nparts, sizeof *job.thread);
   job.t_opt = xcalloc((size_t)p->nparts, sizeof *job.t_opt);
   job.t_cg = xcalloc((size_t)p->nparts, sizeof *job.t_cg);
   int *all = order_by_size(p->part_size, p->nparts), n = 0;
@@ -742,17 +745,25 @@ static bool plan_compile(const Plan *p, const bool *want, bool codegen, LLVMMemo
   }
   if (ok && getenv("FNNC_TIME")) {  // no arena here: this may run on a background thread
     int used = threads < n ? threads : n;
-    char msg[256];
+    double busiest = 0;  // the CPU time of the busiest thread: the wall time on an idle machine
+    for (int k = 0; k < n; k++) {
+      double sum = 0;
+      for (int l = 0; l < n; l++)
+        if (pthread_equal(job.thread[all[k]], job.thread[all[l]])) sum += job.t_opt[all[l]] + job.t_cg[all[l]];
+      if (sum > busiest) busiest = sum;
+    }
+    char msg[320];
     if (codegen)
       snprintf(msg, sizeof msg,
                "LLVM optimisation + code generation of %s (%d part%s on %d thread%s; CPU: reading and optimisation "
-               "%.3f s, code generation %.3f s)",
-               what, n, n == 1 ? "" : "s", used, used == 1 ? "" : "s", opt, cg);
+               "%.3f s, code generation %.3f s, busiest thread %.3f s)",
+               what, n, n == 1 ? "" : "s", used, used == 1 ? "" : "s", opt, cg, busiest);
     else
       snprintf(msg, sizeof msg, "LLVM optimisation of %s (%d part%s)", what, n, n == 1 ? "" : "s");
     stage_end(msg, t0);
   }
   free(all);
+  free(job.thread);
   free(job.err);
   free(job.t_opt);
   free(job.t_cg);
