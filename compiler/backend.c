@@ -1,4 +1,4 @@
-// backend.c: the LLVM end of the pipeline - the target machine, the O3 pipeline,
+// backend.c: the LLVM end of the pipeline - the target machine, the pass pipelines,
 // textual IR and assembly, the ORC JIT, and ahead-of-time objects linked with
 // the runtime library by the system C compiler. O3 and code generation run
 // part by part on several threads (see "Compiling in parts" below).
@@ -122,7 +122,7 @@ LLVMTargetMachineRef backend_target_machine(void) {
 // The module is compiled in parts, each in its own LLVMContext with its own
 // target machine, on a small pool of threads. A part is a bitcode copy of the
 // whole module with every definition it does not own removed; one thread takes
-// it through O3 and code generation straight to an object file, so the parts
+// it through its pipeline and code generation straight to an object file, so the parts
 // never meet again as IR (the JIT and the linker join the objects). The cut:
 //   - Only direct calls cross parts (the JIT links those through stubs, which
 //     reach any address): a function stays with the functions that take its
@@ -399,7 +399,10 @@ static void cut_class(Plan *p, const int *parent, const int *cls, const int64_t 
   }
 }
 
-static void add_string_attr(LLVMContextRef ctx, LLVMValueRef fn, const char *k, const char *v);
+static void add_string_attr(LLVMContextRef ctx, LLVMValueRef fn, const char *k, const char *v) {
+  LLVMAttributeRef a = LLVMCreateStringAttribute(ctx, k, (unsigned)strlen(k), v, (unsigned)strlen(v));
+  LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex, a);
+}
 
 // Codegen marks the entry points and their task functions: they call kernels
 // and add up partial sums, nothing more.
@@ -779,8 +782,6 @@ static void parts_needed(const Plan *p, int def, bool *want, bool *seen) {
   for (int k = p->ref_start[def]; k < p->ref_start[def + 1]; k++) parts_needed(p, p->ref[k], want, seen);
 }
 
-static void prepare_module(LLVMModuleRef m, LLVMTargetMachineRef tm);
-
 // Whether to cut modules into parts.
 static bool split_wanted(void) {
   bool explicit_;
@@ -790,11 +791,6 @@ static bool split_wanted(void) {
 //
 // Optimisation
 //
-
-static void add_string_attr(LLVMContextRef ctx, LLVMValueRef fn, const char *k, const char *v) {
-  LLVMAttributeRef a = LLVMCreateStringAttribute(ctx, k, (unsigned)strlen(k), v, (unsigned)strlen(v));
-  LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex, a);
-}
 
 // The target, the per-function target attributes, and the verifier.
 static void prepare_module(LLVMModuleRef m, LLVMTargetMachineRef tm) {
