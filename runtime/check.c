@@ -103,13 +103,14 @@ typedef struct {
   double l0;   // the loss at the initial parameters
   double u;    // rounding error of one evaluation of the loss
   double tol;
+  float *out;  // eval_step's metrics and outputs: FNN_OUT_ROWS + batch * width floats
 } Ctx;
 
 static double eval_loss(Ctx *c) {
-  float out[2] = {0, 0};
-  c->args->out = out;
+  c->out[FNN_OUT_LOSS] = 0;
+  c->args->out = c->out;
   c->m->eval_step(c->args);
-  return out[0];
+  return c->out[FNN_OUT_LOSS];
 }
 
 // L(w+d) and L(w-d) for the coordinate *w; *span = the distance float32 can
@@ -210,7 +211,7 @@ int fnn_check(const FnnModel *m, int argc, char **argv) {
   }
   int rc = 1, classify, np = rt_model_nparams(r);
   int64_t width = rt_model_target(r, &classify), dim = rt_model_input_numel(r);
-  float *x = NULL, *y = NULL;
+  float *x = NULL, *y = NULL, *eout = NULL;
   int64_t(*cand)[MAXTRY] = calloc((size_t)np + 1, sizeof *cand);
   int *ncand = calloc((size_t)np + 1, sizeof *ncand);
   FnnArgs a;
@@ -220,7 +221,8 @@ int fnn_check(const FnnModel *m, int argc, char **argv) {
   }
   if (rt_model_setup(r, prog, batch, (uint64_t)seed, &a) ||
       !(x = rt_alloc_floats(prog, "the input batch", batch * dim)) ||
-      !(y = rt_alloc_floats(prog, "the target batch", batch * (classify ? 1 : width))))
+      !(y = rt_alloc_floats(prog, "the target batch", batch * (classify ? 1 : width))) ||
+      !(eout = rt_alloc_floats(prog, "the outputs", FNN_OUT_ROWS + batch * width)))
     goto out;
 
   // The batch, the gradient, the loss.
@@ -243,7 +245,7 @@ int fnn_check(const FnnModel *m, int argc, char **argv) {
   a.n = batch;
   m->grad_step(&a);
   double lg = out[0];
-  Ctx c = {m, &a, 0, 0, tol};
+  Ctx c = {m, &a, 0, 0, tol, eout};
   c.l0 = eval_loss(&c);
 
   // Candidate coordinates of each parameter, largest gradients first.
@@ -374,6 +376,7 @@ out:
   free(ncand);
   free(x);
   free(y);
+  free(eout);
   rt_model_free(r);
   return rc;
 }
