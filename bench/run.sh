@@ -7,7 +7,8 @@
 #   - for models/mnist.fnn (the CNN) and models/mlp.fnn, on --threads 1 and 2:
 #     training images/s of the AOT trainer (median of RUNS runs), the GFLOP/s
 #     that makes and its share of the peak, peak RSS, the final test accuracy;
-#   - compile time of `fnnc run MODEL --steps 0` (median of RUNS);
+#   - compile time of `fnnc run MODEL --steps 0` (median of RUNS): wall, CPU,
+#     and LLVM's optimisation and code generation CPU time;
 #   - the top kernels of a --profile run of the CNN on one thread;
 #   - the same models in PyTorch (bench/torch_ref.py), if /usr/bin/python3 has
 #     torch, and the fnnc/PyTorch ratio of images/s;
@@ -103,21 +104,39 @@ fi
 peak_for() { if [ "$1" = 1 ]; then echo "$PEAK1"; else echo "$PEAK2"; fi; }
 
 # --- 4. Compile time ----------------------------------------------------------
+# fnnc run MODEL --steps 0 with FNNC_TIME=1: the wall time, the user+sys CPU
+# time, and the CPU time the compile threads spent in LLVM (reading and
+# optimising the parts, generating code) for the training step.
 for m in mnist mlp; do
   say "compile time: fnnc run models/$m.fnn --steps 0 (x$RUNS)"
   : >"$OUT/compile_$m.txt"
+  : >"$OUT/compile_${m}_cpu.txt"
+  : >"$OUT/compile_${m}_llvm.txt"
   i=0
   while [ $i -lt "$RUNS" ]; do
     i=$((i + 1))
     t0=$(now_ns)
-    if "$FNNC" run "models/$m.fnn" --steps 0 >/dev/null 2>>"$OUT/compile_$m.err"; then
+    if FNNC_TIME=1 ${TIME:+$TIME -f "%U %S" -o "$OUT/compile_$m.cpu"} "$FNNC" run "models/$m.fnn" --steps 0 \
+      >/dev/null 2>"$OUT/compile_$m.log"; then
       t1=$(now_ns)
       awk -v a="$t0" -v b="$t1" 'BEGIN { print (b - a) / 1e9 }' >>"$OUT/compile_$m.txt"
+      [ -n "$TIME" ] && awk '{ print $1 + $2 }' "$OUT/compile_$m.cpu" >>"$OUT/compile_${m}_cpu.txt"
+      sed -n 's/.*of fnn_train_step .*CPU: reading and optimisation \([0-9.]*\) s, code generation \([0-9.]*\) s.*/\1 \2/p' \
+        "$OUT/compile_$m.log" >>"$OUT/compile_${m}_llvm.txt"
+    else
+      cat "$OUT/compile_$m.log" >>"$OUT/compile_$m.err"
     fi
   done
 done
-COMPILE_mnist=$(median <"$OUT/compile_mnist.txt")
-COMPILE_mlp=$(median <"$OUT/compile_mlp.txt")
+# compile_line MODEL: "W s wall, C s CPU (LLVM CPU: optimisation O s, code generation G s)"
+compile_line() {
+  w=$(median <"$OUT/compile_$1.txt")
+  c=$(median <"$OUT/compile_${1}_cpu.txt")
+  o=$(awk '{ print $1 }' "$OUT/compile_${1}_llvm.txt" | median)
+  g=$(awk '{ print $2 }' "$OUT/compile_${1}_llvm.txt" | median)
+  echo "$(fmt %.2f "$w") s wall, $(fmt %.2f "$c") s CPU (LLVM CPU: optimisation $(fmt %.2f "$o") s," \
+    "code generation $(fmt %.2f "$g") s)"
+}
 
 # --- 7. PyTorch (run right after fnnc on the same model and thread count, so
 # that both see about the same load on a shared machine) -----------------------
@@ -231,8 +250,9 @@ T_END=$(now_ns)
   echo "  by width (wall GFLOP/s): $PEAK_ISA"
   echo "training FLOPs per image: CNN $(fmt %.2f "$(div $CNN_FLOPS 1e6)") MFLOP," \
     "MLP $(fmt %.3f "$(div $MLP_FLOPS 1e6)") MFLOP (contractions only: 2 x (3 x fwd MACs - first layer's))"
-  echo "compile time (fnnc run MODEL --steps 0, median of $RUNS): CNN $(fmt %.2f "$COMPILE_mnist") s," \
-    "MLP $(fmt %.2f "$COMPILE_mlp") s"
+  echo "compile time (fnnc run MODEL --steps 0, medians of $RUNS; FNNC_TIME=1 shows every stage):"
+  echo "  CNN $(compile_line mnist)"
+  echo "  MLP $(compile_line mlp)"
   echo
   echo "training, batch $BATCH, AOT trainer, images/s = median of $RUNS runs (log's images_per_s)"
   printf '%-5s %3s %6s %10s %8s %6s %5s %7s %8s %9s %11s %8s\n' \

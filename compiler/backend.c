@@ -1,13 +1,13 @@
-// backend.c: the LLVM end of the pipeline - the target machine, the O3 pipeline,
+// backend.c: the LLVM end of the pipeline - the target machine, the pass pipelines,
 // textual IR and assembly, the ORC JIT, and ahead-of-time objects linked with
-// the runtime library by the system C compiler. O3 and code generation of big
-// modules run on several threads (see "Splitting a module" below).
+// the runtime library by the system C compiler. O3 and code generation run
+// part by part on several threads (see "Compiling in parts" below).
 //
 // Everything here goes through LLVM's C API.
 //
 // Environment: FNNC_CPU=NAME targets a baseline CPU instead of the host;
 // FNNC_COMPILE_THREADS=N caps the compile threads; FNNC_TIME=1 prints the time
-// of each LLVM stage; FNNC_JIT_DEBUG=1 registers JIT'd code with gdb;
+// of each LLVM stage (2: and of each part); FNNC_JIT_DEBUG=1 registers JIT'd code with gdb;
 // FNNC_LIBDIR=DIR overrides where aot_build finds the runtime.
 #include "fnnc.h"
 #include "fnnrt.h"
@@ -80,12 +80,13 @@ typedef struct {
   char *triple, *cpu, *features;
 } TmSpec;
 
-static LLVMTargetMachineRef tm_create(const TmSpec *s) {
+static LLVMTargetMachineRef tm_create_at(const TmSpec *s, LLVMCodeGenOptLevel level) {
   // PIC: the default relocation model makes R_X86_64_32 relocations, which a
   // default (PIE) link of the AOT trainer rejects.
-  return LLVMCreateTargetMachine(s->target, s->triple, s->cpu, s->features, LLVMCodeGenLevelAggressive, LLVMRelocPIC,
-                                 LLVMCodeModelDefault);
+  return LLVMCreateTargetMachine(s->target, s->triple, s->cpu, s->features, level, LLVMRelocPIC, LLVMCodeModelDefault);
 }
+
+static LLVMTargetMachineRef tm_create(const TmSpec *s) { return tm_create_at(s, LLVMCodeGenLevelAggressive); }
 
 static void tmspec_of(TmSpec *s, LLVMTargetMachineRef tm) {
   s->target = LLVMGetTargetMachineTarget(tm);
@@ -116,20 +117,34 @@ LLVMTargetMachineRef backend_target_machine(void) {
 }
 
 //
-// Splitting a module for parallel compilation
+// Compiling in parts
 //
-// O3 and code generation run on several threads, each on a part of the module
-// in its own LLVMContext. A part is a bitcode copy of the whole module with
-// everything it does not own removed. For O3 the parts are the connected
-// components of the reference graph (an entry point with its kernels), so no
-// optimisation across a part boundary is lost, and they are linked back into
-// the module in a fixed order: the result does not depend on the thread count.
-// For code generation the optimised functions are spread over the threads by
-// size, internal functions become external so the parts can call each other,
-// and each part becomes one object file.
+// The module is compiled in parts, each in its own LLVMContext with its own
+// target machine, on a small pool of threads. A part is a bitcode copy of the
+// whole module with every definition it does not own removed; one thread takes
+// it through its pipeline and code generation straight to an object file, so the parts
+// never meet again as IR (the JIT and the linker join the objects). The cut:
+//   - Only direct calls cross parts (the JIT links those through stubs, which
+//     reach any address): a function stays with the functions that take its
+//     address, a mutable global with the functions using it, and a private
+//     constant is copied into every part using it. An internal function called
+//     from another part gets an external name.
+//   - Kernels are `noinline`, so optimising a kernel apart from the entry that
+//     calls it loses nothing; only the inliner and the interprocedural passes
+//     could have seen across, and they find nothing to do there.
+//   - Each exported definition (an entry point) gets its own parts, holding what
+//     it reaches that no earlier one does. The JIT compiles an entry's parts
+//     when the entry is first looked up, so `fnnc run` compiles the evaluation
+//     step only once it is needed.
+//   - Each kind of code has its own parts and its own pipeline (kind_of).
+//   - Within an entry and kind, groups are spread over parts of about
+//     PART_COST, biggest first into the lightest, so the threads stay busy to
+//     the end and each part pays for one bitcode read.
+// The cut depends on the module only, never on the number of threads, so
+// neither does the code.
 
 // FNNC_COMPILE_THREADS=N caps the threads (1: no threads; 0: no split either,
-// O3 on the whole module); by default, the CPUs this process may run on.
+// the whole module in one part); by default, the CPUs this process may run on.
 static int compile_threads(bool *explicit_) {
   const char *s = getenv("FNNC_COMPILE_THREADS");
   *explicit_ = s && *s;
@@ -154,7 +169,6 @@ typedef struct {
   LLVMValueRef *v;
   int nfn, n;
   int64_t *size;     // instructions, per function
-  int *owner;        // the part that keeps a definition; -1: every part using it (a copied constant)
   LLVMValueRef *ht;  // hash table: definition -> index
   int *hti;
   size_t htmask;
@@ -171,6 +185,12 @@ static int defs_find(const Defs *d, LLVMValueRef v) {
 
 static void *xcalloc(size_t n, size_t size) {
   void *p = calloc(n ? n : 1, size);
+  if (!p) die("out of memory");
+  return p;
+}
+
+static char *xstrdup(const char *s) {
+  char *p = strdup(s ? s : "unknown error");
   if (!p) die("out of memory");
   return p;
 }
@@ -198,7 +218,6 @@ static Defs *defs_new(LLVMModuleRef m) {
   d->v = xcalloc((size_t)d->n, sizeof *d->v);
   list_defs(m, d->v, &d->nfn);
   d->size = xcalloc((size_t)d->n, sizeof *d->size);
-  d->owner = xcalloc((size_t)d->n, sizeof *d->owner);
   size_t cap = 16;
   while (cap < 2 * (size_t)d->n) cap *= 2;
   d->ht = xcalloc(cap, sizeof *d->ht);
@@ -209,6 +228,7 @@ static Defs *defs_new(LLVMModuleRef m) {
     while (d->ht[h]) h = (h + 1) & d->htmask;
     d->ht[h] = d->v[i];
     d->hti[h] = i;
+    d->size[i] = 1;
     if (i < d->nfn)
       for (LLVMBasicBlockRef bb = LLVMGetFirstBasicBlock(d->v[i]); bb; bb = LLVMGetNextBasicBlock(bb))
         for (LLVMValueRef in = LLVMGetFirstInstruction(bb); in; in = LLVMGetNextInstruction(in)) d->size[i]++;
@@ -219,7 +239,6 @@ static Defs *defs_new(LLVMModuleRef m) {
 static void defs_free(Defs *d) {
   free(d->v);
   free(d->size);
-  free(d->owner);
   free(d->ht);
   free(d->hti);
   free(d);
@@ -260,42 +279,43 @@ static void uf_union(int *parent, int a, int b) {
   if (a != b) parent[a > b ? a : b] = a < b ? a : b;  // the root is the earliest definition
 }
 
-typedef struct {
-  int *parent;
-  bool ok;         // every reference comes from a function body
-  bool join;       // put the referring functions in the definition's group
-  bool join_addr;  // ... unless they only call it directly
-} Refs;
-
-static void note_ref(Defs *d, int self, int user, bool call, void *arg) {
-  Refs *r = arg;
-  if (user < 0 || user >= d->nfn) r->ok = false;  // from a global's initializer, or unknown
-  else if (r->join || (r->join_addr && !call)) uf_union(r->parent, self, user);
-}
-
 // Private or internal constants, which each part may have its own copy of.
 static bool copyable(LLVMValueRef g) {
   LLVMLinkage l = LLVMGetLinkage(g);
   return LLVMIsAGlobalVariable(g) && LLVMIsGlobalConstant(g) && (l == LLVMInternalLinkage || l == LLVMPrivateLinkage);
 }
 
-// Groups the definitions: for O3 (calls_too) the connected components of the
-// reference graph. For code generation only direct calls may cross parts (the
-// JIT links those through stubs, which reach any address): a function stays
-// with the functions that take its address, and a global that cannot be copied
-// with the functions using it. Sets parent[i] to the first definition of i's
-// group. Returns false if something other than a function body refers to a
-// definition (the split does not follow such references).
-static bool group_defs(Defs *d, int *parent, bool calls_too) {
-  Refs r = {parent, true, false, false};
-  for (int i = 0; i < d->n; i++) parent[i] = i;
-  for (int i = 0; i < d->n; i++) {
-    r.join = calls_too || (i >= d->nfn && !copyable(d->v[i]));
-    r.join_addr = i < d->nfn;
-    for_each_user(d, d->v[i], i, note_ref, &r);
+static bool local_linkage(LLVMValueRef v) {
+  LLVMLinkage l = LLVMGetLinkage(v);
+  return l == LLVMInternalLinkage || l == LLVMPrivateLinkage;
+}
+
+// What the reference walk collects: the groups (union-find) and the edges
+// user -> definition.
+typedef struct {
+  int *parent;
+  bool ok;  // every reference comes from a function body
+  bool join;
+  int *from, *to, nedges, cap;
+} Refs;
+
+static void note_ref(Defs *d, int self, int user, bool call, void *arg) {
+  Refs *r = arg;
+  if (user < 0 || user >= d->nfn) {  // from a global's initializer, or unknown
+    r->ok = false;
+    return;
   }
-  for (int i = 0; i < d->n; i++) parent[i] = uf_find(parent, i);
-  return r.ok;
+  // A function stays with the functions that take its address; a global that
+  // cannot be copied with the functions that use it.
+  if (self < d->nfn ? !call : r->join) uf_union(r->parent, self, user);
+  if (r->nedges == r->cap) {
+    r->cap = r->cap ? 2 * r->cap : 256;
+    r->from = realloc(r->from, sizeof(int) * (size_t)r->cap);
+    r->to = realloc(r->to, sizeof(int) * (size_t)r->cap);
+    if (!r->from || !r->to) die("out of memory");
+  }
+  r->from[r->nedges] = user;
+  r->to[r->nedges++] = self;
 }
 
 // Makes fn a declaration.
@@ -312,46 +332,250 @@ static void delete_body(LLVMValueRef fn) {
   while ((bb = LLVMGetFirstBasicBlock(fn))) LLVMDeleteBasicBlock(bb);
 }
 
-// Work shared by the threads of one split.
-typedef struct {
-  const char *bc;  // bitcode of the whole module
-  size_t bclen;
-  int nfn, n;
-  const int *owner;  // per definition: the part keeping it, -1: every part using it
-  bool codegen;      // parts become objects (else optimised bitcode)
-  TmSpec tms;
-  LLVMMemoryBufferRef *out;  // per part
-  char **err;                // per part: a malloc'ed message on failure
-} Split;
+// Kinds of code, each with its own pipeline: entry points and the task
+// functions they pass to the thread pool (calls and a few small loops); code
+// that is explicit vector code already (the GEMM micro-kernels); loops for
+// the vectorizer (everything else).
+typedef enum { KIND_GLUE, KIND_VECTOR, KIND_LOOPS, NKIND } Kind;
 
-static char *xstrdup(const char *s) {
-  char *p = strdup(s ? s : "unknown error");
-  if (!p) die("out of memory");
+// The cost of compiling a function: its instructions (before optimisation)
+// times its kind's weight, measured on the models here (a loop kernel costs
+// about 0.2 ms per instruction, vector code 0.05, glue 0.02).
+static const int kind_weight[NKIND] = {[KIND_GLUE] = 1, [KIND_VECTOR] = 3, [KIND_LOOPS] = 10};
+
+// Parts of about this cost (600 instructions of loops). Smaller parts balance
+// the threads better but each reads the whole module's bitcode once.
+#define PART_COST 6000
+
+// A module cut into parts, kept as bitcode until the parts are compiled.
+typedef struct {
+  LLVMMemoryBufferRef bc;  // the whole module, internal functions called across parts renamed
+  int nfn, n, nparts;
+  int *owner;               // per definition: its part; -1: copied into every part using it
+  char **name;              // per definition
+  int *ref_start, *ref;     // definition i refers to ref[ref_start[i] .. ref_start[i + 1])
+  int64_t *part_size;       // cost (see kind_weight)
+  Kind *kind;               // per part
+  bool *done;               // per part: compiled and handed over (JIT)
+  TmSpec tms;
+} Plan;
+
+// Per group (by its first definition): the entry it belongs to, by a walk over
+// the references from the entry. Marks every group reached that has none yet.
+static void claim(Plan *p, const int *parent, int *home, int def, int h) {
+  int g = parent[def];
+  if (home[g] >= 0) return;
+  home[g] = h;
+  for (int i = g; i < p->n; i++)
+    if (parent[i] == g)
+      for (int k = p->ref_start[i]; k < p->ref_start[i + 1]; k++) claim(p, parent, home, p->ref[k], h);
+}
+
+// Spreads the groups of class c (an entry and a kind of code) over parts
+// numbered from p->nparts on.
+static void cut_class(Plan *p, const int *parent, const int *cls, const int64_t *gsize, int c, const int *order) {
+  int64_t total = 0;
+  int ngroups = 0;
+  for (int g = 0; g < p->n; g++)
+    if (parent[g] == g && cls[g] == c && p->owner[g] != -1) total += gsize[g], ngroups++;
+  if (!ngroups) return;
+  int k = (int)((total + PART_COST - 1) / PART_COST);
+  if (k > ngroups) k = ngroups;
+  if (k < 1) k = 1;
+  int base = p->nparts;
+  p->nparts += k;
+  p->part_size = realloc(p->part_size, sizeof *p->part_size * (size_t)p->nparts);
+  p->kind = realloc(p->kind, sizeof *p->kind * (size_t)p->nparts);
+  if (!p->part_size || !p->kind) die("out of memory");
+  for (int q = base; q < p->nparts; q++) p->part_size[q] = 0, p->kind[q] = (Kind)(c % NKIND);
+  for (int j = 0; j < p->n; j++) {  // biggest first, into the lightest part
+    int g = order[j];
+    if (parent[g] != g || cls[g] != c || p->owner[g] == -1) continue;
+    int best = base;
+    for (int q = base + 1; q < p->nparts; q++)
+      if (p->part_size[q] < p->part_size[best]) best = q;
+    p->owner[g] = best;
+    p->part_size[best] += gsize[g];
+  }
+}
+
+static void add_string_attr(LLVMContextRef ctx, LLVMValueRef fn, const char *k, const char *v) {
+  LLVMAttributeRef a = LLVMCreateStringAttribute(ctx, k, (unsigned)strlen(k), v, (unsigned)strlen(v));
+  LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex, a);
+}
+
+// Codegen marks the entry points and their task functions: they call kernels
+// and add up partial sums, nothing more.
+void backend_mark_glue(LLVMValueRef fn) {
+  add_string_attr(LLVMGetTypeContext(LLVMTypeOf(fn)), fn, "fnnc-glue", "");
+}
+
+static bool is_glue(LLVMValueRef fn) {
+  return LLVMGetStringAttributeAtIndex(fn, LLVMAttributeFunctionIndex, "fnnc-glue", 9) != NULL;
+}
+
+// What a function is, for the choice of its pipeline: code already written in
+// vectors has vector values and no scalar floating-point arithmetic left for
+// the vectorizers.
+static Kind kind_of(LLVMValueRef fn) {
+  if (is_glue(fn)) return KIND_GLUE;
+  bool vector = false;
+  for (LLVMBasicBlockRef bb = LLVMGetFirstBasicBlock(fn); bb; bb = LLVMGetNextBasicBlock(bb))
+    for (LLVMValueRef in = LLVMGetFirstInstruction(bb); in; in = LLVMGetNextInstruction(in)) {
+      LLVMTypeKind t = LLVMGetTypeKind(LLVMTypeOf(in));
+      if (t == LLVMVectorTypeKind) vector = true;
+      if (t == LLVMFloatTypeKind && (LLVMIsABinaryOperator(in) || LLVMIsAUnaryOperator(in))) return KIND_LOOPS;
+    }
+  return vector ? KIND_VECTOR : KIND_LOOPS;
+}
+
+// Task order: biggest first (stable).
+static int *order_by_size(const int64_t *size, int n) {
+  int *order = xcalloc((size_t)n, sizeof *order);
+  for (int i = 0; i < n; i++) {
+    int k = i;
+    while (k > 0 && size[order[k - 1]] < size[i]) {
+      order[k] = order[k - 1];
+      k--;
+    }
+    order[k] = i;
+  }
+  return order;
+}
+
+// Cuts m into parts (see above); renames m's internal functions that are called
+// across parts. With split false, or if the references cannot be followed,
+// the whole module is one part.
+static Plan *plan_new(LLVMModuleRef m, LLVMTargetMachineRef tm, bool split) {
+  Defs *d = defs_new(m);
+  Plan *p = xcalloc(1, sizeof *p);
+  p->nfn = d->nfn;
+  p->n = d->n;
+  p->owner = xcalloc((size_t)d->n, sizeof *p->owner);
+  p->name = xcalloc((size_t)d->n, sizeof *p->name);
+  int *parent = xcalloc((size_t)d->n, sizeof *parent);
+  Refs r = {parent, true, false, NULL, NULL, 0, 0};
+  for (int i = 0; i < d->n; i++) parent[i] = i;
+  for (int i = 0; i < d->n; i++) {
+    r.join = i >= d->nfn && !copyable(d->v[i]);
+    for_each_user(d, d->v[i], i, note_ref, &r);
+  }
+  for (int i = 0; i < d->n; i++) parent[i] = uf_find(parent, i);
+  // The references as lists per user.
+  p->ref_start = xcalloc((size_t)d->n + 1, sizeof *p->ref_start);
+  p->ref = xcalloc((size_t)r.nedges, sizeof *p->ref);
+  for (int e = 0; e < r.nedges; e++) p->ref_start[r.from[e] + 1]++;
+  for (int i = 0; i < d->n; i++) p->ref_start[i + 1] += p->ref_start[i];
+  int *fill = xcalloc((size_t)d->n, sizeof *fill);
+  for (int e = 0; e < r.nedges; e++) p->ref[p->ref_start[r.from[e]] + fill[r.from[e]]++] = r.to[e];
+  free(fill);
+  free(r.from);
+  free(r.to);
+
+  if (split && r.ok) {
+    int64_t *gsize = xcalloc((size_t)d->n, sizeof *gsize);
+    int *home = xcalloc((size_t)d->n, sizeof *home);
+    for (int i = 0; i < d->n; i++) {
+      home[i] = -1;
+      if (i >= d->nfn && copyable(d->v[i])) p->owner[i] = -1;
+    }
+    // The entries in module order, then whatever none of them reaches.
+    int nh = 0;
+    for (int pass = 0; pass < 2; pass++)
+      for (int i = 0; i < d->n; i++)
+        if (home[parent[i]] < 0 && (pass || !local_linkage(d->v[i]))) claim(p, parent, home, i, nh++);
+    // Classes: the entry, then the kind (glue if any function of the group is).
+    int *cls = xcalloc((size_t)d->n, sizeof *cls);
+    for (int i = 0; i < d->n; i++) cls[i] = KIND_VECTOR;
+    for (int i = 0; i < d->nfn; i++) {
+      Kind k = kind_of(d->v[i]);
+      int *c = &cls[parent[i]];
+      if (k == KIND_GLUE || (k == KIND_LOOPS && *c == KIND_VECTOR)) *c = (int)k;
+    }
+    for (int i = 0; i < d->n; i++) gsize[parent[i]] += d->size[i] * kind_weight[cls[parent[i]]];
+    for (int i = 0; i < d->n; i++)
+      if (parent[i] == i) cls[i] += home[i] * NKIND;
+    int *order = order_by_size(gsize, d->n);
+    for (int c = 0; c < nh * NKIND; c++) cut_class(p, parent, cls, gsize, c, order);
+    free(order);
+    free(cls);
+    for (int i = 0; i < d->n; i++)
+      if (p->owner[i] != -1) p->owner[i] = p->owner[parent[i]];
+    free(home);
+    free(gsize);
+  }
+  if (p->nparts == 0) {  // one part: everything
+    p->nparts = 1;
+    p->part_size = xcalloc(1, sizeof *p->part_size);
+    p->kind = xcalloc(1, sizeof *p->kind);
+    p->kind[0] = KIND_LOOPS;
+    for (int i = 0; i < d->n; i++) p->owner[i] = 0, p->part_size[0] += d->size[i];
+  }
+
+  // Internal functions called from another part need external names. Calls
+  // keep their calling convention; the names get a prefix no C symbol has.
+  for (int i = 0; i < d->nfn; i++) {
+    bool across = false;
+    for (int u = 0; u < d->nfn; u++)
+      for (int k = p->ref_start[u]; k < p->ref_start[u + 1]; k++) across |= p->ref[k] == i && p->owner[u] != p->owner[i];
+    if (!across || !local_linkage(d->v[i])) continue;
+    size_t len;
+    const char *name = LLVMGetValueName2(d->v[i], &len);
+    char *ext = len ? arena_printf("fnnc.%s", name) : arena_printf("fnnc.anon.%d", i);
+    LLVMSetLinkage(d->v[i], LLVMExternalLinkage);
+    LLVMSetVisibility(d->v[i], LLVMDefaultVisibility);
+    LLVMSetValueName2(d->v[i], ext, strlen(ext));
+  }
+  for (int i = 0; i < d->n; i++) {
+    size_t len;
+    const char *name = LLVMGetValueName2(d->v[i], &len);
+    p->name[i] = xstrdup(name);
+  }
+  p->bc = LLVMWriteBitcodeToMemoryBuffer(m);
+  p->done = xcalloc((size_t)p->nparts, sizeof *p->done);
+  tmspec_of(&p->tms, tm);
+  free(parent);
+  defs_free(d);
   return p;
 }
 
+static void plan_free(Plan *p) {
+  if (!p) return;
+  LLVMDisposeMemoryBuffer(p->bc);
+  for (int i = 0; i < p->n; i++) free(p->name[i]);
+  free(p->name);
+  free(p->owner);
+  free(p->ref_start);
+  free(p->ref);
+  free(p->part_size);
+  free(p->kind);
+  free(p->done);
+  tmspec_free(&p->tms);
+  free(p);
+}
+
 // Removes from the part's copy of the module what the part does not own.
-static const char *strip_part(LLVMModuleRef m, const Split *sp, int part) {
+static const char *strip_part(LLVMModuleRef m, const Plan *p, int part) {
   int nfn;
-  if (list_defs(m, NULL, &nfn) != sp->n || nfn != sp->nfn) return "the module changed in a bitcode round trip";
-  LLVMValueRef *v = xcalloc((size_t)sp->n, sizeof *v);
+  if (list_defs(m, NULL, &nfn) != p->n || nfn != p->nfn) return "the module changed in a bitcode round trip";
+  LLVMValueRef *v = xcalloc((size_t)p->n, sizeof *v);
   list_defs(m, v, NULL);
   const char *err = NULL;
-  for (int i = 0; i < sp->nfn; i++)
-    if (sp->owner[i] != part) delete_body(v[i]);
-  for (int i = 0; i < sp->nfn; i++)
-    if (sp->owner[i] != part && !LLVMGetFirstUse(v[i])) LLVMDeleteFunction(v[i]);
-    else if (sp->owner[i] != part && !sp->codegen) err = "a function is used outside its part";
-  for (int i = sp->nfn; i < sp->n && !err; i++) {
-    if (sp->owner[i] == part) continue;
+  for (int i = 0; i < p->nfn; i++)
+    if (p->owner[i] != part) delete_body(v[i]);
+  for (int i = 0; i < p->nfn; i++)
+    if (p->owner[i] != part && !LLVMGetFirstUse(v[i])) LLVMDeleteFunction(v[i]);
+    else if (p->owner[i] != part && local_linkage(v[i])) err = "an internal function is used outside its part";
+  for (int i = p->nfn; i < p->n && !err; i++) {
+    if (p->owner[i] == part) continue;
     if (!LLVMGetFirstUse(v[i])) LLVMDeleteGlobal(v[i]);
-    else if (sp->owner[i] >= 0) err = "a global is used outside its part";
+    else if (p->owner[i] >= 0) err = "a global is used outside its part";
   }
   free(v);
   return err;
 }
 
-static LLVMErrorRef run_o3(LLVMModuleRef m, LLVMTargetMachineRef tm) {
+static LLVMErrorRef run_pipeline(LLVMModuleRef m, LLVMTargetMachineRef tm, const char *pipeline) {
   LLVMPassBuilderOptionsRef opts = LLVMCreatePassBuilderOptions();
   LLVMPassBuilderOptionsSetLoopVectorization(opts, 1);
   LLVMPassBuilderOptionsSetSLPVectorization(opts, 1);
@@ -359,40 +583,86 @@ static LLVMErrorRef run_o3(LLVMModuleRef m, LLVMTargetMachineRef tm) {
   LLVMPassBuilderOptionsSetLoopUnrolling(opts, 1);
   // The loop vectorizer needs the real target machine (its cost model), else it
   // silently does nothing.
-  LLVMErrorRef e = LLVMRunPasses(m, "default<O3>", tm, opts);
+  LLVMErrorRef e = LLVMRunPasses(m, pipeline, tm, opts);
   LLVMDisposePassBuilderOptions(opts);
   return e;
 }
 
+// The pipeline per kind of code. Glue and explicit vector code need no loop
+// or interprocedural optimisation, only their instructions cleaned up: code
+// generation does the rest (strength reduction, hoisting, scheduling). Loops
+// get the full O3 (a smaller pipeline changes how reductions are vectorized,
+// so the results). `no-verify-fixpoint`: instcombine otherwise aborts the
+// process when one iteration does not finish its work.
+static const char *const pipelines[NKIND] = {
+    [KIND_GLUE] = "function(sroa,early-cse,instcombine<no-verify-fixpoint>,simplifycfg)",
+    [KIND_VECTOR] = "function(sroa,early-cse,instcombine<no-verify-fixpoint>,simplifycfg)",
+    [KIND_LOOPS] = "default<O3>",
+};
+
+// Code generation per kind: the glue runs once per step and only calls
+// kernels, so the fast instruction selector and register allocator do.
+static const LLVMCodeGenOptLevel codegen_level[NKIND] = {
+    [KIND_GLUE] = LLVMCodeGenLevelNone,
+    [KIND_VECTOR] = LLVMCodeGenLevelAggressive,
+    [KIND_LOOPS] = LLVMCodeGenLevelAggressive,
+};
+
+static double thread_seconds(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+// One compilation of some parts of a plan.
+typedef struct {
+  const Plan *p;
+  bool codegen;              // parts become objects (else optimised bitcode)
+  LLVMMemoryBufferRef *out;  // per part
+  char **err;                // per part: a malloc'ed message on failure
+  double *t_opt, *t_cg;      // per part: CPU seconds reading and optimising, and in code generation
+  pthread_t *thread;         // per part: the thread that compiled it
+} Job;
+
+static char *llvm_error_string(LLVMErrorRef e) {
+  char *msg = LLVMGetErrorMessage(e);
+  char *s = xstrdup(msg);
+  LLVMDisposeErrorMessage(msg);
+  return s;
+}
+
 // One part, on a worker thread: touches only its own context and target machine.
 static void part_worker(void *arg, int part) {
-  Split *sp = arg;
+  Job *job = arg;
+  const Plan *p = job->p;
+  job->thread[part] = pthread_self();
+  double t0 = thread_seconds();
   LLVMContextRef ctx = LLVMContextCreate();
-  LLVMMemoryBufferRef in = LLVMCreateMemoryBufferWithMemoryRange(sp->bc, sp->bclen, "fnnc-part", 0);
+  LLVMMemoryBufferRef in = LLVMCreateMemoryBufferWithMemoryRange(LLVMGetBufferStart(p->bc), LLVMGetBufferSize(p->bc),
+                                                                 "fnnc-part", 0);
   LLVMModuleRef m = NULL;
   bool bad = LLVMParseBitcodeInContext2(ctx, in, &m);
   LLVMDisposeMemoryBuffer(in);
-  const char *err = bad ? "cannot read the module's bitcode back" : strip_part(m, sp, part);
+  const char *err = bad ? "cannot read the module's bitcode back" : strip_part(m, p, part);
   if (err) {
-    sp->err[part] = xstrdup(err);
+    job->err[part] = xstrdup(err);
   } else {
-    LLVMTargetMachineRef tm = tm_create(&sp->tms);
-    if (!sp->codegen) {
-      LLVMErrorRef e = run_o3(m, tm);
-      if (e) {
-        char *msg = LLVMGetErrorMessage(e);
-        sp->err[part] = xstrdup(msg);
-        LLVMDisposeErrorMessage(msg);
-      } else {
-        sp->out[part] = LLVMWriteBitcodeToMemoryBuffer(m);
-      }
+    LLVMTargetMachineRef tm = tm_create_at(&p->tms, codegen_level[p->kind[part]]);
+    LLVMErrorRef e = run_pipeline(m, tm, pipelines[p->kind[part]]);
+    double t1 = thread_seconds();
+    job->t_opt[part] = t1 - t0;
+    if (e) {
+      job->err[part] = llvm_error_string(e);
+    } else if (!job->codegen) {
+      job->out[part] = LLVMWriteBitcodeToMemoryBuffer(m);
     } else {
       char *msg = NULL;
-      if (LLVMTargetMachineEmitToMemoryBuffer(tm, m, LLVMObjectFile, &msg, &sp->out[part])) {
-        sp->err[part] = xstrdup(msg);
-        sp->out[part] = NULL;
+      if (LLVMTargetMachineEmitToMemoryBuffer(tm, m, LLVMObjectFile, &msg, &job->out[part])) {
+        job->err[part] = xstrdup(msg);
+        job->out[part] = NULL;
       }
       LLVMDisposeMessage(msg);
+      job->t_cg[part] = thread_seconds() - t1;
     }
     LLVMDisposeTargetMachine(tm);
   }
@@ -436,211 +706,94 @@ static void run_parallel(int n, const int *order, int threads, void (*fn)(void *
   for (int t = 0; t < started; t++) pthread_join(tid[t], NULL);
 }
 
-// Task order for the pool: biggest first.
-static int *order_by_size(const int64_t *size, int n) {
-  int *order = xcalloc((size_t)n, sizeof *order);
-  for (int i = 0; i < n; i++) {
-    int k = i;
-    while (k > 0 && size[order[k - 1]] < size[i]) {
-      order[k] = order[k - 1];
-      k--;
-    }
-    order[k] = i;
-  }
-  return order;
-}
-
-// Splits m into nparts by d->owner and runs them. On failure reports and returns
-// false; the outputs that were made are in sp->out either way.
-static bool run_split(Split *sp, LLVMModuleRef m, LLVMTargetMachineRef tm, Defs *d, int nparts, int threads,
-                      const int64_t *part_size) {
-  LLVMMemoryBufferRef bc = LLVMWriteBitcodeToMemoryBuffer(m);
-  sp->bc = LLVMGetBufferStart(bc);
-  sp->bclen = LLVMGetBufferSize(bc);
-  sp->nfn = d->nfn;
-  sp->n = d->n;
-  sp->owner = d->owner;
-  tmspec_of(&sp->tms, tm);
-  sp->out = xcalloc((size_t)nparts, sizeof *sp->out);
-  sp->err = xcalloc((size_t)nparts, sizeof *sp->err);
-  int *order = order_by_size(part_size, nparts);
-  run_parallel(nparts, order, threads, part_worker, sp);
-  free(order);
-  tmspec_free(&sp->tms);
-  LLVMDisposeMemoryBuffer(bc);
+// Compiles the parts with want[part] (all if want is NULL), biggest first, into
+// out[part]: objects, or optimised bitcode if !codegen. On failure reports,
+// frees what was made and returns false.
+static bool plan_compile(const Plan *p, const bool *want, bool codegen, LLVMMemoryBufferRef *out, const char *what) {
+  double t0 = stage_start();
+  bool explicit_;
+  int threads = compile_threads(&explicit_);
+  Job job = {p, codegen, out, NULL, NULL, NULL, NULL};
+  job.err = xcalloc((size_t)p->nparts, sizeof *job.err);
+  job.thread = xcalloc((size_t)p->nparts, sizeof *job.thread);
+  job.t_opt = xcalloc((size_t)p->nparts, sizeof *job.t_opt);
+  job.t_cg = xcalloc((size_t)p->nparts, sizeof *job.t_cg);
+  int *all = order_by_size(p->part_size, p->nparts), n = 0;
+  for (int k = 0; k < p->nparts; k++)
+    if (!want || want[all[k]]) all[n++] = all[k];
+  run_parallel(n, all, threads < 1 ? 1 : threads, part_worker, &job);
   bool ok = true;
-  for (int p = 0; p < nparts; p++)
-    if (sp->err[p]) {
-      if (ok) error_plain("LLVM %s failed: %s", sp->codegen ? "code generation" : "optimisation", sp->err[p]);
+  double opt = 0, cg = 0;
+  for (int q = 0; q < p->nparts; q++) {
+    opt += job.t_opt[q];
+    cg += job.t_cg[q];
+    if (job.err[q]) {
+      if (ok) error_plain("LLVM %s failed: %s", codegen ? "compilation" : "optimisation", job.err[q]);
       ok = false;
-      free(sp->err[p]);
+      free(job.err[q]);
     }
-  free(sp->err);
+  }
+  if (!ok)
+    for (int q = 0; q < p->nparts; q++)
+      if (out[q]) LLVMDisposeMemoryBuffer(out[q]), out[q] = NULL;
+  const char *verbose = getenv("FNNC_TIME");
+  for (int k = 0; ok && verbose && atoi(verbose) > 1 && k < n; k++) {
+    int q = all[k];
+    static const char *const kind_name[NKIND] = {"glue", "vector", "loops"};
+    fprintf(stderr, "fnnc:   part %d (%s): cost %lld, optimisation %.1f ms, code generation %.1f ms:", q,
+            kind_name[p->kind[q]], (long long)p->part_size[q], 1e3 * job.t_opt[q], 1e3 * job.t_cg[q]);
+    for (int i = 0; i < p->nfn; i++)
+      if (p->owner[i] == q) fprintf(stderr, " %s", p->name[i]);
+    fprintf(stderr, "\n");
+  }
+  if (ok && getenv("FNNC_TIME")) {  // no arena here: this may run on a background thread
+    int used = threads < n ? threads : n;
+    double busiest = 0;  // the CPU time of the busiest thread: the wall time on an idle machine
+    for (int k = 0; k < n; k++) {
+      double sum = 0;
+      for (int l = 0; l < n; l++)
+        if (pthread_equal(job.thread[all[k]], job.thread[all[l]])) sum += job.t_opt[all[l]] + job.t_cg[all[l]];
+      if (sum > busiest) busiest = sum;
+    }
+    char msg[320];
+    if (codegen)
+      snprintf(msg, sizeof msg,
+               "LLVM optimisation + code generation of %s (%d part%s on %d thread%s; CPU: reading and optimisation "
+               "%.3f s, code generation %.3f s, busiest thread %.3f s)",
+               what, n, n == 1 ? "" : "s", used, used == 1 ? "" : "s", opt, cg, busiest);
+    else
+      snprintf(msg, sizeof msg, "LLVM optimisation of %s (%d part%s)", what, n, n == 1 ? "" : "s");
+    stage_end(msg, t0);
+  }
+  free(all);
+  free(job.thread);
+  free(job.err);
+  free(job.t_opt);
+  free(job.t_cg);
   return ok;
 }
 
-// Modules smaller than this (in instructions) are optimised whole, unless
-// FNNC_COMPILE_THREADS is set; bigger ones in about O3_PARTS parts at most.
-#define MIN_SPLIT_O3 2000
-#define O3_PARTS 8
-
-// O3 on m in parts (see above). Returns false if m is not split.
-static bool optimize_split(LLVMModuleRef m, LLVMTargetMachineRef tm) {
-  bool explicit_;
-  int threads = compile_threads(&explicit_);
-  if (threads == 0) return false;
-  Defs *d = defs_new(m);
-  int *parent = xcalloc((size_t)d->n, sizeof *parent);
-  int64_t total = 0;
-  for (int i = 0; i < d->nfn; i++) total += d->size[i] + 1;
-  bool ok = d->nfn > 1 && (explicit_ || total >= MIN_SPLIT_O3) && group_defs(d, parent, true);
-  // Components in module order of their first definition; consecutive small
-  // ones share a part. Nothing here depends on the number of threads.
-  int64_t *comp_size = xcalloc((size_t)d->n, sizeof *comp_size);
-  for (int i = 0; ok && i < d->n; i++) comp_size[parent[i]] += d->size[i] + 1;
-  int nparts = 0;
-  int64_t filled = 0;
-  int *part_of_root = xcalloc((size_t)d->n, sizeof *part_of_root);
-  for (int i = 0; ok && i < d->n; i++) {
-    if (parent[i] == i) {
-      if (nparts == 0 || filled >= total / O3_PARTS) {
-        nparts++;
-        filled = 0;
-      }
-      part_of_root[i] = nparts - 1;
-      filled += comp_size[i];
-    }
-    d->owner[i] = part_of_root[parent[i]];
-  }
-  free(comp_size);
-  if (!ok || nparts < 2) {
-    free(parent);
-    free(part_of_root);
-    defs_free(d);
-    return false;
-  }
-  int64_t *part_size = xcalloc((size_t)nparts, sizeof *part_size);
-  for (int i = 0; i < d->n; i++) part_size[d->owner[i]] += d->size[i] + 1;
-  Split sp = {0};
-  if (!run_split(&sp, m, tm, d, nparts, threads, part_size)) die("LLVM optimisation failed");
-
-  // Empty m and link the optimised parts back in, in order.
-  for (int i = 0; i < d->nfn; i++) delete_body(d->v[i]);
-  for (int i = 0; i < d->n; i++) {
-    if (i < d->nfn) LLVMDeleteFunction(d->v[i]);
-    else LLVMDeleteGlobal(d->v[i]);
-  }
-  // The declarations too: the parts bring those they use, in their order.
-  for (LLVMValueRef f = LLVMGetFirstFunction(m), next; f; f = next) {
-    next = LLVMGetNextFunction(f);
-    if (!LLVMGetFirstUse(f)) LLVMDeleteFunction(f);
-  }
-  for (LLVMValueRef g = LLVMGetFirstGlobal(m), next; g; g = next) {
-    next = LLVMGetNextGlobal(g);
-    if (!LLVMGetFirstUse(g)) LLVMDeleteGlobal(g);
-  }
-  LLVMContextRef ctx = LLVMGetModuleContext(m);
-  for (int p = 0; p < nparts; p++) {
-    LLVMModuleRef part;
-    if (LLVMParseBitcodeInContext2(ctx, sp.out[p], &part)) die("cannot read an optimised part back");
-    LLVMDisposeMemoryBuffer(sp.out[p]);
-    if (LLVMLinkModules2(m, part)) die("cannot link the optimised parts");  // destroys part
-  }
-  free(sp.out);
-  free(part_size);
-  free(parent);
-  free(part_of_root);
-  defs_free(d);
-  return true;
+// The parts definition `def` needs that are not compiled yet: its own and those
+// of everything it refers to, transitively.
+static void parts_needed(const Plan *p, int def, bool *want, bool *seen) {
+  if (seen[def]) return;
+  seen[def] = true;
+  if (p->owner[def] >= 0 && !p->done[p->owner[def]]) want[p->owner[def]] = true;
+  for (int k = p->ref_start[def]; k < p->ref_start[def + 1]; k++) parts_needed(p, p->ref[k], want, seen);
 }
 
-// Below this many instructions code generation on one thread is as fast (unless
-// FNNC_COMPILE_THREADS is set).
-#define MIN_SPLIT_CODEGEN 4000
-
-// Code generation of m (not modified) into object files on several threads.
-// Returns the number of objects (in *objs), 0 if m is not worth splitting, -1
-// after reporting an error.
-static int emit_objects(LLVMModuleRef m, LLVMTargetMachineRef tm, LLVMMemoryBufferRef **objs) {
+// Whether to cut modules into parts.
+static bool split_wanted(void) {
   bool explicit_;
-  int threads = compile_threads(&explicit_);
-  if (threads < 2) return 0;
-  LLVMModuleRef clone = LLVMCloneModule(m);
-  Defs *d = defs_new(clone);
-  int *parent = xcalloc((size_t)d->n, sizeof *parent);
-  int64_t total = 0;
-  for (int i = 0; i < d->nfn; i++) total += d->size[i];
-  int ngroups = 0;
-  bool ok = group_defs(d, parent, false) && (explicit_ || total >= MIN_SPLIT_CODEGEN);
-  for (int i = 0; i < d->nfn; i++) ngroups += parent[i] == i;
-  int nparts = threads < ngroups ? threads : ngroups;
-  if (!ok || nparts < 2) {
-    free(parent);
-    defs_free(d);
-    LLVMDisposeModule(clone);
-    return 0;
-  }
-  // Biggest group first into the lightest part.
-  int64_t *gsize = xcalloc((size_t)d->n, sizeof *gsize);
-  for (int i = 0; i < d->nfn; i++) gsize[parent[i]] += d->size[i];
-  int *order = order_by_size(gsize, d->n);
-  int64_t *part_size = xcalloc((size_t)nparts, sizeof *part_size);
-  int *part_of_root = xcalloc((size_t)d->n, sizeof *part_of_root);
-  for (int k = 0; k < d->n; k++) {
-    int g = order[k];
-    if (parent[g] != g || g >= d->nfn) continue;
-    int best = 0;
-    for (int p = 1; p < nparts; p++)
-      if (part_size[p] < part_size[best]) best = p;
-    part_of_root[g] = best;
-    part_size[best] += gsize[g];
-  }
-  for (int i = 0; i < d->n; i++) {
-    if (i >= d->nfn && copyable(d->v[i])) d->owner[i] = -1;
-    else if (parent[i] < d->nfn) d->owner[i] = part_of_root[parent[i]];
-    else d->owner[i] = 0;  // a global no function uses
-  }
-  // Functions called across parts need external names. Calls keep their
-  // calling convention; the names get a prefix no C symbol has.
-  for (int i = 0; i < d->nfn; i++) {
-    LLVMLinkage l = LLVMGetLinkage(d->v[i]);
-    if (l != LLVMInternalLinkage && l != LLVMPrivateLinkage) continue;
-    size_t len;
-    const char *name = LLVMGetValueName2(d->v[i], &len);
-    char *ext = len ? arena_printf("fnnc.%s", name) : arena_printf("fnnc.anon.%d", i);
-    LLVMSetLinkage(d->v[i], LLVMExternalLinkage);
-    LLVMSetVisibility(d->v[i], LLVMDefaultVisibility);
-    LLVMSetValueName2(d->v[i], ext, strlen(ext));
-  }
-  Split sp = {.codegen = true};
-  ok = run_split(&sp, clone, tm, d, nparts, threads, part_size);
-  if (!ok) {
-    for (int p = 0; p < nparts; p++)
-      if (sp.out[p]) LLVMDisposeMemoryBuffer(sp.out[p]);
-    free(sp.out);
-    sp.out = NULL;
-  }
-  *objs = sp.out;
-  free(order);
-  free(gsize);
-  free(part_size);
-  free(part_of_root);
-  free(parent);
-  defs_free(d);
-  LLVMDisposeModule(clone);
-  return ok ? nparts : -1;
+  return compile_threads(&explicit_) != 0;
 }
 
 //
 // Optimisation
 //
 
-static void add_string_attr(LLVMContextRef ctx, LLVMValueRef fn, const char *k, const char *v) {
-  LLVMAttributeRef a = LLVMCreateStringAttribute(ctx, k, (unsigned)strlen(k), v, (unsigned)strlen(v));
-  LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex, a);
-}
-
-void backend_optimize(LLVMModuleRef m, LLVMTargetMachineRef tm) {
+// The target, the per-function target attributes, and the verifier.
+static void prepare_module(LLVMModuleRef m, LLVMTargetMachineRef tm) {
   LLVMContextRef ctx = LLVMGetModuleContext(m);
   char *triple = LLVMGetTargetMachineTriple(tm);
   LLVMSetTarget(m, triple);
@@ -676,18 +829,42 @@ void backend_optimize(LLVMModuleRef m, LLVMTargetMachineRef tm) {
     die("LLVM module verification failed");
   }
   LLVMDisposeMessage(msg);
+}
 
-  double t0 = stage_start();
-  if (!optimize_split(m, tm)) {
-    LLVMErrorRef e = run_o3(m, tm);
-    if (e) {
-      char *em = LLVMGetErrorMessage(e);
-      fprintf(stderr, "fnnc: internal error: LLVM pass pipeline: %s\n", em);
-      LLVMDisposeErrorMessage(em);
-      die("LLVMRunPasses failed");
-    }
+// Optimises m in place the way it is compiled: part by part, the optimised
+// parts linked back in order.
+void backend_optimize(LLVMModuleRef m, LLVMTargetMachineRef tm) {
+  prepare_module(m, tm);
+  Plan *p = plan_new(m, tm, split_wanted());
+  LLVMMemoryBufferRef *out = xcalloc((size_t)p->nparts, sizeof *out);
+  if (!plan_compile(p, NULL, false, out, "the module")) die("LLVM optimisation failed");
+
+  // Empty m and link the optimised parts back in, in order.
+  Defs *d = defs_new(m);
+  for (int i = 0; i < d->nfn; i++) delete_body(d->v[i]);
+  for (int i = 0; i < d->n; i++) {
+    if (i < d->nfn) LLVMDeleteFunction(d->v[i]);
+    else LLVMDeleteGlobal(d->v[i]);
   }
-  stage_end("LLVM O3", t0);
+  defs_free(d);
+  // The declarations too: the parts bring those they use, in their order.
+  for (LLVMValueRef f = LLVMGetFirstFunction(m), next; f; f = next) {
+    next = LLVMGetNextFunction(f);
+    if (!LLVMGetFirstUse(f)) LLVMDeleteFunction(f);
+  }
+  for (LLVMValueRef g = LLVMGetFirstGlobal(m), next; g; g = next) {
+    next = LLVMGetNextGlobal(g);
+    if (!LLVMGetFirstUse(g)) LLVMDeleteGlobal(g);
+  }
+  LLVMContextRef ctx = LLVMGetModuleContext(m);
+  for (int q = 0; q < p->nparts; q++) {
+    LLVMModuleRef part;
+    if (LLVMParseBitcodeInContext2(ctx, out[q], &part)) die("cannot read an optimised part back");
+    LLVMDisposeMemoryBuffer(out[q]);
+    if (LLVMLinkModules2(m, part)) die("cannot link the optimised parts");  // destroys part
+  }
+  free(out);
+  plan_free(p);
 }
 
 //
@@ -730,7 +907,13 @@ struct Jit {
   LLVMOrcThreadSafeContextRef tsc;
   LLVMOrcLLJITRef lljit;
   LLVMTargetMachineRef tm;  // for parallel code generation, like the JIT's own
-  bool looked_up;           // the first lookup compiles what is still IR
+  Plan **plans;             // the modules added, compiled part by part on demand
+  int nplans;
+  // jit_prefetch's background compilation, which every other call waits for.
+  pthread_t bg;
+  bool bg_running;
+  int bg_rc;
+  const char *bg_name;
 };
 
 // Reports an LLVM error (and consumes it).
@@ -794,43 +977,84 @@ Jit *jit_new(void) {
 LLVMContextRef jit_context(Jit *j) { return LLVMOrcThreadSafeContextGetContext(j->tsc); }
 
 int jit_add_module(Jit *j, LLVMModuleRef m) {
-  LLVMOrcJITDylibRef jd = LLVMOrcLLJITGetMainJITDylib(j->lljit);
-  // A big module is compiled here, on several threads, into object files; a
-  // small one is handed over as IR and compiled by the first lookup.
-  double t0 = stage_start();
-  LLVMMemoryBufferRef *objs = NULL;
-  int nobj = emit_objects(m, j->tm, &objs);
-  if (nobj != 0) {
-    LLVMDisposeModule(m);
-    if (nobj < 0) return 1;
-    stage_end(arena_printf("JIT code generation (%d parts)", nobj), t0);
-    int rc = 0;
-    for (int i = 0; i < nobj; i++) {
-      LLVMErrorRef e = rc ? NULL : LLVMOrcLLJITAddObjectFile(j->lljit, jd, objs[i]);  // takes objs[i]
-      if (rc) LLVMDisposeMemoryBuffer(objs[i]);
+  // Nothing is compiled here: the parts an entry needs are compiled (on
+  // several threads, into objects) when it is first looked up.
+  prepare_module(m, j->tm);
+  Plan *p = plan_new(m, j->tm, split_wanted());
+  LLVMDisposeModule(m);
+  Plan **plans = realloc(j->plans, sizeof *plans * (size_t)(j->nplans + 1));
+  if (!plans) die("out of memory");
+  j->plans = plans;
+  j->plans[j->nplans++] = p;
+  return 0;
+}
+
+// Compiles what the definition called `name` needs and hands the objects to
+// the JIT. Returns 0 on success (also if no module defines `name`).
+static int jit_compile_for(Jit *j, const char *name) {
+  for (int k = 0; k < j->nplans; k++) {
+    Plan *p = j->plans[k];
+    int def = 0;
+    while (def < p->n && strcmp(p->name[def], name)) def++;
+    if (def == p->n) continue;
+    bool *want = xcalloc((size_t)p->nparts, sizeof *want), *seen = xcalloc((size_t)p->n, sizeof *seen);
+    parts_needed(p, def, want, seen);
+    free(seen);
+    int nwant = 0;
+    for (int q = 0; q < p->nparts; q++) nwant += want[q];
+    LLVMMemoryBufferRef *objs = xcalloc((size_t)p->nparts, sizeof *objs);
+    int rc = nwant && !plan_compile(p, want, true, objs, name);
+    LLVMOrcJITDylibRef jd = LLVMOrcLLJITGetMainJITDylib(j->lljit);
+    for (int q = 0; q < p->nparts; q++) {  // in part order
+      if (!objs[q]) continue;
+      p->done[q] = true;
+      LLVMErrorRef e = rc ? NULL : LLVMOrcLLJITAddObjectFile(j->lljit, jd, objs[q]);  // takes objs[q]
+      if (rc) LLVMDisposeMemoryBuffer(objs[q]);
       if (e) {
         report_llvm_error("cannot add an object file to the JIT", e);
         rc = 1;
       }
     }
     free(objs);
+    free(want);
     return rc;
-  }
-  LLVMOrcThreadSafeModuleRef tsm = LLVMOrcCreateNewThreadSafeModule(m, j->tsc);  // takes m
-  LLVMErrorRef e = LLVMOrcLLJITAddLLVMIRModule(j->lljit, jd, tsm);  // takes tsm, even on failure
-  if (e) {
-    report_llvm_error("cannot add the module to the JIT", e);
-    return 1;
   }
   return 0;
 }
 
+static void *prefetch_main(void *arg) {
+  Jit *j = arg;
+  j->bg_rc = jit_compile_for(j, j->bg_name);
+  return NULL;
+}
+
+int jit_prefetch(Jit *j, const char *name) {
+  bool explicit_;
+  j->bg_name = name;
+  if (compile_threads(&explicit_) < 2) return jit_compile_for(j, name);  // no threads: now
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setstacksize(&attr, 16u << 20);  // it runs parts too
+  j->bg_running = pthread_create(&j->bg, &attr, prefetch_main, j) == 0;
+  pthread_attr_destroy(&attr);
+  return j->bg_running ? 0 : jit_compile_for(j, name);
+}
+
+// Waits for jit_prefetch's compilation; returns its status.
+static int jit_wait(Jit *j) {
+  if (!j->bg_running) return 0;
+  pthread_join(j->bg, NULL);
+  j->bg_running = false;
+  return j->bg_rc;
+}
+
 void *jit_lookup(Jit *j, const char *name) {
+  jit_wait(j);  // a failure was reported; what failed is compiled again if needed
+  if (jit_compile_for(j, name)) return NULL;
   LLVMOrcExecutorAddress addr = 0;
   double t0 = stage_start();
   LLVMErrorRef e = LLVMOrcLLJITLookup(j->lljit, &addr, name);
-  if (!j->looked_up) stage_end("JIT first lookup", t0);
-  j->looked_up = true;
+  stage_end(arena_printf("JIT lookup of %s", name), t0);
   if (e) {
     report_llvm_error(arena_printf("JIT lookup of '%s' failed", name), e);
     return NULL;
@@ -838,13 +1062,20 @@ void *jit_lookup(Jit *j, const char *name) {
   return (void *)(uintptr_t)addr;
 }
 
-void jit_destroy(Jit *j) {
-  if (!j) return;
+int jit_destroy(Jit *j) {
+  if (!j) return 0;
+  int rc = jit_wait(j);
   LLVMErrorRef e = LLVMOrcDisposeLLJIT(j->lljit);
-  if (e) report_llvm_error("disposing of the JIT", e);
+  if (e) {
+    report_llvm_error("disposing of the JIT", e);
+    rc = 1;
+  }
   LLVMOrcDisposeThreadSafeContext(j->tsc);
   LLVMDisposeTargetMachine(j->tm);
+  for (int k = 0; k < j->nplans; k++) plan_free(j->plans[k]);
+  free(j->plans);
   free(j);
+  return rc;
 }
 
 //
@@ -895,46 +1126,38 @@ int aot_build(LLVMModuleRef m, LLVMTargetMachineRef tm, const char *out) {
     return 1;
   }
 
-  // The objects: one per part when code generation runs in parallel.
-  double t0 = stage_start();
-  LLVMMemoryBufferRef *objs = NULL;
-  int nobj = emit_objects(m, tm, &objs);
-  if (nobj < 0) {
+  // The objects: one per part, compiled on several threads. m stays as it is.
+  LLVMModuleRef clone = LLVMCloneModule(m);
+  prepare_module(clone, tm);
+  Plan *p = plan_new(clone, tm, split_wanted());
+  LLVMDisposeModule(clone);
+  LLVMMemoryBufferRef *objs = xcalloc((size_t)p->nparts, sizeof *objs);
+  int nobj = p->nparts;
+  if (!plan_compile(p, NULL, true, objs, "the module")) {
+    free(objs);
+    plan_free(p);
     rmdir(dir);
     return 1;
   }
-  char **paths = xcalloc(nobj ? (size_t)nobj : 1, sizeof *paths);
+  plan_free(p);
+  char **paths = xcalloc((size_t)nobj, sizeof *paths);
   int npaths = 0, rc = 0;
-  if (nobj == 0) {
-    paths[npaths++] = arena_printf("%s/model.o", dir);
-    LLVMModuleRef clone = LLVMCloneModule(m);  // code generation changes the module
-    char *err = NULL;
-    if (LLVMTargetMachineEmitToFile(tm, clone, paths[0], LLVMObjectFile, &err)) {
-      error_plain("LLVM could not write the object file: %s", err ? err : "unknown error");
-      rc = 1;
-    }
-    LLVMDisposeMessage(err);
-    LLVMDisposeModule(clone);
-  } else {
-    for (int i = 0; i < nobj; i++) {
-      char *path = arena_printf("%s/model%d.o", dir, i);
-      if (!rc) {
-        FILE *f = fopen(path, "wb");
-        if (f) paths[npaths++] = path;
-        size_t len = LLVMGetBufferSize(objs[i]);
-        if (!f || fwrite(LLVMGetBufferStart(objs[i]), 1, len, f) != len || fclose(f)) {
-          error_plain("cannot write '%s': %s", path, strerror(errno));
-          rc = 1;
-        }
+  for (int i = 0; i < nobj; i++) {
+    char *path = arena_printf("%s/model%d.o", dir, i);
+    if (!rc) {
+      FILE *f = fopen(path, "wb");
+      if (f) paths[npaths++] = path;
+      size_t len = LLVMGetBufferSize(objs[i]);
+      if (!f || fwrite(LLVMGetBufferStart(objs[i]), 1, len, f) != len || fclose(f)) {
+        error_plain("cannot write '%s': %s", path, strerror(errno));
+        rc = 1;
       }
-      LLVMDisposeMemoryBuffer(objs[i]);
     }
-    free(objs);
+    LLVMDisposeMemoryBuffer(objs[i]);
   }
-  if (!rc) stage_end(arena_printf("code generation (%d object%s)", npaths, npaths == 1 ? "" : "s"), t0);
-
+  free(objs);
   if (!rc) {
-    t0 = stage_start();
+    double t0 = stage_start();
     char **argv = xcalloc((size_t)npaths + 16, sizeof *argv);
     int n = 0;
     argv[n++] = "cc";

@@ -492,6 +492,7 @@ static void call_parallel(Emit *e, Program *p, Kernel *k, LLVMValueRef kfn, Valu
   LLVMTypeRef tty = LLVMFunctionType(LLVMVoidTypeInContext(cg->ctx), tp, 3, 0);
   LLVMValueRef tfn = LLVMAddFunction(cg->mod, arena_printf("%s_%s_task", entry_names[p->entry], k->name), tty);
   LLVMSetLinkage(tfn, LLVMInternalLinkage);
+  backend_mark_glue(tfn);
   LLVMBasicBlockRef saved = LLVMGetInsertBlock(B(e));
   Emit te = *e;
   te.fn = tfn;
@@ -580,6 +581,7 @@ void codegen_program(Codegen *cg, Program *p) {
   LLVMTypeRef fty = LLVMFunctionType(LLVMVoidTypeInContext(cg->ctx), &pt, 1, 0);
   char *name = arena_printf("fnn_%s", prefix);
   LLVMValueRef fn = LLVMAddFunction(cg->mod, name, fty);
+  backend_mark_glue(fn);
   e.fn = fn;
   LLVMPositionBuilderAtEnd(cg->b, LLVMAppendBasicBlockInContext(cg->ctx, fn, "entry"));
   LLVMValueRef args = LLVMGetParam(fn, 0);

@@ -534,8 +534,11 @@ char *model_descriptor(Graph *g, int64_t work_per_n, int64_t work_fixed, int64_t
 //
 // backend.c: LLVM target, optimisation, JIT and object emission
 //
+// The module codegen made goes unoptimised to the JIT or to aot_build, which
+// optimise and compile it part by part; backend_optimize is for printing it.
 LLVMTargetMachineRef backend_target_machine(void);  // host CPU, PIC, O3
-void backend_optimize(LLVMModuleRef m, LLVMTargetMachineRef tm);  // default<O3>
+void backend_mark_glue(LLVMValueRef fn);  // calls kernels, no hot loops: a cheap pipeline
+void backend_optimize(LLVMModuleRef m, LLVMTargetMachineRef tm);  // default<O3>, in place
 // Prints the module as text IR or assembly.
 void backend_print_llvm(FILE *out, LLVMModuleRef m);
 int backend_print_asm(FILE *out, LLVMModuleRef m, LLVMTargetMachineRef tm);
@@ -544,9 +547,12 @@ typedef struct Jit Jit;
 Jit *jit_new(void);
 LLVMContextRef jit_context(Jit *j);
 int jit_add_module(Jit *j, LLVMModuleRef m);  // takes ownership of m; 0 on success
-void *jit_lookup(Jit *j, const char *name);   // compiles on first use; NULL (+error) if missing
-void jit_destroy(Jit *j);
-// AOT: writes an object file and links it with the runtime library into `out`.
+void *jit_lookup(Jit *j, const char *name);   // compiles what name needs; NULL (+error) if missing
+// Compiles what name needs on background threads (now if FNNC_COMPILE_THREADS
+// is 1); jit_lookup and jit_destroy wait for it. 0 on success so far.
+int jit_prefetch(Jit *j, const char *name);
+int jit_destroy(Jit *j);  // waits for jit_prefetch; 1 if something failed
+// AOT: compiles m (left as it is) and links it with the runtime library into `out`.
 int aot_build(LLVMModuleRef m, LLVMTargetMachineRef tm, const char *out);
 
 

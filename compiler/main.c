@@ -39,6 +39,13 @@ static double now(void) {
   return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
+// FNNC_TIME=1: how long a stage took, since *t (which moves on to now).
+static void lap(const char *what, double *t) {
+  double t1 = now();
+  if (getenv("FNNC_TIME")) fprintf(stderr, "fnnc: %s in %.3f s\n", what, t1 - *t);
+  *t = t1;
+}
+
 // Builds and fuses the entry points in `want` (progs[e] stays NULL for the
 // others). Returns the descriptor, or NULL after errors.
 static char *compile(Node *prog, const bool *want, Graph **train_out, Program **progs) {
@@ -67,7 +74,26 @@ static void codegen_all(Codegen *cg, Program **progs, const char *desc) {
     if (progs[e]) codegen_program(cg, progs[e]);
   codegen_descriptor(cg, desc);
   LLVMDisposeBuilder(cg->b);
-  backend_optimize(cg->mod, cg->tm);
+}
+
+// fnnc run compiles the training step on background threads while the
+// runtime sets up (allocates and initialises the slabs), and the evaluation
+// step when the runtime first calls it, not before the first training step.
+static Jit *lazy_jit;
+static FnnEntry lazy_train, lazy_eval;
+static double start_time;
+
+static void train_step_on_demand(FnnArgs *args) {
+  if (!lazy_train) {
+    if (!(lazy_train = (FnnEntry)jit_lookup(lazy_jit, "fnn_train_step"))) exit(1);
+    if (getenv("FNNC_TIME")) fprintf(stderr, "fnnc: first training step at %.3f s\n", now() - start_time);
+  }
+  lazy_train(args);
+}
+
+static void eval_step_on_demand(FnnArgs *args) {
+  if (!lazy_eval && !(lazy_eval = (FnnEntry)jit_lookup(lazy_jit, "fnn_eval_step"))) exit(1);
+  lazy_eval(args);
 }
 
 int main(int argc, char **argv) {
@@ -142,7 +168,7 @@ int main(int argc, char **argv) {
     }
   }
 
-  double t0 = now();
+  double t0 = start_time = now();
   Source *src = source_read(file);
   if (!src) return 1;
   Node *prog = parse_file(src);
@@ -162,8 +188,10 @@ int main(int argc, char **argv) {
   // fnnc check needs the gradient entry; training needs the step and evaluation.
   bool want[ENTRY_COUNT] = {true, true, false};
   if (cmd && !strcmp(cmd, "check")) want[ENTRY_TRAIN] = false, want[ENTRY_GRAD] = true;
+  double t = t0;
   char *desc = compile(prog, want, &train, progs);
   if (!desc) return 1;
+  lap("front end (parse, IR, autodiff, fusion)", &t);
   if (emit == EMIT_FUSED) {
     fused_dump(stdout, progs[ENTRY_TRAIN]);
     printf("\n");
@@ -179,6 +207,7 @@ int main(int argc, char **argv) {
     cg.mod = LLVMModuleCreateWithNameInContext(train->info.name, cg.ctx);
     codegen_all(&cg, progs, desc);
     int rc = 0;
+    if (emit != EMIT_NONE) backend_optimize(cg.mod, cg.tm);
     if (emit == EMIT_LLVM)
       backend_print_llvm(stdout, cg.mod);
     else if (emit == EMIT_ASM)
@@ -195,24 +224,38 @@ int main(int argc, char **argv) {
   // In memory: fnnc run / fnnc check.
   Jit *jit = jit_new();
   if (!jit) return 1;
+  lap("JIT setup", &t);
   cg.ctx = jit_context(jit);
   cg.mod = LLVMModuleCreateWithNameInContext(train->info.name, cg.ctx);
   codegen_all(&cg, progs, desc);
+  lap("LLVM IR emission", &t);
   if (jit_add_module(jit, cg.mod)) return 1;
+  lap("LLVM IR checked and cut into parts", &t);
   FnnModel m = {desc, NULL, NULL, NULL};
   FnnEntry *slot[ENTRY_COUNT] = {&m.train_step, &m.eval_step, &m.grad_step};
+  bool training = !strcmp(cmd, "run");
+  if (training) {
+    if (jit_prefetch(jit, "fnn_train_step")) return 1;
+    lazy_jit = jit;
+    m.train_step = train_step_on_demand;
+    m.eval_step = eval_step_on_demand;
+  }
   for (int e = 0; e < ENTRY_COUNT; e++)
-    if (progs[e] && !(*slot[e] = (FnnEntry)jit_lookup(jit, arena_printf("fnn_%s", entry_names[e])))) return 1;
-  if (getenv("FNNC_TIME")) fprintf(stderr, "fnnc: compiled in %.3f s\n", now() - t0);
+    if (progs[e] && !training && !(*slot[e] = (FnnEntry)jit_lookup(jit, arena_printf("fnn_%s", entry_names[e]))))
+      return 1;
+  if (getenv("FNNC_TIME") && !training) fprintf(stderr, "fnnc: compiled in %.3f s\n", now() - t0);
   // Trainer flags: argv[0] names the program in messages.
   char **targv = malloc(sizeof(char *) * (size_t)(argc - rest + 2));
   targv[0] = (char *)file;
   int targc = 1;
   for (int j = rest; j < argc; j++) targv[targc++] = argv[j];
   targv[targc] = NULL;
-  int rc = !strcmp(cmd, "run") ? fnn_main(&m, targc, targv) : fnn_check(&m, targc, targv);
+  t = now();
+  int rc = training ? fnn_main(&m, targc, targv) : fnn_check(&m, targc, targv);
   free(targv);
-  jit_destroy(jit);
+  lap(training ? "training (with set-up and evaluation)" : "gradient check", &t);
+  if (jit_destroy(jit)) rc = 1;
+  lap("JIT shut down", &t);
   LLVMDisposeTargetMachine(cg.tm);
   arena_free_all();
   return rc;

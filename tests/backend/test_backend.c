@@ -6,9 +6,11 @@
 //   use1, use2:      internal helper, constant table, internal counter (the
 //                    module split for parallel compilation must keep these right)
 //
-// Optimises the module, checks the loop vectorizer fired, JIT-runs the
-// functions and compares with the C library, prints assembly, and builds an
-// executable with aot_build against a stand-in runtime (FNNC_LIBDIR).
+// Optimises a copy of the module, checks the loop vectorizer fired and prints
+// it as IR and assembly; builds an executable from the module with aot_build
+// against a stand-in runtime (FNNC_LIBDIR); JIT-runs the functions and
+// compares with the C library. The JIT compiles what a lookup needs only: a
+// function calling a symbol nobody defines breaks its own lookup, not others.
 //
 // usage: test_backend [AOT_OUT]   (FNNC_LIBDIR must point at the stand-in runtime
 // when AOT_OUT is given)
@@ -178,8 +180,16 @@ static const char extra_ir[] =
     "  ret void\n"
     "}\n";
 
-static void link_extra(Ctx *c) {
-  LLVMMemoryBufferRef buf = LLVMCreateMemoryBufferWithMemoryRangeCopy(extra_ir, sizeof extra_ir - 1, "extra");
+// Calls a function nobody defines.
+static const char broken_ir[] =
+    "declare void @fnnc_test_undefined_symbol()\n"
+    "define void @broken() {\n"
+    "  call void @fnnc_test_undefined_symbol()\n"
+    "  ret void\n"
+    "}\n";
+
+static void add_ir(Ctx *c, const char *text, size_t len) {
+  LLVMMemoryBufferRef buf = LLVMCreateMemoryBufferWithMemoryRangeCopy(text, len, "extra");
   LLVMModuleRef extra;
   char *msg = NULL;
   if (LLVMParseIRInContext(c->ctx, buf, &extra, &msg)) {  // takes buf
@@ -200,7 +210,7 @@ static void build_module(Ctx *c, LLVMContextRef ctx) {
   build_loop(c, "expy", expy_body);
   build_loop(c, "logy", logy_body);
   LLVMDisposeBuilder(c->b);
-  link_extra(c);
+  add_ir(c, extra_ir, sizeof extra_ir - 1);
 }
 
 typedef void (*Fn)(float *, float *, int64_t);
@@ -221,12 +231,13 @@ int main(int argc, char **argv) {
   if (!j) return 1;
   Ctx c;
   build_module(&c, jit_context(j));
+  LLVMModuleRef opt = LLVMCloneModule(c.m);  // the JIT and aot_build take c.m unoptimised
   double t1 = now();
-  backend_optimize(c.m, tm);
+  backend_optimize(opt, tm);
   double t2 = now();
 
   // The vectorizer fired on saxpy (native width unless FNNC_CPU picks a baseline).
-  char *ir = LLVMPrintModuleToString(c.m);
+  char *ir = LLVMPrintModuleToString(opt);
   bool wide = strstr(ir, "<16 x float>") || strstr(ir, "<8 x float>");
   bool any = wide || strstr(ir, "<4 x float>");
   const char *over = getenv("FNNC_CPU");
@@ -253,15 +264,16 @@ int main(int argc, char **argv) {
 
   // Printing: text IR and assembly, on a clone (the module stays usable).
   FILE *tmp = tmpfile();
-  backend_print_llvm(tmp, c.m);
+  backend_print_llvm(tmp, opt);
   CHECK(ftell(tmp) > 100, "backend_print_llvm printed nothing");
   rewind(tmp);
   double ta = now();
-  CHECK(backend_print_asm(tmp, c.m, tm) == 0, "backend_print_asm failed");
+  CHECK(backend_print_asm(tmp, opt, tm) == 0, "backend_print_asm failed");
   double tb = now();
   long asm_len = ftell(tmp);
   CHECK(asm_len > 100, "backend_print_asm printed nothing");
   fclose(tmp);
+  LLVMDisposeModule(opt);
 
   // AOT on the same module, with a stand-in runtime: FNNC_LIBDIR/runtime/aot_main.o
   // (a main that calls saxpy, expy and logy) and FNNC_LIBDIR/libfnnrt.a.
@@ -276,9 +288,15 @@ int main(int argc, char **argv) {
     CHECK(nerrors == before + 1, "aot_build failure reported %d errors", nerrors - before);
   }
 
-  // Run it.
+  // Run it, with one more function that cannot be linked, in a part of its own
+  // (FNNC_COMPILE_THREADS=0 makes one part of everything: then not).
+  const char *threads = getenv("FNNC_COMPILE_THREADS");
+  bool split = !threads || strcmp(threads, "0");
+  if (split) add_ir(&c, broken_ir, sizeof broken_ir - 1);
   double t3 = now();
   CHECK(jit_add_module(j, c.m) == 0, "jit_add_module failed");
+  // use3 compiles in the background while saxpy's lookup waits, then compiles saxpy.
+  CHECK(jit_prefetch(j, "use3") == 0, "jit_prefetch failed");
   Fn saxpy = (Fn)jit_lookup(j, "saxpy");
   double t4 = now();
   Fn expy = (Fn)jit_lookup(j, "expy");
@@ -303,6 +321,10 @@ int main(int argc, char **argv) {
   int before = nerrors;
   CHECK(!jit_lookup(j, "no_such_function"), "lookup of a missing symbol succeeded");
   CHECK(nerrors == before + 1, "a missing symbol was not reported");
+  // Only the lookup of the function with the missing symbol fails.
+  before = nerrors;
+  CHECK(!split || !jit_lookup(j, "broken"), "lookup of a function calling a missing symbol succeeded");
+  CHECK(!split || nerrors > before, "the missing symbol was not reported");
   if (saxpy && expy && logy) {
     enum { N = 1003 };  // not a multiple of the vector width: the remainder loop runs too
     float *x = malloc(N * sizeof(float)), *y = malloc(N * sizeof(float));
@@ -325,7 +347,7 @@ int main(int argc, char **argv) {
     free(x);
     free(y);
   }
-  jit_destroy(j);
+  CHECK(jit_destroy(j) == 0, "jit_destroy failed");
   LLVMDisposeTargetMachine(tm);
   arena_free_all();
   double t5 = now();
