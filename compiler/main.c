@@ -26,7 +26,17 @@ static void usage(FILE *out) {
           "  --data DIR     data files resolve against DIR (default ./data)\n"
           "  --log FILE     CSV metrics: epoch,step,train_loss,test_loss,test_acc,images_per_s,elapsed_s\n"
           "  --steps N      stop after N training steps; 0 compiles and exits without loading data\n"
+          "  --log-every N  also a CSV row every N steps\n"
+          "  --plot F.svg   the training curves as an SVG chart\n"
           "  --quiet        no progress bar, no per-epoch lines\n"
+          "  --profile      time spent in each compiled kernel\n"
+          "  --save FILE    safetensors checkpoint at the end (and on SIGINT/SIGTERM)\n"
+          "  --save-every N also every N steps\n"
+          "  --resume FILE  continue exactly where a checkpoint left off\n"
+          "  --init FILE    load weights only (--init-partial: missing tensors keep their init)\n"
+          "  --eval         with --init or --resume: evaluate only (confusion matrix, R^2)\n"
+          "  --predict FILE one line per sample of an IDX or CSV input file (--out FILE.csv)\n"
+          "  (a built trainer's --help, and docs/cli.md, say more)\n"
           "\n"
           "check flags: --seed N  --batch N  --tol X\n");
 }
