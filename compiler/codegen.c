@@ -481,6 +481,8 @@ static void call_kernel(Emit *e, Kernel *k, LLVMValueRef fn, LLVMValueRef *bufs,
   LLVMBuildCall2(B(e), kty, fn, cargs, (unsigned)na, "");
 }
 
+enum { TASKS_PER_THREAD = 4 };
+
 // A parallel kernel: a task function takes rows [t*PAR_ROWS, (t+1)*PAR_ROWS)
 // and its own partial slots and scratch; the entry hands the tasks to
 // fnn_parallel, then adds up the partial slots in task order.
@@ -524,16 +526,20 @@ static void call_parallel(Emit *e, Program *p, Kernel *k, LLVMValueRef kfn, Valu
   bool partials = false;
   for (int j = k->inputs.len; j < na; j++) partials |= kargs[j]->partial;
   if (k->par_out || !partials) {
-    // One block per thread: output rows of a weight gradient in multiples of
-    // 4, batch rows (no reduction over them) in multiples of 8.
+    // Output rows of a weight gradient: one block per thread (a multiple of 4
+    // rows; every task packs its operand). Batch rows that nothing adds up:
+    // about TASKS_PER_THREAD blocks per thread, whole register tiles, so a
+    // thread that another process holds up leaves its share to the others.
     LLVMTypeRef ity = LLVMFunctionType(LLVMInt32TypeInContext(cg->ctx), NULL, 0, 0);
     LLVMValueRef tfn2 = LLVMGetNamedFunction(cg->mod, "fnn_threads");
     if (!tfn2) tfn2 = LLVMAddFunction(cg->mod, "fnn_threads", ity);
     LLVMValueRef nt = LLVMBuildSExt(B(e), LLVMBuildCall2(B(e), ity, tfn2, NULL, 0, ""), e->i64, "");
     LLVMValueRef M = k->par_out ? cg_i64(e, k->shape.d[0]) : e->n;
-    int64_t align = k->par_out ? 4 : 8;
+    int64_t align = k->par_out ? 4 : k->row_align > 0 ? k->row_align : 8;
+    if (!k->par_out) nt = LLVMBuildMul(B(e), nt, cg_i64(e, TASKS_PER_THREAD), "");
     LLVMValueRef per = LLVMBuildSDiv(B(e), LLVMBuildAdd(B(e), M, LLVMBuildSub(B(e), nt, cg_i64(e, 1), ""), ""), nt, "");
-    rows = LLVMBuildAnd(B(e), LLVMBuildAdd(B(e), per, cg_i64(e, align - 1), ""), cg_i64(e, -align), "");
+    per = LLVMBuildAdd(B(e), per, cg_i64(e, align - 1), "");
+    rows = LLVMBuildMul(B(e), LLVMBuildSDiv(B(e), per, cg_i64(e, align), ""), cg_i64(e, align), "");
     ntasks = LLVMBuildSDiv(B(e), LLVMBuildAdd(B(e), M, LLVMBuildSub(B(e), rows, cg_i64(e, 1), ""), ""), rows, "");
   } else {
     rows = cg_i64(e, PAR_ROWS);

@@ -392,6 +392,7 @@ typedef struct {
   int64_t par_out; // one block of rows of the output's first axis per thread (weight
                    // gradients contract the whole batch for their rows; the update loop
                    // over the parameter slab): nothing needs combining
+  int row_align;   // par without partials: task blocks are multiples of this many rows
 } Kernel;
 
 // Rows per parallel task. Fixed, so reductions over the batch add the same

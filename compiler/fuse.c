@@ -410,6 +410,12 @@ static bool parallel_rows(Kernel *k) {
     }
   }
   if (!shape_batched(k->shape)) return false;
+  k->row_align = 8;
+  if (k->anchor && k->anchor->op == OP_matmul) {  // whole register tiles of rows
+    int mr, nv;
+    gemm_tile(64, k->anchor->shape.d[1], &mr, &nv);
+    k->row_align = mr;
+  }
   if (k->anchor) {
     Value *a = k->anchor;
     switch (a->op) {
