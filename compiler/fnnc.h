@@ -414,6 +414,7 @@ Program *fuse(Graph *g, Entry e);
 // Tiling decisions for contractions (fuse.c): the register tile of a GEMM with
 // an M x N output, and the scratch an anchor needs for packing and tiles.
 void gemm_tile(int64_t M, int64_t N, int *mr, int *nv);
+void gemm_tile_static(int64_t M, int64_t N, int *mr, int *nv);  // no leftover-row kernels if it can
 int64_t anchor_scratch(Value *a);
 bool conv_direct(Value *a);  // a convolution anchor runs on padded planes, not im2col
 void fused_dump(FILE *out, Program *p);  // --emit=fused

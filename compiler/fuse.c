@@ -304,6 +304,18 @@ void gemm_tile(int64_t M, int64_t N, int *mr, int *nv) {
   if (M < *mr) *mr = (int)(M > 0 ? M : 1);
 }
 
+// The register tile for a GEMM whose M rows are all static: each shape of tile
+// (full, and the leftover rows or columns) is one more micro-kernel to
+// compile, so between 6 x 64 and 8 x 48 (both 24 accumulators) take the one
+// that needs fewer shapes.
+void gemm_tile_static(int64_t M, int64_t N, int *mr, int *nv) {
+  gemm_tile(M, N, mr, nv);
+  if (*mr != 6 || *nv != 4) return;
+  int shapes64 = (1 + (M % 6 != 0)) * (1 + (N % 64 != 0));
+  int shapes48 = (1 + (M % 8 != 0)) * (1 + (N % 48 != 0));
+  if (shapes48 < shapes64) *mr = 8, *nv = 3;
+}
+
 // Stride-1 convolutions run directly: the image (or the output gradient) is
 // copied into a zero-padded plane, and the tap micro-kernel reads each kernel
 // tap's input rows straight from it at a constant offset, computing outputs

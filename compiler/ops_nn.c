@@ -272,7 +272,7 @@ static void emit_conv2d_direct(Emit *e, Value *v) {
   int64_t *aoff, *boff;
   conv_taps(KH, KW, Wp, false, &aoff, &boff);
   int mr, nv;
-  gemm_tile(O, OH * Wp, &mr, &nv);
+  gemm_tile_static(O, OH * Wp, &mr, &nv);
   Gemm g = {.M = O, .N = OH * Wp, .K = I(e, C), .a = e->ptr[W->id], .ars = I(e, C * kk), .acs = I(e, kk),
             .b = xpad, .ldb = Hp * Wp, .c = plane, .ldc = OH * Wp, .mr = mr, .nv = nv, .ntaps = (int)kk,
             .aoff = aoff, .boff = boff};
@@ -329,7 +329,7 @@ static void emit_conv2d_dx_direct(Emit *e, Value *v) {
   int64_t *aoff, *boff;
   conv_taps(KH, KW, Wq, true, &aoff, &boff);
   int mr, nv;
-  gemm_tile(C, H * Wq, &mr, &nv);
+  gemm_tile_static(C, H * Wq, &mr, &nv);
   Gemm g = {.M = C, .N = H * Wq, .K = I(e, O), .a = e->ptr[W->id], .ars = I(e, kk), .acs = I(e, C * kk),
             .b = gpad, .ldb = Hq * Wq, .c = plane, .ldc = H * Wq, .mr = mr, .nv = nv, .ntaps = (int)kk,
             .aoff = aoff, .boff = boff};
