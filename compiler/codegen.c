@@ -147,7 +147,7 @@ LLVMValueRef cg_load_at(Emit *e, Value *v, LLVMValueRef *idx) {
     return LLVMBuildLoad2(B(e), elem_type(e, v), cg_gep(e, elem_type(e, v), e->ptr[v->id], off), "");
   }
   if (v->group == GROUP_INLINE) {
-    LLVMValueRef in[4];
+    LLVMValueRef in[MAXIN];
     for (int i = 0; i < v->nin; i++) in[i] = cg_load_at(e, v->in[i], idx);
     return emit_rule[v->op](e, v, in);
   }
@@ -168,7 +168,7 @@ static LLVMValueRef operand(Emit *e, Value *u) {
 
 // Evaluates one member at e->idx and writes it if it is materialized.
 static void eval_member(Emit *e, Value *m) {
-  LLVMValueRef in[4] = {0};
+  LLVMValueRef in[MAXIN] = {0};
   if (!(op_info[m->op].flags & F_GATHER))
     for (int i = 0; i < m->nin; i++) in[i] = operand(e, m->in[i]);
   LLVMValueRef r = emit_rule[m->op](e, m, (op_info[m->op].flags & F_GATHER) ? NULL : in);

@@ -325,7 +325,7 @@ int64_t anchor_scratch(Value *a) {
   }
   case OP_matmul: {
     int mr, nv;
-    int64_t N = a->shape.d[1];
+    int64_t N = a->shape.d[a->shape.rank - 1];
     gemm_tile(a->shape.d[0] == DIM_BATCH ? 64 : a->shape.d[0], N, &mr, &nv);
     Shape bs = a->in[1]->shape;
     if (a->ia[1] && !a->ia[0]) return (int64_t)((mr + 3) & ~3) * ((N + 3) & ~(int64_t)3);  // NT: no packing

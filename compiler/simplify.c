@@ -273,7 +273,7 @@ static void simplify_once(Graph *g) {
         nv->name = v->name;
       }
     } else {
-      Value *in[4];
+      Value *in[MAXIN];
       for (int j = 0; j < v->nin; j++) in[j] = map[v->in[j]->id];
       if (v->op == OP_store) {
         ir_store(&b, in[0], (BufKind)v->ia[0], v->param, v->ia[1]);
@@ -304,4 +304,5 @@ static void simplify_once(Graph *g) {
 void simplify(Graph *g) {
   simplify_once(g);
   simplify_once(g);
+  loop_simplify(g);
 }
