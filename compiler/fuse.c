@@ -18,9 +18,13 @@
 //   - forward and backward values stay apart, except that the loss kernel
 //     (softmax) takes the gradient of the loss, so softmax, cross-entropy and
 //     (softmax - onehot)/n are one kernel;
-//   - optimizer updates get one kernel per parameter.
+//   - optimizer updates get one kernel per parameter;
+//   - a loop is a kernel of its own (its loopouts are its outputs); its body is
+//     fused as a program of its own, run once per step, whose workspace and
+//     step buffers follow the outer values in the workspace.
 #include "fnnc.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct {
@@ -88,6 +92,7 @@ static bool readable_in(Kernel *k, Value *u) {
 }
 
 static bool can_join(Fuser *f, Kernel *k, Value *v) {
+  if (k->kind == K_LOOP) return false;
   if (k->kind == K_ANCHOR && !takes_epilogue(k->anchor)) return false;
   if (!shape_fits(k, v) || !phase_fits(k, v)) return false;
   if (k->kind == K_ANCHOR && v->op == OP_sum && k->anchor->op != OP_softmax && k->anchor->op != OP_conv2d_dx &&
@@ -132,7 +137,7 @@ static void move_members(Kernel *from, Kernel *to) {
 // outside a and b may read a's values, a's sums may not feed b, and a's members
 // must fit b's iteration.
 static bool can_merge_into_later(Fuser *f, Kernel *a, Kernel *b) {
-  if (a->kind != K_EW || a == b || !a->members.len) return false;
+  if (a->kind != K_EW || a == b || !a->members.len || b->kind == K_LOOP) return false;
   if (!shape_eq(a->shape, b->shape) || kernel_phase(a) != kernel_phase(b)) return false;
   if (b->kind == K_ANCHOR && !takes_epilogue(b->anchor)) return false;
   for (int i = 0; i < a->members.len; i++) {
@@ -154,7 +159,7 @@ static bool can_merge_into_later(Fuser *f, Kernel *a, Kernel *b) {
 // Can the elementwise kernel `b` (later) run inside `a` (earlier)? Every input
 // of b's members must be ready before a.
 static bool can_merge_into_earlier(Fuser *f, Kernel *b, Kernel *a) {
-  if (b->kind != K_EW || a == b || !b->members.len) return false;
+  if (b->kind != K_EW || a == b || !b->members.len || a->kind == K_LOOP) return false;
   if (!shape_eq(a->shape, b->shape)) return false;
   if (a->kind == K_ANCHOR && !takes_epilogue(a->anchor)) return false;
   for (int i = 0; i < b->members.len; i++) {
@@ -236,6 +241,15 @@ static bool pool_prologue(Fuser *f, Value *v) {
 static void place(Fuser *f, Value *v) {
   unsigned fl = op_info[v->op].flags;
   if (fl & (F_LEAF | F_VIEW)) return;
+  if (v->op == OP_loop) {
+    add_member(new_kernel(f, K_LOOP, v->shape, v), v);
+    return;
+  }
+  if (v->op == OP_loopout) {
+    add_member(kernel_of(f, v->in[0]), v);
+    v->materialized = true;
+    return;
+  }
   if (inlinable_scalar(v) || pool_prologue(f, v)) {
     v->group = GROUP_INLINE;
     return;
@@ -381,6 +395,49 @@ static bool parallel_rows(Kernel *k) {
   return true;
 }
 
+// Reserves n floats (per row of the batch if `batched`) of workspace.
+static void reserve(Program *p, int64_t n, bool batched, int64_t *per_n, int64_t *fixed) {
+  *per_n = p->work_total_per_n;
+  *fixed = p->work_total_fixed;
+  n = (n + 15) & ~(int64_t)15;
+  if (batched)
+    p->work_total_per_n += n;
+  else
+    p->work_total_fixed += n;
+}
+
+// A loop's body becomes a program of its own. Its workspace, and a step buffer
+// for each formal (but invariants, read in place) and each output, follow the
+// outer program's values.
+static void plan_loop(Program *p, Kernel *k) {
+  LoopInfo *l = loop_of(p->g, k->anchor);
+  Program *bp = fuse(l->body, p->entry);
+  l->prog = bp;
+  for (int i = 0; i < bp->kernels.len; i++) {
+    Kernel *bk = bp->kernels.data[i];
+    bk->name = arena_printf("L%d_%s", l->id, bk->name);
+  }
+  l->region_per_n = p->work_total_per_n;
+  l->region_fixed = p->work_total_fixed;
+  p->work_total_per_n += bp->work_total_per_n;
+  p->work_total_fixed += bp->work_total_fixed;
+  l->fbuf_per_n = arena_alloc(sizeof(int64_t) * (size_t)(l->nformals + 1));
+  l->fbuf_fixed = arena_alloc(sizeof(int64_t) * (size_t)(l->nformals + 1));
+  l->obuf_per_n = arena_alloc(sizeof(int64_t) * (size_t)(l->nouts + 1));
+  l->obuf_fixed = arena_alloc(sizeof(int64_t) * (size_t)(l->nouts + 1));
+  for (int i = 0; i < l->nformals; i++) {
+    Shape s = l->formals[i].shape;
+    l->fbuf_per_n[i] = l->fbuf_fixed[i] = -1;
+    if (l->formals[i].kind != LF_INVAR)
+      reserve(p, shape_numel(s), shape_batched(s), &l->fbuf_per_n[i], &l->fbuf_fixed[i]);
+  }
+  for (int j = 0; j < l->nouts; j++) {
+    Shape s = l->outs[j].store->in[0]->shape;
+    reserve(p, shape_numel(s), shape_batched(s), &l->obuf_per_n[j], &l->obuf_fixed[j]);
+  }
+  if (bp->scratch > p->scratch) p->scratch = bp->scratch;
+}
+
 Program *fuse(Graph *g, Entry e) {
   Fuser f = {g, arena_alloc(sizeof(Program)), NULL};
   Program *p = f.p;
@@ -423,7 +480,8 @@ Program *fuse(Graph *g, Entry e) {
           (op_info[u->op].flags & F_GATHER))
         v->materialized = true;
     }
-    if (v->op == OP_sum || v->op == OP_xent || v->op == OP_correct) v->materialized = true;
+    if (v->op == OP_sum || v->op == OP_xent || v->op == OP_correct || v->op == OP_loopout) v->materialized = true;
+    if (v->op == OP_loop) v->materialized = false;
   }
   // Inputs, outputs, names.
   for (int i = 0; i < p->kernels.len; i++) {
@@ -474,6 +532,10 @@ Program *fuse(Graph *g, Entry e) {
     p->work_total_per_n += (n + PAR_ROWS - 1) / PAR_ROWS;
     p->work_total_fixed += n;
   }
+  for (int i = 0; i < p->kernels.len; i++) {
+    Kernel *k = p->kernels.data[i];
+    if (k->kind == K_LOOP) plan_loop(p, k);
+  }
   return p;
 }
 
@@ -500,9 +562,11 @@ static const char *ref(Graph *g, int *num, Value *v) {
   case OP_const: return arena_printf("%.9g", v->fa);
   case OP_hyper: return hn[v->ia[0]];
   case OP_param: return g->params[v->param].name;
+  case OP_formal: return arena_printf("#%lld", (long long)v->ia[0]);
   case OP_state: return arena_printf("%s.%s", g->params[v->param].name, v->ia[0] ? "v" : "m");
   case OP_store:
     if (v->ia[0] == BUF_OUT) return arena_printf("out[%lld]", (long long)v->ia[1]);
+    if (v->ia[0] == BUF_LOOP) return arena_printf("loop[%lld]", (long long)v->ia[1]);
     if (v->ia[0] == BUF_STATE) return arena_printf("%s.%s", g->params[v->param].name, v->ia[1] ? "v" : "m");
     return arena_printf("%s%s", v->ia[0] == BUF_GRAD ? "grad " : "", g->params[v->param].name);
   default: break;
@@ -517,6 +581,22 @@ static const char *ref(Graph *g, int *num, Value *v) {
 
 static void dump_ref(FILE *out, Graph *g, int *num, Value *v) {
   fprintf(out, "%s: %s%s", ref(g, num, v), v->type == T_I32 ? "i32" : "f32", shape_str(v->shape));
+}
+
+// A loop body's kernels, indented under the loop's kernel.
+static void loop_fused_dump(FILE *out, LoopInfo *l) {
+  char *buf = NULL;
+  size_t len = 0;
+  FILE *m = open_memstream(&buf, &len);
+  if (!m) die("open_memstream");
+  fused_dump(m, l->prog);
+  fclose(m);
+  for (char *line = buf, *nl; line && *line; line = nl ? nl + 1 : NULL) {
+    nl = strchr(line, '\n');
+    if (nl) *nl = 0;
+    if (*line) fprintf(out, "    %s\n", line);
+  }
+  free(buf);
 }
 
 void fused_dump(FILE *out, Program *p) {
@@ -541,6 +621,13 @@ void fused_dump(FILE *out, Program *p) {
     const char *par = k->par_out ? arena_printf("; tasks of %lld output rows", (long long)k->par_out)
                       : k->par   ? arena_printf("; tasks of %d rows", PAR_ROWS)
                                  : "";
+    if (k->kind == K_LOOP) {
+      LoopInfo *l = loop_of(g, k->anchor);
+      fprintf(out, "  # loop L%d: %lld steps%s, %d body kernels per step:\n", l->id, (long long)l->T,
+              l->reverse ? " in reverse" : "", l->prog->kernels.len);
+      loop_fused_dump(out, l);
+      continue;
+    }
     if (k->kind == K_ANCHOR)
       fprintf(out, "  # %s loops over %s, epilogue per tile%s\n", op_info[k->anchor->op].name, shape_str(k->shape),
               par);
