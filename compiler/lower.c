@@ -718,7 +718,7 @@ static Value *lower_index(Lower *L, Node *n) {
   Recur *r = L->rec;
   Node *seq = n->lhs, *ix = n->rhs;
   if (!r) {
-    error_at(n->loc, "'%s[...]' outside a recurrent block", seq->name);
+    error_at(n->loc, "'%s[%s]' outside a recurrent block", seq->name, ix->kind == N_IDENT ? ix->name : "...");
     hint("a time step x[t] is only defined inside 'recurrent over t in x { ... }'");
     return NULL;
   }
