@@ -3,9 +3,10 @@
 // The adjoint of the loss is 1. Walking the values backwards (creation order is
 // topological), each value's gradient rule (ops_*.c) turns its adjoint into
 // contributions for its inputs, built as new IR in phase PH_BWD. Contributions
-// to a value read more than once are added up. A loop is differentiated as a
-// whole (loop_grad in loop.c), which runs this same sweep over its body. Only values that depend on a
-// trainable parameter get adjoints, so nothing is computed for the data.
+// to a value read more than once are added up. Only values that depend on a
+// trainable parameter get adjoints, so nothing is computed for the data. A
+// loop is differentiated as a whole (loop_grad in loop.c), which runs this
+// same sweep over its body.
 #include "fnnc.h"
 
 #include <stdlib.h>

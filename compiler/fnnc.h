@@ -4,6 +4,7 @@
 //
 //   grammar/lexer.l, grammar/parser.y   text   -> AST        (parse_file)
 //   lower.c                             AST    -> IR graph   (lower_program)
+//   loop.c                              loops: bodies, hoisting, BPTT
 //   autodiff.c                          IR     -> IR + backward (autodiff)
 //   optim.c                             IR     -> IR + optimizer updates
 //   simplify.c                          IR     -> IR (CSE, DCE, folding, algebra)
