@@ -49,9 +49,9 @@ static const LayerSpec layer_specs[] = {
     {"maxpool", L_MAXPOOL, 1, false, false, {"size", "stride"}},
     {"concat", L_CONCAT, 2, false, false, {"axis"}},
     {"last", L_LAST, 1, false, false, {0}},
-    {"rnn", L_RNN, 1, true, false, {"hidden", "activation"}},
-    {"lstm", L_LSTM, 1, true, false, {"hidden"}},
-    {"gru", L_GRU, 1, true, false, {"hidden"}},
+    {"rnn", L_RNN, 1, true, false, {"hidden", "layers", "bidirectional", "activation"}},
+    {"lstm", L_LSTM, 1, true, false, {"hidden", "layers", "bidirectional"}},
+    {"gru", L_GRU, 1, true, false, {"hidden", "layers", "bidirectional"}},
     {"cross_entropy", L_XENT, 2, false, true, {0}},
     {"mse", L_MSE, 2, false, true, {0}},
 };
@@ -323,32 +323,27 @@ static void note_last(Lower *L, Value *stack, Value *last) {
   vec_push(&L->lasts, lo);
 }
 
-static Value *recurrent_layer(Lower *L, Layer *layer, Value *x, Node *site) {
+// One direction of one layer: a loop over x [B, T, F], in reverse for the
+// backward direction of a bidirectional layer (PyTorch's "_reverse" weights,
+// whose output at step t has seen steps t..T-1). Returns the stacked h'.
+static Value *rnn_direction(Lower *L, Layer *layer, Value *x, int k, bool rev, Node *site) {
   Shape s = x->shape;
-  const char *ln = layer->spec->name;
-  if (L->rec) {
-    error_at(site->loc, "%s cannot be used inside a recurrent block", ln);
-    return NULL;
-  }
-  if (!shape_batched(s) || s.rank != 3 || x->type != T_F32) {
-    error_at(site->loc, "%s(%lld) expects a sequence [T, F], got %s", ln, (long long)layer->cfg[0],
-             shape_str_sample(s));
-    return NULL;
-  }
   int64_t H = layer->cfg[0], T = s.d[1], F = s.d[2];
   int G = layer->spec->kind == L_LSTM ? 4 : layer->spec->kind == L_GRU ? 3 : 1;
   int64_t wi[2] = {G * H, F}, wh[2] = {G * H, H}, bd[1] = {G * H};
-  int pwi = rnn_param(L, layer, "weight_ih_l0", shape_make(2, wi), H, layer->loc);
+  const char *sfx = arena_printf("l%d%s", k, rev ? "_reverse" : "");
+  int pwi = rnn_param(L, layer, arena_printf("weight_ih_%s", sfx), shape_make(2, wi), H, layer->loc);
   if (!shape_eq(L->g->params[pwi].shape, shape_make(2, wi))) {
     error_at(site->loc, "layer '%s' was built for [%lld] inputs, got %s", layer->name,
              (long long)L->g->params[pwi].shape.d[1], shape_str_sample(s));
     return NULL;
   }
-  int pwh = rnn_param(L, layer, "weight_hh_l0", shape_make(2, wh), H, layer->loc);
-  int pbi = rnn_param(L, layer, "bias_ih_l0", shape_make(1, bd), H, layer->loc);
-  int pbh = rnn_param(L, layer, "bias_hh_l0", shape_make(1, bd), H, layer->loc);
+  int pwh = rnn_param(L, layer, arena_printf("weight_hh_%s", sfx), shape_make(2, wh), H, layer->loc);
+  int pbi = rnn_param(L, layer, arena_printf("bias_ih_%s", sfx), shape_make(1, bd), H, layer->loc);
+  int pbh = rnn_param(L, layer, arena_printf("bias_hh_%s", sfx), shape_make(1, bd), H, layer->loc);
   LoopInfo *l = loop_new(L->g, T, site->loc);
-  l->name = layer->name;
+  l->reverse = rev;
+  l->name = k == 0 && !rev ? layer->name : arena_printf("%s.%s", layer->name, sfx);
   Builder *ob = &L->b;
   ob->loc = site->loc;
   Builder bb = {l->body, site->loc, PH_FWD};
@@ -365,7 +360,7 @@ static Value *recurrent_layer(Lower *L, Layer *layer, Value *x, Node *site) {
   Value *gi = affine(&bb, xt, Wi, bi), *gh = affine(&bb, h, Wh, bh);
   Value *hn = NULL, *cn = NULL;
   switch (layer->spec->kind) {
-  case L_RNN: hn = ir_unary(&bb, layer->cfg[1] ? OP_relu : OP_tanh, ir_binary(&bb, OP_add, gi, gh)); break;
+  case L_RNN: hn = ir_unary(&bb, layer->cfg[3] ? OP_relu : OP_tanh, ir_binary(&bb, OP_add, gi, gh)); break;
   case L_LSTM: {
     Value *c = loop_formal(l, LF_STATE, zero, hs, "c");
     cformal = l->nformals - 1;
@@ -396,9 +391,36 @@ static Value *recurrent_layer(Lower *L, Layer *layer, Value *x, Node *site) {
   int ys = loop_output(l, LO_STACK, hn);
   Value *outs[8];
   if (!loop_finish(ob, l, outs)) return NULL;
-  outs[ys]->name = layer->name;
-  note_last(L, outs[ys], outs[0]);
+  outs[ys]->name = l->name;
+  if (!rev) note_last(L, outs[ys], outs[0]);
   return outs[ys];
+}
+
+static Value *recurrent_layer(Lower *L, Layer *layer, Value *x, Node *site) {
+  Shape s = x->shape;
+  const char *ln = layer->spec->name;
+  if (L->rec) {
+    error_at(site->loc, "%s cannot be used inside a recurrent block", ln);
+    return NULL;
+  }
+  if (!shape_batched(s) || s.rank != 3 || x->type != T_F32) {
+    error_at(site->loc, "%s(%lld) expects a sequence [T, F], got %s", ln, (long long)layer->cfg[0],
+             shape_str_sample(s));
+    return NULL;
+  }
+  // Layer k reads layer k-1's steps; the two directions' outputs are
+  // concatenated along the features, forward first.
+  for (int k = 0; k < layer->cfg[1] && x; k++) {
+    Value *y = rnn_direction(L, layer, x, k, false, site);
+    if (y && layer->cfg[2]) {
+      Value *in[2] = {y, rnn_direction(L, layer, x, k, true, site)};
+      int64_t ia[8] = {2};
+      L->b.loc = site->loc;
+      y = in[1] ? ir_new(&L->b, OP_concat, 2, in, ia, 0) : NULL;
+    }
+    x = y;
+  }
+  return x;
 }
 
 // The last step of a sequence [B, T, ...]: a state's final value when the
@@ -611,12 +633,14 @@ static Layer *make_layer(Lower *L, const LayerSpec *spec, Node *call, Args *cfg)
   case L_LSTM:
   case L_GRU: {
     l->cfg[0] = int_arg(cfg->node[0], ln, "hidden", INT64_MIN, 1, 1 << 16, where);
-    Node *act = cfg->node[1];
+    l->cfg[1] = int_arg(cfg->node[1], ln, "layers", 1, 1, 16, where);
+    l->cfg[2] = bool_arg(cfg->node[2], ln, "bidirectional", false);
+    Node *act = cfg->node[3];
     if (act && (act->kind != N_IDENT || (strcmp(act->name, "tanh") && strcmp(act->name, "relu")))) {
       error_at(act->loc, "'activation' of %s must be tanh or relu", ln);
       return NULL;
     }
-    l->cfg[1] = act && !strcmp(act->name, "relu");
+    l->cfg[3] = act && !strcmp(act->name, "relu");
     break;
   }
   default: break;
