@@ -195,7 +195,7 @@ typedef enum { PH_FWD, PH_BWD, PH_UPDATE } Phase;
 
 // Inputs per value: elementwise ops take one or two, a loop takes one per
 // captured outer value.
-#define MAXIN 24
+#define MAXIN 64
 
 typedef struct Value Value;
 struct Value {

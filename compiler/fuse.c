@@ -384,9 +384,11 @@ static bool parallel_rows(Kernel *k) {
     default: return false;
     }
   }
+  // Stores to a loop's step buffers are written row by row like any batched
+  // value; other stores (parameters, metrics) are not split.
   for (int i = 0; i < k->members.len; i++) {
     Value *m = k->members.data[i];
-    if (m->op == OP_store) return false;
+    if (m->op == OP_store && !(m->ia[0] == BUF_LOOP && shape_batched(m->shape))) return false;
   }
   for (int i = 0; i < k->members.len; i++) {
     Value *m = k->members.data[i];

@@ -22,7 +22,7 @@
 
 #include <string.h>
 
-#define MAXOUT 64
+#define MAXOUT 128
 
 LoopInfo *loop_of(Graph *g, Value *v) { return g->loops.data[v->ia[0]]; }
 

@@ -891,7 +891,7 @@ static Value *lower_recur(Lower *L, Node *n) {
   L->rec = NULL;
   if (error_count() > errs || !emitted) return NULL;
   int ys = loop_output(l, LO_STACK, emitted);
-  Value *outs[MAXIN * 2 + 8];
+  Value *outs[128];
   L->b.loc = n->loc;
   if (!loop_finish(&L->b, l, outs)) return NULL;
   for (int j = 0; j < l->nouts; j++)
