@@ -613,9 +613,15 @@ static void emit_loop(Emit *e, Program *p, Kernel *k, LLVMValueRef *bfns, LLVMVa
     else
       fill_or_add(e, fptr[i], NULL, lv->in[i]->fa, nelems(e, f->shape));
   }
-  for (int j = 0; j < l->nouts; j++)
-    if (outp[j] && l->outs[j].kind == LO_SUM) cg_zero(e, outp[j], nelems(e, l->outs[j].store->in[0]->shape));
-  Loop ls = cg_loop_begin(e, cg_i64(e, 0), cg_i64(e, l->T), "step");
+  // Sums start at zero; so do the stacks and last values of a truncated loop
+  // (the steps it skips contribute nothing).
+  for (int j = 0; j < l->nouts; j++) {
+    Shape s = l->outs[j].store->in[0]->shape;
+    LLVMValueRef count = nelems(e, s);
+    if (l->outs[j].kind == LO_STACK) count = LLVMBuildMul(B(e), count, cg_i64(e, l->T), "");
+    if (outp[j] && (l->outs[j].kind == LO_SUM || l->steps < l->T)) cg_zero(e, outp[j], count);
+  }
+  Loop ls = cg_loop_begin(e, cg_i64(e, 0), cg_i64(e, l->steps), "step");
   LLVMValueRef t = l->reverse ? LLVMBuildSub(B(e), cg_i64(e, l->T - 1), ls.i, "") : ls.i;
   for (int i = 0; i < l->nformals; i++)
     if (l->formals[i].kind == LF_SLICE)
@@ -632,7 +638,7 @@ static void emit_loop(Emit *e, Program *p, Kernel *k, LLVMValueRef *bfns, LLVMVa
   for (int i = 0; i < l->nformals; i++)
     if (l->formals[i].kind == LF_STATE) copy_floats(e, fptr[i], optr[l->formals[i].next], nelems(e, l->formals[i].shape));
   cg_loop_end_scalar(e, &ls);
-  for (int j = 0; j < l->nouts; j++)
+  for (int j = 0; j < l->nouts && l->steps == l->T; j++)
     if (outp[j] && l->outs[j].kind == LO_LAST) copy_floats(e, outp[j], optr[j], nelems(e, l->outs[j].store->in[0]->shape));
 }
 

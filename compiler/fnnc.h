@@ -262,6 +262,7 @@ typedef struct {
   double norm_mean, norm_std;
   int64_t batch, epochs, seed;
   bool shuffle;
+  int64_t bptt;        // truncated backpropagation through time: steps, 0 for all
 } ModelInfo;
 
 typedef struct {
@@ -375,6 +376,9 @@ typedef struct LoopInfo {
   int id;          // index in the outer graph's loops
   Graph *body;
   int64_t T;       // static number of steps
+  int64_t steps;   // steps run: T, or fewer for a truncated reverse loop (the
+                   // last ones of the forward loop); skipped steps' stacked
+                   // outputs are zero, and so are its last values
   bool reverse;    // steps run T-1 .. 0 (the backward loop)
   Formal *formals;
   int nformals;

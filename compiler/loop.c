@@ -33,6 +33,7 @@ LoopInfo *loop_new(Graph *outer, int64_t T, Loc loc) {
   l->body = graph_new();
   l->body->info.name = "loop";
   l->T = T;
+  l->steps = T;
   l->loc = loc;
   l->formals = arena_alloc(sizeof(Formal) * MAXIN);
   l->outs = arena_alloc(sizeof(LoopOut) * MAXOUT);
@@ -375,6 +376,8 @@ void loop_grad(Builder *ob, Value *loopv, Value **adj, Value **dx) {
   }
   LoopInfo *R = loop_new(g, F->T, F->loc);
   R->reverse = !F->reverse;
+  // Truncated BPTT: the reverse loop covers the forward loop's last steps.
+  if (g->info.bptt > 0 && g->info.bptt < F->T) R->steps = g->info.bptt;
   R->name = arena_printf("%s'", F->name ? F->name : "loop");
   // Seeds, built in the forward body (phase backward) and moved to R below:
   // the adjoint of a stacked output's step t, and the carried adjoints of the
@@ -487,7 +490,9 @@ void loop_dump(FILE *out, Graph *g, Value *loopv, const char *indent) {
   static const char *fk[] = {"slice", "state", "invariant"};
   static const char *ok[] = {"stack", "last", "sum"};
   LoopInfo *l = loop_of(g, loopv);
-  fprintf(out, "%s# L%d: %lld steps%s\n", indent, l->id, (long long)l->T, l->reverse ? ", reversed" : "");
+  fprintf(out, "%s# L%d: %lld steps%s", indent, l->id, (long long)l->T, l->reverse ? ", reversed" : "");
+  if (l->steps < l->T) fprintf(out, ", truncated to the %lld run first", (long long)l->steps);
+  fputc('\n', out);
   for (int i = 0; i < l->nformals; i++) {
     Formal *f = &l->formals[i];
     fprintf(out, "%s# #%d %s %s %s", indent, i, fk[f->kind], f->name ? f->name : "", shape_str(f->shape));

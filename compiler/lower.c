@@ -1240,7 +1240,7 @@ static void lower_data(Lower *L, Node *sec) {
 
 static void lower_train(Lower *L, Node *sec) {
   ModelInfo *info = &L->g->info;
-  static const char *const keys[] = {"batch", "epochs", "shuffle", "seed", NULL};
+  static const char *const keys[] = {"batch", "epochs", "shuffle", "seed", "bptt", NULL};
   for (int i = 0; i < sec->nargs; i++) {
     Node *a = sec->args[i];
     if (a->kind != N_KWARG) {
@@ -1255,7 +1255,7 @@ static void lower_train(Lower *L, Node *sec) {
       if (h)
         hint("did you mean '%s'?", h);
       else
-        hint("the settings are batch, epochs, shuffle and seed");
+        hint("the settings are batch, epochs, shuffle, seed and bptt");
       continue;
     }
     if (!strcmp(a->name, "shuffle")) {
@@ -1267,6 +1267,7 @@ static void lower_train(Lower *L, Node *sec) {
     if (!strcmp(a->name, "batch")) info->batch = v;
     if (!strcmp(a->name, "epochs")) info->epochs = v;
     if (!strcmp(a->name, "seed")) info->seed = v;
+    if (!strcmp(a->name, "bptt")) info->bptt = v;
   }
 }
 

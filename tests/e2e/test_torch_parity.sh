@@ -7,7 +7,9 @@
 # lr=1 (w - dL/dw). Here fnnc starts from those weights (--init), trains one
 # step on that batch and saves; the loss it logs must match PyTorch's and
 # every saved tensor must match w - dL/dw, so both the forward pass and every
-# gradient agree. Needs /usr/bin/python3 (no numpy, no torch) to compare.
+# gradient agree. lstm_bptt2 checks truncated backpropagation through time
+# (train { bptt=2 }: PyTorch detaches the states before the last 2 steps).
+# Needs /usr/bin/python3 (no numpy, no torch) to compare.
 . "$(dirname "$0")/lib.sh"
 PY=/usr/bin/python3
 if ! [ -x $PY ]; then
@@ -18,7 +20,7 @@ need_fnnc
 make_tmp
 
 P=tests/parity
-for name in rnn_tanh rnn_relu lstm gru lstm_2layer_bidir gru_bidir; do
+for name in rnn_tanh rnn_relu lstm gru lstm_2layer_bidir gru_bidir lstm_bptt2; do
 	bin/fnnc run $P/$name.fnn --data $P --init $P/$name.init.st --steps 1 --threads 1 --quiet \
 		--save "$tmp/$name.st" --log "$tmp/$name.csv" >/dev/null 2>"$tmp/err" ||
 		fail "$name: fnnc run: exit $?: $(tail -n 5 "$tmp/err")"

@@ -4,7 +4,9 @@
 # installed (Debian's python3-torch); the test itself needs only python3.
 #
 # For each case NAME (a recurrent layer, the last step, a linear layer and the
-# mean cross-entropy, as tests/parity/NAME.fnn writes it), it writes:
+# mean cross-entropy, as tests/parity/NAME.fnn writes it), it writes the
+# following; with bptt=K, the gradient flows through the last K steps only
+# (the states before them are detached):
 #   NAME.csv          the batch: T*F features per row, then the class
 #   NAME.init.st      the weights (safetensors, state_dict names)
 #   NAME.step.st      the weights after one SGD step with lr=1: w - dL/dw
@@ -29,8 +31,13 @@ class Net(torch.nn.Module):
         self.rnn = getattr(torch.nn, kind.upper())(F, H, **args)
         self.fc = torch.nn.Linear(H * (2 if bidir else 1), K)
 
-    def forward(self, x):
-        out, _ = self.rnn(x)
+    def forward(self, x, bptt=0):
+        if bptt:
+            with torch.no_grad():
+                _, state = self.rnn(x[:, : T - bptt])
+            out, _ = self.rnn(x[:, T - bptt :], state)
+        else:
+            out, _ = self.rnn(x)
         return self.fc(out[:, -1, :])
 
 
@@ -46,7 +53,7 @@ def write_st(path, tensors):
         f.write(struct.pack("<Q", len(h)) + h + data)
 
 
-def case(name, kind, layers=1, bidir=False, nonlin="tanh", seed=0):
+def case(name, kind, layers=1, bidir=False, nonlin="tanh", seed=0, bptt=0):
     torch.manual_seed(seed)
     net = Net(kind, layers, bidir, nonlin)
     x = torch.randn(N, T, F)
@@ -55,7 +62,7 @@ def case(name, kind, layers=1, bidir=False, nonlin="tanh", seed=0):
         for i in range(N):
             f.write(",".join("%.9g" % v for v in x[i].flatten().tolist()) + ",%d\n" % int(y[i]))
     write_st(os.path.join(HERE, name + ".init.st"), net.state_dict())
-    loss = torch.nn.functional.cross_entropy(net(x), y)
+    loss = torch.nn.functional.cross_entropy(net(x, bptt), y)
     loss.backward()
     write_st(os.path.join(HERE, name + ".step.st"), {n: p - p.grad for n, p in net.named_parameters()})
     with open(os.path.join(HERE, name + ".loss"), "w") as f:
@@ -69,3 +76,4 @@ case("lstm", "lstm", seed=3)
 case("gru", "gru", seed=4)
 case("lstm_2layer_bidir", "lstm", layers=2, bidir=True, seed=5)
 case("gru_bidir", "gru", bidir=True, seed=6)
+case("lstm_bptt2", "lstm", seed=7, bptt=2)
