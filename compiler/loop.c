@@ -491,7 +491,7 @@ void loop_dump(FILE *out, Graph *g, Value *loopv, const char *indent) {
   static const char *ok[] = {"stack", "last", "sum"};
   LoopInfo *l = loop_of(g, loopv);
   fprintf(out, "%s# L%d: %lld steps%s", indent, l->id, (long long)l->T, l->reverse ? ", reversed" : "");
-  if (l->steps < l->T) fprintf(out, ", truncated to the %lld run first", (long long)l->steps);
+  if (l->steps < l->T) fprintf(out, ", truncated to the first %lld it runs", (long long)l->steps);
   fputc('\n', out);
   for (int i = 0; i < l->nformals; i++) {
     Formal *f = &l->formals[i];
