@@ -241,6 +241,7 @@ typedef enum { OPT_SGD, OPT_ADAM } OptKind;
 typedef struct {
   OptKind kind;
   double lr, momentum, beta1, beta2, eps, weight_decay;
+  double clip;  // > 0: clip the gradients to this global norm first
   Loc loc;
 } Optimizer;
 

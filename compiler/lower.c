@@ -1115,8 +1115,8 @@ static void lower_optimizer(Lower *L, Node *sec) {
   Node *c = sec->lhs;
   o->loc = c->loc;
   static const char *const opts[] = {"adam", "sgd", NULL};
-  static const char *const adam_args[] = {"lr", "beta1", "beta2", "eps", "weight_decay", NULL};
-  static const char *const sgd_args[] = {"lr", "momentum", "weight_decay", NULL};
+  static const char *const adam_args[] = {"lr", "beta1", "beta2", "eps", "weight_decay", "clip", NULL};
+  static const char *const sgd_args[] = {"lr", "momentum", "weight_decay", "clip", NULL};
   const char *const *names;
   if (!strcmp(c->name, "adam")) {
     o->kind = OPT_ADAM;
@@ -1155,6 +1155,7 @@ static void lower_optimizer(Lower *L, Node *sec) {
     if (!strcmp(a->name, "eps")) num_kwarg(a, &o->eps, 0, 1, true, c->name);
     if (!strcmp(a->name, "momentum")) num_kwarg(a, &o->momentum, 0, 1, false, c->name);
     if (!strcmp(a->name, "weight_decay")) num_kwarg(a, &o->weight_decay, 0, 1, false, c->name);
+    if (!strcmp(a->name, "clip")) num_kwarg(a, &o->clip, 0, 1e9, true, c->name);
   }
   if ((o->beta1 >= 1 || o->beta2 >= 1) && o->kind == OPT_ADAM)
     error_at(c->loc, "adam's beta1 and beta2 must be below 1");
@@ -1278,7 +1279,7 @@ Graph *lower_program(Node *prog) {
   L.b.phase = PH_FWD;
   for (int i = 0; i < L_MSE + 1; i++) L.counter[i] = 0;
   ModelInfo *info = &L.g->info;
-  info->opt = (Optimizer){OPT_ADAM, 0.001, 0, 0.9, 0.999, 1e-8, 0, {0}};
+  info->opt = (Optimizer){.kind = OPT_ADAM, .lr = 0.001, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8};
   info->norm_mean = 0;
   info->norm_std = 1;
   info->batch = 64;

@@ -6,7 +6,8 @@
 # For each case NAME (a recurrent layer, the last step, a linear layer and the
 # mean cross-entropy, as tests/parity/NAME.fnn writes it), it writes the
 # following; with bptt=K, the gradient flows through the last K steps only
-# (the states before them are detached):
+# (the states before them are detached); with clip=C, the gradients are
+# clipped to the global norm C first (torch.nn.utils.clip_grad_norm_):
 #   NAME.csv          the batch: T*F features per row, then the class
 #   NAME.init.st      the weights (safetensors, state_dict names)
 #   NAME.step.st      the weights after one SGD step with lr=1: w - dL/dw
@@ -53,7 +54,7 @@ def write_st(path, tensors):
         f.write(struct.pack("<Q", len(h)) + h + data)
 
 
-def case(name, kind, layers=1, bidir=False, nonlin="tanh", seed=0, bptt=0):
+def case(name, kind, layers=1, bidir=False, nonlin="tanh", seed=0, bptt=0, clip=0):
     torch.manual_seed(seed)
     net = Net(kind, layers, bidir, nonlin)
     x = torch.randn(N, T, F)
@@ -64,6 +65,8 @@ def case(name, kind, layers=1, bidir=False, nonlin="tanh", seed=0, bptt=0):
     write_st(os.path.join(HERE, name + ".init.st"), net.state_dict())
     loss = torch.nn.functional.cross_entropy(net(x, bptt), y)
     loss.backward()
+    if clip:
+        torch.nn.utils.clip_grad_norm_(net.parameters(), clip)
     write_st(os.path.join(HERE, name + ".step.st"), {n: p - p.grad for n, p in net.named_parameters()})
     with open(os.path.join(HERE, name + ".loss"), "w") as f:
         f.write("%.9g\n" % loss.item())
@@ -77,3 +80,4 @@ case("gru", "gru", seed=4)
 case("lstm_2layer_bidir", "lstm", layers=2, bidir=True, seed=5)
 case("gru_bidir", "gru", bidir=True, seed=6)
 case("lstm_bptt2", "lstm", seed=7, bptt=2)
+case("gru_clip", "gru", seed=8, clip=0.05)
