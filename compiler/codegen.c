@@ -597,7 +597,8 @@ static void emit_loop(Emit *e, Program *p, Kernel *k, LLVMValueRef *bfns, LLVMVa
     inp[i] = in->op == OP_const ? NULL : entry_ptr(e, p, slot, in);
     fptr[i] = l->formals[i].kind == LF_INVAR ? inp[i] : ws_ptr(e, slot, l->fbuf_per_n[i], l->fbuf_fixed[i]);
   }
-  for (int j = 0; j < l->nouts; j++) optr[j] = ws_ptr(e, slot, l->obuf_per_n[j], l->obuf_fixed[j]);
+  for (int j = 0; j < l->nouts; j++)
+    if (l->outs[j].kind != LO_NONE) optr[j] = ws_ptr(e, slot, l->obuf_per_n[j], l->obuf_fixed[j]);
   for (int i = 0; i < k->members.len; i++) {
     Value *m = k->members.data[i];
     if (m->op == OP_loopout) outp[m->ia[0]] = entry_ptr(e, p, slot, m);
@@ -616,6 +617,7 @@ static void emit_loop(Emit *e, Program *p, Kernel *k, LLVMValueRef *bfns, LLVMVa
   // Sums start at zero; so do the stacks and last values of a truncated loop
   // (the steps it skips contribute nothing).
   for (int j = 0; j < l->nouts; j++) {
+    if (!outp[j]) continue;
     Shape s = l->outs[j].store->in[0]->shape;
     LLVMValueRef count = nelems(e, s);
     if (l->outs[j].kind == LO_STACK) count = LLVMBuildMul(B(e), count, cg_i64(e, l->T), "");
@@ -631,6 +633,7 @@ static void emit_loop(Emit *e, Program *p, Kernel *k, LLVMValueRef *bfns, LLVMVa
   for (int j = 0; j < bp->kernels.len; j++) run_kernel(e, bp, bp->kernels.data[j], bfns[j], bslot);
   loop_fptr = loop_optr = NULL;
   for (int j = 0; j < l->nouts; j++) {
+    if (!outp[j]) continue;
     Shape s = l->outs[j].store->in[0]->shape;
     if (outp[j] && l->outs[j].kind == LO_STACK) copy_step(e, optr[j], outp[j], t, l->T, shape_numel(s), true);
     if (outp[j] && l->outs[j].kind == LO_SUM) fill_or_add(e, outp[j], optr[j], 0, nelems(e, s));

@@ -147,7 +147,8 @@ static bool can_merge_into_later(Fuser *f, Kernel *a, Kernel *b) {
     for (int j = 0; j < c->len; j++) {
       Value *u = c->data[j];
       if (u->group == a->id) continue;
-      if (u->group == b->id && m->op != OP_sum && !(op_info[u->op].flags & F_GATHER)) continue;
+      // (An anchor reads whole buffers: its operands must be finished first.)
+      if (u->group == b->id && m->op != OP_sum && !(op_info[u->op].flags & (F_GATHER | F_ANCHOR))) continue;
       if (u->group < 0 && u->group != GROUP_INLINE) continue;  // not placed yet: will be later
       return false;
     }
@@ -434,6 +435,7 @@ static void plan_loop(Program *p, Kernel *k) {
       reserve(p, shape_numel(s), shape_batched(s), &l->fbuf_per_n[i], &l->fbuf_fixed[i]);
   }
   for (int j = 0; j < l->nouts; j++) {
+    if (l->outs[j].kind == LO_NONE) continue;
     Shape s = l->outs[j].store->in[0]->shape;
     reserve(p, shape_numel(s), shape_batched(s), &l->obuf_per_n[j], &l->obuf_fixed[j]);
   }

@@ -103,6 +103,7 @@ static Value *out_store(LoopInfo *l, int j) {
 }
 
 static Shape out_shape(LoopInfo *l, int j) {
+  if (l->outs[j].kind == LO_NONE) die("loop output %d was moved out", j);
   Shape s = l->outs[j].store->in[0]->shape;
   return l->outs[j].kind == LO_STACK ? seq_shape(s, l->T) : s;
 }
@@ -279,8 +280,53 @@ static void hoist(Builder *ob, LoopInfo *l) {
   if (any) body_rebuild(l, as_formal);
 }
 
+// Sums over the steps that are products or sums over the batch (a weight
+// gradient dz^T . h, a bias gradient sum(dz)) are computed after the loop from
+// the stacked steps: one product over the B*T rows, or one sum. `sum_of[j]`
+// gets the body value of such an output j, whose store is dropped; the
+// operands are stacked as new outputs (`stack_of` by body id), unless they
+// are step inputs already.
+static bool sum_after(Value *v) {
+  if (v->op == OP_matmul)
+    return v->ia[0] && !v->ia[1] && shape_batched(v->in[0]->shape) && shape_batched(v->in[1]->shape);
+  return v->op == OP_sum && shape_batched(v->in[0]->shape) && !(v->ia[0] & 1);
+}
+
+static void plan_sums_after(LoopInfo *l, Value **sum_of) {
+  for (int j = 0; j < l->nouts; j++) {
+    sum_of[j] = NULL;
+    if (l->outs[j].kind != LO_SUM || !sum_after(l->outs[j].store->in[0])) continue;
+    Value *v = l->outs[j].store->in[0];
+    sum_of[j] = v;
+    l->outs[j].store->dead = true;
+    l->outs[j].kind = LO_NONE;
+  }
+}
+
 Value *loop_finish(Builder *b, LoopInfo *l, Value **outs) {
   hoist(b, l);
+  Value *sum_of[MAXOUT];
+  plan_sums_after(l, sum_of);
+  int nout0 = l->nouts;
+  // The operands of each moved sum, as whole sequences: a sliced input's
+  // outer value, or a new stacked output (src_stack).
+  Value *src_outer[MAXOUT][2] = {{0}};
+  int src_stack[MAXOUT][2];
+  int *stack_of = arena_alloc(sizeof(int) * (size_t)l->body->values.len);
+  for (int i = 0; i < l->body->values.len; i++) stack_of[i] = -1;
+  for (int j = 0; j < nout0; j++)
+    for (int k = 0; sum_of[j] && k < (sum_of[j]->op == OP_matmul ? 2 : 1); k++) {
+      Value *u = sum_of[j]->in[k];
+      src_stack[j][k] = -1;
+      if (u->op == OP_formal && l->formals[u->ia[0]].kind == LF_SLICE) {
+        src_outer[j][k] = l->formals[u->ia[0]].outer;
+        continue;
+      }
+      for (int o = 0; o < l->nouts && stack_of[u->id] < 0; o++)
+        if (l->outs[o].kind == LO_STACK && l->outs[o].store->in[0] == u) stack_of[u->id] = o;
+      if (stack_of[u->id] < 0) stack_of[u->id] = loop_output(l, LO_STACK, u);
+      src_stack[j][k] = stack_of[u->id];
+    }
   body_rebuild(l, NULL);
   Value *in[MAXIN];
   for (int i = 0; i < l->nformals; i++) in[i] = l->formals[i].outer;
@@ -289,8 +335,19 @@ Value *loop_finish(Builder *b, LoopInfo *l, Value **outs) {
   Value *v = ir_new(b, OP_loop, l->nformals, in, ia, 0);
   if (!v) return NULL;
   v->name = l->name;
-  for (int j = 0; j < l->nouts; j++)
-    if (outs) outs[j] = make_loopout(b, v, l, j);
+  for (int j = 0; j < nout0 && outs; j++)
+    if (l->outs[j].kind != LO_NONE) outs[j] = make_loopout(b, v, l, j);
+  for (int j = 0; j < nout0 && outs; j++) {
+    Value *s = sum_of[j], *x[2] = {0};
+    if (!s) continue;
+    for (int k = 0; k < (s->op == OP_matmul ? 2 : 1); k++)
+      x[k] = src_outer[j][k] ? src_outer[j][k] : make_loopout(b, v, l, src_stack[j][k]);
+    b->loc = s->loc;
+    if (s->op == OP_matmul)
+      outs[j] = ir_new(b, OP_matmul, 2, x, s->ia, 0);
+    else  // the kept axes move one place up, past the time axis
+      outs[j] = ir_sum(b, x[0], s->shape, (uint32_t)s->ia[0] << 1);
+  }
   return v;
 }
 
@@ -488,7 +545,7 @@ void loop_simplify(Graph *g) {
 
 void loop_dump(FILE *out, Graph *g, Value *loopv, const char *indent) {
   static const char *fk[] = {"slice", "state", "invariant"};
-  static const char *ok[] = {"stack", "last", "sum"};
+  static const char *ok[] = {"stack", "last", "sum", "moved after the loop"};
   LoopInfo *l = loop_of(g, loopv);
   fprintf(out, "%s# L%d: %lld steps%s", indent, l->id, (long long)l->T, l->reverse ? ", reversed" : "");
   if (l->steps < l->T) fprintf(out, ", truncated to the first %lld it runs", (long long)l->steps);
