@@ -465,7 +465,9 @@ static Value *apply_layer(Lower *L, Layer *layer, Value **x, Node *site) {
   case L_GRU: return recurrent_layer(L, layer, in, site);
   case L_DENSE: {
     int64_t out = layer->cfg[0];
-    if (r != 1 || in->type != T_F32) {
+    // A sequence [T, N] gets the same dense layer at every step: [T, out].
+    bool seq = r == 2 && shape_batched(s) && !L->rec;
+    if ((r != 1 && !seq) || in->type != T_F32) {
       error_at(site->loc, "%s(%lld) expects a [N] input, got %s%s", spec->name, (long long)out, ss,
                r > 1 ? "; insert 'flatten'" : "");
       return NULL;
