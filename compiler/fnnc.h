@@ -357,7 +357,7 @@ typedef enum {
   LO_STACK,  // the step results stacked over time: [B, T, ...]
   LO_LAST,   // the result of the last step run
   LO_SUM,    // the step results added up (gradients of invariants)
-  LO_NONE,   // an output moved out of the loop (its slot stays unused)
+  LO_NONE,   // dropped: computed after the loop, or read by nothing (slot unused)
 } OutKind;
 
 typedef struct {

@@ -530,11 +530,25 @@ void loop_grad(Builder *ob, Value *loopv, Value **adj, Value **dx) {
 //
 // Simplification and printing
 //
+// Also drops the outputs nothing reads (no live loopout, no state carried
+// through them), so the body does not compute them.
 void loop_simplify(Graph *g) {
   for (int i = 0; i < g->values.len; i++) {
     Value *v = g->values.data[i];
     if (v->dead || v->op != OP_loop) continue;
     LoopInfo *l = loop_of(g, v);
+    bool *read = arena_alloc((size_t)l->nouts + 1);
+    for (int k = i + 1; k < g->values.len; k++) {
+      Value *u = g->values.data[k];
+      if (!u->dead && u->op == OP_loopout && u->in[0] == v) read[u->ia[0]] = true;
+    }
+    for (int f = 0; f < l->nformals; f++)
+      if (l->formals[f].kind == LF_STATE) read[l->formals[f].next] = true;
+    for (int j = 0; j < l->nouts; j++)
+      if (!read[j] && l->outs[j].kind != LO_NONE) {
+        l->outs[j].store->dead = true;
+        l->outs[j].kind = LO_NONE;
+      }
     simplify(l->body);
     for (int j = 0; j < l->nouts; j++) {
       Value *s = out_store(l, j);
@@ -545,7 +559,7 @@ void loop_simplify(Graph *g) {
 
 void loop_dump(FILE *out, Graph *g, Value *loopv, const char *indent) {
   static const char *fk[] = {"slice", "state", "invariant"};
-  static const char *ok[] = {"stack", "last", "sum", "moved after the loop"};
+  static const char *ok[] = {"stack", "last", "sum", "dropped"};
   LoopInfo *l = loop_of(g, loopv);
   fprintf(out, "%s# L%d: %lld steps%s", indent, l->id, (long long)l->T, l->reverse ? ", reversed" : "");
   if (l->steps < l->T) fprintf(out, ", truncated to the first %lld it runs", (long long)l->steps);
