@@ -2,7 +2,8 @@
 #   make            build bin/fnnc and the runtime library
 #   make run        install what is missing, build, fetch MNIST, train models/mnist.fnn
 #   make test       the whole test suite (ends with "N passed, N failed")
-#   make data       install real MNIST into data/mnist/
+#   make data       install the real data sets into data/: MNIST, Fashion-MNIST,
+#                   diabetes (CSV)
 #   make bench      benchmarks
 CC      ?= cc
 LLVM_CONFIG ?= llvm-config-19
@@ -23,7 +24,7 @@ CC_OBJS := $(CC_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/grammar/parser.o $(BUILD)/gramma
 all: bin/fnnc $(BUILD)/libfnnrt.a $(BUILD)/runtime/aot_main.o
 
 # --- runtime (no LLVM) ---
-$(BUILD)/runtime/%.o: runtime/%.c runtime/fnnrt.h
+$(BUILD)/runtime/%.o: runtime/%.c runtime/fnnrt.h runtime/rt.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CSTD) $(WARN) $(OPT) $(SAN) -fPIC -Iruntime -c $< -o $@
 
@@ -58,6 +59,8 @@ deps:
 
 data:
 	sh scripts/fetch-mnist.sh data
+	sh scripts/fetch-fashion.sh data
+	sh scripts/fetch-diabetes.sh data
 
 run: deps
 	$(MAKE) all

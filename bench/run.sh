@@ -10,7 +10,8 @@
 #   - compile time of `fnnc run MODEL --steps 0` (median of RUNS);
 #   - the top kernels of a --profile run of the CNN on one thread;
 #   - the same models in PyTorch (bench/torch_ref.py), if /usr/bin/python3 has
-#     torch, and the fnnc/PyTorch ratio of images/s.
+#     torch, and the fnnc/PyTorch ratio of images/s;
+#   - the inline exp/log/tanh/sigmoid against libm calls (bench/act.sh).
 # The machine may be shared with other busy processes: compare numbers within
 # one run. Settings (environment): BENCH_RUNS (3), BENCH_CNN_STEPS (150),
 # BENCH_MLP_STEPS (600), BENCH_TORCH (1; 0 skips PyTorch), BENCH_TORCH_BUDGET
@@ -203,6 +204,11 @@ if [ -x "$OUT/mnist" ] && "$OUT/mnist" --help 2>&1 | grep -q -- --profile; then
   fi
 fi
 
+# --- 8. Inline transcendentals against libm calls (bench/act.sh) ---------------
+say "transcendentals: bench/act.sh, inline and FNNC_LIBM=1 (x$RUNS)"
+BENCH_RUNS=$RUNS sh bench/act.sh "$OUT" >"$OUT/act.txt" 2>"$OUT/act.err" ||
+  say "bench/act.sh failed: $(tail -2 "$OUT/act.err")"
+
 torch_rate() {
   v=$(sed -n 's/.*images_per_s=\([0-9.]*\).*/\1/p' "$OUT/torch_$1_t$2.txt" 2>/dev/null | tail -1)
   echo "${v:--}"
@@ -273,6 +279,9 @@ T_END=$(now_ns)
   else
     echo "profile: not available"
   fi
+  echo
+  echo "exp/log/tanh/sigmoid inline (compiler/vmath.c) against libm calls (FNNC_LIBM=1), bench/act.sh:"
+  cat "$OUT/act.txt"
   echo
   echo "bench took $(awk -v a="$T_START" -v b="$T_END" 'BEGIN { printf "%.0f", (b - a) / 1e9 }') s;" \
     "logs in $OUT/"

@@ -23,7 +23,7 @@ LLVMValueRef cg_dim(Emit *e, Shape s, int axis) {
 }
 
 void cg_rows(Emit *e, Shape s, LLVMValueRef *lo, LLVMValueRef *hi) {
-  if (shape_batched(s)) {
+  if (shape_batched(s) || (e->k && e->k->par_out)) {
     *lo = e->lo;
     *hi = e->hi;
   } else {
@@ -53,7 +53,7 @@ LLVMValueRef cg_offset(Emit *e, Shape s, LLVMValueRef *idx) {
   if (s.rank == 0) return cg_i64(e, 0);
   LLVMValueRef off = idx[0];
   for (int i = 1; i < s.rank; i++)
-    off = LLVMBuildAdd(B(e), LLVMBuildMul(B(e), off, cg_i64(e, s.d[i]), ""), idx[i], "");
+    off = LLVMBuildNSWAdd(B(e), LLVMBuildNSWMul(B(e), off, cg_i64(e, s.d[i]), ""), idx[i], "");
   return off;
 }
 
@@ -195,13 +195,39 @@ void cg_epilogue(Emit *e, LLVMValueRef *outer_idx, int tdims, LLVMValueRef tile)
     e->sumacc[m->id] = cg_alloca(e, e->f32, 1);
     LLVMBuildStore(B(e), cg_f32(e, 0), e->sumacc[m->id]);
   }
-  for (int i = r - tdims; i < r; i++) {
-    loops[i] = cg_loop_begin(e, cg_i64(e, 0), cg_i64(e, s.d[i]), "t");
-    e->idx[i] = loops[i].i;
+  // With such a sum the tile is one flat loop, so the vectorizer sees a plain
+  // reduction; values of the anchor's shape are then addressed by the flat
+  // index, others by indices recovered from it.
+  bool flat = false;
+  for (int i = 0; i < nv && !e->tile_ld && tdims > 1; i++) flat |= e->sumacc[i] != NULL;
+  LLVMValueRef toff = cg_i64(e, 0), saved_flat = e->flat;
+  int saved_rank = e->rank;
+  if (flat) {
+    int64_t tn = 1;
+    for (int i = r - tdims; i < r; i++) tn *= s.d[i];
+    loops[r - 1] = cg_loop_begin(e, cg_i64(e, 0), cg_i64(e, tn), "t");
+    toff = loops[r - 1].i;
+    int64_t stride = 1;
+    for (int i = r - 1; i >= r - tdims; i--) {
+      LLVMValueRef q = stride > 1 ? LLVMBuildUDiv(B(e), toff, cg_i64(e, stride), "") : toff;
+      e->idx[i] = i > r - tdims ? LLVMBuildURem(B(e), q, cg_i64(e, s.d[i]), "") : q;
+      stride *= s.d[i];
+    }
+    LLVMValueRef base = cg_i64(e, 0);
+    for (int i = 0; i < r - tdims; i++)
+      base = LLVMBuildAdd(B(e), LLVMBuildMul(B(e), base, cg_dim(e, s, i), ""), e->idx[i], "");
+    e->flat = LLVMBuildAdd(B(e), LLVMBuildMul(B(e), base, cg_i64(e, tn), ""), toff, "");
+    e->rank = r;
+  } else {
+    for (int i = r - tdims; i < r; i++) {
+      loops[i] = cg_loop_begin(e, cg_i64(e, 0), cg_i64(e, s.d[i]), "t");
+      e->idx[i] = loops[i].i;
+    }
+    for (int i = r - tdims; i < r; i++) {
+      int64_t ld = i == r - 1 && e->tile_ld ? e->tile_ld : s.d[i];
+      toff = LLVMBuildAdd(B(e), LLVMBuildMul(B(e), toff, cg_i64(e, ld), ""), e->idx[i], "");
+    }
   }
-  LLVMValueRef toff = cg_i64(e, 0);
-  for (int i = r - tdims; i < r; i++)
-    toff = LLVMBuildAdd(B(e), LLVMBuildMul(B(e), toff, cg_i64(e, s.d[i]), ""), e->idx[i], "");
   memset(e->val, 0, sizeof(LLVMValueRef) * (size_t)e->prog->g->values.len);
   LLVMValueRef av = LLVMBuildLoad2(B(e), e->f32, cg_gep(e, e->f32, tile, toff), "");
   e->val[a->id] = av;
@@ -211,7 +237,13 @@ void cg_epilogue(Emit *e, LLVMValueRef *outer_idx, int tdims, LLVMValueRef tile)
     if (m == a || m->op == OP_xent) continue;
     eval_member(e, m);
   }
-  for (int i = r - 1; i >= r - tdims; i--) cg_loop_end(e, &loops[i]);
+  if (flat) {
+    cg_loop_end(e, &loops[r - 1]);
+    e->flat = saved_flat;
+    e->rank = saved_rank;
+  } else {
+    for (int i = r - 1; i >= r - tdims; i--) cg_loop_end(e, &loops[i]);
+  }
   for (int i = 0; i < e->k->members.len; i++) {
     Value *m = e->k->members.data[i];
     LLVMValueRef acc = e->sumacc[m->id];
@@ -283,6 +315,10 @@ static Value *store_alias(Kernel *k, Value *s) {
   if (s->op != OP_store) return NULL;
   for (int i = 0; i < k->inputs.len; i++) {
     Value *u = k->inputs.data[i];
+    if (s->param < 0) {
+      if (u->op == OP_slab && u->ia[0] == s->ia[0] && u->ia[1] == s->ia[1] && u->ia[2] == s->ia[2]) return u;
+      continue;
+    }
     if (s->ia[0] == BUF_PARAM && u->op == OP_param && u->param == s->param) return u;
     if (s->ia[0] == BUF_STATE && u->op == OP_state && u->param == s->param && u->ia[0] == s->ia[1]) return u;
   }
@@ -370,6 +406,12 @@ static LLVMValueRef emit_kernel(Codegen *cg, Program *p, Kernel *k, const char *
 // The step buffers of the loop whose body is being called (emit_loop): by
 // formal, and by output.
 static LLVMValueRef *loop_fptr, *loop_optr;
+// A slab leaf's or slab store's floats: slab + [state slot * param_floats] + offset.
+static LLVMValueRef slab_ptr(Emit *e, Graph *g, LLVMValueRef *slot, Value *v) {
+  int which = v->ia[0] == BUF_PARAM ? 0 : v->ia[0] == BUF_GRAD ? 1 : 2;
+  int64_t off = (v->ia[0] == BUF_STATE ? v->ia[1] * g->param_floats : 0) + v->ia[2];
+  return cg_gep(e, e->f32, slot[which], cg_i64(e, off));
+}
 
 // The pointer to v's buffer inside the entry function.
 static LLVMValueRef entry_ptr(Emit *e, Program *p, LLVMValueRef *slot, Value *v) {
@@ -384,7 +426,9 @@ static LLVMValueRef entry_ptr(Emit *e, Program *p, LLVMValueRef *slot, Value *v)
     return cg_gep(e, e->f32, slot[2], cg_i64(e, v->ia[0] * g->param_floats + g->params[v->param].offset));
   case OP_hyper: return cg_gep(e, e->f32, slot[6], cg_i64(e, v->ia[0]));
   case OP_formal: return loop_fptr[v->ia[0]];
+  case OP_slab: return slab_ptr(e, g, slot, v);
   case OP_store:
+    if (v->param < 0 && v->ia[0] != BUF_OUT && v->ia[0] != BUF_LOOP) return slab_ptr(e, g, slot, v);
     switch ((BufKind)v->ia[0]) {
     case BUF_PARAM: return cg_gep(e, e->f32, slot[0], cg_i64(e, g->params[v->param].offset));
     case BUF_GRAD: return cg_gep(e, e->f32, slot[1], cg_i64(e, g->params[v->param].offset));
@@ -476,20 +520,25 @@ static void call_parallel(Emit *e, Program *p, Kernel *k, LLVMValueRef kfn, Valu
   LLVMBuildRetVoid(B(e));
   LLVMPositionBuilderAtEnd(B(e), saved);
 
-  // The call: fill the context, run the tasks. Batch rows go in fixed tasks of
-  // PAR_ROWS (their reductions are partials); output rows of a weight gradient
-  // in one block per thread (multiples of 4 rows), as splitting them changes no
-  // result.
+  // The call: fill the context, run the tasks. Batch rows of a kernel that
+  // reduces over them go in fixed tasks of PAR_ROWS (the reductions are
+  // partials, added in task order); other kernels take one block of rows per
+  // thread, as splitting rows that nothing adds up changes no result.
   LLVMValueRef rows, ntasks;
-  if (k->par_out) {
+  bool partials = false;
+  for (int j = k->inputs.len; j < na; j++) partials |= kargs[j]->partial;
+  if (k->par_out || !partials) {
+    // One block per thread: output rows of a weight gradient in multiples of
+    // 4, batch rows (no reduction over them) in multiples of 8.
     LLVMTypeRef ity = LLVMFunctionType(LLVMInt32TypeInContext(cg->ctx), NULL, 0, 0);
     LLVMValueRef tfn2 = LLVMGetNamedFunction(cg->mod, "fnn_threads");
     if (!tfn2) tfn2 = LLVMAddFunction(cg->mod, "fnn_threads", ity);
     LLVMValueRef nt = LLVMBuildSExt(B(e), LLVMBuildCall2(B(e), ity, tfn2, NULL, 0, ""), e->i64, "");
-    int64_t M = k->shape.d[0];
-    LLVMValueRef per = LLVMBuildSDiv(B(e), LLVMBuildAdd(B(e), cg_i64(e, M), LLVMBuildSub(B(e), nt, cg_i64(e, 1), ""), ""), nt, "");
-    rows = LLVMBuildAnd(B(e), LLVMBuildAdd(B(e), per, cg_i64(e, 3), ""), cg_i64(e, ~(int64_t)3), "");
-    ntasks = LLVMBuildSDiv(B(e), LLVMBuildAdd(B(e), cg_i64(e, M), LLVMBuildSub(B(e), rows, cg_i64(e, 1), ""), ""), rows, "");
+    LLVMValueRef M = k->par_out ? cg_i64(e, k->shape.d[0]) : e->n;
+    int64_t align = k->par_out ? 4 : 8;
+    LLVMValueRef per = LLVMBuildSDiv(B(e), LLVMBuildAdd(B(e), M, LLVMBuildSub(B(e), nt, cg_i64(e, 1), ""), ""), nt, "");
+    rows = LLVMBuildAnd(B(e), LLVMBuildAdd(B(e), per, cg_i64(e, align - 1), ""), cg_i64(e, -align), "");
+    ntasks = LLVMBuildSDiv(B(e), LLVMBuildAdd(B(e), M, LLVMBuildSub(B(e), rows, cg_i64(e, 1), ""), ""), rows, "");
   } else {
     rows = cg_i64(e, PAR_ROWS);
     ntasks = LLVMBuildSDiv(B(e), LLVMBuildAdd(B(e), e->n, cg_i64(e, PAR_ROWS - 1), ""), cg_i64(e, PAR_ROWS), "");

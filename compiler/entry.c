@@ -1,6 +1,7 @@
 // entry.c: the three entry points built from one program, and the model
 // descriptor the runtime reads.
 #include "fnnc.h"
+#include "fnnrt.h"
 
 #include <string.h>
 
@@ -12,14 +13,16 @@ Graph *build_entry(Node *prog, Entry e) {
   Builder b = {g, g->loss->loc, PH_FWD};
   ir_store(&b, g->loss, BUF_OUT, -1, 0);
   if (e == ENTRY_TRAIN || e == ENTRY_GRAD) {
+    // The gradients go to the gradient slab, where the optimizer's update
+    // reads them as one flat tensor.
     autodiff(g);
-    if (e == ENTRY_TRAIN) optimizer_lower(g);
-    for (int i = 0; e == ENTRY_GRAD && i < g->nparams; i++)
+    for (int i = 0; i < g->nparams; i++)
       if (g->params[i].grad) {
         b.loc = g->params[i].loc;
         b.phase = PH_BWD;
         ir_store(&b, g->params[i].grad, BUF_GRAD, i, 0);
       }
+    if (e == ENTRY_TRAIN) optimizer_lower(g);
   }
   if (e != ENTRY_TRAIN) g->state_floats = optimizer_slots(&g->info.opt) * g->param_floats;
   b.loc = g->loss->loc;
@@ -27,6 +30,13 @@ Graph *build_entry(Node *prog, Entry e) {
   if (e == ENTRY_EVAL && g->info.classify && g->logits) {
     Value *in[2] = {g->logits, g->y};
     ir_store(&b, ir_new(&b, OP_correct, 2, in, NULL, 0), BUF_OUT, -1, 1);
+  }
+  // The model's outputs, one row per sample from out[2]: the class
+  // probabilities softmax(logits) [B,K] of a classifier (the same softmax the
+  // loss reads), or the prediction [B,W] given to mse.
+  if (e == ENTRY_EVAL && g->logits) {
+    Value *o = g->info.classify ? ir_unary(&b, OP_softmax, g->logits) : g->logits;
+    ir_store(&b, o, BUF_OUT, -1, FNN_OUT_ROWS);
   }
   simplify(g);
   return g;
@@ -82,8 +92,14 @@ char *model_descriptor(Graph *g, int64_t work_per_n, int64_t work_fixed, int64_t
   P("optimizer %s %.9g %.9g %.9g %.9g %.9g %.9g\n", m->opt.kind == OPT_ADAM ? "adam" : "sgd", m->opt.lr,
     m->opt.beta1, m->opt.beta2, m->opt.eps, m->opt.momentum, m->opt.weight_decay);
   P("normalize %.9g %.9g\n", m->norm_mean, m->norm_std);
-  if (m->has_train) P("train %s %s %s\n", m->train.kind, quote(m->train.files[0]), quote(m->train.files[1]));
-  if (m->has_test) P("test %s %s %s\n", m->test.kind, quote(m->test.files[0]), quote(m->test.files[1]));
+  if (m->standardize) P("standardize 1\n");
+  if (m->validation > 0) P("validation %.9g\n", m->validation);
+  if (m->has_train)
+    P("train %s %s %s %s\n", m->train.kind, quote(m->train.files[0]), quote(m->train.files[1]),
+      quote(m->train.column ? m->train.column : ""));
+  if (m->has_test)
+    P("test %s %s %s %s\n", m->test.kind, quote(m->test.files[0]), quote(m->test.files[1]),
+      quote(m->test.column ? m->test.column : ""));
   P("params %lld %d\n", (long long)g->param_floats, g->nparams);
   for (int i = 0; i < g->nparams; i++) {
     Param *p = &g->params[i];

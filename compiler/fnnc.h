@@ -249,6 +249,9 @@ typedef struct {
   const char *kind;   // "idx" or "csv"
   const char *files[2];
   Loc loc;
+  const char *column; // csv: the class (label=) or target (target=) column by name, or NULL
+  bool column_is_label;
+  Loc column_loc;
 } DataSource;
 
 // Everything the program says besides the graph: the runtime reads this.
@@ -261,6 +264,10 @@ typedef struct {
   DataSource train, test;
   bool has_train, has_test;
   double norm_mean, norm_std;
+  Loc normalize_loc;   // of normalize(...), if given
+  bool standardize;    // standardize(): each CSV feature by the training rows' mean and std
+  Loc standardize_loc;
+  double validation;   // train = ...(validation=F): the fraction held out, or 0
   int64_t batch, epochs, seed;
   bool shuffle;
   int64_t bptt;        // truncated backpropagation through time: steps, 0 for all
@@ -301,6 +308,11 @@ Value *ir_bcast(Builder *b, Value *x, Shape to, uint32_t axes);  // axes: bitmas
 Value *ir_sum(Builder *b, Value *x, Shape to, uint32_t axes);    // axes: bitmask of x axes kept
 Value *ir_reshape(Builder *b, Value *x, Shape to);
 void ir_store(Builder *b, Value *v, BufKind where, int param, int64_t slot);
+const char *slab_name(Value *v);  // a slab leaf or slab store, as "params[0:4096]"
+// Floats [offset, offset+n) of a slab (kind PARAM, GRAD or STATE with its slot).
+Value *ir_slab(Builder *b, BufKind kind, int64_t slot, int64_t offset, int64_t n);
+// Stores v into floats [offset, offset+numel) of a slab.
+void ir_store_slab(Builder *b, Value *v, BufKind kind, int64_t slot, int64_t offset);
 void ir_dump(FILE *out, Graph *g, Phase upto);  // --emit=ir (upto PH_FWD), --emit=grad (all)
 void ir_dump_values(FILE *out, Graph *g, Phase upto, const char *indent);
 void ir_count_uses(Graph *g);
@@ -473,9 +485,11 @@ typedef struct {
   Vec outputs;     // Value*: members written to buffers (materialized) and stores
   const char *name;// "k3_conv2d_relu"
   int64_t scratch; // floats of scratch the anchor needs (packed operands, tiles), per thread
-  bool par;        // runs as tasks on the thread pool: of PAR_ROWS rows of the batch, or
-  int64_t par_out; // if > 0, of par_out rows of the output (weight gradients: each task
-                   // contracts the whole batch for its rows, so nothing needs combining)
+  bool par;        // runs as tasks on the thread pool: blocks of rows of the batch (fixed
+                   // PAR_ROWS if it reduces over them), or, with par_out set,
+  int64_t par_out; // one block of rows of the output's first axis per thread (weight
+                   // gradients contract the whole batch for their rows; the update loop
+                   // over the parameter slab): nothing needs combining
 } Kernel;
 
 // Rows per parallel task. Fixed, so reductions over the batch add the same
@@ -498,6 +512,7 @@ Program *fuse(Graph *g, Entry e);
 // an M x N output, and the scratch an anchor needs for packing and tiles.
 void gemm_tile(int64_t M, int64_t N, int *mr, int *nv);
 int64_t anchor_scratch(Value *a);
+bool conv_direct(Value *a);  // a convolution anchor runs on padded planes, not im2col
 void fused_dump(FILE *out, Program *p);  // --emit=fused
 
 //
@@ -528,6 +543,7 @@ struct Emit {
   LLVMBuilderRef alloca_b;    // positioned in the entry block, for cg_alloca
   LLVMValueRef scratch;       // the kernel's scratch buffer (Kernel.scratch floats), or NULL
   LLVMValueRef *sumacc;       // by Value.id: a local accumulator for a sum inside one tile, or NULL
+  int64_t tile_ld;            // cg_epilogue: row stride of the tile's last axis if padded, else 0
   LLVMTypeRef f32, i32, i64, ptrty;
 };
 
@@ -562,11 +578,21 @@ LLVMValueRef cg_min_i64(Emit *e, LLVMValueRef a, LLVMValueRef b);
 LLVMValueRef cg_max_i64(Emit *e, LLVMValueRef a, LLVMValueRef b);
 // Runs the kernel's elementwise members over a tile of the anchor's output: the
 // anchor's elements are in `tile` (f32, row-major over the last `tdims` axes of
-// its output) and idx[0..rank-tdims) fix the outer axes.
+// its output; rows of the last axis tile_ld apart if that is set) and
+// idx[0..rank-tdims) fix the outer axes.
 void cg_epilogue(Emit *e, LLVMValueRef *outer_idx, int tdims, LLVMValueRef tile);
+
+// vmath.c: exp, log, tanh and sigmoid as straight-line float IR (no calls), so
+// the loops that use them vectorize. x is a float or a vector of floats; the
+// result has its type. Accurate to a few ulp, special values as libm.
+LLVMValueRef vm_exp(LLVMModuleRef m, LLVMBuilderRef b, LLVMValueRef x);
+LLVMValueRef vm_log(LLVMModuleRef m, LLVMBuilderRef b, LLVMValueRef x);
+LLVMValueRef vm_tanh(LLVMModuleRef m, LLVMBuilderRef b, LLVMValueRef x);
+LLVMValueRef vm_sigmoid(LLVMModuleRef m, LLVMBuilderRef b, LLVMValueRef x);
 
 // gemm.c: the register-blocked micro-kernel behind every contraction.
 //   C[i,j] = (accumulate ? C[i,j] : 0) + sum_{k<K} a[i*ars + k*acs] * b[k*ldb + j]
+// (and its direct-convolution form with taps, below).
 typedef struct {
   int64_t M, N;               // static extents of C
   LLVMValueRef K;             // i64, may be the batch
@@ -578,6 +604,11 @@ typedef struct {
   bool accumulate;
   LLVMValueRef m_valid;       // rows of A that exist (later rows re-read the last), or NULL
   int mr, nv;                 // register tile: mr rows x 16*nv columns (gemm_tile)
+  // Taps (direct convolution): with ntaps > 1 every k step is ntaps steps,
+  //   C[i,j] += sum_{k<K} sum_{t<ntaps} a[i*ars + k*acs + aoff[t]] * b[k*ldb + boff[t] + j]
+  // (the constant offsets are compiled into the micro-kernel).
+  int ntaps;
+  const int64_t *aoff, *boff;
 } Gemm;
 void cg_gemm(Emit *e, const Gemm *g);
 // The NT form: C[i,j] = (accumulate ? C[i,j] : 0) + sum_{k<K} a[i*lda + k] * b[j*ldb + k]

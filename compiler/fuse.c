@@ -318,10 +318,51 @@ void gemm_tile(int64_t M, int64_t N, int *mr, int *nv) {
   if (M < *mr) *mr = (int)(M > 0 ? M : 1);
 }
 
-// Convolutions run as one GEMM per image over im2col-packed input; matmuls by
-// blocks of rows. The scratch holds the packed operand and the output tile that
-// the epilogue reads.
+// Stride-1 convolutions run directly: the image (or the output gradient) is
+// copied into a zero-padded plane, and the tap micro-kernel reads each kernel
+// tap's input rows straight from it at a constant offset, computing outputs
+// over the padded width (the extra columns are discarded). That skips im2col,
+// which writes KH*KW copies of the input per image. The weight gradient goes
+// direct when the input has channels enough to fill a vector; the input
+// gradient when its padding KH-1-p is not negative. FNNC_CONV=im2col (an
+// environment variable for testing) turns the direct path off.
+bool conv_direct(Value *a) {
+  const char *force = getenv("FNNC_CONV");
+  if (force && !strcmp(force, "im2col")) return false;
+  Shape w = a->op == OP_conv2d ? a->in[1]->shape : a->op == OP_conv2d_dx ? a->in[1]->shape : a->shape;
+  int64_t s = a->ia[0], p = a->ia[1], KH = w.d[2], KW = w.d[3];
+  if (s != 1) return false;
+  switch (a->op) {
+  case OP_conv2d: return true;
+  case OP_conv2d_dx: return p <= KH - 1 && p <= KW - 1;
+  case OP_conv2d_dw: return w.d[1] >= 8;
+  default: return false;
+  }
+}
+
+// Convolutions run direct (above) or as one GEMM per image over im2col-packed
+// input; matmuls by blocks of rows. The scratch holds the padded or packed
+// operand and the output tile that the epilogue reads.
 int64_t anchor_scratch(Value *a) {
+  if ((a->op == OP_conv2d || a->op == OP_conv2d_dx || a->op == OP_conv2d_dw) && conv_direct(a)) {
+    int64_t p = a->ia[1];
+    if (a->op == OP_conv2d) {  // padded input + slack row, the output over padded rows
+      Shape x = a->in[0]->shape;
+      int64_t Hp = x.d[2] + 2 * p, Wp = x.d[3] + 2 * p;
+      return x.d[1] * Hp * Wp + Wp + a->shape.d[1] * a->shape.d[2] * Wp;
+    }
+    if (a->op == OP_conv2d_dx) {  // padded output gradient + slack row, dx over padded rows
+      Shape g = a->in[0]->shape, w = a->in[1]->shape;
+      int64_t Hq = a->shape.d[2] + w.d[2] - 1, Wq = a->shape.d[3] + w.d[3] - 1;
+      return g.d[1] * Hq * Wq + Wq + a->shape.d[1] * a->shape.d[2] * Wq;
+    }
+    // dw: the input transposed to [Hp*Wp + slack, C], g over padded rows,
+    // the sums [O + 8, KH*KW, C] and the same in [O, C, KH, KW] order.
+    Shape x = a->in[0]->shape, g = a->in[1]->shape;
+    int64_t Hp = x.d[2] + 2 * p, Wp = x.d[3] + 2 * p, C = x.d[1], O = a->shape.d[0];
+    int64_t kk = a->shape.d[2] * a->shape.d[3];
+    return (Hp * Wp + Wp) * C + O * g.d[2] * Wp + (O + 8) * kk * C + O * kk * C;
+  }
   switch (a->op) {
   case OP_conv2d: {
     Shape x = a->in[0]->shape, w = a->in[1]->shape;
@@ -369,6 +410,19 @@ static bool parallel_rows(Kernel *k) {
     k->par_out = 8;
     return true;
   }
+  // A big elementwise loop without a batch axis (the optimizer's update over
+  // the parameter slab): tasks take blocks of its first axis.
+  if (k->kind == K_EW && !shape_batched(k->shape) && k->shape.rank > 0 && shape_numel(k->shape) >= 1 << 15) {
+    bool ew = true;
+    for (int i = 0; i < k->members.len; i++) {
+      Value *m = k->members.data[i];
+      ew &= m->op == OP_store || ((op_info[m->op].flags & F_EW) && !(op_info[m->op].flags & F_GATHER));
+    }
+    if (ew) {
+      k->par_out = 1;
+      return true;
+    }
+  }
   if (!shape_batched(k->shape)) return false;
   if (k->anchor) {
     Value *a = k->anchor;
@@ -385,17 +439,88 @@ static bool parallel_rows(Kernel *k) {
     default: return false;
     }
   }
-  // Stores to a loop's step buffers are written row by row like any batched
-  // value; other stores (parameters, metrics) are not split.
   for (int i = 0; i < k->members.len; i++) {
     Value *m = k->members.data[i];
-    if (m->op == OP_store && !(m->ia[0] == BUF_LOOP && shape_batched(m->shape))) return false;
+    // A store of per-row values (eval's outputs, a loop's step results)
+    // splits with the rows.
+    if (m->op == OP_store && !shape_batched(m->in[0]->shape)) return false;
   }
   for (int i = 0; i < k->members.len; i++) {
     Value *m = k->members.data[i];
     if (reduces_batch(m)) m->partial = true;
   }
   return true;
+}
+
+// The last kernel that reads v: through views and inlined values, whose own
+// readers read v's buffer (last[] of later values is already known).
+static int last_reader(Fuser *f, Value *v, const int *last) {
+  int l = v->group;
+  Vec *c = &f->consumers[v->id];
+  for (int j = 0; j < c->len; j++) {
+    Value *u = c->data[j];
+    int k = (op_info[u->op].flags & F_VIEW) || u->group < 0 ? last[u->id] : u->group;
+    if (u->group >= 0 && k < u->group) k = u->group;
+    if (k > l) l = k;
+  }
+  return l;
+}
+
+typedef struct {
+  int64_t off, size;
+  int first, last;  // kernels
+} Block;
+
+// The lowest offset where `size` floats fit beside every block live at the
+// same time as kernels [first, last].
+static int64_t first_fit(Block *b, int nb, int64_t size, int first, int last) {
+  int64_t off = 0;
+  for (bool moved = true; moved;) {
+    moved = false;
+    for (int i = 0; i < nb; i++)
+      if (b[i].first <= last && first <= b[i].last && b[i].off < off + size && off < b[i].off + b[i].size) {
+        off = b[i].off + b[i].size;
+        moved = true;
+      }
+  }
+  return off;
+}
+
+// Workspace: every materialized value gets floats [n*P + F, ...). Values whose
+// lifetimes (producing kernel to last reading kernel) do not overlap share
+// memory: values with a batch axis get P from a first-fit over floats per row
+// (F = 0), the others F after the batched region (P = its total). So buffers
+// that are live together never overlap, for any n up to the batch size.
+static void plan_workspace(Fuser *f) {
+  Program *p = f->p;
+  Graph *g = f->g;
+  int nv = g->values.len;
+  int *last = arena_alloc(sizeof(int) * (size_t)nv);
+  for (int i = nv - 1; i >= 0; i--) {
+    Value *v = g->values.data[i];
+    last[i] = v->dead ? -1 : last_reader(f, v, last);
+  }
+  p->work_per_n = arena_alloc(sizeof(int64_t) * (size_t)nv);
+  p->work_fixed = arena_alloc(sizeof(int64_t) * (size_t)nv);
+  Block *blk[2] = {arena_alloc(sizeof(Block) * (size_t)nv), arena_alloc(sizeof(Block) * (size_t)nv)};
+  int nb[2] = {0, 0};
+  int64_t total[2] = {0, 0};
+  for (int i = 0; i < nv; i++) {
+    Value *v = g->values.data[i];
+    p->work_per_n[i] = p->work_fixed[i] = -1;
+    if (v->dead || !v->materialized || v->group < 0) continue;
+    int kind = shape_batched(v->shape) ? 0 : 1;
+    int64_t n = (shape_numel(v->shape) + 15) & ~(int64_t)15;  // 64-byte aligned starts
+    int64_t off = first_fit(blk[kind], nb[kind], n, v->group, last[i]);
+    blk[kind][nb[kind]++] = (Block){off, n, v->group, last[i]};
+    if (off + n > total[kind]) total[kind] = off + n;
+    p->work_per_n[i] = kind == 0 ? off : 0;
+    p->work_fixed[i] = kind == 0 ? 0 : off;
+  }
+  for (int i = 0; i < nv; i++)
+    if (p->work_per_n[i] >= 0 && !shape_batched(((Value *)g->values.data[i])->shape)) p->work_per_n[i] = total[0];
+  p->work_total_per_n = total[0];
+  p->work_total_fixed = total[1];
 }
 
 // Reserves n floats (per row of the batch if `batched`) of workspace.
@@ -505,24 +630,7 @@ Program *fuse(Graph *g, Entry e) {
     if (k->scratch > p->scratch) p->scratch = (k->scratch + 15) & ~(int64_t)15;
     k->par = parallel_rows(k);
   }
-  // Workspace: each materialized value gets [n*P + F, ...) with P, F the sums
-  // of the per-row and fixed sizes before it, so buffers never overlap for any
-  // n up to the batch size.
-  p->work_per_n = arena_alloc(sizeof(int64_t) * (size_t)nv);
-  p->work_fixed = arena_alloc(sizeof(int64_t) * (size_t)nv);
-  for (int i = 0; i < nv; i++) {
-    Value *v = g->values.data[i];
-    p->work_per_n[i] = p->work_fixed[i] = -1;
-    if (v->dead || !v->materialized || v->group < 0) continue;
-    p->work_per_n[i] = p->work_total_per_n;
-    p->work_fixed[i] = p->work_total_fixed;
-    int64_t n = shape_numel(v->shape);
-    n = (n + 15) & ~(int64_t)15;  // 64-byte aligned starts
-    if (shape_batched(v->shape))
-      p->work_total_per_n += n;
-    else
-      p->work_total_fixed += n;
-  }
+  plan_workspace(&f);
   // Partial slots: one per task, ceil(n / PAR_ROWS) <= n / PAR_ROWS + 1 of them.
   p->part_per_n = arena_alloc(sizeof(int64_t) * (size_t)nv);
   p->part_fixed = arena_alloc(sizeof(int64_t) * (size_t)nv);
@@ -568,9 +676,11 @@ static const char *ref(Graph *g, int *num, Value *v) {
   case OP_param: return g->params[v->param].name;
   case OP_formal: return arena_printf("#%lld", (long long)v->ia[0]);
   case OP_state: return arena_printf("%s.%s", g->params[v->param].name, v->ia[0] ? "v" : "m");
+  case OP_slab: return slab_name(v);
   case OP_store:
     if (v->ia[0] == BUF_OUT) return arena_printf("out[%lld]", (long long)v->ia[1]);
     if (v->ia[0] == BUF_LOOP) return arena_printf("loop[%lld]", (long long)v->ia[1]);
+    if (v->param < 0) return slab_name(v);
     if (v->ia[0] == BUF_STATE) return arena_printf("%s.%s", g->params[v->param].name, v->ia[1] ? "v" : "m");
     return arena_printf("%s%s", v->ia[0] == BUF_GRAD ? "grad " : "", g->params[v->param].name);
   default: break;
@@ -622,9 +732,12 @@ void fused_dump(FILE *out, Program *p) {
       dump_ref(out, g, num, k->outputs.data[j]);
     }
     fprintf(out, ")\n");
-    const char *par = k->par_out ? arena_printf("; tasks of %lld output rows", (long long)k->par_out)
-                      : k->par   ? arena_printf("; tasks of %d rows", PAR_ROWS)
-                                 : "";
+    bool partials = false;
+    for (int j = 0; j < k->members.len; j++) partials |= ((Value *)k->members.data[j])->partial;
+    const char *par = k->par_out ? "; one block of output rows per thread"
+                      : k->par && partials ? arena_printf("; tasks of %d rows", PAR_ROWS)
+                      : k->par             ? "; one block of rows per thread"
+                                           : "";
     if (k->kind == K_LOOP) {
       LoopInfo *l = loop_of(g, k->anchor);
       fprintf(out, "  # loop L%d: %lld steps%s, %d body kernels per step:\n", l->id, (long long)l->T,
@@ -632,9 +745,12 @@ void fused_dump(FILE *out, Program *p) {
       loop_fused_dump(out, l);
       continue;
     }
-    if (k->kind == K_ANCHOR)
-      fprintf(out, "  # %s loops over %s, epilogue per tile%s\n", op_info[k->anchor->op].name, shape_str(k->shape),
-              par);
+    if (k->kind == K_ANCHOR) {
+      Value *a = k->anchor;
+      bool conv = a->op == OP_conv2d || a->op == OP_conv2d_dx || a->op == OP_conv2d_dw;
+      fprintf(out, "  # %s%s loops over %s, epilogue per tile%s\n", op_info[a->op].name,
+              conv ? (conv_direct(a) ? " (direct, padded planes)" : " (im2col)") : "", shape_str(k->shape), par);
+    }
     else
       fprintf(out, "  # loop over %s%s\n", shape_str(k->shape), par);
     for (int j = 0; j < k->members.len; j++) {

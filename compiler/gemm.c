@@ -137,10 +137,27 @@ static void kloop_end(Emit *e, KLoop *l, int64_t step, LLVMValueRef *next) {
   LLVMPositionBuilderAtEnd(B(e), l->done);
 }
 
-static LLVMValueRef tile_fn(Emit *outer, int mr, int nv, int lanes, bool accumulate) {
+// A name for a set of taps: their count and a hash of the offsets.
+static void taps_suffix(const Gemm *g, char *buf, size_t size) {
+  if (g->ntaps <= 1) {
+    buf[0] = 0;
+    return;
+  }
+  uint64_t h = 1469598103934665603ull;
+  for (int t = 0; t < g->ntaps; t++) {
+    h = (h ^ (uint64_t)g->aoff[t]) * 1099511628211ull;
+    h = (h ^ (uint64_t)g->boff[t]) * 1099511628211ull;
+  }
+  snprintf(buf, size, "_t%d_%08llx", g->ntaps, (unsigned long long)(h & 0xffffffffu));
+}
+
+static LLVMValueRef tile_fn(Emit *outer, const Gemm *g, int mr, int nv, int lanes) {
   Codegen *cg = outer->cg;
-  char name[64];
-  snprintf(name, sizeof name, "fnn_gemm_%dx%d_%d%s", mr, nv, lanes, accumulate ? "_acc" : "");
+  bool accumulate = g->accumulate;
+  int ntaps = g->ntaps > 1 ? g->ntaps : 1;
+  char name[96], taps[32];
+  taps_suffix(g, taps, sizeof taps);
+  snprintf(name, sizeof name, "fnn_gemm_%dx%d_%d%s%s", mr, nv, lanes, accumulate ? "_acc" : "", taps);
   LLVMValueRef fn;
   LLVMBasicBlockRef saved;
   Emit ee, *e = &ee;
@@ -164,12 +181,18 @@ static LLVMValueRef tile_fn(Emit *outer, int mr, int nv, int lanes, bool accumul
   KLoop l;
   kloop_begin(e, &l, K, init, mr * nv);
   LLVMValueRef bv[4];
-  LLVMValueRef brow = gep(e, bp, mul(e, l.k, ldb));
-  for (int v = 0; v < nv; v++) bv[v] = vload(e, gep(e, brow, cg_i64(e, 16 * v)), v == nv - 1 ? lanes : 16);
+  LLVMValueRef brow0 = gep(e, bp, mul(e, l.k, ldb));
   LLVMValueRef kcs = mul(e, l.k, acs);
-  for (int r = 0; r < mr; r++) {
-    LLVMValueRef av = splat(e, LLVMBuildLoad2(B(e), e->f32, gep(e, rowp[r], kcs), ""));
-    for (int v = 0; v < nv; v++) next[r * nv + v] = vfma(e, av, bv[v], l.acc[r * nv + v]);
+  LLVMValueRef *cur = l.acc;
+  for (int t = 0; t < ntaps; t++) {
+    LLVMValueRef brow = ntaps > 1 ? gep(e, brow0, cg_i64(e, g->boff[t])) : brow0;
+    LLVMValueRef kat = ntaps > 1 ? add(e, kcs, cg_i64(e, g->aoff[t])) : kcs;
+    for (int v = 0; v < nv; v++) bv[v] = vload(e, gep(e, brow, cg_i64(e, 16 * v)), v == nv - 1 ? lanes : 16);
+    for (int r = 0; r < mr; r++) {
+      LLVMValueRef av = splat(e, LLVMBuildLoad2(B(e), e->f32, gep(e, rowp[r], kat), ""));
+      for (int v = 0; v < nv; v++) next[r * nv + v] = vfma(e, av, bv[v], cur[r * nv + v]);
+    }
+    cur = next;
   }
   kloop_end(e, &l, 1, next);
   LLVMValueRef *acc = l.acc;
@@ -184,7 +207,7 @@ static LLVMValueRef tile_fn(Emit *outer, int mr, int nv, int lanes, bool accumul
 }
 
 static void tile(Emit *e, const Gemm *g, LLVMValueRef i0, LLVMValueRef j0, int mr, int nv, int last_lanes) {
-  LLVMValueRef fn = tile_fn(e, mr, nv, last_lanes, g->accumulate);
+  LLVMValueRef fn = tile_fn(e, g, mr, nv, last_lanes);
   LLVMValueRef rows = g->m_valid ? LLVMBuildSub(B(e), g->m_valid, i0, "") : cg_i64(e, mr);
   LLVMValueRef args[9] = {gep(e, g->a, mul(e, i0, g->ars)), g->ars, g->acs, gep(e, g->b, j0), cg_i64(e, g->ldb),
                           gep(e, g->c, add(e, mul(e, i0, cg_i64(e, g->ldc)), j0)), cg_i64(e, g->ldc), g->K, rows};

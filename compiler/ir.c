@@ -159,6 +159,21 @@ Value *ir_leaf(Builder *b, Op op, Shape s, DType t, int64_t a, int64_t index) {
   return intern(b->g, v);
 }
 
+Value *ir_slab(Builder *b, BufKind kind, int64_t slot, int64_t offset, int64_t n) {
+  Value *v = arena_alloc(sizeof(Value));
+  v->op = OP_slab;
+  v->param = -1;
+  v->loc = b->loc;
+  v->phase = b->phase;
+  v->group = -1;
+  v->shape = shape_make(1, &n);
+  v->type = T_F32;
+  v->ia[0] = kind;
+  v->ia[1] = slot;
+  v->ia[2] = offset;
+  return intern(b->g, v);
+}
+
 Value *ir_unary(Builder *b, Op op, Value *x) { return ir_new(b, op, 1, &x, NULL, 0); }
 
 Value *ir_binary(Builder *b, Op op, Value *x, Value *y) {
@@ -196,6 +211,13 @@ void ir_store(Builder *b, Value *v, BufKind where, int param, int64_t slot) {
   if (s) s->param = param;
 }
 
+void ir_store_slab(Builder *b, Value *v, BufKind kind, int64_t slot, int64_t offset) {
+  if (!v) return;
+  int64_t ia[8] = {kind, slot, offset};
+  Value *s = ir_new(b, OP_store, 1, &v, ia, 0);
+  if (s) s->param = -1;
+}
+
 void ir_count_uses(Graph *g) {
   for (int i = 0; i < g->values.len; i++) ((Value *)g->values.data[i])->nuses = 0;
   for (int i = 0; i < g->values.len; i++) {
@@ -211,7 +233,17 @@ void ir_count_uses(Graph *g) {
 static const char *bufkind_name[] = {"none", "param", "grad", "state", "x", "y", "hyper", "out", "work", "loop"};
 static const char *hyper_name[] = {"lr", "bc1", "bc2", "invn"};
 
+const char *slab_name(Value *v) {
+  int64_t n = shape_numel(v->op == OP_store ? v->in[0]->shape : v->shape), off = v->ia[2];
+  const char *base = v->ia[0] == BUF_PARAM ? "params" : v->ia[0] == BUF_GRAD ? "grads" : v->ia[1] ? "state.v" : "state.m";
+  return arena_printf("%s[%lld:%lld]", base, (long long)off, (long long)(off + n));
+}
+
 static void dump_attrs(FILE *out, Graph *g, Value *v) {
+  if (v->op == OP_slab || (v->op == OP_store && v->param < 0 && v->ia[0] != BUF_OUT && v->ia[0] != BUF_LOOP)) {
+    fprintf(out, v->op == OP_store ? " -> %s" : " %s", slab_name(v));
+    return;
+  }
   switch (v->op) {
   case OP_input: fprintf(out, " x"); break;
   case OP_label: fprintf(out, " y"); break;

@@ -1172,18 +1172,76 @@ static const char *str_arg(Node *a, const char *what) {
   return a->name;
 }
 
+// The options of a data source call after its files:
+//   label="NAME" / target="NAME"   (csv) the class or target column, by name
+//   validation=F                   (train only) a fraction held out for validation
+static void data_options(Lower *L, Node *c, int nfiles, DataSource *ds, bool is_train) {
+  static const char *const csv_opts[] = {"label", "target", "validation", NULL};
+  static const char *const idx_opts[] = {"validation", NULL};
+  bool csv = !strcmp(c->name, "csv");
+  const char *const *names = csv ? csv_opts : idx_opts;
+  for (int i = nfiles; i < c->nargs; i++) {
+    Node *a = c->args[i];
+    if (a->kind != N_KWARG) {
+      error_at(a->loc, "%s takes %d file%s, then options by name", c->name, nfiles, nfiles == 1 ? "" : "s");
+      hint(csv ? "csv(\"FILE\", label=\"COLUMN\") or csv(\"FILE\", target=\"COLUMN\")"
+               : "idx(\"IMAGES\", \"LABELS\", validation=0.1)");
+      continue;
+    }
+    int j = 0;
+    while (names[j] && strcmp(names[j], a->name)) j++;
+    if (!names[j]) {
+      error_at(a->loc, "unknown option '%s' for %s", a->name, c->name);
+      const char *h = closest_word(a->name, names);
+      if (h) hint("did you mean '%s'?", h);
+      else hint("%s takes %s", c->name, csv ? "label=, target= and validation=" : "validation=");
+      continue;
+    }
+    if (!strcmp(a->name, "validation")) {
+      if (!is_train) {
+        error_at(a->loc, "validation= carves a validation set out of the training data: give it on 'train = ...'");
+        continue;
+      }
+      double f = 0;
+      if (num_kwarg(a, &f, -1e9, 1e9, false, c->name) && (f <= 0 || f >= 1))
+        error_at(a->lhs->loc, "'validation' is the fraction of the training data held out: above 0 and below 1, got %g", f);
+      else
+        L->g->info.validation = f;
+      continue;
+    }
+    if (a->lhs->kind != N_STR || !*a->lhs->name) {
+      error_at(a->lhs->loc, "'%s' of csv must be a column name in double quotes", a->name);
+      continue;
+    }
+    if (ds->column) {
+      error_at(a->loc, "csv takes one target column: 'label=' (a class) or 'target=' (a value)");
+      continue;
+    }
+    ds->column = a->lhs->name;
+    ds->column_is_label = !strcmp(a->name, "label");
+    ds->column_loc = a->loc;
+  }
+}
+
 static void lower_data(Lower *L, Node *sec) {
   ModelInfo *info = &L->g->info;
   static const char *const srcs[] = {"idx", "csv", NULL};
   static const char *const keys[] = {"train", "test", NULL};
   for (int i = 0; i < sec->nargs; i++) {
     Node *st = sec->args[i];
+    if (st->kind == N_CALL && !strcmp(st->name, "standardize")) {
+      if (st->nargs) error_at(st->args[0]->loc, "standardize takes no arguments");
+      info->standardize = true;
+      info->standardize_loc = st->loc;
+      continue;
+    }
     if (st->kind == N_CALL) {
       if (strcmp(st->name, "normalize")) {
         error_at(st->loc, "unknown data setting '%s'", st->name);
-        hint("the data block holds 'train = ...', 'test = ...' and 'normalize(mean=..., std=...)'");
+        hint("the data block holds 'train = ...', 'test = ...', 'normalize(mean=..., std=...)' and 'standardize()'");
         continue;
       }
+      info->normalize_loc = st->loc;
       for (int j = 0; j < st->nargs; j++) {
         Node *a = st->args[j];
         if (a->kind != N_KWARG || (strcmp(a->name, "mean") && strcmp(a->name, "std"))) {
@@ -1215,8 +1273,10 @@ static void lower_data(Lower *L, Node *sec) {
     }
     Node *c = st->lhs;
     ds->loc = c->loc;
+    int nfiles = 0;
+    while (nfiles < c->nargs && c->args[nfiles]->kind != N_KWARG) nfiles++;
     if (!strcmp(c->name, "idx")) {
-      if (c->nargs != 2) {
+      if (nfiles != 2) {
         error_at(c->loc, "idx needs two files: images and labels");
         continue;
       }
@@ -1224,7 +1284,7 @@ static void lower_data(Lower *L, Node *sec) {
       ds->files[0] = str_arg(c->args[0], "the image file");
       ds->files[1] = str_arg(c->args[1], "the label file");
     } else if (!strcmp(c->name, "csv")) {
-      if (c->nargs != 1) {
+      if (nfiles != 1) {
         error_at(c->loc, "csv needs one file");
         continue;
       }
@@ -1237,7 +1297,33 @@ static void lower_data(Lower *L, Node *sec) {
       hint(h ? "did you mean '%s'?" : "the data sources are %s", h ? h : "idx and csv");
       continue;
     }
+    data_options(L, c, nfiles, ds, ds == &info->train);
     *has = true;
+  }
+}
+
+// After all sections: the data options against the model's target.
+static void check_data(Lower *L) {
+  ModelInfo *info = &L->g->info;
+  DataSource *ds[2] = {&info->train, &info->test};
+  for (int i = 0; i < 2; i++) {
+    if (!ds[i]->column || !info->input.rank) continue;
+    if (ds[i]->column_is_label && !info->classify)
+      error_at(ds[i]->column_loc, "'label=' names a class column, but the model's target is values, not class(K); use 'target='");
+    else if (!ds[i]->column_is_label && info->classify)
+      error_at(ds[i]->column_loc, "'target=' names a value column, but the model's target is class(%lld); use 'label='",
+               (long long)info->nclasses);
+    else if (!info->classify && info->nclasses != 1)
+      error_at(ds[i]->column_loc, "a named target column holds one value, but the model's target is %lld values",
+               (long long)info->nclasses);
+  }
+  if (info->standardize) {
+    bool idx = (info->has_train && !strcmp(ds[0]->kind, "idx")) || (info->has_test && !strcmp(ds[1]->kind, "idx"));
+    if (idx) {
+      error_at(info->standardize_loc, "standardize() works on CSV features, and this model reads IDX images");
+      hint("IDX images take 'normalize(mean=..., std=...)'");
+    }
+    if (info->normalize_loc.src) error_at(info->normalize_loc, "use either normalize(...) or standardize(), not both");
   }
 }
 
@@ -1311,6 +1397,7 @@ Graph *lower_program(Node *prog) {
     default: break;
     }
   }
+  check_data(&L);
   if (!model) {
     Loc where = prog->nargs ? prog->args[0]->loc : prog->loc;
     error_at(where, "no 'model NAME { ... }' section");

@@ -18,7 +18,9 @@ OP(param,   0, F_LEAF, "a parameter; .param is its index")
 OP(state,   0, F_LEAF, "optimizer state; .param its parameter, ia[0] the slot (0: m/velocity, 1: v)")
 OP(hyper,   0, F_LEAF, "a runtime scalar; ia[0] is the Hyper index")
 OP(const,   0, F_LEAF, "a scalar constant fa")
-// A side effect: writes in[0] to buffer ia[0] (BufKind) at slot ia[1] / parameter .param.
+OP(slab,    0, F_LEAF, "floats [ia[2], ia[2]+n) of a slab as one flat [n] tensor: ia[0] BufKind, ia[1] state slot")
+// A side effect: writes in[0] to buffer ia[0] (BufKind) at slot ia[1] / parameter .param
+// (.param -1: at float ia[2] of the slab, as for a slab leaf).
 OP(store,   1, F_SINK, "ia[0] BufKind, ia[1] slot")
 
 // ---- elementwise (ops_ew.c) ----

@@ -2,6 +2,7 @@
 //
 // Binary ops take two equal shapes, or a scalar on either side. A gradient that
 // flows back to a scalar operand is summed over the whole tensor (unbroadcast).
+// exp, log, tanh and sigmoid are built as inline arithmetic by vmath.c.
 #include "fnnc.h"
 
 static const char *op_symbol(Op op) {
@@ -109,17 +110,13 @@ LLVMValueRef emit_neg(Emit *e, Value *v, LLVMValueRef *in) { return LLVMBuildFNe
 // dx = g * y
 bool shape_exp(Value *v) { return shape_unary(v); }
 void grad_exp(Builder *b, Value *v, Value *g, Value **dx) { dx[0] = ir_binary(b, OP_mul, g, v); }
-LLVMValueRef emit_exp(Emit *e, Value *v, LLVMValueRef *in) {
-  return cg_call_intrinsic(e, "llvm.exp.f32", e->f32, in, 1);
-}
+LLVMValueRef emit_exp(Emit *e, Value *v, LLVMValueRef *in) { return vm_exp(e->cg->mod, B(e), in[0]); }
 
 // log: y = ln x
 // dx = g / x
 bool shape_log(Value *v) { return shape_unary(v); }
 void grad_log(Builder *b, Value *v, Value *g, Value **dx) { dx[0] = ir_binary(b, OP_div, g, v->in[0]); }
-LLVMValueRef emit_log(Emit *e, Value *v, LLVMValueRef *in) {
-  return cg_call_intrinsic(e, "llvm.log.f32", e->f32, in, 1);
-}
+LLVMValueRef emit_log(Emit *e, Value *v, LLVMValueRef *in) { return vm_log(e->cg->mod, B(e), in[0]); }
 
 // sqrt: y = sqrt(x)
 // dx = g * 0.5 / y
@@ -151,26 +148,14 @@ LLVMValueRef emit_step(Emit *e, Value *v, LLVMValueRef *in) {
   return LLVMBuildSelect(B(e), gt, cg_f32(e, 1), cg_f32(e, 0), "");
 }
 
-// tanh: y = tanh(x) = 1 - 2 / (e^(2x) + 1)
+// tanh: y = tanh(x)
 // dx = g * (1 - y*y)
 bool shape_tanh(Value *v) { return shape_unary(v); }
 void grad_tanh(Builder *b, Value *v, Value *g, Value **dx) {
   Value *one_minus = ir_binary(b, OP_sub, ir_const(b, 1), ir_binary(b, OP_mul, v, v));
   dx[0] = ir_binary(b, OP_mul, g, one_minus);
 }
-LLVMValueRef emit_tanh(Emit *e, Value *v, LLVMValueRef *in) {
-  // Clamp so e^(2x) cannot overflow; tanh(+-9) is +-1 in float.
-  LLVMValueRef x = in[0];
-  LLVMValueRef lim[2] = {x, cg_f32(e, 9)};
-  x = cg_call_intrinsic(e, "llvm.minnum.f32", e->f32, lim, 2);
-  LLVMValueRef lim2[2] = {x, cg_f32(e, -9)};
-  x = cg_call_intrinsic(e, "llvm.maxnum.f32", e->f32, lim2, 2);
-  LLVMValueRef two_x = cg_fast(LLVMBuildFMul(B(e), x, cg_f32(e, 2), ""));
-  LLVMValueRef ex = cg_call_intrinsic(e, "llvm.exp.f32", e->f32, &two_x, 1);
-  LLVMValueRef den = cg_fast(LLVMBuildFAdd(B(e), ex, cg_f32(e, 1), ""));
-  LLVMValueRef q = cg_fast(LLVMBuildFDiv(B(e), cg_f32(e, 2), den, ""));
-  return cg_fast(LLVMBuildFSub(B(e), cg_f32(e, 1), q, ""));
-}
+LLVMValueRef emit_tanh(Emit *e, Value *v, LLVMValueRef *in) { return vm_tanh(e->cg->mod, B(e), in[0]); }
 
 // sigmoid: y = 1 / (1 + e^-x)
 // dx = g * y * (1 - y)
@@ -179,9 +164,4 @@ void grad_sigmoid(Builder *b, Value *v, Value *g, Value **dx) {
   Value *d = ir_binary(b, OP_mul, v, ir_binary(b, OP_sub, ir_const(b, 1), v));
   dx[0] = ir_binary(b, OP_mul, g, d);
 }
-LLVMValueRef emit_sigmoid(Emit *e, Value *v, LLVMValueRef *in) {
-  LLVMValueRef nx = LLVMBuildFNeg(B(e), in[0], "");
-  LLVMValueRef ex = cg_call_intrinsic(e, "llvm.exp.f32", e->f32, &nx, 1);
-  LLVMValueRef den = cg_fast(LLVMBuildFAdd(B(e), ex, cg_f32(e, 1), ""));
-  return cg_fast(LLVMBuildFDiv(B(e), cg_f32(e, 1), den, ""));
-}
+LLVMValueRef emit_sigmoid(Emit *e, Value *v, LLVMValueRef *in) { return vm_sigmoid(e->cg->mod, B(e), in[0]); }

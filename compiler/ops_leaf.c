@@ -21,6 +21,9 @@ LEAF_RULES(param)
 LEAF_RULES(state)
 // hyper: a runtime scalar (learning rate, bias corrections, 1/n)
 LEAF_RULES(hyper)
+// slab: a run of consecutive parameters' floats in the parameter, gradient or
+// state slab as one flat tensor (the optimizer updates all of them in one loop)
+LEAF_RULES(slab)
 
 // const: a scalar constant
 bool shape_const(Value *v) {

@@ -77,16 +77,18 @@ LLVMValueRef emit_softmax(Emit *e, Value *v, LLVMValueRef *in) {
   LLVMBuildStore(B(e), cg_max(e, LLVMBuildLoad2(B(e), e->f32, mx, ""), z), mx);
   cg_loop_end(e, &lk);
   LLVMValueRef m = LLVMBuildLoad2(B(e), e->f32, mx, "max");
-  // exp and sum
-  LLVMValueRef sum = cg_alloca(e, e->f32, 1);
-  LLVMBuildStore(B(e), cg_f32(e, 0), sum);
+  // exp, in a loop of its own so that it vectorizes; then the sum, in order
   Loop lk2 = cg_loop_begin(e, I(e, 0), I(e, K), "k");
   idx[r - 1] = lk2.i;
   LLVMValueRef d = cg_fast(LLVMBuildFSub(B(e), cg_load_at(e, Z, idx), m, ""));
-  LLVMValueRef ex = cg_call_intrinsic(e, "llvm.exp.f32", e->f32, &d, 1);
-  LLVMBuildStore(B(e), ex, cg_gep(e, e->f32, tile, lk2.i));
-  LLVMBuildStore(B(e), cg_fast(LLVMBuildFAdd(B(e), LLVMBuildLoad2(B(e), e->f32, sum, ""), ex, "")), sum);
+  LLVMBuildStore(B(e), vm_exp(e->cg->mod, B(e), d), cg_gep(e, e->f32, tile, lk2.i));
   cg_loop_end(e, &lk2);
+  LLVMValueRef sum = cg_alloca(e, e->f32, 1);
+  LLVMBuildStore(B(e), cg_f32(e, 0), sum);
+  Loop lks = cg_loop_begin(e, I(e, 0), I(e, K), "k");
+  LLVMValueRef ex = LLVMBuildLoad2(B(e), e->f32, cg_gep(e, e->f32, tile, lks.i), "");
+  LLVMBuildStore(B(e), cg_fast(LLVMBuildFAdd(B(e), LLVMBuildLoad2(B(e), e->f32, sum, ""), ex, "")), sum);
+  cg_loop_end(e, &lks);
   LLVMValueRef s = LLVMBuildLoad2(B(e), e->f32, sum, "sum");
   LLVMValueRef inv = LLVMBuildFDiv(B(e), cg_f32(e, 1), s, "");
   Loop lk3 = cg_loop_begin(e, I(e, 0), I(e, K), "k");
@@ -97,7 +99,7 @@ LLVMValueRef emit_softmax(Emit *e, Value *v, LLVMValueRef *in) {
     LLVMValueRef lab = cg_load_at(e, xent->in[1], idx);
     idx[r - 1] = LLVMBuildSExt(B(e), lab, e->i64, "");
     LLVMValueRef zy = cg_load_at(e, Z, idx);
-    LLVMValueRef ls = cg_call_intrinsic(e, "llvm.log.f32", e->f32, &s, 1);
+    LLVMValueRef ls = vm_log(e->cg->mod, B(e), s);
     LLVMValueRef nll = LLVMBuildFSub(B(e), LLVMBuildFAdd(B(e), m, ls, ""), zy, "");
     LLVMBuildStore(B(e), LLVMBuildFAdd(B(e), LLVMBuildLoad2(B(e), e->f32, lossacc, ""), nll, ""), lossacc);
   }
@@ -139,7 +141,7 @@ LLVMValueRef emit_xent(Emit *e, Value *v, LLVMValueRef *in) {
   LLVMValueRef lab = cg_load_at(e, v->in[1], idx);
   idx[r - 1] = LLVMBuildSExt(B(e), lab, e->i64, "");
   LLVMValueRef p = cg_load_at(e, P, idx);
-  LLVMValueRef lp = cg_call_intrinsic(e, "llvm.log.f32", e->f32, &p, 1);
+  LLVMValueRef lp = vm_log(e->cg->mod, B(e), p);
   LLVMBuildStore(B(e), LLVMBuildFSub(B(e), LLVMBuildLoad2(B(e), e->f32, acc, ""), lp, ""), acc);
   cg_loop_end(e, &lb);
   LLVMValueRef none[1] = {NULL};

@@ -7,8 +7,8 @@
 
 static LLVMBuilderRef B(Emit *e) { return e->cg->b; }
 static LLVMValueRef I(Emit *e, int64_t c) { return cg_i64(e, c); }
-static LLVMValueRef ADD(Emit *e, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildAdd(B(e), a, b, ""); }
-static LLVMValueRef MUL(Emit *e, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildMul(B(e), a, b, ""); }
+static LLVMValueRef ADD(Emit *e, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildNSWAdd(B(e), a, b, ""); }
+static LLVMValueRef MUL(Emit *e, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildNSWMul(B(e), a, b, ""); }
 
 static LLVMValueRef load_f(Emit *e, LLVMValueRef base, LLVMValueRef off) {
   return LLVMBuildLoad2(B(e), e->f32, cg_gep(e, e->f32, base, off), "");
@@ -237,9 +237,79 @@ static void im2col(Emit *e, Value *X, LLVMValueRef b, int64_t KH, int64_t KW, in
   conv_walk_end(e, &w);
 }
 
+// Direct convolution (fuse.c's conv_direct): the taps of a KH x KW kernel over
+// a plane padded to width Wp: tap (kh, kw) reads the padded input at the
+// constant offset kh*Wp + kw from the output position, and A's column
+// aoff(kh, kw) (weight order, or flipped for the input gradient).
+static void conv_taps(int64_t KH, int64_t KW, int64_t Wp, bool flip, int64_t **aoff, int64_t **boff) {
+  *aoff = arena_alloc(sizeof(int64_t) * (size_t)(KH * KW));
+  *boff = arena_alloc(sizeof(int64_t) * (size_t)(KH * KW));
+  for (int64_t kh = 0; kh < KH; kh++)
+    for (int64_t kw = 0; kw < KW; kw++) {
+      int64_t t = kh * KW + kw;
+      (*aoff)[t] = flip ? (KH - 1 - kh) * KW + (KW - 1 - kw) : t;
+      (*boff)[t] = kh * Wp + kw;
+    }
+}
+
+// dst[(c*Hp + h + ph)*Wp + pw + w] = X[b, c, h, w] for channels [c0, c1) of
+// image b; the padding around is left as it is (zero).
+static void pad_plane(Emit *e, Value *X, LLVMValueRef b, LLVMValueRef c0, LLVMValueRef c1, int64_t ph, int64_t pw,
+                      int64_t Hp, int64_t Wp, LLVMValueRef dst) {
+  int64_t H = X->shape.d[2], Wd = X->shape.d[3];
+  Loop lc = cg_loop_begin(e, c0, c1, "c");
+  Loop lh = cg_loop_begin(e, I(e, 0), I(e, H), "h");
+  LLVMValueRef row = ADD(e, MUL(e, ADD(e, MUL(e, lc.i, I(e, Hp)), ADD(e, lh.i, I(e, ph))), I(e, Wp)), I(e, pw));
+  Loop lw = cg_loop_begin(e, I(e, 0), I(e, Wd), "w");
+  LLVMValueRef idx[4] = {b, lc.i, lh.i, lw.i};
+  store_f(e, dst, ADD(e, row, lw.i), cg_load_at(e, X, idx));
+  cg_loop_end(e, &lw);
+  cg_loop_end_scalar(e, &lh);
+  cg_loop_end_scalar(e, &lc);
+}
+
+// The loop over this call's images shared by the direct forward and input
+// gradient: src[b] (nch channels) copied into the zero-padded plane pad
+// [nch, Hp, Wp] at (ph, pw), then the tap GEMM g (reading pad, writing its C,
+// rows ld apart), then the epilogue over the valid columns.
+static void direct_images(Emit *e, Value *src, int64_t nch, int64_t ph, int64_t pw, int64_t Hp, int64_t Wp,
+                          LLVMValueRef pad, const Gemm *g) {
+  cg_zero(e, pad, I(e, nch * Hp * Wp + Wp));
+  Loop lb = cg_loop_begin(e, e->lo, e->hi, "b");
+  pad_plane(e, src, lb.i, I(e, 0), I(e, nch), ph, pw, Hp, Wp, pad);
+  cg_gemm(e, g);
+  LLVMValueRef outer[1] = {lb.i};
+  e->tile_ld = Wp;
+  cg_epilogue(e, outer, 3, g->c);
+  e->tile_ld = 0;
+  cg_loop_end(e, &lb);
+}
+
+// Direct: the input padded by p into xpad [C, Hp, Wp] (+ a slack row for the
+// taps of the last columns), then per image one tap GEMM
+//   plane[o, oh*Wp + ow] = sum_{c, kh, kw} w[o, c, kh, kw] * xpad[c, (oh + kh)*Wp + ow + kw]
+static void emit_conv2d_direct(Emit *e, Value *v) {
+  Value *X = v->in[0], *W = v->in[1];
+  int64_t p = v->ia[1], C = X->shape.d[1], Hp = X->shape.d[2] + 2 * p, Wp = X->shape.d[3] + 2 * p;
+  int64_t O = W->shape.d[0], KH = W->shape.d[2], KW = W->shape.d[3], OH = v->shape.d[2], kk = KH * KW;
+  LLVMValueRef xpad = e->scratch, plane = cg_gep(e, e->f32, e->scratch, I(e, C * Hp * Wp + Wp));
+  int64_t *aoff, *boff;
+  conv_taps(KH, KW, Wp, false, &aoff, &boff);
+  int mr, nv;
+  gemm_tile(O, OH * Wp, &mr, &nv);
+  Gemm g = {.M = O, .N = OH * Wp, .K = I(e, C), .a = e->ptr[W->id], .ars = I(e, C * kk), .acs = I(e, kk),
+            .b = xpad, .ldb = Hp * Wp, .c = plane, .ldc = OH * Wp, .mr = mr, .nv = nv, .ntaps = (int)kk,
+            .aoff = aoff, .boff = boff};
+  direct_images(e, X, C, p, p, Hp, Wp, xpad, &g);
+}
+
 // Per image: pack the input (im2col), one GEMM W[O, CKK] . col[CKK, P] into the
 // output tile [O, OH*OW], then the epilogue over the tile.
 LLVMValueRef emit_conv2d(Emit *e, Value *v, LLVMValueRef *in) {
+  if (conv_direct(v)) {
+    emit_conv2d_direct(e, v);
+    return NULL;
+  }
   Value *X = v->in[0], *W = v->in[1];
   int64_t s = v->ia[0], p = v->ia[1];
   int64_t O = W->shape.d[0], KH = W->shape.d[2], KW = W->shape.d[3];
@@ -271,9 +341,32 @@ bool shape_conv2d_dx(Value *v) {
   return true;
 }
 void grad_conv2d_dx(Builder *b, Value *v, Value *g, Value **dx) {}
+// Direct: dx is the convolution of the output gradient, padded by KH-1-p and
+// KW-1-p into gpad [O, Hq, Wq], with the flipped kernel:
+//   plane[c, ih*Wq + iw] = sum_{o, kh, kw} w[o, c, KH-1-kh, KW-1-kw] * gpad[o, (ih + kh)*Wq + iw + kw]
+static void emit_conv2d_dx_direct(Emit *e, Value *v) {
+  Value *G = v->in[0], *W = v->in[1];
+  int64_t p = v->ia[1], C = v->shape.d[1], H = v->shape.d[2];
+  int64_t O = W->shape.d[0], KH = W->shape.d[2], KW = W->shape.d[3], kk = KH * KW;
+  int64_t Hq = H + KH - 1, Wq = v->shape.d[3] + KW - 1;
+  LLVMValueRef gpad = e->scratch, plane = cg_gep(e, e->f32, e->scratch, I(e, O * Hq * Wq + Wq));
+  int64_t *aoff, *boff;
+  conv_taps(KH, KW, Wq, true, &aoff, &boff);
+  int mr, nv;
+  gemm_tile(C, H * Wq, &mr, &nv);
+  Gemm g = {.M = C, .N = H * Wq, .K = I(e, O), .a = e->ptr[W->id], .ars = I(e, kk), .acs = I(e, C * kk),
+            .b = gpad, .ldb = Hq * Wq, .c = plane, .ldc = H * Wq, .mr = mr, .nv = nv, .ntaps = (int)kk,
+            .aoff = aoff, .boff = boff};
+  direct_images(e, G, O, KH - 1 - p, KW - 1 - p, Hq, Wq, gpad, &g);
+}
+
 // Per image: one GEMM W^T[CKK, O] . g[O, P] gives the column gradients, which
 // col2im adds back into the input plane tile [C, H, W]; then the epilogue.
 LLVMValueRef emit_conv2d_dx(Emit *e, Value *v, LLVMValueRef *in) {
+  if (conv_direct(v)) {
+    emit_conv2d_dx_direct(e, v);
+    return NULL;
+  }
   Value *G = v->in[0], *W = v->in[1];
   int64_t s = v->ia[0], p = v->ia[1];
   int64_t H = v->shape.d[2], Wd = v->shape.d[3], C = v->shape.d[1];
@@ -311,11 +404,74 @@ bool shape_conv2d_dw(Value *v) {
   return true;
 }
 void grad_conv2d_dw(Builder *b, Value *v, Value *g, Value **dx) {}
+// Direct: per image the input goes transposed and padded into xT
+// [Hp*Wp (+ slack), C] and this task's rows of g into gw [O, OH*Wp] (columns
+// ow >= OW stay zero); then for each tap one GEMM over the padded positions q
+//   acc[o, kh*KW + kw, c] += sum_q gw[o, q] * xT[q + kh*Wp + kw, c]
+// Afterwards acc is reordered to dw's [o, c, kh, kw] for the epilogue.
+static void emit_conv2d_dw_direct(Emit *e, Value *v) {
+  Value *X = v->in[0], *G = v->in[1];
+  int64_t p = v->ia[1], O = v->shape.d[0], C = v->shape.d[1], KH = v->shape.d[2], KW = v->shape.d[3];
+  int64_t H = X->shape.d[2], Wd = X->shape.d[3], Hp = H + 2 * p, Wp = Wd + 2 * p, OH = G->shape.d[2];
+  int64_t P = OH * Wp, kk = KH * KW;
+  LLVMValueRef xT = e->scratch;
+  LLVMValueRef gw = cg_gep(e, e->f32, xT, I(e, (Hp * Wp + Wp) * C));
+  LLVMValueRef acc = cg_gep(e, e->f32, gw, I(e, O * P));
+  LLVMValueRef out = cg_gep(e, e->f32, acc, I(e, (O + 8) * kk * C));
+  LLVMValueRef o0 = e->k->par_out ? e->lo : I(e, 0), o1 = e->k->par_out ? e->hi : I(e, O);
+  LLVMValueRef rows = LLVMBuildSub(B(e), o1, o0, "");
+  cg_zero(e, xT, I(e, (Hp * Wp + Wp) * C));
+  cg_zero(e, cg_gep(e, e->f32, gw, MUL(e, o0, I(e, P))), MUL(e, rows, I(e, P)));
+  cg_zero(e, cg_gep(e, e->f32, acc, MUL(e, o0, I(e, kk * C))), MUL(e, ADD(e, rows, I(e, 8)), I(e, kk * C)));
+  int64_t *aoff, *boff;
+  conv_taps(KH, KW, Wp, false, &aoff, &boff);
+  int mr, nv;
+  gemm_tile(O, C, &mr, &nv);
+  Loop lb = cg_loop_begin(e, I(e, 0), e->n, "b");
+  {
+    Loop lh = cg_loop_begin(e, I(e, 0), I(e, H), "h");
+    Loop lw = cg_loop_begin(e, I(e, 0), I(e, Wd), "w");
+    LLVMValueRef q = ADD(e, MUL(e, ADD(e, lh.i, I(e, p)), I(e, Wp)), ADD(e, lw.i, I(e, p)));
+    Loop lc = cg_loop_begin(e, I(e, 0), I(e, C), "c");
+    LLVMValueRef idx[4] = {lb.i, lc.i, lh.i, lw.i};
+    store_f(e, xT, ADD(e, MUL(e, q, I(e, C)), lc.i), cg_load_at(e, X, idx));
+    cg_loop_end(e, &lc);
+    cg_loop_end_scalar(e, &lw);
+    cg_loop_end_scalar(e, &lh);
+  }
+  pad_plane(e, G, lb.i, o0, o1, 0, 0, OH, Wp, gw);
+  for (int64_t t = 0; t < kk; t++) {
+    Gemm g = {.M = O, .N = C, .K = I(e, P), .a = cg_gep(e, e->f32, gw, MUL(e, o0, I(e, P))), .ars = I(e, P),
+              .acs = I(e, 1), .b = cg_gep(e, e->f32, xT, I(e, boff[t] * C)), .ldb = C,
+              .c = cg_gep(e, e->f32, acc, ADD(e, MUL(e, o0, I(e, kk * C)), I(e, t * C))), .ldc = kk * C,
+              .accumulate = true, .m_valid = rows, .mr = mr, .nv = nv};
+    cg_gemm(e, &g);
+  }
+  cg_loop_end_scalar(e, &lb);
+  Loop lo = cg_loop_begin(e, o0, o1, "o");
+  {
+    Loop lc = cg_loop_begin(e, I(e, 0), I(e, C), "c");
+    Loop lt = cg_loop_begin(e, I(e, 0), I(e, kk), "t");
+    LLVMValueRef src = ADD(e, MUL(e, ADD(e, MUL(e, lo.i, I(e, kk)), lt.i), I(e, C)), lc.i);
+    LLVMValueRef dst = ADD(e, MUL(e, ADD(e, MUL(e, lo.i, I(e, C)), lc.i), I(e, kk)), lt.i);
+    store_f(e, out, dst, load_f(e, acc, src));
+    cg_loop_end(e, &lt);
+    cg_loop_end_scalar(e, &lc);
+  }
+  LLVMValueRef outer[1] = {lo.i};
+  cg_epilogue(e, outer, 3, cg_gep(e, e->f32, out, MUL(e, lo.i, I(e, C * kk))));
+  cg_loop_end(e, &lo);
+}
+
 // Over the images in order: im2col, then the NT micro-kernel accumulates
 // g[o, P] . col[ckk, P] into the filter tile [O, CKK] (both contiguous along P).
 // A task takes a block of output rows [lo, hi) and the whole batch, so every
 // element is summed in the same order whatever the split.
 LLVMValueRef emit_conv2d_dw(Emit *e, Value *v, LLVMValueRef *in) {
+  if (conv_direct(v)) {
+    emit_conv2d_dw_direct(e, v);
+    return NULL;
+  }
   Value *X = v->in[0], *G = v->in[1];
   int64_t s = v->ia[0], p = v->ia[1];
   int64_t O = v->shape.d[0], C = v->shape.d[1], KH = v->shape.d[2], KW = v->shape.d[3];
@@ -336,6 +492,88 @@ LLVMValueRef emit_conv2d_dw(Emit *e, Value *v, LLVMValueRef *in) {
   cg_epilogue(e, outer, 3, cg_gep(e, e->f32, acc, MUL(e, lo.i, I(e, ldc))));
   cg_loop_end(e, &lo);
   return NULL;
+}
+
+// <n x float> at p, lanes >= valid masked off (read as 0, not written).
+static LLVMValueRef lane_mask(Emit *e, int n, int valid) {
+  LLVMValueRef bits[64];
+  LLVMTypeRef i1 = LLVMInt1TypeInContext(e->cg->ctx);
+  for (int i = 0; i < n; i++) bits[i] = LLVMConstInt(i1, i < valid, 0);
+  return LLVMConstVector(bits, (unsigned)n);
+}
+static LLVMValueRef vec_load(Emit *e, LLVMValueRef p, int n, int valid) {
+  LLVMTypeRef vt = LLVMVectorType(e->f32, (unsigned)n);
+  if (valid == n) {
+    LLVMValueRef l = LLVMBuildLoad2(B(e), vt, p, "");
+    LLVMSetAlignment(l, 4);
+    return l;
+  }
+  LLVMValueRef args[4] = {p, LLVMConstInt(e->i32, 4, 0), lane_mask(e, n, valid), LLVMConstNull(vt)};
+  LLVMTypeRef types[2] = {vt, e->ptrty};
+  unsigned id = LLVMLookupIntrinsicID("llvm.masked.load", 16);
+  return LLVMBuildCall2(B(e), LLVMIntrinsicGetType(e->cg->ctx, id, types, 2),
+                        LLVMGetIntrinsicDeclaration(e->cg->mod, id, types, 2), args, 4, "");
+}
+static void vec_store(Emit *e, LLVMValueRef v, LLVMValueRef p, int n, int valid) {
+  if (valid == n) {
+    LLVMSetAlignment(LLVMBuildStore(B(e), v, p), 4);
+    return;
+  }
+  LLVMTypeRef types[2] = {LLVMVectorType(e->f32, (unsigned)n), e->ptrty};
+  unsigned id = LLVMLookupIntrinsicID("llvm.masked.store", 17);
+  LLVMValueRef args[4] = {v, p, LLVMConstInt(e->i32, 4, 0), lane_mask(e, n, valid)};
+  LLVMBuildCall2(B(e), LLVMIntrinsicGetType(e->cg->ctx, id, types, 2),
+                 LLVMGetIntrinsicDeclaration(e->cg->mod, id, types, 2), args, 4, "");
+}
+// The shuffle of a and b (concatenated) taking lane m(i) for i < n.
+static LLVMValueRef shuffle(Emit *e, LLVMValueRef a, LLVMValueRef b, int n, int (*m)(int i, int arg), int arg) {
+  LLVMValueRef lane[64];
+  for (int i = 0; i < n; i++) lane[i] = LLVMConstInt(e->i32, (unsigned long long)m(i, arg), 0);
+  return LLVMBuildShuffleVector(B(e), a, b, LLVMConstVector(lane, (unsigned)n), "");
+}
+static int every_other(int i, int first) { return first + 2 * i; }       // deinterleave
+static int interleave(int i, int unused) { return i / 2 + (i % 2) * 16; }  // a0 b0 a1 b1 ...
+static LLVMValueRef splat_i32(Emit *e, int64_t c) {
+  LLVMValueRef lane[16];
+  for (int i = 0; i < 16; i++) lane[i] = LLVMConstInt(e->i32, (unsigned long long)c, 0);
+  return LLVMConstVector(lane, 16);
+}
+
+// The 2x2, stride-2 case of maxpool_dx on explicit vectors: 16 windows at a
+// time, each input row pair loaded as two <32 x float> and split into even and
+// odd columns; the window's first maximum in row-major order gets g, the other
+// three positions 0; the halves are interleaved back and stored. X and G must
+// be buffers; xoff and goff are the plane's offsets in them, tile is [H, W].
+static void maxpool2_dx_plane(Emit *e, Value *X, Value *G, LLVMValueRef xoff, LLVMValueRef goff, LLVMValueRef tile,
+                              int64_t Wd, int64_t OH, int64_t OW) {
+  LLVMValueRef xp = cg_gep(e, e->f32, e->ptr[X->id], xoff), gp = cg_gep(e, e->f32, e->ptr[G->id], goff);
+  Loop li = cg_loop_begin(e, I(e, 0), I(e, OH), "i");
+  for (int64_t j0 = 0; j0 < OW; j0 += 16) {
+    int valid = (int)(OW - j0 < 16 ? OW - j0 : 16);
+    LLVMValueRef v[2][2], row[2];
+    for (int di = 0; di < 2; di++) {
+      row[di] = ADD(e, MUL(e, ADD(e, MUL(e, li.i, I(e, 2)), I(e, di)), I(e, Wd)), I(e, 2 * j0));
+      LLVMValueRef x = vec_load(e, cg_gep(e, e->f32, xp, row[di]), 32, 2 * valid);
+      for (int dj = 0; dj < 2; dj++) v[di][dj] = shuffle(e, x, x, 16, every_other, dj);
+    }
+    // The first maximum in the order (0,0), (0,1), (1,0), (1,1).
+    LLVMValueRef best = v[0][0], code = splat_i32(e, 0);
+    for (int t = 1; t < 4; t++) {
+      LLVMValueRef x = v[t / 2][t % 2];
+      LLVMValueRef gt = LLVMBuildFCmp(B(e), LLVMRealOGT, x, best, "");
+      best = LLVMBuildSelect(B(e), gt, x, best, "");
+      code = LLVMBuildSelect(B(e), gt, splat_i32(e, t), code, "");
+    }
+    LLVMValueRef g = vec_load(e, cg_gep(e, e->f32, gp, ADD(e, MUL(e, li.i, I(e, OW)), I(e, j0))), 16, valid);
+    LLVMValueRef zero = LLVMConstNull(LLVMVectorType(e->f32, 16));
+    for (int di = 0; di < 2; di++) {
+      LLVMValueRef o[2];
+      for (int dj = 0; dj < 2; dj++)
+        o[dj] = LLVMBuildSelect(B(e), LLVMBuildICmp(B(e), LLVMIntEQ, code, splat_i32(e, di * 2 + dj), ""), g, zero, "");
+      vec_store(e, shuffle(e, o[0], o[1], 32, interleave, 0), cg_gep(e, e->f32, tile, row[di]), 32, 2 * valid);
+    }
+  }
+  cg_loop_end_scalar(e, &li);
 }
 
 //
@@ -404,6 +642,16 @@ LLVMValueRef emit_maxpool_dx(Emit *e, Value *v, LLVMValueRef *in) {
     if (t == 0) cg_rows(e, v->shape, &lo, &hi);
     outer[t] = cg_loop_begin(e, lo, hi, "o");
     idx[t] = outer[t].i;
+  }
+  if (k == 2 && s == 2 && e->ptr[X->id] && e->ptr[G->id]) {
+    if (OH * s < H || OW * s < Wd) cg_zero(e, tile, I(e, H * Wd));  // rows, columns no window covers
+    LLVMValueRef base = I(e, 0);
+    for (int t = 0; t < r - 2; t++) base = ADD(e, MUL(e, base, cg_dim(e, v->shape, t)), idx[t]);
+    maxpool2_dx_plane(e, X, G, MUL(e, base, I(e, H * Wd)), MUL(e, base, I(e, OH * OW)), tile, Wd, OH, OW);
+    idx[r - 2] = idx[r - 1] = I(e, 0);
+    cg_epilogue(e, idx, 2, tile);
+    for (int t = r - 3; t >= 0; t--) cg_loop_end(e, &outer[t]);
+    return NULL;
   }
   cg_zero(e, tile, I(e, H * Wd));
   Loop li = cg_loop_begin(e, I(e, 0), I(e, OH), "i");

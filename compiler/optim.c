@@ -40,37 +40,52 @@ static Value *clip_scale(Graph *g, const Optimizer *o) {
   return dvd(&b, K(&b, o->clip), mx);
 }
 
+// The update of floats [off, off + n) of the slabs: consecutive parameters
+// whose gradients are all in the gradient slab, updated by one streaming loop.
+// `scale` (or NULL) multiplies the gradients first (clipping).
+static void update_run(Graph *g, const Optimizer *o, Loc loc, int64_t off, int64_t n, Value *scale) {
+  Builder b = {g, loc, PH_UPDATE};
+  Value *w = ir_slab(&b, BUF_PARAM, 0, off, n), *gr = ir_slab(&b, BUF_GRAD, 0, off, n);
+  if (scale) gr = mul(&b, gr, scale);
+  if (o->weight_decay > 0) gr = add(&b, gr, mul(&b, K(&b, o->weight_decay), w));
+  Value *nw;
+  if (o->kind == OPT_ADAM) {
+    Value *m = ir_slab(&b, BUF_STATE, 0, off, n), *v = ir_slab(&b, BUF_STATE, 1, off, n);
+    Value *m2 = add(&b, mul(&b, K(&b, o->beta1), m), mul(&b, K(&b, 1 - o->beta1), gr));
+    Value *v2 = add(&b, mul(&b, K(&b, o->beta2), v), mul(&b, K(&b, 1 - o->beta2), mul(&b, gr, gr)));
+    Value *step = dvd(&b, H(&b, HYP_LR), H(&b, HYP_BC1));
+    Value *denom = add(&b, dvd(&b, ir_unary(&b, OP_sqrt, v2), ir_unary(&b, OP_sqrt, H(&b, HYP_BC2))),
+                       K(&b, o->eps));
+    nw = sub(&b, w, mul(&b, step, dvd(&b, m2, denom)));
+    ir_store_slab(&b, m2, BUF_STATE, 0, off);
+    ir_store_slab(&b, v2, BUF_STATE, 1, off);
+  } else if (o->momentum > 0) {
+    Value *buf = ir_slab(&b, BUF_STATE, 0, off, n);
+    Value *buf2 = add(&b, mul(&b, K(&b, o->momentum), buf), gr);
+    nw = sub(&b, w, mul(&b, H(&b, HYP_LR), buf2));
+    ir_store_slab(&b, buf2, BUF_STATE, 0, off);
+  } else {
+    nw = sub(&b, w, mul(&b, H(&b, HYP_LR), gr));
+  }
+  ir_store_slab(&b, nw, BUF_PARAM, 0, off);
+}
+
+// Parameters are laid out back to back in the slabs (each padded to 16
+// floats, the padding zero in every slab), so every run of parameters that
+// have gradients is one contiguous range: usually all of them, one loop.
 void optimizer_lower(Graph *g) {
-  Optimizer *o = &g->info.opt;
+  const Optimizer *o = &g->info.opt;
   g->state_floats = optimizer_slots(o) * g->param_floats;
   Value *scale = o->clip > 0 ? clip_scale(g, o) : NULL;
-  for (int i = 0; i < g->nparams; i++) {
-    Param *p = &g->params[i];
-    if (!p->grad) continue;
-    Builder b = {g, p->loc, PH_UPDATE};
-    Value *w = p->value, *gr = p->grad;
-    if (scale) gr = mul(&b, gr, scale);
-    if (o->weight_decay > 0) gr = add(&b, gr, mul(&b, K(&b, o->weight_decay), w));
-    Value *nw;
-    if (o->kind == OPT_ADAM) {
-      Value *m = ir_leaf(&b, OP_state, p->shape, T_F32, 0, i);
-      Value *v = ir_leaf(&b, OP_state, p->shape, T_F32, 1, i);
-      Value *m2 = add(&b, mul(&b, K(&b, o->beta1), m), mul(&b, K(&b, 1 - o->beta1), gr));
-      Value *v2 = add(&b, mul(&b, K(&b, o->beta2), v), mul(&b, K(&b, 1 - o->beta2), mul(&b, gr, gr)));
-      Value *step = dvd(&b, H(&b, HYP_LR), H(&b, HYP_BC1));
-      Value *denom = add(&b, dvd(&b, ir_unary(&b, OP_sqrt, v2), ir_unary(&b, OP_sqrt, H(&b, HYP_BC2))),
-                         K(&b, o->eps));
-      nw = sub(&b, w, mul(&b, step, dvd(&b, m2, denom)));
-      ir_store(&b, m2, BUF_STATE, i, 0);
-      ir_store(&b, v2, BUF_STATE, i, 1);
-    } else if (o->momentum > 0) {
-      Value *buf = ir_leaf(&b, OP_state, p->shape, T_F32, 0, i);
-      Value *buf2 = add(&b, mul(&b, K(&b, o->momentum), buf), gr);
-      nw = sub(&b, w, mul(&b, H(&b, HYP_LR), buf2));
-      ir_store(&b, buf2, BUF_STATE, i, 0);
-    } else {
-      nw = sub(&b, w, mul(&b, H(&b, HYP_LR), gr));
+  for (int i = 0; i < g->nparams;) {
+    if (!g->params[i].grad) {
+      i++;
+      continue;
     }
-    ir_store(&b, nw, BUF_PARAM, i, 0);
+    int j = i;
+    while (j < g->nparams && g->params[j].grad) j++;
+    int64_t end = j < g->nparams ? g->params[j].offset : g->param_floats;
+    update_run(g, o, g->params[i].loc, g->params[i].offset, end - g->params[i].offset, scale);
+    i = j;
   }
 }

@@ -268,6 +268,8 @@ static void simplify_once(Graph *g) {
     if (op_info[v->op].flags & F_LEAF) {
       if (v->op == OP_const)
         nv = ir_const(&b, v->fa);
+      else if (v->op == OP_slab)
+        nv = ir_slab(&b, (BufKind)v->ia[0], v->ia[1], v->ia[2], v->shape.d[0]);
       else {
         nv = ir_leaf(&b, v->op, v->shape, v->type, v->ia[0], v->param);
         nv->name = v->name;
@@ -276,7 +278,10 @@ static void simplify_once(Graph *g) {
       Value *in[MAXIN];
       for (int j = 0; j < v->nin; j++) in[j] = map[v->in[j]->id];
       if (v->op == OP_store) {
-        ir_store(&b, in[0], (BufKind)v->ia[0], v->param, v->ia[1]);
+        if (v->param < 0)
+          ir_store_slab(&b, in[0], (BufKind)v->ia[0], v->ia[1], v->ia[2]);
+        else
+          ir_store(&b, in[0], (BufKind)v->ia[0], v->param, v->ia[1]);
         nv = g->values.data[g->values.len - 1];
       } else {
         nv = build(&b, v->op, v->nin, in, v->ia, v->fa);

@@ -388,6 +388,7 @@ args
 arg
   : expr
   | IDENT '=' expr        { $$ = mk_named(P, N_KWARG, @1, $1, $3); }
+  | TARGET '=' expr       { $$ = mk_named(P, N_KWARG, @1, arena_strdup("target"), $3); }  /* csv(..., target="COLUMN") */
   ;
 
 %%

@@ -10,7 +10,7 @@
 // holds a checksum (FNV-1a 64 of the data section) it is verified. Any problem
 // is one "PROG: error: FILE: ..." message and a NULL result, never a partial
 // load. Only F32 tensors are supported (that is all fnnc models use).
-#include "fnnrt.h"
+#include "rt.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -21,17 +21,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-void rt_error(const char *prog, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
 #define CK_MAX_HEADER ((uint64_t)100 << 20)  // the safetensors reference limit, 100 MB
 #define CK_MAX_RANK 8
-
-typedef struct {
-  const char *name;
-  int rank;
-  int64_t dims[CK_MAX_RANK];
-  const float *data;  // numel floats
-} RtCkTensor;
 
 typedef struct {
   char *name;

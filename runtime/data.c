@@ -8,7 +8,7 @@
 //
 // Every error names the file (and for CSV the line), says what was expected and
 // what was found, and makes rt_data_load return NULL.
-#include "fnnrt.h"
+#include "rt.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -18,10 +18,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <zlib.h>
-
-// util.c
-void rt_error(const char *prog, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void rt_hint(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 typedef struct RtData {
   int64_t count;     // samples
@@ -107,7 +103,7 @@ static gzFile open_data(const char *prog, const char *dir, const char *file, cha
       else
         rt_error(prog, "%s: cannot open: %s (and there is no %s.gz)", p,
                  had_errno == ENOENT ? "no such file" : strerror(had_errno), p);
-      rt_hint("data files resolve against --data DIR (here '%s'); 'make data' installs MNIST into ./data", dir);
+      if (*dir) rt_hint("data files resolve against --data DIR (here '%s'); 'make data' installs the data sets into ./data", dir);
       free(p);
       return NULL;
     }
@@ -309,7 +305,7 @@ static RtData *load_idx(const char *prog, const char *dir, const char *fimg, con
     rt_error(prog, "%s: the images are %ux%u, but the model input is %s per sample", ipath, idims[1], idims[2], want);
     goto fail;
   }
-  if (!classify) {
+  if (!classify && flab) {
     rt_error(prog, "%s: IDX data has class labels, but the model's target is %lld values per sample", ipath,
              (long long)ncls);
     goto fail;
@@ -321,6 +317,19 @@ static RtData *load_idx(const char *prog, const char *dir, const char *fimg, con
   if (!(d->u8 = read_payload(prog, ipath, gi, 16, disk, payload, what))) goto fail;
   gzclose(gi);
   gi = NULL;
+  if (!flab) {
+    // --predict: images without labels.
+    if (!(d->labels = calloc(d->count ? (size_t)d->count : 1, sizeof(int32_t)))) {
+      rt_error(prog, "out of memory");
+      goto fail;
+    }
+    if (d->count == 0) {
+      rt_error(prog, "%s: expected at least one image, found none", ipath);
+      goto fail;
+    }
+    free(ipath);
+    return d;
+  }
 
   if (!(gl = open_data(prog, dir, flab, &lpath, &disk))) goto fail;
   if (read_idx_header(prog, lpath, gl, 2049, "label", ldims, 1)) goto fail;
@@ -438,11 +447,53 @@ static int parse_field(const char *s, const char *e, double *v) {
   return 0;
 }
 
+static void set_lut(RtData *d, double mean, double std) {
+  d->mean = (float)mean;
+  d->inv_std = (float)(1.0 / std);
+  for (int i = 0; i < 256; i++) d->lut[i] = (float)(((double)i / 255.0 - mean) / std);
+}
+
+// One CSV field [s, e) without surrounding blanks and double quotes (a
+// header's names may be quoted).
+static void trim_field(const char **s, const char **e) {
+  while (*s < *e && (**s == ' ' || **s == '\t')) (*s)++;
+  while (*e > *s && ((*e)[-1] == ' ' || (*e)[-1] == '\t' || (*e)[-1] == '\r')) (*e)--;
+  if (*e - *s >= 2 && **s == '"' && (*e)[-1] == '"') (*s)++, (*e)--;
+}
+
+// The header's column called `name` (0-based), or -1 after an error that
+// lists the columns there are.
+static int64_t find_column(const char *prog, const char *path, int64_t lineno, const char *line, const char *eol,
+                           const char *name) {
+  int64_t c = 0;
+  for (const char *f = line;; c++) {
+    const char *fe = f;
+    while (fe < eol && *fe != ',') fe++;
+    const char *a = f, *b = fe;
+    trim_field(&a, &b);
+    if ((size_t)(b - a) == strlen(name) && !strncmp(a, name, (size_t)(b - a))) return c;
+    if (fe == eol) break;
+    f = fe + 1;
+  }
+  int w = eol - line > 200 ? 200 : (int)(eol - line);
+  rt_error(prog, "%s:%lld: the header has no column '%s'; its columns are: %.*s%s", path, (long long)lineno, name, w,
+           line, eol - line > 200 ? "..." : "");
+  return -1;
+}
+
+// A CSV data set. Each row holds the input's in_numel features and the
+// target: one class column (classify) or `width` value columns. Without a
+// column name the target columns come last; with one (`label=` or `target=` in
+// the model), the file needs a header, the target is the named column
+// (width 1) and every other column is a feature, in file order.
+// inputs_only (--predict): rows may also hold just the features; the target
+// columns, if there, are read and ignored.
 static RtData *load_csv(const char *prog, const char *dir, const char *file, int64_t in_numel, int classify,
-                        int64_t width, double mean, double std) {
+                        int64_t width, double mean, double std, const char *column, int inputs_only) {
   char *path = NULL, *text = NULL;
   int64_t disk, len;
   RtData *d = calloc(1, sizeof *d);
+  double *vals = NULL;
   float *row = NULL;
   int64_t xlen = 0, xcap = 0, ylen = 0, ycap = 0;
   float *ys = NULL;
@@ -450,6 +501,8 @@ static RtData *load_csv(const char *prog, const char *dir, const char *file, int
     rt_error(prog, "out of memory");
     return NULL;
   }
+  int named = column && *column;
+  int64_t tcount = classify || named ? 1 : width;  // target columns in the file
   d->dim = in_numel;
   d->classify = classify;
   d->width = width;
@@ -464,20 +517,26 @@ static RtData *load_csv(const char *prog, const char *dir, const char *file, int
     rt_error(prog, "%s: expected a text (CSV) file, found NUL bytes", path);
     goto fail;
   }
-  int64_t ncols = in_numel + (classify ? 1 : width);
-  row = malloc((size_t)ncols * sizeof(float));
-  if (!row) {
+  int64_t ncols = in_numel + tcount;  // columns of a full row
+  int64_t tcol = in_numel;            // the first target column
+  int64_t want = ncols;               // columns every row must have (inputs_only: fixed by the first row)
+  row = malloc((size_t)(in_numel + width) * sizeof(float));
+  vals = malloc((size_t)(ncols + 1) * sizeof(double));
+  if (!row || !vals) {
     rt_error(prog, "out of memory");
     goto fail;
   }
-  char cols_desc[160];
-  if (classify)
+  char cols_desc[200];
+  if (named)
+    snprintf(cols_desc, sizeof cols_desc, "%lld features + the %s column '%s'", (long long)in_numel,
+             classify ? "class" : "target", column);
+  else if (classify)
     snprintf(cols_desc, sizeof cols_desc, "%lld features + 1 class", (long long)in_numel);
   else
     snprintf(cols_desc, sizeof cols_desc, "%lld features + %lld %s", (long long)in_numel, (long long)width,
              plural((uint64_t)width, "target", "targets"));
   int64_t lineno = 0;
-  int seen_content = 0;
+  int seen_content = 0, seen_row = 0;
   for (const char *p = text; *p;) {
     const char *eol = strchr(p, '\n');
     if (!eol) eol = p + strlen(p);
@@ -497,6 +556,24 @@ static RtData *load_csv(const char *prog, const char *dir, const char *file, int
         if (fe == eol) break;
         f = fe + 1;
       }
+      if (named && !header && inputs_only) {
+        tcol = -1;  // --predict: without names, only the features can be told apart
+        want = in_numel;
+      } else if (named && !header) {
+        rt_error(prog, "%s:%lld: expected a header line naming the columns (the model picks the %s column '%s' by name), found numbers",
+                 path, (long long)lineno, classify ? "class" : "target", column);
+        goto fail;
+      }
+      if (named && header) {
+        int64_t c = find_column(prog, path, lineno, line, eol, column);
+        if (c < 0) {
+          if (!inputs_only) goto fail;
+          tcol = -1;  // --predict: a file of features only
+          want = in_numel;
+        } else {
+          tcol = c;
+        }
+      }
       if (header) continue;
     }
     int64_t c = 0;
@@ -514,27 +591,41 @@ static RtData *load_csv(const char *prog, const char *dir, const char *file, int
                    (long long)c + 1, w, f);
         goto fail;
       }
-      if (c < ncols) row[c] = (float)v;
-      if (c == in_numel && classify) {
-        if (v != floor(v) || v < 0 || v >= (double)width) {
-          rt_error(prog, "%s:%lld: expected a class in 0..%lld in column %lld, found %g", path, (long long)lineno,
-                   (long long)width - 1, (long long)c + 1, v);
-          goto fail;
-        }
-      }
+      if (c <= ncols) vals[c] = v;
       if (fe == eol) {
         c++;
         break;
       }
       f = fe + 1;
     }
-    if (c != ncols) {
-      rt_error(prog, "%s:%lld: expected %lld columns (%s), found %lld", path, (long long)lineno, (long long)ncols,
-               cols_desc, (long long)c);
+    if (inputs_only && !seen_row && c == in_numel && !named) want = in_numel;  // features only
+    seen_row = 1;
+    if (c != want) {
+      if (want == ncols)
+        rt_error(prog, "%s:%lld: expected %lld columns (%s), found %lld", path, (long long)lineno, (long long)ncols,
+                 cols_desc, (long long)c);
+      else
+        rt_error(prog, "%s:%lld: expected %lld columns (the features), found %lld", path, (long long)lineno,
+                 (long long)want, (long long)c);
       goto fail;
     }
-    if (push_floats(&d->f32, &xlen, &xcap, row, in_numel) ||
-        push_floats(&ys, &ylen, &ycap, row + in_numel, ncols - in_numel)) {
+    // Split the fields into features and targets.
+    int64_t nx = 0, ny = 0;
+    for (int64_t k = 0; k < c; k++) {
+      int is_t = want == ncols && tcol >= 0 && k >= tcol && k < tcol + tcount;
+      if (!is_t) {
+        row[nx++] = (float)vals[k];
+        continue;
+      }
+      if (classify && !inputs_only && (vals[k] != floor(vals[k]) || vals[k] < 0 || vals[k] >= (double)width)) {
+        rt_error(prog, "%s:%lld: expected a class in 0..%lld in column %lld, found %g", path, (long long)lineno,
+                 (long long)width - 1, (long long)k + 1, vals[k]);
+        goto fail;
+      }
+      row[in_numel + ny++] = (float)vals[k];
+    }
+    if (inputs_only && ny == 0) row[in_numel] = 0, ny = 1;
+    if (push_floats(&d->f32, &xlen, &xcap, row, in_numel) || push_floats(&ys, &ylen, &ycap, row + in_numel, ny)) {
       rt_error(prog, "%s: out of memory", path);
       goto fail;
     }
@@ -545,23 +636,35 @@ static RtData *load_csv(const char *prog, const char *dir, const char *file, int
              cols_desc);
     goto fail;
   }
-  if (classify) {
-    if (!(d->labels = malloc((size_t)d->count * sizeof(int32_t)))) {
+  if (classify || inputs_only) {
+    // --predict: the targets are not used; classes are kept in range.
+    int64_t per = ylen / d->count;
+    if (!(d->labels = calloc((size_t)d->count, sizeof(int32_t))) ||
+        (!classify && !(d->targets = calloc((size_t)(d->count * width), sizeof(float))))) {
       rt_error(prog, "out of memory");
       goto fail;
     }
-    for (int64_t i = 0; i < d->count; i++) d->labels[i] = (int32_t)ys[i];
+    for (int64_t i = 0; classify && i < d->count; i++) {
+      float v = ys[i * per];
+      d->labels[i] = v >= 0 && v < (float)width ? (int32_t)v : 0;
+    }
+    if (!classify) {
+      free(d->labels);
+      d->labels = NULL;
+    }
     free(ys);
   } else {
     d->targets = ys;
   }
   ys = NULL;
+  free(vals);
   free(row);
   free(text);
   free(path);
   return d;
 fail:
   free(ys);
+  free(vals);
   free(row);
   free(text);
   free(path);
@@ -570,24 +673,166 @@ fail:
 }
 
 // Loads a data set for a model whose per-sample input is in_dims[0..in_rank)
-// and whose target is `width` classes (classify) or `width` values.
+// and whose target is `width` classes (classify) or `width` values. `column`
+// names a CSV file's target column (NULL or "": the last ones).
 RtData *rt_data_load(const char *prog, const char *dir, const char *kind, const char *f0, const char *f1,
-                     int in_rank, const int64_t *in_dims, int classify, int64_t width, double mean, double std) {
+                     const char *column, int in_rank, const int64_t *in_dims, int classify, int64_t width,
+                     double mean, double std) {
   int64_t numel = 1;
   for (int i = 0; i < in_rank; i++) numel *= in_dims[i];
   RtData *d;
   if (!strcmp(kind, "idx")) {
     d = load_idx(prog, dir, f0, f1, in_rank, in_dims, numel, classify, width);
-    if (d) {
-      d->mean = (float)mean;
-      d->inv_std = (float)(1.0 / std);
-      for (int i = 0; i < 256; i++) d->lut[i] = (float)(((double)i / 255.0 - mean) / std);
-    }
+    if (d) set_lut(d, mean, std);
   } else if (!strcmp(kind, "csv")) {
-    d = load_csv(prog, dir, f0, numel, classify, width, mean, std);
+    d = load_csv(prog, dir, f0, numel, classify, width, mean, std, column, 0);
   } else {
     rt_error(prog, "unknown data format '%s'", kind);
     d = NULL;
   }
   return d;
 }
+
+// --predict: the inputs of FILE (relative to the working directory), an IDX
+// image file (raw or gzip, told by its magic number) or a CSV file of the
+// features, with or without the target columns. The targets are zero.
+RtData *rt_data_load_inputs(const char *prog, const char *file, const char *column, int in_rank,
+                            const int64_t *in_dims, int classify, int64_t width, double mean, double std) {
+  int64_t numel = 1;
+  for (int i = 0; i < in_rank; i++) numel *= in_dims[i];
+  char *path;
+  int64_t disk;
+  gzFile gz = open_data(prog, "", file, &path, &disk);
+  if (!gz) return NULL;
+  uint8_t h[4] = {0};
+  int64_t got = read_bytes(prog, path, gz, h, 4);
+  gzclose(gz);
+  free(path);
+  if (got < 0) return NULL;
+  if (got == 4 && be32(h) == 2051) {
+    RtData *d = load_idx(prog, "", file, NULL, in_rank, in_dims, numel, 1, 1);
+    if (d) {
+      set_lut(d, mean, std);
+      d->classify = classify;
+      d->width = width;
+      if (!classify) {
+        free(d->labels);
+        d->labels = NULL;
+        if (!(d->targets = calloc((size_t)(d->count * width), sizeof(float)))) {
+          rt_error(prog, "out of memory");
+          rt_data_free(d);
+          return NULL;
+        }
+      }
+    }
+    return d;
+  }
+  if (got == 4 && be32(h) == 2049) {
+    rt_error(prog, "%s: this is an IDX label file; --predict takes the images (or a CSV file)", file);
+    return NULL;
+  }
+  return load_csv(prog, "", file, numel, classify, width, mean, std, column, 1);
+}
+
+// A new data set of the rows idx[0..n) of d, in that order.
+static RtData *subset(const RtData *d, const int64_t *idx, int64_t n) {
+  RtData *s = calloc(1, sizeof *s);
+  if (!s) return NULL;
+  *s = *d;
+  s->u8 = NULL, s->f32 = NULL, s->labels = NULL, s->targets = NULL;
+  s->count = n;
+  size_t m = n ? (size_t)n : 1;
+  int ok = 1;
+  if (d->u8) ok &= (s->u8 = malloc(m * (size_t)d->dim)) != NULL;
+  if (d->f32) ok &= (s->f32 = malloc(m * (size_t)d->dim * sizeof(float))) != NULL;
+  if (d->labels) ok &= (s->labels = malloc(m * sizeof(int32_t))) != NULL;
+  if (d->targets) ok &= (s->targets = malloc(m * (size_t)d->width * sizeof(float))) != NULL;
+  if (!ok) {
+    rt_data_free(s);
+    return NULL;
+  }
+  for (int64_t i = 0; i < n; i++) {
+    int64_t r = idx[i];
+    if (d->u8) memcpy(s->u8 + i * d->dim, d->u8 + r * d->dim, (size_t)d->dim);
+    if (d->f32) memcpy(s->f32 + i * d->dim, d->f32 + r * d->dim, (size_t)d->dim * sizeof(float));
+    if (d->labels) s->labels[i] = d->labels[r];
+    if (d->targets) memcpy(s->targets + i * d->width, d->targets + r * d->width, (size_t)d->width * sizeof(float));
+  }
+  return s;
+}
+
+static int cmp_i64(const void *a, const void *b) {
+  int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+  return (x > y) - (x < y);
+}
+
+// Splits *d into a training part (left in *d) and a validation part (*val) of
+// round(frac * count) rows drawn at random from `rng` (at least one row each);
+// both keep the file order. Returns 0, or 1 after an error.
+int rt_data_split(const char *prog, RtData **d, double frac, uint64_t rng[4], RtData **val) {
+  int64_t n = (*d)->count, nv = (int64_t)llround(frac * (double)n);
+  if (nv < 1 || nv >= n) {
+    rt_error(prog, "validation=%g of %lld training samples leaves %s", frac, (long long)n,
+             nv < 1 ? "no validation samples" : "no training samples");
+    return 1;
+  }
+  int64_t *perm = malloc((size_t)n * sizeof *perm);
+  if (!perm) {
+    rt_error(prog, "out of memory");
+    return 1;
+  }
+  for (int64_t i = 0; i < n; i++) perm[i] = i;
+  for (int64_t i = n - 1; i > 0; i--) {
+    int64_t j = (int64_t)rt_rng_below(rng, (uint64_t)i + 1), t = perm[i];
+    perm[i] = perm[j];
+    perm[j] = t;
+  }
+  qsort(perm, (size_t)nv, sizeof *perm, cmp_i64);
+  qsort(perm + nv, (size_t)(n - nv), sizeof *perm, cmp_i64);
+  RtData *v = subset(*d, perm, nv), *t = subset(*d, perm + nv, n - nv);
+  free(perm);
+  if (!v || !t) {
+    rt_data_free(v);
+    rt_data_free(t);
+    rt_error(prog, "out of memory");
+    return 1;
+  }
+  rt_data_free(*d);
+  *d = t;
+  *val = v;
+  return 0;
+}
+
+// standardize: the mean and standard deviation of each feature column of a
+// CSV data set (2 * dim floats, malloc'ed: means, then deviations; a constant
+// column gets 1). NULL if d is not CSV or out of memory.
+float *rt_data_feature_stats(const RtData *d) {
+  if (!d->f32) return NULL;
+  float *st = malloc(2 * (size_t)d->dim * sizeof(float));
+  if (!st) return NULL;
+  for (int64_t j = 0; j < d->dim; j++) {
+    double s = 0, ss = 0;
+    for (int64_t i = 0; i < d->count; i++) s += d->f32[i * d->dim + j];
+    double m = s / (double)d->count;
+    for (int64_t i = 0; i < d->count; i++) {
+      double e = d->f32[i * d->dim + j] - m;
+      ss += e * e;
+    }
+    double sd = sqrt(ss / (double)d->count);
+    st[j] = (float)m;
+    st[d->dim + j] = sd > 0 ? (float)sd : 1.0f;
+  }
+  return st;
+}
+
+// x = (x - mean_j) / std_j for every feature j, in place (before the data
+// set's own normalize, which standardize leaves at mean 0, std 1).
+void rt_data_standardize(RtData *d, const float *st) {
+  if (!d || !d->f32 || !st) return;
+  for (int64_t i = 0; i < d->count; i++)
+    for (int64_t j = 0; j < d->dim; j++) d->f32[i * d->dim + j] = (d->f32[i * d->dim + j] - st[j]) / st[d->dim + j];
+}
+
+// The targets of a data set: class ids [count] (classify) or values [count, width].
+const int32_t *rt_data_labels(const RtData *d) { return d->labels; }
+const float *rt_data_targets(const RtData *d) { return d->targets; }

@@ -23,7 +23,7 @@ typedef struct FnnArgs {
   const float *x;      // slot 4: [n, input...] normalised inputs
   const void *y;       // slot 5: int32 [n] class ids, or float [n, width] targets
   const float *hyper;  // slot 6: runtime scalars, indexed by FNN_HYP_*
-  float *out;          // slot 7: out[0] = mean loss over the batch, out[1] = #correct
+  float *out;          // slot 7: metrics and outputs, indexed by FNN_OUT_* (eval_step)
   int64_t n;           // slot 8: rows in this batch (1..batch)
   float *scratch;      // slot 9: per-thread scratch, `scratch` floats (descriptor) per thread
   void *prof;          // slot 10: kernel timings (--profile), or NULL
@@ -35,6 +35,16 @@ enum {
   FNN_HYP_BC2,   // Adam bias correction 1 - beta2^t
   FNN_HYP_INVN,  // 1.0f / n
   FNN_HYP_COUNT
+};
+
+// The `out` buffer. train_step and grad_step write the loss only; eval_step
+// writes all three, so it needs FNN_OUT_ROWS + n * width floats (width: the
+// classes, or the target values per sample).
+enum {
+  FNN_OUT_LOSS,     // the mean loss over the batch
+  FNN_OUT_CORRECT,  // classifiers: the rows whose argmax is the label
+  FNN_OUT_ROWS,     // from here: [n, width] model outputs, row-major: the class
+                    // probabilities (softmax of the logits), or the predicted values
 };
 
 typedef void (*FnnEntry)(FnnArgs *);

@@ -8,6 +8,11 @@
 // what the task computes (tasks write disjoint memory; reductions are summed by
 // the compiled code in task order), so results are bitwise identical for any
 // number of threads.
+//
+// Steps call fnn_parallel many times, a few microseconds to milliseconds
+// apart, so a worker that has finished its tasks polls for the next call for a
+// while (SPIN_NS) before it sleeps on the condition variable: waking a sleeping
+// thread costs tens of microseconds, more than a small kernel takes.
 #define _GNU_SOURCE 1
 #include "fnnrt.h"
 
@@ -18,6 +23,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 enum { MAX_THREADS = 64 };
 
@@ -32,6 +38,8 @@ static struct {
   int64_t ntasks;
   _Atomic uint64_t next;      // gen << 32 | next task index
   _Atomic int64_t done;       // tasks of the current call that have finished
+  _Atomic uint32_t published; // gen, readable without the lock
+  _Atomic int sleepers;       // workers waiting on `start`
 } P = {.mu = PTHREAD_MUTEX_INITIALIZER, .start = PTHREAD_COND_INITIALIZER, .nthreads = 1};
 
 // Claims and runs tasks of generation `gen` until none are left.
@@ -45,13 +53,42 @@ static void run_tasks(uint32_t gen, FnnTask task, void *ctx, int64_t ntasks, int
   }
 }
 
+enum { SPIN_NS = 200000 };
+
+static int64_t now_ns(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+// Polls for a call newer than `seen` for up to SPIN_NS; true if one came.
+static bool spin_for_call(uint32_t seen) {
+  int64_t t0 = now_ns();
+  for (int i = 1;; i++) {
+    if (atomic_load_explicit(&P.published, memory_order_acquire) != seen) return true;
+    if (i % 256 == 0 && now_ns() - t0 > SPIN_NS) return false;
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+  }
+}
+
 static void *worker(void *arg) {
   int64_t tid = (int64_t)(intptr_t)arg;
   uint32_t seen = 0;
   pthread_mutex_lock(&P.mu);
   seen = P.gen;
   for (;;) {
-    while (P.gen == seen) pthread_cond_wait(&P.start, &P.mu);
+    if (P.gen == seen) {
+      pthread_mutex_unlock(&P.mu);
+      spin_for_call(seen);
+      pthread_mutex_lock(&P.mu);
+    }
+    while (P.gen == seen) {
+      atomic_fetch_add(&P.sleepers, 1);
+      pthread_cond_wait(&P.start, &P.mu);
+      atomic_fetch_sub(&P.sleepers, 1);
+    }
     seen = P.gen;
     if (tid >= P.nthreads) continue;  // the pool shrank: sit this call out
     FnnTask task = P.task;
@@ -101,7 +138,8 @@ void fnn_parallel(FnnTask task, void *ctx, int64_t ntasks) {
   P.ntasks = ntasks;
   atomic_store(&P.done, 0);
   atomic_store(&P.next, (uint64_t)gen << 32);
-  pthread_cond_broadcast(&P.start);
+  atomic_store_explicit(&P.published, gen, memory_order_release);
+  if (atomic_load(&P.sleepers)) pthread_cond_broadcast(&P.start);
   pthread_mutex_unlock(&P.mu);
   run_tasks(gen, task, ctx, ntasks, 0);
   // Wait for the tasks other threads claimed; they are short.

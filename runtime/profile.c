@@ -4,7 +4,7 @@
 // with FnnArgs.prof; the trainer points that at an FnnProf when --profile is
 // given (NULL otherwise, which makes both calls return at once).
 #define _POSIX_C_SOURCE 200809L
-#include "fnnrt.h"
+#include "rt.h"
 
 #include <stdio.h>
 #include <stdlib.h>

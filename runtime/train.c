@@ -1,7 +1,7 @@
 // train.c - the model descriptor, the slabs, parameter initialisation, and the
 // trainer (fnn_main): flags, data, shuffling, epochs, evaluation, logging and
 // the progress bar; checkpoint save / resume / init on top of ckpt.c.
-#include "fnnrt.h"
+#include "rt.h"
 
 #include <errno.h>
 #include <math.h>
@@ -12,52 +12,11 @@
 #include <string.h>
 #include <unistd.h>
 
-// util.c
-void rt_rng_seed(uint64_t s[4], uint64_t seed, uint64_t stream);
-double rt_rng_unit(uint64_t s[4]);
-uint64_t rt_rng_below(uint64_t s[4], uint64_t n);
-void rt_error(const char *prog, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void *rt_prof_new(int64_t nkernels);
-void rt_prof_print(void *prof, const char *const *entry, const char *const *name);
-void rt_prof_free(void *prof);
-void rt_hint(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-double rt_now(void);
-float *rt_alloc_floats(const char *prog, const char *what, int64_t n);
-int rt_flag_value(const char *prog, int argc, char **argv, int *i, const char *name, const char **val);
-int rt_parse_int(const char *prog, const char *flag, const char *s, int64_t min, int64_t *out);
-int rt_parse_pos_real(const char *prog, const char *flag, const char *s, double *out);
-void rt_unknown_flag(const char *prog, const char *arg, const char *const *names);
-
-// data.c
-typedef struct RtData RtData;
-RtData *rt_data_load(const char *prog, const char *dir, const char *kind, const char *f0, const char *f1,
-                     int in_rank, const int64_t *in_dims, int classify, int64_t width, double mean, double std);
-int64_t rt_data_count(const RtData *d);
-void rt_data_batch(const RtData *d, const int64_t *idx, int64_t n, float *x, void *y);
-void rt_data_free(RtData *d);
-
-// ckpt.c
-typedef struct {
-  const char *name;
-  int rank;
-  int64_t dims[8];
-  const float *data;
-} RtCkTensor;
-typedef struct RtCk RtCk;
-int rt_ck_save(const char *prog, const char *path, const RtCkTensor *t, int nt, const char *const *meta, int nmeta);
-RtCk *rt_ck_load(const char *prog, const char *path);
-void rt_ck_free(RtCk *c);
-const char *rt_ck_meta(const RtCk *c, const char *key);
-int rt_ck_count(const RtCk *c);
-const char *rt_ck_tensor(const RtCk *c, int i, int *rank, const int64_t **dims);
-int rt_ck_find(const RtCk *c, const char *name);
-void rt_ck_read(const RtCk *c, int i, float *dst);
-const char *rt_ck_shape_str(int rank, const int64_t *dims, char *buf, size_t cap);
-int rt_ck_check_writable(const char *prog, const char *path);
-
-// PRNG streams (see util.c): one per parameter, one per epoch's shuffle.
+// PRNG streams (see util.c): one per parameter, one per epoch's shuffle, one
+// for the validation split.
 #define STREAM_PARAM 0x100u
 #define STREAM_SHUFFLE 0x10000u
+#define STREAM_SPLIT 0x20000u
 
 //
 // The model descriptor (format: docs/architecture.md, written by compiler/entry.c).
@@ -76,6 +35,7 @@ typedef struct {
 typedef struct {
   int present;
   char *kind, *files[2];
+  char *column;  // csv: the target column by name, or ""
 } RtSource;
 
 typedef struct RtModel {
@@ -91,6 +51,8 @@ typedef struct RtModel {
   int adam;
   double lr, beta1, beta2, eps, momentum, weight_decay;
   double mean, std;
+  int standardize;    // CSV features by the training rows' mean and std
+  double validation;  // the fraction of the training data held out, or 0
   RtSource train, test;
   int64_t param_floats, state_floats, work_per_n, work_fixed;
   int64_t scratch_floats;  // per thread
@@ -191,10 +153,11 @@ RtModel *rt_model_open(const FnnModel *m) {
   }
   r->m = m;
   enum { R_FNN, R_MODEL, R_INPUT, R_TARGET, R_BATCH, R_EPOCHS, R_SEED, R_SHUFFLE, R_OPT, R_NORM, R_TRAIN, R_TEST,
-         R_PARAMS, R_STATE, R_WORK, R_SCRATCH, R_END, R_COUNT };
+         R_PARAMS, R_STATE, R_WORK, R_SCRATCH, R_END, R_STD, R_VALID, R_COUNT };
   static const char *const recs[R_COUNT] = {"fnn",   "model",  "input",     "target", "batch", "epochs",
                                             "seed",  "shuffle", "optimizer", "normalize", "train", "test",
-                                            "params", "state",  "work",      "scratch", "end"};
+                                            "params", "state",  "work",      "scratch", "end", "standardize",
+                                            "validation"};
   int seen[R_COUNT] = {0};
   int nparam_seen = 0;
   int lineno = 0;
@@ -282,14 +245,22 @@ RtModel *rt_model_open(const FnnModel *m) {
     case R_TRAIN:
     case R_TEST: {
       RtSource *s = k == R_TRAIN ? &r->train : &r->test;
-      ok = nt == 4 && (!strcmp(tok[1], "idx") || !strcmp(tok[1], "csv")) && *tok[2] &&
+      ok = (nt == 4 || nt == 5) && (!strcmp(tok[1], "idx") || !strcmp(tok[1], "csv")) && *tok[2] &&
            (!strcmp(tok[1], "csv") || *tok[3]);
       s->present = 1;
       s->kind = tok[1];
       s->files[0] = nt > 2 ? tok[2] : NULL;
       s->files[1] = nt > 3 ? tok[3] : NULL;
+      s->column = nt > 4 ? tok[4] : "";
       break;
     }
+    case R_STD:
+      ok = nt == 2 && !strcmp(tok[1], "1");
+      r->standardize = 1;
+      break;
+    case R_VALID:
+      ok = nt == 2 && !tok_real(tok[1], &r->validation) && r->validation > 0 && r->validation < 1;
+      break;
     case R_PARAMS: {
       int64_t count;
       ok = nt == 3 && !tok_int(tok[1], 0, &r->param_floats) && !tok_int(tok[2], 0, &count) &&
@@ -320,7 +291,7 @@ RtModel *rt_model_open(const FnnModel *m) {
     line = nl ? nl + 1 : NULL;
   }
   for (int k = 0; k < R_COUNT; k++)
-    if (k != R_TRAIN && k != R_TEST && !seen[k]) {
+    if (k != R_TRAIN && k != R_TEST && k != R_STD && k != R_VALID && !seen[k]) {
       lineno++;
       goto bad;
     }
@@ -416,13 +387,17 @@ typedef struct {
   const char *save, *resume, *init;  // checkpoints (ckpt.c)
   int64_t save_every;                // 0: only at the end
   int init_partial, eval;
+  const char *predict, *pred_out;    // --predict FILE, --out FILE
+  const char *plot;                  // --plot FILE.svg
+  int64_t log_every;                 // --log-every N: 0 = per epoch only
   int argc;
   char **argv;
 } Opts;
 
 static const char *const train_flags[] = {"--epochs", "--batch", "--lr",    "--seed",  "--threads", "--data",
                                           "--log",    "--steps", "--quiet", "--profile", "--help", "--save",
-                                          "--save-every", "--resume", "--init", "--init-partial", "--eval", NULL};
+                                          "--save-every", "--resume", "--init", "--init-partial", "--eval", "--predict",
+                                          "--out", "--plot", "--log-every", NULL};
 
 static void usage(const RtModel *r, const char *prog) {
   printf("usage: %s [flags]\n"
@@ -442,7 +417,11 @@ static void usage(const RtModel *r, const char *prog) {
          "  --save-every N also save every N steps (needs --save)\n"
          "  --resume FILE  continue training exactly from a checkpoint\n"
          "  --init FILE    load the weights only (pretrained); --init-partial allows missing tensors\n"
-         "  --eval         with --init or --resume: evaluate on the test set, no training\n",
+         "  --eval         with --init or --resume: evaluate on the test set, no training\n"
+         "  --predict FILE with --init or --resume: the model's output for each sample of FILE\n"
+         "                 (IDX images or CSV) to stdout, one line each; --out FILE.csv writes CSV\n"
+         "  --log-every N  also a --log row (and --plot point) every N steps\n"
+         "  --plot FILE    draw the training curves as an SVG chart\n",
          prog, r->name, (long long)r->epochs, (long long)r->batch, r->adam ? "adam" : "sgd", r->lr,
          (long long)r->seed);
 }
@@ -520,6 +499,17 @@ static int parse_flags(const RtModel *r, Opts *o, int argc, char **argv) {
     } else if ((k = rt_flag_value(o->prog, argc, argv, &i, "--init", &v))) {
       if (k < 0) return 1;
       o->init = v;
+    } else if ((k = rt_flag_value(o->prog, argc, argv, &i, "--predict", &v))) {
+      if (k < 0) return 1;
+      o->predict = v;
+    } else if ((k = rt_flag_value(o->prog, argc, argv, &i, "--out", &v))) {
+      if (k < 0) return 1;
+      o->pred_out = v;
+    } else if ((k = rt_flag_value(o->prog, argc, argv, &i, "--plot", &v))) {
+      if (k < 0) return 1;
+      o->plot = v;
+    } else if ((k = rt_flag_value(o->prog, argc, argv, &i, "--log-every", &v))) {
+      if (k < 0 || rt_parse_int(o->prog, "--log-every", v, 1, &o->log_every)) return 1;
     } else {
       rt_unknown_flag(o->prog, a, train_flags);
       return 1;
@@ -543,6 +533,27 @@ static int parse_flags(const RtModel *r, Opts *o, int argc, char **argv) {
   }
   if (o->eval && (o->save || o->steps >= 0)) {
     rt_error(o->prog, "'--eval' does not train: it takes no '%s'", o->save ? "--save" : "--steps");
+    return 1;
+  }
+  if (o->predict && !o->init && !o->resume) {
+    rt_error(o->prog, "'--predict' needs '--init FILE' or '--resume FILE' (the weights to run)");
+    return 1;
+  }
+  if (o->predict && (o->eval || o->save || o->steps >= 0 || o->log || o->plot)) {
+    rt_error(o->prog, "'--predict' does not train or evaluate: it takes no '%s'",
+             o->eval ? "--eval" : o->save ? "--save" : o->steps >= 0 ? "--steps" : o->log ? "--log" : "--plot");
+    return 1;
+  }
+  if (o->pred_out && !o->predict) {
+    rt_error(o->prog, "'--out' needs '--predict FILE' (the inputs to predict)");
+    return 1;
+  }
+  if (o->log_every && !o->log && !o->plot) {
+    rt_error(o->prog, "'--log-every' needs '--log FILE' or '--plot FILE' (where the rows go)");
+    return 1;
+  }
+  if (o->plot && o->eval) {
+    rt_error(o->prog, "'--plot' draws training curves; '--eval' does not train");
     return 1;
   }
   if (o->batch > ((int64_t)1 << 24)) {
@@ -606,17 +617,32 @@ static void bar_draw(Bar *b, int force, int64_t epoch, int64_t epochs, int64_t d
 }
 
 typedef struct {
-  double loss, acc;  // acc < 0: none
+  double loss, acc;  // acc < 0: none (regression)
+  double r2;         // regression: the coefficient of determination; NAN for classifiers
   int have;
 } EvalResult;
 
-// Mean loss and accuracy over a whole data set, in order, in batches.
+static const EvalResult no_eval = {0, -1, NAN, 0};
+
+static int64_t argmax(const float *p, int64_t k) {
+  int64_t best = 0;
+  for (int64_t j = 1; j < k; j++)
+    if (p[j] > p[best]) best = j;
+  return best;
+}
+
+// Mean loss, accuracy and R^2 over a whole data set, in order, in batches.
+// out: FNN_OUT_ROWS + batch * width floats. R^2 = 1 - SS_res / SS_tot per
+// target value, averaged over the values whose SS_tot is not 0, from the
+// predictions eval_step writes. With cm (K*K, classifiers), also counts
+// cm[true * K + predicted] from the probabilities it writes.
 static EvalResult evaluate(const RtModel *r, FnnArgs *a, const RtData *d, int64_t batch, float *x, void *y,
-                           int64_t *idx) {
-  EvalResult e = {0, -1, 1};
-  int64_t n = rt_data_count(d);
+                           int64_t *idx, float *out, int64_t *cm) {
+  EvalResult e = {0, -1, NAN, 1};
+  int64_t n = rt_data_count(d), W = r->width;
   double loss = 0, correct = 0;
-  float hyper[FNN_HYP_COUNT] = {0}, out[2];
+  double *ss = r->classify ? NULL : calloc((size_t)(3 * W), sizeof(double));  // per value: sum t, sum t^2, sum (p - t)^2
+  float hyper[FNN_HYP_COUNT] = {0};
   a->hyper = hyper;
   a->out = out;
   a->x = x;
@@ -626,35 +652,93 @@ static EvalResult evaluate(const RtModel *r, FnnArgs *a, const RtData *d, int64_
     for (int64_t i = 0; i < m; i++) idx[i] = s + i;
     rt_data_batch(d, idx, m, x, y);
     hyper[FNN_HYP_INVN] = 1.0f / (float)m;
-    out[0] = out[1] = 0;
+    out[FNN_OUT_LOSS] = out[FNN_OUT_CORRECT] = 0;
     a->n = m;
     r->m->eval_step(a);
-    loss += (double)out[0] * (double)m;
-    correct += out[1];
+    loss += (double)out[FNN_OUT_LOSS] * (double)m;
+    correct += out[FNN_OUT_CORRECT];
+    const float *pred = out + FNN_OUT_ROWS;
+    for (int64_t i = 0; cm && i < m; i++) {
+      int32_t t = ((const int32_t *)y)[i];
+      cm[t * W + argmax(pred + i * W, W)]++;
+    }
+    for (int64_t i = 0; ss && i < m; i++)
+      for (int64_t k = 0; k < W; k++) {
+        double t = ((const float *)y)[i * W + k], p = pred[i * W + k];
+        ss[3 * k] += t;
+        ss[3 * k + 1] += t * t;
+        ss[3 * k + 2] += (p - t) * (p - t);
+      }
   }
   e.loss = loss / (double)n;
   if (r->classify) e.acc = correct / (double)n;
+  if (ss) {
+    double sum = 0;
+    int64_t used = 0;
+    for (int64_t k = 0; k < W; k++) {
+      double tot = ss[3 * k + 1] - ss[3 * k] * ss[3 * k] / (double)n;
+      if (tot > 0) {
+        sum += 1 - ss[3 * k + 2] / tot;
+        used++;
+      }
+    }
+    if (used) e.r2 = sum / (double)used;
+    free(ss);
+  }
   return e;
 }
 
-static void log_row(FILE *f, int64_t epoch, int64_t step, double train_loss, EvalResult ev, double rate,
-                    double elapsed) {
+// The --log CSV. The first 7 columns are always there; regression models add
+// test_r2, and a validation set adds val_loss and val_acc (or val_r2).
+static void log_header(FILE *f, const RtModel *r, int val) {
   if (!f) return;
-  fprintf(f, "%lld,%lld,%.9g,", (long long)epoch, (long long)step, train_loss);
-  if (ev.have) fprintf(f, "%.9g", ev.loss);
-  fputc(',', f);
-  if (ev.have && ev.acc >= 0) fprintf(f, "%.9g", ev.acc);
-  fprintf(f, ",%.1f,%.3f\n", rate, elapsed);
+  fprintf(f, "epoch,step,train_loss,test_loss,test_acc,images_per_s,elapsed_s");
+  if (!r->classify) fprintf(f, ",test_r2");
+  if (val) fprintf(f, r->classify ? ",val_loss,val_acc" : ",val_loss,val_r2");
+  fprintf(f, "\n");
   fflush(f);
 }
 
-static void print_epoch(const char *head, double train_loss, EvalResult ev, double rate, double secs) {
-  char b1[32], b2[32];
-  printf("%s  train_loss %s", head, fmt_loss(b1, sizeof b1, train_loss));
-  if (ev.have) {
-    printf("  test_loss %s", fmt_loss(b2, sizeof b2, ev.loss));
-    if (ev.acc >= 0) printf("  test_acc %.2f%%", 100 * ev.acc);
+static void put_num(FILE *f, int have, double v) {
+  fputc(',', f);
+  if (have && isfinite(v)) fprintf(f, "%.9g", v);
+}
+
+// One row. `epoch` is whole for the row at the end of an epoch, and a fraction
+// of the epochs done for a --log-every row; train_loss NAN leaves it empty.
+static void log_row(FILE *f, const RtModel *r, int val, double epoch, int64_t step, double train_loss, EvalResult ev,
+                    EvalResult vv, double rate, double elapsed) {
+  if (!f) return;
+  if (epoch == floor(epoch))
+    fprintf(f, "%lld,%lld", (long long)epoch, (long long)step);
+  else
+    fprintf(f, "%.6f,%lld", epoch, (long long)step);
+  put_num(f, 1, train_loss);
+  put_num(f, ev.have, ev.loss);
+  put_num(f, ev.have && ev.acc >= 0, ev.acc);
+  fprintf(f, ",%.1f,%.3f", rate, elapsed);
+  if (!r->classify) put_num(f, ev.have, ev.r2);
+  if (val) {
+    put_num(f, vv.have, vv.loss);
+    put_num(f, vv.have, r->classify ? vv.acc : vv.r2);
   }
+  fputc('\n', f);
+  fflush(f);
+}
+
+static void print_metrics(const char *what, EvalResult ev) {
+  char b[32];
+  if (!ev.have) return;
+  printf("  %s_loss %s", what, fmt_loss(b, sizeof b, ev.loss));
+  if (ev.acc >= 0) printf("  %s_acc %.2f%%", what, 100 * ev.acc);
+  if (isfinite(ev.r2)) printf("  %s_r2 %.4f", what, ev.r2);
+}
+
+static void print_epoch(const char *head, double train_loss, EvalResult ev, EvalResult vv, double rate, double secs) {
+  char b1[32];
+  printf("%s  train_loss %s", head, fmt_loss(b1, sizeof b1, train_loss));
+  print_metrics("val", vv);
+  print_metrics("test", ev);
   printf("  %.0f img/s  %.1fs\n", rate, secs);
   fflush(stdout);
 }
@@ -955,46 +1039,11 @@ out:
 static volatile sig_atomic_t g_signal;
 static void on_signal(int sig) { g_signal = sig; }
 
-// --eval for classifiers: the confusion matrix and per-class accuracy, one
-// sample at a time (eval_step reports only the count of correct rows, so the
-// predicted class of a wrong row is found by trying the other labels).
-static void confusion(const RtModel *r, FnnArgs *a, const RtData *d, float *x, int32_t *y) {
-  int64_t K = r->width, n = rt_data_count(d);
-  int full = K <= 20;
-  int64_t *cm = calloc((size_t)(K * (full ? K : 1) + K), sizeof *cm);  // [true][pred], then per-class totals
-  if (!cm) return;
-  int64_t *tot = cm + K * (full ? K : 1);
-  float hyper[FNN_HYP_COUNT] = {0}, out[2];
-  hyper[FNN_HYP_INVN] = 1.0f;
-  a->hyper = hyper;
-  a->out = out;
-  a->x = x;
-  a->y = y;
-  a->n = 1;
-  for (int64_t i = 0; i < n; i++) {
-    rt_data_batch(d, &i, 1, x, y);
-    int32_t t = y[0];
-    if (t < 0 || t >= K) continue;
-    tot[t]++;
-    out[0] = out[1] = 0;
-    r->m->eval_step(a);
-    if (out[1] >= 0.5f) {
-      cm[full ? t * K + t : t]++;
-      continue;
-    }
-    if (!full) continue;
-    for (int32_t c = 0; c < K; c++) {
-      if (c == t) continue;
-      y[0] = c;
-      out[0] = out[1] = 0;
-      r->m->eval_step(a);
-      if (out[1] >= 0.5f) {
-        cm[t * K + c]++;
-        break;
-      }
-    }
-  }
-  if (full) {
+// --eval for classifiers: the confusion matrix (up to 20 classes) and the
+// per-class accuracy, from the counts cm[true * K + predicted].
+static void print_confusion(const RtModel *r, const int64_t *cm) {
+  int64_t K = r->width;
+  if (K <= 20) {
     printf("confusion matrix (rows: true class, columns: predicted)\n%6s", "");
     for (int64_t c = 0; c < K; c++) printf(" %6lld", (long long)c);
     printf("\n");
@@ -1006,15 +1055,187 @@ static void confusion(const RtModel *r, FnnArgs *a, const RtData *d, float *x, i
   }
   printf("per-class accuracy\n");
   for (int64_t t = 0; t < K; t++) {
-    int64_t ok = cm[full ? t * K + t : t];
-    if (tot[t])
-      printf("  class %lld: %.2f%% (%lld/%lld)\n", (long long)t, 100.0 * (double)ok / (double)tot[t], (long long)ok,
-             (long long)tot[t]);
+    int64_t ok = cm[t * K + t], tot = 0;
+    for (int64_t c = 0; c < K; c++) tot += cm[t * K + c];
+    if (tot)
+      printf("  class %lld: %.2f%% (%lld/%lld)\n", (long long)t, 100.0 * (double)ok / (double)tot, (long long)ok,
+             (long long)tot);
     else
       printf("  class %lld: no samples\n", (long long)t);
   }
   fflush(stdout);
-  free(cm);
+}
+
+// --predict: runs eval_step over the samples of `d` in batches and writes one
+// line per sample: "CLASS PROBABILITY" (classifiers) or the predicted values,
+// to stdout, or as CSV (with a header and the sample number) to --out.
+static int predict(const RtModel *r, FnnArgs *a, const Opts *o, const RtData *d, float *x, void *y, int64_t *idx,
+                   float *out) {
+  FILE *f = stdout;
+  int csv = o->pred_out != NULL;
+  if (csv && !(f = fopen(o->pred_out, "w"))) {
+    rt_error(o->prog, "cannot write '%s': %s", o->pred_out, strerror(errno));
+    return 1;
+  }
+  int64_t n = rt_data_count(d), W = r->width;
+  if (csv) {
+    fprintf(f, r->classify ? "sample,class,probability" : "sample");
+    for (int64_t k = 0; !r->classify && k < W; k++) fprintf(f, W == 1 ? ",value" : ",value%lld", (long long)k);
+    fputc('\n', f);
+  }
+  float hyper[FNN_HYP_COUNT] = {0};
+  a->hyper = hyper;
+  a->out = out;
+  a->x = x;
+  a->y = y;
+  for (int64_t s = 0; s < n; s += o->batch) {
+    int64_t m = n - s < o->batch ? n - s : o->batch;
+    for (int64_t i = 0; i < m; i++) idx[i] = s + i;
+    rt_data_batch(d, idx, m, x, y);
+    hyper[FNN_HYP_INVN] = 1.0f / (float)m;
+    a->n = m;
+    r->m->eval_step(a);
+    for (int64_t i = 0; i < m; i++) {
+      const float *p = out + FNN_OUT_ROWS + i * W;
+      if (csv) fprintf(f, "%lld,", (long long)(s + i));
+      if (r->classify) {
+        int64_t c = argmax(p, W);
+        fprintf(f, csv ? "%lld,%.6g\n" : "%lld %.6g\n", (long long)c, p[c]);
+        continue;
+      }
+      for (int64_t k = 0; k < W; k++) fprintf(f, k == 0 ? "%.9g" : csv ? ",%.9g" : " %.9g", p[k]);
+      fputc('\n', f);
+    }
+  }
+  if (fflush(f) || ferror(f) || (csv && fclose(f))) {
+    rt_error(o->prog, "cannot write '%s'", csv ? o->pred_out : "standard output");
+    return 1;
+  }
+  return 0;
+}
+
+//
+// Training curves for --plot: one point per log row, drawn by plot.c.
+//
+typedef struct {
+  double epoch, train, test_loss, test_m, val_loss, val_m;  // _m: accuracy or R^2; NAN: none
+  int interval;                                             // a --log-every row
+} CurveRow;
+
+typedef struct {
+  CurveRow *rows;
+  int64_t n, cap;
+} Curves;
+
+static void curves_add(Curves *c, double epoch, int interval, double train, EvalResult ev, EvalResult vv, int classify) {
+  if (c->n == c->cap) {
+    int64_t nc = c->cap ? 2 * c->cap : 64;
+    CurveRow *nr = realloc(c->rows, (size_t)nc * sizeof *nr);
+    if (!nr) return;  // the chart loses points, training goes on
+    c->rows = nr;
+    c->cap = nc;
+  }
+  CurveRow *w = &c->rows[c->n++];
+  w->epoch = epoch;
+  w->interval = interval;
+  w->train = train;
+  w->test_loss = ev.have ? ev.loss : NAN;
+  w->test_m = !ev.have ? NAN : classify ? ev.acc : ev.r2;
+  w->val_loss = vv.have ? vv.loss : NAN;
+  w->val_m = !vv.have ? NAN : classify ? vv.acc : vv.r2;
+}
+
+// Writes the chart: train loss (every --log-every interval if there are any,
+// else per epoch), test and validation loss on the left axis; test and
+// validation accuracy (or R^2) on the right.
+static int curves_write(const RtModel *r, const Opts *o, const Curves *c) {
+  int64_t n = c->n;
+  double *buf = malloc(sizeof(double) * (size_t)(12 * (n ? n : 1)));
+  if (!buf) {
+    rt_error(o->prog, "out of memory");
+    return 1;
+  }
+  int have_iv = 0;
+  for (int64_t i = 0; i < n; i++) have_iv |= c->rows[i].interval;
+  RtSeries s[5];
+  const char *mname = r->classify ? "accuracy" : "R\xc2\xb2";
+  static char names[5][40];
+  snprintf(names[0], sizeof names[0], have_iv ? "train loss, every %lld steps" : "train loss", (long long)o->log_every);
+  snprintf(names[1], sizeof names[1], "test loss");
+  snprintf(names[2], sizeof names[2], "validation loss");
+  snprintf(names[3], sizeof names[3], "test %s", mname);
+  snprintf(names[4], sizeof names[4], "validation %s", mname);
+  for (int k = 0; k < 5; k++) {
+    s[k] = (RtSeries){names[k], k >= 3, k == 2 || k == 4, 0, buf + (2 * k) * n, buf + (2 * k + 1) * n};
+    for (int64_t i = 0; i < n; i++) {
+      const CurveRow *w = &c->rows[i];
+      double v = k == 0 ? (have_iv && !w->interval ? NAN : w->train)
+               : k == 1 ? w->test_loss : k == 2 ? w->val_loss : k == 3 ? w->test_m : w->val_m;
+      if (!isfinite(v)) continue;
+      ((double *)s[k].x)[s[k].n] = w->epoch;
+      ((double *)s[k].y)[s[k].n++] = v;
+    }
+  }
+  char title[160];
+  snprintf(title, sizeof title, "%s: training curves", r->name);
+  int rc = rt_plot_svg(o->prog, o->plot, title, "loss", mname, s, 5);
+  free(buf);
+  return rc;
+}
+
+// The data sets of a run: the training set (to train, or for the statistics
+// of standardize()) less its validation part, the test set, and the inputs of
+// --predict, all standardized with the statistics of the training rows.
+typedef struct {
+  RtData *train, *val, *test, *pred;
+} Sets;
+
+static int load_sets(const RtModel *r, const Opts *o, Sets *d) {
+  int training = !o->eval && !o->predict;
+  if (training || r->standardize) {
+    if (!r->train.present) {
+      rt_error(o->prog, "the model '%s' has no training data%s", r->name,
+               training ? "" : " (standardize() takes its statistics from it)");
+      rt_hint("add 'train = idx(...)' or 'train = csv(...)' to its data section");
+      return 1;
+    }
+    d->train = rt_data_load(o->prog, o->data, r->train.kind, r->train.files[0], r->train.files[1], r->train.column,
+                            r->in_rank, r->in_dims, r->classify, r->width, r->mean, r->std);
+    if (!d->train) return 1;
+    if (r->validation > 0) {
+      uint64_t s[4];
+      rt_rng_seed(s, (uint64_t)o->seed, STREAM_SPLIT);
+      if (rt_data_split(o->prog, &d->train, r->validation, s, &d->val)) return 1;
+    }
+  }
+  if (o->eval && !r->test.present) {
+    rt_error(o->prog, "--eval: the model '%s' has no test data", r->name);
+    return 1;
+  }
+  if (r->test.present && !o->predict) {
+    d->test = rt_data_load(o->prog, o->data, r->test.kind, r->test.files[0], r->test.files[1], r->test.column,
+                           r->in_rank, r->in_dims, r->classify, r->width, r->mean, r->std);
+    if (!d->test) return 1;
+  }
+  if (o->predict) {
+    const char *col = r->train.present ? r->train.column : r->test.present ? r->test.column : "";
+    d->pred = rt_data_load_inputs(o->prog, o->predict, col, r->in_rank, r->in_dims, r->classify, r->width, r->mean,
+                                  r->std);
+    if (!d->pred) return 1;
+  }
+  if (r->standardize) {
+    float *st = rt_data_feature_stats(d->train);
+    if (!st) {
+      rt_error(o->prog, "out of memory");
+      return 1;
+    }
+    rt_data_standardize(d->train, st);
+    rt_data_standardize(d->val, st);
+    rt_data_standardize(d->test, st);
+    rt_data_standardize(d->pred, st);
+    free(st);
+  }
+  return 0;
 }
 
 int fnn_main(const FnnModel *m, int argc, char **argv) {
@@ -1035,10 +1256,11 @@ int fnn_main(const FnnModel *m, int argc, char **argv) {
     return rc;
   }
   rc = 1;
-  RtData *train = NULL, *test = NULL;
-  float *x = NULL, *yf = NULL;
-  int64_t *idx = NULL, *perm = NULL;
+  Sets ds = {0};
+  float *x = NULL, *yf = NULL, *out = NULL;
+  int64_t *idx = NULL, *perm = NULL, *cm = NULL;
   FILE *logf = NULL;
+  Curves curves = {0};
   FnnArgs a = {0};
   fnn_set_threads((int)o.threads);
   if (rt_model_setup(r, o.prog, o.batch, (uint64_t)o.seed, &a)) goto out;
@@ -1057,7 +1279,7 @@ int fnn_main(const FnnModel *m, int argc, char **argv) {
     rc = o.save ? ck_save(r, &o, &pr) : 0;
     goto out;
   }
-  if (!r->train.present) {
+  if (!o.eval && !o.predict && !r->train.present) {
     rt_error(o.prog, "the model '%s' has no training data", r->name);
     rt_hint("add 'train = idx(...)' or 'train = csv(...)' to its data section");
     goto out;
@@ -1066,54 +1288,50 @@ int fnn_main(const FnnModel *m, int argc, char **argv) {
     rt_error(o.prog, "cannot write the log file '%s': %s", o.log, strerror(errno));
     goto out;
   }
-  if (!o.eval) {
-    train = rt_data_load(o.prog, o.data, r->train.kind, r->train.files[0], r->train.files[1], r->in_rank, r->in_dims,
-                         r->classify, r->width, r->mean, r->std);
-    if (!train) goto out;
-  } else if (!r->test.present) {
-    rt_error(o.prog, "--eval: the model '%s' has no test data", r->name);
-    goto out;
+  if (o.plot) {
+    // Found out now rather than after training.
+    FILE *pf = fopen(o.plot, "w");
+    if (!pf) {
+      rt_error(o.prog, "cannot write the plot '%s': %s", o.plot, strerror(errno));
+      goto out;
+    }
+    fclose(pf);
   }
-  if (r->test.present) {
-    test = rt_data_load(o.prog, o.data, r->test.kind, r->test.files[0], r->test.files[1], r->in_rank, r->in_dims,
-                        r->classify, r->width, r->mean, r->std);
-    if (!test) goto out;
-  }
-  int64_t ntrain = train ? rt_data_count(train) : 1;
+  if (load_sets(r, &o, &ds)) goto out;
+  int64_t ntrain = ds.train && !o.eval && !o.predict ? rt_data_count(ds.train) : 1;
   x = rt_alloc_floats(o.prog, "the input batch", o.batch * r->in_numel);
   yf = rt_alloc_floats(o.prog, "the target batch", o.batch * (r->classify ? 1 : r->width));
+  out = rt_alloc_floats(o.prog, "the outputs", FNN_OUT_ROWS + o.batch * r->width);
   idx = malloc(sizeof(int64_t) * (size_t)o.batch);
   perm = malloc(sizeof(int64_t) * (size_t)ntrain);
-  int32_t *y1 = malloc(sizeof(int32_t) * 4);
-  if (!x || !yf || !idx || !perm || !y1) {
-    free(y1);
-    if (x && yf) rt_error(o.prog, "out of memory");
+  if (!x || !yf || !out || !idx || !perm) {
+    if (x && yf && out) rt_error(o.prog, "out of memory");
     goto out;
   }
-  if (logf) {
-    fprintf(logf, "epoch,step,train_loss,test_loss,test_acc,images_per_s,elapsed_s\n");
-    fflush(logf);
+  if (o.predict) {
+    rc = predict(r, &a, &o, ds.pred, x, yf, idx, out);
+    goto out;
   }
+  int val = ds.val != NULL && !o.eval;
+  log_header(logf, r, val);
   if (o.eval) {
-    double t0 = rt_now();
-    EvalResult ev = evaluate(r, &a, test, o.batch, x, yf, idx);
-    double el = rt_now() - t0;
-    char b1[32];
-    printf("%s: evaluated %lld test samples  test_loss %s", r->name, (long long)rt_data_count(test),
-           fmt_loss(b1, sizeof b1, ev.loss));
-    if (ev.acc >= 0) printf("  test_acc %.2f%%", 100 * ev.acc);
-    printf("\n");
-    if (r->classify) confusion(r, &a, test, x, y1);
-    if (logf) {
-      fprintf(logf, "%lld,%lld,,%.9g,", (long long)pr.epoch, (long long)pr.step, ev.loss);
-      if (ev.acc >= 0) fprintf(logf, "%.9g", ev.acc);
-      fprintf(logf, ",%.1f,%.3f\n", el > 0 ? (double)rt_data_count(test) / el : 0, el);
+    if (r->classify && !(cm = calloc((size_t)(r->width * r->width), sizeof *cm))) {
+      rt_error(o.prog, "out of memory");
+      goto out;
     }
-    free(y1);
+    double t0 = rt_now();
+    EvalResult ev = evaluate(r, &a, ds.test, o.batch, x, yf, idx, out, cm);
+    double el = rt_now() - t0;
+    printf("%s: evaluated %lld test samples", r->name, (long long)rt_data_count(ds.test));
+    print_metrics("test", ev);
+    printf("\n");
+    if (cm) print_confusion(r, cm);
+    fflush(stdout);
+    log_row(logf, r, 0, (double)pr.epoch, pr.step, NAN, ev, no_eval,
+            el > 0 ? (double)rt_data_count(ds.test) / el : 0, el);
     rc = 0;
     goto out;
   }
-  free(y1);
   if (pr.epoch >= o.epochs && !o.quiet)
     printf("%s: the checkpoint has %lld epochs done, --epochs is %lld: nothing to train\n", r->name,
            (long long)pr.epoch, (long long)o.epochs);
@@ -1135,8 +1353,10 @@ int fnn_main(const FnnModel *m, int argc, char **argv) {
   int64_t per_epoch = (ntrain + o.batch - 1) / o.batch;
   int64_t step = pr.step;
   int warned = 0;
-  float hyper[FNN_HYP_COUNT], out[2];
+  float hyper[FNN_HYP_COUNT];
   double t_start = rt_now();
+  double iv_sum = 0, iv_t = t_start;  // --log-every: the loss and start of the current interval
+  int64_t iv_rows = 0;
   for (int64_t ep = ep0; ep <= o.epochs && !g_signal; ep++) {
     double t_epoch = rt_now();
     for (int64_t i = 0; i < ntrain; i++) perm[i] = i;
@@ -1161,28 +1381,31 @@ int fnn_main(const FnnModel *m, int argc, char **argv) {
         break;
       }
       int64_t s0 = b * o.batch, n = ntrain - s0 < o.batch ? ntrain - s0 : o.batch;
-      rt_data_batch(train, perm + s0, n, x, yf);
+      rt_data_batch(ds.train, perm + s0, n, x, yf);
       step++;
       hyper[FNN_HYP_LR] = (float)o.lr;
       hyper[FNN_HYP_BC1] = (float)(1.0 - pow(r->beta1, (double)step));
       hyper[FNN_HYP_BC2] = (float)(1.0 - pow(r->beta2, (double)step));
       hyper[FNN_HYP_INVN] = 1.0f / (float)n;
-      out[0] = out[1] = 0;
+      out[FNN_OUT_LOSS] = out[FNN_OUT_CORRECT] = 0;
       a.x = x;
       a.y = yf;
       a.hyper = hyper;
       a.out = out;
       a.n = n;
       r->m->train_step(&a);
-      if (!isfinite(out[0]) && !warned) {
+      if (!isfinite(out[FNN_OUT_LOSS]) && !warned) {
         bar_clear(&bar);
         fflush(stdout);
-        fprintf(stderr, "%s: warning: the training loss is %g at step %lld\n", o.prog, out[0], (long long)step);
+        fprintf(stderr, "%s: warning: the training loss is %g at step %lld\n", o.prog, out[FNN_OUT_LOSS],
+                (long long)step);
         warned = 1;
       }
-      loss_sum += (double)out[0] * (double)n;
+      loss_sum += (double)out[FNN_OUT_LOSS] * (double)n;
       seen += n;
       done++;
+      iv_sum += (double)out[FNN_OUT_LOSS] * (double)n;
+      iv_rows += n;
       pr.step = step;
       if (done == per_epoch) {
         pr.epoch = ep;
@@ -1194,6 +1417,18 @@ int fnn_main(const FnnModel *m, int argc, char **argv) {
         pr.pos = done;
         pr.loss_sum = loss_sum;
         pr.seen = seen;
+      }
+      if (o.log_every && step % o.log_every == 0) {
+        // A row for the last N steps, unless the epoch's own row comes now.
+        if (done < per_epoch && !(o.steps >= 0 && step >= o.steps)) {
+          double now = rt_now(), e = (double)(ep - 1) + (double)done / (double)per_epoch;
+          log_row(logf, r, val, e, step, iv_sum / (double)iv_rows, no_eval, no_eval,
+                  now > iv_t ? (double)iv_rows / (now - iv_t) : 0, now - t_start);
+          if (o.plot) curves_add(&curves, e, 1, iv_sum / (double)iv_rows, no_eval, no_eval, r->classify);
+        }
+        iv_sum = 0;
+        iv_rows = 0;
+        iv_t = rt_now();
       }
       if (o.save_every && step % o.save_every == 0 && ck_save(r, &o, &pr)) goto out;
       if (g_signal) break;
@@ -1207,8 +1442,9 @@ int fnn_main(const FnnModel *m, int argc, char **argv) {
     double t_train = rt_now() - t_epoch;
     double rate = t_train > 0 ? (double)(seen - seen0) / t_train : 0;
     double train_loss = loss_sum / (double)seen;
-    EvalResult ev = {0, -1, 0};
-    if (test) ev = evaluate(r, &a, test, o.batch, x, yf, idx);
+    EvalResult ev = no_eval, vv = no_eval;
+    if (ds.val) vv = evaluate(r, &a, ds.val, o.batch, x, yf, idx, out, NULL);
+    if (ds.test) ev = evaluate(r, &a, ds.test, o.batch, x, yf, idx, out, NULL);
     bar_clear(&bar);
     double now = rt_now();
     char head[96];
@@ -1217,14 +1453,18 @@ int fnn_main(const FnnModel *m, int argc, char **argv) {
                (long long)step);
     else
       snprintf(head, sizeof head, "epoch %lld/%lld", (long long)ep, (long long)o.epochs);
-    if (!o.quiet) print_epoch(head, train_loss, ev, rate, now - t_epoch);
-    log_row(logf, ep, step, train_loss, ev, rate, now - t_start);
+    if (!o.quiet) print_epoch(head, train_loss, ev, vv, rate, now - t_epoch);
+    double e = (double)ep;
+    log_row(logf, r, val, e, step, train_loss, ev, vv, rate, now - t_start);
+    if (o.plot) curves_add(&curves, e, 0, train_loss, ev, vv, r->classify);
+    iv_t += rt_now() - now;  // evaluation time is not training time
     if (stopped || (o.steps >= 0 && step >= o.steps)) break;
   }
   sigaction(SIGINT, &old_int, NULL);
   sigaction(SIGTERM, &old_term, NULL);
   bar_clear(&bar);
   if (o.save && ck_save(r, &o, &pr)) goto out;
+  if (o.plot && curves_write(r, &o, &curves)) goto out;
   rc = 0;
   if (g_signal) {
     fflush(stdout);
@@ -1239,10 +1479,15 @@ out:
     rt_error(o.prog, "cannot write the log file '%s'", o.log);
     rc = 1;
   }
-  rt_data_free(train);
-  rt_data_free(test);
+  rt_data_free(ds.train);
+  rt_data_free(ds.val);
+  rt_data_free(ds.test);
+  rt_data_free(ds.pred);
+  free(curves.rows);
+  free(cm);
   free(x);
   free(yf);
+  free(out);
   free(idx);
   free(perm);
   rt_model_free(r);

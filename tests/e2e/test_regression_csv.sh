@@ -1,5 +1,5 @@
 #!/bin/sh
-# test_regression_csv.sh - models/regression.fnn (y = sigmoid(Wx + b), mse,
+# test_regression_csv.sh - tests/e2e/sigmoid_regression.fnn (y = sigmoid(Wx + b), mse,
 # sgd) learns a function it can represent, from CSV files.
 #
 # The data: 8 features ~ U(-1, 1) (awk, fixed seeds), target sigmoid(w.x + b)
@@ -43,12 +43,12 @@ gen 500 12 >"$tmp/d/regression/test.csv"
 # Half the variance of the test targets: the mse (with its 1/2) of predicting their mean.
 base=$(awk -F, '{ s += $9; ss += $9 * $9 } END { m = s / NR; printf "%.6g", (ss / NR - m * m) / 2 }' "$tmp/d/regression/test.csv")
 
-bin/fnnc run models/regression.fnn --data "$tmp/d" --quiet --steps 1 --lr 1e-30 --log "$tmp/init.csv" \
+bin/fnnc run tests/e2e/sigmoid_regression.fnn --data "$tmp/d" --quiet --steps 1 --lr 1e-30 --log "$tmp/init.csv" \
 	>/dev/null 2>"$tmp/err" || fail "the initial-loss run failed (exit $?): $(tail -n 5 "$tmp/err")"
 init=$(awk -F, 'END { print $4 }' "$tmp/init.csv")
 
-bin/fnnc run models/regression.fnn --data "$tmp/d" --quiet --log "$tmp/log.csv" >"$tmp/out" 2>"$tmp/err" ||
-	fail "fnnc run models/regression.fnn: expected exit 0, got $?; $(tail -n 5 "$tmp/err")"
+bin/fnnc run tests/e2e/sigmoid_regression.fnn --data "$tmp/d" --quiet --log "$tmp/log.csv" >"$tmp/out" 2>"$tmp/err" ||
+	fail "fnnc run tests/e2e/sigmoid_regression.fnn: expected exit 0, got $?; $(tail -n 5 "$tmp/err")"
 echo "log:"
 cat "$tmp/log.csv"
 
@@ -74,10 +74,10 @@ awk -v a="$first_train" -v z="$last_train" 'BEGIN { exit !(z * 100 < a) }' ||
 	fail "expected train_loss to drop by 100x from the first to the last epoch, found $first_train -> $last_train"
 
 # The built trainer gives the same numbers.
-bin/fnnc models/regression.fnn -o "$tmp/reg" >/dev/null 2>"$tmp/err" || fail "fnnc -o failed: $(tail -n 3 "$tmp/err")"
+bin/fnnc tests/e2e/sigmoid_regression.fnn -o "$tmp/reg" >/dev/null 2>"$tmp/err" || fail "fnnc -o failed: $(tail -n 3 "$tmp/err")"
 "$tmp/reg" --data "$tmp/d" --quiet --threads 1 --epochs 3 --log "$tmp/aot.csv" >/dev/null 2>"$tmp/err" ||
 	fail "the regression trainer failed (exit $?): $(tail -n 3 "$tmp/err")"
-bin/fnnc run models/regression.fnn --data "$tmp/d" --quiet --threads 1 --epochs 3 --log "$tmp/jit.csv" \
+bin/fnnc run tests/e2e/sigmoid_regression.fnn --data "$tmp/d" --quiet --threads 1 --epochs 3 --log "$tmp/jit.csv" \
 	>/dev/null 2>"$tmp/err" || fail "fnnc run --epochs 3 failed (exit $?): $(tail -n 3 "$tmp/err")"
 [ "$(cut -d, -f1-5 "$tmp/aot.csv")" = "$(cut -d, -f1-5 "$tmp/jit.csv")" ] ||
 	fail "expected the same metrics from the trainer and fnnc run; trainer: $(tail -n 1 "$tmp/aot.csv"), run: $(tail -n 1 "$tmp/jit.csv")"

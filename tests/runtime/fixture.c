@@ -90,7 +90,13 @@ static void run(FnnArgs *a, int grad) {
     forward(a, r, hp, z);
     loss += row_loss(a, r, z, dz, &c);
     ncorrect += (float)c;
-    if (!grad) continue;
+    if (!grad) {
+      // eval_step's outputs: the probabilities (dz + onehot(y)) or the values z.
+      float *o = a->out + FNN_OUT_ROWS + r * G.K;
+      for (int64_t k = 0; k < G.K; k++)
+        o[k] = G.classify ? dz[k] + (k == ((const int32_t *)a->y)[r]) : z[k];
+      continue;
+    }
     const float *x = a->x + r * G.D, *in = x, *p = a->params;
     int64_t din = G.D;
     if (G.H) {

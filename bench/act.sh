@@ -1,0 +1,75 @@
+#!/bin/sh
+# bench/act.sh: the inline transcendentals (compiler/vmath.c) against the libm
+# calls they replace. bench/run.sh runs it and puts its table in the results;
+# it also runs alone (after `make all data`): sh bench/act.sh [OUTDIR].
+#
+# Two models, each compiled twice into an AOT trainer: as usual (inline) and
+# with FNNC_LIBM=1 (llvm.exp / llvm.log, a libm call per element):
+#   bench/act.fnn     an MLP 784-256-256-256-10 with tanh and sigmoid layers
+#                     (the contractions dominate; the activations ride in their
+#                     epilogues)
+#   bench/act_ew.fnn  tanh, sigmoid, exp and log of every pixel, then one dense
+#                     layer (the transcendentals dominate)
+# For each: training images/s on one thread (median of RUNS runs, the two builds
+# alternating so they see the same load), and from one --profile run each, the
+# time of the kernels that hold a transcendental (names with tanh, sigmoid, exp
+# or log). Settings (environment): BENCH_RUNS (3), BENCH_ACT_STEPS (300).
+set -u
+cd "$(dirname "$0")/.." || exit 1
+OUT=${1:-build/bench}
+RUNS=${BENCH_RUNS:-3}
+STEPS=${BENCH_ACT_STEPS:-300}
+FNNC=bin/fnnc
+mkdir -p "$OUT"
+
+median() {
+  grep -E '^[0-9.eE+-]+$' | sort -g |
+    awk '{a[NR] = $1} END {
+      if (NR == 0) print "-"; else if (NR % 2) print a[(NR + 1) / 2];
+      else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+# The images_per_s of the last row of a trainer's CSV log.
+rate_of() {
+  awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "images_per_s") c = i }
+    NR > 1 { v = $c } END { if (c && v != "") print v }' "$1" 2>/dev/null
+}
+# The milliseconds of the transcendental kernels in a --profile report.
+kernel_ms() {
+  awk '($1 == "train_step" || $1 == "eval_step") && $2 ~ /tanh|sigmoid|exp|log/ { ms += $3 }
+    END { if (ms > 0) printf "%.1f\n", ms; else print "-" }' "$1"
+}
+num() { case $1 in '' | -) echo "-" ;; *) printf '%.0f\n' "$1" ;; esac; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b + 0 == 0) print "-"; else printf "%.2fx\n", a / b }'; }
+
+printf '%-7s %12s %12s %7s %14s %14s %7s\n' model "libm img/s" "inline img/s" ratio "libm kern ms" "inline kern ms" ratio
+for m in act act_ew; do
+  ok=1
+  "$FNNC" "bench/$m.fnn" -o "$OUT/${m}_inline" 2>"$OUT/${m}_inline.err" || ok=0
+  FNNC_LIBM=1 "$FNNC" "bench/$m.fnn" -o "$OUT/${m}_libm" 2>"$OUT/${m}_libm.err" || ok=0
+  if [ $ok = 0 ]; then
+    echo "$m: fnnc failed: $(head -2 "$OUT/${m}_inline.err" "$OUT/${m}_libm.err")"
+    continue
+  fi
+  : >"$OUT/${m}_inline.rates"
+  : >"$OUT/${m}_libm.rates"
+  i=0
+  while [ $i -lt "$RUNS" ]; do
+    i=$((i + 1))
+    for v in libm inline; do
+      "$OUT/${m}_$v" --steps "$STEPS" --threads 1 --quiet --log "$OUT/${m}_$v.csv" >/dev/null 2>>"$OUT/${m}_$v.err" &&
+        rate_of "$OUT/${m}_$v.csv" >>"$OUT/${m}_$v.rates"
+    done
+  done
+  for v in libm inline; do
+    "$OUT/${m}_$v" --steps "$STEPS" --threads 1 --quiet --profile --log "$OUT/${m}_${v}_prof.csv" \
+      >/dev/null 2>"$OUT/${m}_$v.prof" || :
+  done
+  rl=$(median <"$OUT/${m}_libm.rates")
+  ri=$(median <"$OUT/${m}_inline.rates")
+  kl=$(kernel_ms "$OUT/${m}_libm.prof")
+  ki=$(kernel_ms "$OUT/${m}_inline.prof")
+  printf '%-7s %12s %12s %7s %14s %14s %7s\n' "$m" "$(num "$rl")" "$(num "$ri")" "$(ratio "$ri" "$rl")" "$kl" "$ki" "$(ratio "$kl" "$ki")"
+done
+echo "  1 thread, batch 64, $STEPS steps, AOT trainers; img/s: median of $RUNS runs; kern ms: the"
+echo "  kernels holding tanh/sigmoid/exp/log in one --profile run (train and final eval); ratio: inline/libm"
+echo "  for img/s, libm/inline for time (above 1 means the inline code is faster)"
