@@ -1,6 +1,7 @@
 """PyTorch reference for the fnnc benchmark.
 
-Trains the same models as models/mnist.fnn and models/mlp.fnn (same layers,
+Trains the same models as models/mnist.fnn, models/mlp.fnn and
+models/seqmnist.fnn (same layers,
 cross-entropy loss, Adam lr 1e-3, batch 64) on the real MNIST training set in
 data/mnist, and prints the training rate in images/s.
 
@@ -41,7 +42,22 @@ def read_idx(path):
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
+class SeqMnist(nn.Module):
+    """models/seqmnist.fnn: the image's 28 rows as steps, lstm(128), last step, dense(10)."""
+
+    def __init__(self):
+        super().__init__()
+        self.lstm1 = nn.LSTM(28, 128, batch_first=True)
+        self.dense1 = nn.Linear(128, 10)
+
+    def forward(self, x):
+        out, _ = self.lstm1(x.reshape(-1, 28, 28))
+        return self.dense1(out[:, -1, :])
+
+
 def make_model(name):
+    if name == "seqmnist":
+        return SeqMnist()
     if name == "cnn":
         return nn.Sequential(
             nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
@@ -56,7 +72,7 @@ def make_model(name):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model", choices=["cnn", "mlp"], required=True)
+    ap.add_argument("--model", choices=["cnn", "mlp", "seqmnist"], required=True)
     ap.add_argument("--steps", type=int, default=150)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--batch", type=int, default=64)

@@ -119,6 +119,19 @@ static void dump(FILE *out, const Node *n, int depth) {
     fputs("class ", out);
     print_num(out, n->num, true);
     break;
+  case N_RECUR:
+    fprintf(out, "recurrent over %s", name_of(n));
+    print_loc(out, n->loc);
+    break;
+  case N_STATE:
+    fprintf(out, "state %s", name_of(n));
+    print_loc(out, n->loc);
+    break;
+  case N_EMIT:
+    fputs("emit", out);
+    print_loc(out, n->loc);
+    break;
+  case N_INDEX: fputs("index", out); break;
   default: fprintf(out, "node#%d", (int)n->kind); break;
   }
   fputc('\n', out);

@@ -147,7 +147,7 @@ LLVMValueRef cg_load_at(Emit *e, Value *v, LLVMValueRef *idx) {
     return LLVMBuildLoad2(B(e), elem_type(e, v), cg_gep(e, elem_type(e, v), e->ptr[v->id], off), "");
   }
   if (v->group == GROUP_INLINE) {
-    LLVMValueRef in[4];
+    LLVMValueRef in[MAXIN];
     for (int i = 0; i < v->nin; i++) in[i] = cg_load_at(e, v->in[i], idx);
     return emit_rule[v->op](e, v, in);
   }
@@ -168,7 +168,7 @@ static LLVMValueRef operand(Emit *e, Value *u) {
 
 // Evaluates one member at e->idx and writes it if it is materialized.
 static void eval_member(Emit *e, Value *m) {
-  LLVMValueRef in[4] = {0};
+  LLVMValueRef in[MAXIN] = {0};
   if (!(op_info[m->op].flags & F_GATHER))
     for (int i = 0; i < m->nin; i++) in[i] = operand(e, m->in[i]);
   LLVMValueRef r = emit_rule[m->op](e, m, (op_info[m->op].flags & F_GATHER) ? NULL : in);
@@ -403,6 +403,9 @@ static LLVMValueRef emit_kernel(Codegen *cg, Program *p, Kernel *k, const char *
   return e.fn;
 }
 
+// The step buffers of the loop whose body is being called (emit_loop): by
+// formal, and by output.
+static LLVMValueRef *loop_fptr, *loop_optr;
 // A slab leaf's or slab store's floats: slab + [state slot * param_floats] + offset.
 static LLVMValueRef slab_ptr(Emit *e, Graph *g, LLVMValueRef *slot, Value *v) {
   int which = v->ia[0] == BUF_PARAM ? 0 : v->ia[0] == BUF_GRAD ? 1 : 2;
@@ -422,15 +425,17 @@ static LLVMValueRef entry_ptr(Emit *e, Program *p, LLVMValueRef *slot, Value *v)
   case OP_state:
     return cg_gep(e, e->f32, slot[2], cg_i64(e, v->ia[0] * g->param_floats + g->params[v->param].offset));
   case OP_hyper: return cg_gep(e, e->f32, slot[6], cg_i64(e, v->ia[0]));
+  case OP_formal: return loop_fptr[v->ia[0]];
   case OP_slab: return slab_ptr(e, g, slot, v);
   case OP_store:
-    if (v->param < 0 && v->ia[0] != BUF_OUT) return slab_ptr(e, g, slot, v);
+    if (v->param < 0 && v->ia[0] != BUF_OUT && v->ia[0] != BUF_LOOP) return slab_ptr(e, g, slot, v);
     switch ((BufKind)v->ia[0]) {
     case BUF_PARAM: return cg_gep(e, e->f32, slot[0], cg_i64(e, g->params[v->param].offset));
     case BUF_GRAD: return cg_gep(e, e->f32, slot[1], cg_i64(e, g->params[v->param].offset));
     case BUF_STATE:
       return cg_gep(e, e->f32, slot[2], cg_i64(e, v->ia[1] * g->param_floats + g->params[v->param].offset));
     case BUF_OUT: return cg_gep(e, e->f32, slot[7], cg_i64(e, v->ia[1]));
+    case BUF_LOOP: return loop_optr[v->ia[1]];
     default: die("store to buffer kind %d", (int)v->ia[0]);
     }
   default:
@@ -575,10 +580,141 @@ static void call_parallel(Emit *e, Program *p, Kernel *k, LLVMValueRef kfn, Valu
   }
 }
 
+// Calls kernel k of p (on the pool if it is parallel) with its buffers.
+static void run_kernel(Emit *e, Program *p, Kernel *k, LLVMValueRef fn, LLVMValueRef *slot) {
+  Value *kargs[64];
+  if (k->inputs.len + k->outputs.len >= 60) die("kernel %s has too many buffers", k->name);
+  int na = kernel_args(k, kargs);
+  LLVMValueRef cargs[64];
+  // A partial value's producer writes its task slots; its readers read the sum.
+  for (int j = 0; j < na; j++)
+    cargs[j] = j >= k->inputs.len && kargs[j]->partial ? part_ptr(e, p, slot, kargs[j]) : entry_ptr(e, p, slot, kargs[j]);
+  if (k->par)
+    call_parallel(e, p, k, fn, kargs, cargs, na, slot);
+  else
+    call_kernel(e, k, fn, cargs, na, slot[9], cg_i64(e, 0), e->n);
+}
+
+//
+// Loops: the step buffers live in the workspace (fuse.c, plan_loop). Before
+// the steps, states get their initial values and sums are zeroed; at step t,
+// step t of each sliced sequence is copied in, the body's kernels run, the
+// outputs are copied (stacks) or added (sums) out, and the states take their
+// updates; after the last step, the last values are copied out.
+//
+static LLVMValueRef ws_ptr(Emit *e, LLVMValueRef *slot, int64_t per_n, int64_t fixed) {
+  return cg_gep(e, e->f32, slot[3], LLVMBuildAdd(B(e), LLVMBuildMul(B(e), e->n, cg_i64(e, per_n), ""), cg_i64(e, fixed), ""));
+}
+
+static LLVMValueRef nelems(Emit *e, Shape s) {
+  LLVMValueRef n = cg_i64(e, shape_numel(s));
+  return shape_batched(s) ? LLVMBuildMul(B(e), n, e->n, "") : n;
+}
+
+static void copy_floats(Emit *e, LLVMValueRef dst, LLVMValueRef src, LLVMValueRef count) {
+  LLVMBuildMemCpy(B(e), dst, 4, src, 4, LLVMBuildMul(B(e), count, cg_i64(e, 4), ""));
+}
+
+// Rows b of a [B, ...] step buffer and rows (b, t) of a [B, T, ...] sequence:
+// to_seq copies the step into the sequence, else the other way.
+static void copy_step(Emit *e, LLVMValueRef step, LLVMValueRef seq, LLVMValueRef t, int64_t T, int64_t width, bool to_seq) {
+  Loop lb = cg_loop_begin(e, cg_i64(e, 0), e->n, "b");
+  LLVMValueRef so = LLVMBuildMul(B(e), LLVMBuildAdd(B(e), LLVMBuildMul(B(e), lb.i, cg_i64(e, T), ""), t, ""), cg_i64(e, width), "");
+  LLVMValueRef po = LLVMBuildMul(B(e), lb.i, cg_i64(e, width), "");
+  LLVMValueRef sp = cg_gep(e, e->f32, seq, so), pp = cg_gep(e, e->f32, step, po);
+  copy_floats(e, to_seq ? sp : pp, to_seq ? pp : sp, cg_i64(e, width));
+  cg_loop_end_scalar(e, &lb);
+}
+
+// dst[i] (+)= x for i < count: a fill with a constant, or an accumulation.
+static void fill_or_add(Emit *e, LLVMValueRef dst, LLVMValueRef src, double c, LLVMValueRef count) {
+  Loop li = cg_loop_begin(e, cg_i64(e, 0), count, "i");
+  LLVMValueRef p = cg_gep(e, e->f32, dst, li.i);
+  LLVMValueRef x = cg_f32(e, c);
+  if (src) {
+    LLVMValueRef a = LLVMBuildLoad2(B(e), e->f32, p, "");
+    LLVMValueRef b = LLVMBuildLoad2(B(e), e->f32, cg_gep(e, e->f32, src, li.i), "");
+    x = LLVMBuildFAdd(B(e), a, b, "");
+  }
+  LLVMBuildStore(B(e), x, p);
+  cg_loop_end(e, &li);
+}
+
+static void emit_loop(Emit *e, Program *p, Kernel *k, LLVMValueRef *bfns, LLVMValueRef *slot) {
+  Value *lv = k->anchor;
+  LoopInfo *l = loop_of(p->g, lv);
+  Program *bp = l->prog;
+  LLVMValueRef *fptr = arena_alloc(sizeof(LLVMValueRef) * (size_t)(l->nformals + 1));
+  LLVMValueRef *optr = arena_alloc(sizeof(LLVMValueRef) * (size_t)(l->nouts + 1));
+  LLVMValueRef *outp = arena_alloc(sizeof(LLVMValueRef) * (size_t)(l->nouts + 1));
+  LLVMValueRef *inp = arena_alloc(sizeof(LLVMValueRef) * (size_t)(l->nformals + 1));
+  for (int i = 0; i < l->nformals; i++) {
+    Value *in = lv->in[i];
+    inp[i] = in->op == OP_const ? NULL : entry_ptr(e, p, slot, in);
+    fptr[i] = l->formals[i].kind == LF_INVAR ? inp[i] : ws_ptr(e, slot, l->fbuf_per_n[i], l->fbuf_fixed[i]);
+  }
+  for (int j = 0; j < l->nouts; j++)
+    if (l->outs[j].kind != LO_NONE) optr[j] = ws_ptr(e, slot, l->obuf_per_n[j], l->obuf_fixed[j]);
+  for (int i = 0; i < k->members.len; i++) {
+    Value *m = k->members.data[i];
+    if (m->op == OP_loopout) outp[m->ia[0]] = entry_ptr(e, p, slot, m);
+  }
+  LLVMValueRef bslot[11];
+  memcpy(bslot, slot, sizeof bslot);
+  bslot[3] = ws_ptr(e, slot, l->region_per_n, l->region_fixed);
+  for (int i = 0; i < l->nformals; i++) {
+    Formal *f = &l->formals[i];
+    if (f->kind != LF_STATE) continue;
+    if (inp[i])
+      copy_floats(e, fptr[i], inp[i], nelems(e, f->shape));
+    else
+      fill_or_add(e, fptr[i], NULL, lv->in[i]->fa, nelems(e, f->shape));
+  }
+  // Sums start at zero; so do the stacks and last values of a truncated loop
+  // (the steps it skips contribute nothing).
+  for (int j = 0; j < l->nouts; j++) {
+    if (!outp[j]) continue;
+    Shape s = l->outs[j].store->in[0]->shape;
+    LLVMValueRef count = nelems(e, s);
+    if (l->outs[j].kind == LO_STACK) count = LLVMBuildMul(B(e), count, cg_i64(e, l->T), "");
+    if (outp[j] && (l->outs[j].kind == LO_SUM || l->steps < l->T)) cg_zero(e, outp[j], count);
+  }
+  Loop ls = cg_loop_begin(e, cg_i64(e, 0), cg_i64(e, l->steps), "step");
+  LLVMValueRef t = l->reverse ? LLVMBuildSub(B(e), cg_i64(e, l->T - 1), ls.i, "") : ls.i;
+  for (int i = 0; i < l->nformals; i++)
+    if (l->formals[i].kind == LF_SLICE)
+      copy_step(e, fptr[i], inp[i], t, l->T, shape_numel(l->formals[i].shape), false);
+  loop_fptr = fptr;
+  loop_optr = optr;
+  for (int j = 0; j < bp->kernels.len; j++) run_kernel(e, bp, bp->kernels.data[j], bfns[j], bslot);
+  loop_fptr = loop_optr = NULL;
+  for (int j = 0; j < l->nouts; j++) {
+    if (!outp[j]) continue;
+    Shape s = l->outs[j].store->in[0]->shape;
+    if (outp[j] && l->outs[j].kind == LO_STACK) copy_step(e, optr[j], outp[j], t, l->T, shape_numel(s), true);
+    if (outp[j] && l->outs[j].kind == LO_SUM) fill_or_add(e, outp[j], optr[j], 0, nelems(e, s));
+  }
+  for (int i = 0; i < l->nformals; i++)
+    if (l->formals[i].kind == LF_STATE) copy_floats(e, fptr[i], optr[l->formals[i].next], nelems(e, l->formals[i].shape));
+  cg_loop_end_scalar(e, &ls);
+  for (int j = 0; j < l->nouts && l->steps == l->T; j++)
+    if (outp[j] && l->outs[j].kind == LO_LAST) copy_floats(e, outp[j], optr[j], nelems(e, l->outs[j].store->in[0]->shape));
+}
+
 void codegen_program(Codegen *cg, Program *p) {
   const char *prefix = entry_names[p->entry];
   LLVMValueRef *fns = arena_alloc(sizeof(LLVMValueRef) * (size_t)p->kernels.len);
-  for (int i = 0; i < p->kernels.len; i++) fns[i] = emit_kernel(cg, p, p->kernels.data[i], prefix);
+  LLVMValueRef **bfns = arena_alloc(sizeof(LLVMValueRef *) * (size_t)p->kernels.len);
+  for (int i = 0; i < p->kernels.len; i++) {
+    Kernel *k = p->kernels.data[i];
+    if (k->kind != K_LOOP) {
+      fns[i] = emit_kernel(cg, p, k, prefix);
+      continue;
+    }
+    Program *bp = loop_of(p->g, k->anchor)->prog;
+    bfns[i] = arena_alloc(sizeof(LLVMValueRef) * (size_t)(bp->kernels.len + 1));
+    for (int j = 0; j < bp->kernels.len; j++) bfns[i][j] = emit_kernel(cg, bp, bp->kernels.data[j], prefix);
+  }
 
   Emit e = {0};
   init_types(&e, cg);
@@ -602,21 +738,13 @@ void codegen_program(Codegen *cg, Program *p) {
   e.n = slot[8];
   for (int i = 0; i < p->kernels.len; i++) {
     Kernel *k = p->kernels.data[i];
-    Value *kargs[64];
-    if (k->inputs.len + k->outputs.len >= 60) die("kernel %s has too many buffers", k->name);
-    int na = kernel_args(k, kargs);
-    LLVMValueRef cargs[64];
-    // A partial value's producer writes its task slots; its readers read the sum.
-    for (int j = 0; j < na; j++)
-      cargs[j] = j >= k->inputs.len && kargs[j]->partial ? part_ptr(&e, p, slot, kargs[j])
-                                                         : entry_ptr(&e, p, slot, kargs[j]);
     LLVMTypeRef bty, ety;
     LLVMValueRef bfn = prof_fn(&e, true, &bty), efn = prof_fn(&e, false, &ety);
     LLVMValueRef t0 = LLVMBuildCall2(cg->b, bty, bfn, &slot[10], 1, "");
-    if (k->par)
-      call_parallel(&e, p, k, fns[i], kargs, cargs, na, slot);
+    if (k->kind == K_LOOP)
+      emit_loop(&e, p, k, bfns[i], slot);
     else
-      call_kernel(&e, k, fns[i], cargs, na, slot[9], cg_i64(&e, 0), e.n);
+      run_kernel(&e, p, k, fns[i], slot);
     LLVMValueRef pargs[3] = {slot[10], cg_i64(&e, cg->kernels_done + i), t0};
     LLVMBuildCall2(cg->b, ety, efn, pargs, 3, "");
   }

@@ -4,6 +4,7 @@
 //
 //   grammar/lexer.l, grammar/parser.y   text   -> AST        (parse_file)
 //   lower.c                             AST    -> IR graph   (lower_program)
+//   loop.c                              loops: bodies, hoisting, BPTT
 //   autodiff.c                          IR     -> IR + backward (autodiff)
 //   optim.c                             IR     -> IR + optimizer updates
 //   simplify.c                          IR     -> IR (CSE, DCE, folding, algebra)
@@ -108,6 +109,10 @@ typedef enum {
   N_NEG,        // -lhs
   N_TSHAPE,     // [d0, d1, ...] as args of N_NUM
   N_TCLASS,     // class(K): num = K
+  N_RECUR,      // recurrent over NAME in lhs { args }: name is the step variable, lhs an N_IDENT
+  N_STATE,      // state NAME: lhs (N_TSHAPE) = rhs
+  N_EMIT,       // emit lhs
+  N_INDEX,      // lhs[rhs]: a time step of a sequence (lhs an N_IDENT)
 } NodeKind;
 
 typedef struct Node Node;
@@ -173,6 +178,7 @@ typedef enum {
   BUF_HYPER,  // runtime scalars, indexed by Hyper
   BUF_OUT,    // metrics out: [0] loss, [1] correct count
   BUF_WORK,   // activation workspace
+  BUF_LOOP,   // a loop body's output slot (loop.c): the step's result, handed to the loop
 } BufKind;
 
 // Runtime scalars passed to every entry point (FnnArgs.hyper).
@@ -187,13 +193,17 @@ typedef enum {
 // Phases let the fusion pass keep forward, backward and update apart.
 typedef enum { PH_FWD, PH_BWD, PH_UPDATE } Phase;
 
+// Inputs per value: elementwise ops take one or two, a loop takes one per
+// captured outer value.
+#define MAXIN 64
+
 typedef struct Value Value;
 struct Value {
   int id;  // SSA number, dense in creation order (creation order is a topological order)
   Op op;
   DType type;
   Shape shape;
-  Value *in[4];
+  Value *in[MAXIN];
   int nin;
   Loc loc;
   Phase phase;
@@ -231,6 +241,7 @@ typedef enum { OPT_SGD, OPT_ADAM } OptKind;
 typedef struct {
   OptKind kind;
   double lr, momentum, beta1, beta2, eps, weight_decay;
+  double clip;  // > 0: clip the gradients to this global norm first
   Loc loc;
 } Optimizer;
 
@@ -259,6 +270,7 @@ typedef struct {
   double validation;   // train = ...(validation=F): the fraction held out, or 0
   int64_t batch, epochs, seed;
   bool shuffle;
+  int64_t bptt;        // truncated backpropagation through time: steps, 0 for all
 } ModelInfo;
 
 typedef struct {
@@ -273,17 +285,19 @@ typedef struct {
   Value **ht;        // ir.c: hash-consing table (CSE by construction)
   int htcap, htlen;
   Vec stores;        // Value*: OP_store values, the roots for DCE
+  Vec loops;         // LoopInfo*: OP_loop value v runs loops.data[v->ia[0]]
 } Graph;
 
 Graph *graph_new(void);
 
 // ir.c: building values. The builder runs each op's shape rule, reports shape
 // errors at `loc` (returning NULL), and does CSE through hash-consing.
-typedef struct {
+typedef struct Builder Builder;
+struct Builder {
   Graph *g;
   Loc loc;      // location given to new values
   Phase phase;  // phase given to new values
-} Builder;
+};
 
 Value *ir_new(Builder *b, Op op, int nin, Value **in, const int64_t *ia, double fa);
 Value *ir_const(Builder *b, double v);  // scalar constant
@@ -300,6 +314,7 @@ Value *ir_slab(Builder *b, BufKind kind, int64_t slot, int64_t offset, int64_t n
 // Stores v into floats [offset, offset+numel) of a slab.
 void ir_store_slab(Builder *b, Value *v, BufKind kind, int64_t slot, int64_t offset);
 void ir_dump(FILE *out, Graph *g, Phase upto);  // --emit=ir (upto PH_FWD), --emit=grad (all)
+void ir_dump_values(FILE *out, Graph *g, Phase upto, const char *indent);
 void ir_count_uses(Graph *g);
 int64_t shape_numel(Shape s);  // per sample when batched (DIM_BATCH counts as 1)
 bool shape_eq(Shape a, Shape b);
@@ -335,6 +350,85 @@ extern const GradRule grad_rule[OP_COUNT];
 extern const EmitRule emit_rule[OP_COUNT];
 
 //
+// loop.c: loops in the IR (recurrent blocks and the built-in recurrent layers).
+//
+// A loop is one OP_loop value in its graph. Its inputs are the outer values it
+// captures; its body is a graph of its own, run once per time step, whose
+// leaves are OP_formal values standing for the step's view of each input, and
+// whose results are stores to BUF_LOOP slots. OP_loopout values give the outer
+// graph the loop's results. Sequences are [B, T, ...] (batch first, like every
+// batched value); the loop copies step t of a sliced input into a contiguous
+// [B, ...] step buffer before the body runs, and step results out after it.
+typedef enum {
+  LF_SLICE,  // step t of a sequence input [B, T, ...]: a [B, ...] step
+  LF_STATE,  // a carried state: the input is its initial value, output `next` its update
+  LF_INVAR,  // a loop-invariant input (parameters): the whole outer value
+} FormalKind;
+
+typedef enum {
+  LO_STACK,  // the step results stacked over time: [B, T, ...]
+  LO_LAST,   // the result of the last step run
+  LO_SUM,    // the step results added up (gradients of invariants)
+  LO_NONE,   // dropped: computed after the loop, or read by nothing (slot unused)
+} OutKind;
+
+typedef struct {
+  FormalKind kind;
+  int next;     // LF_STATE: the output that updates it (an LO_LAST output)
+  Value *outer; // the outer value (input ia[0] of the loop; valid while the loop is built)
+  Shape shape;  // the body's view: a step [B, ...], a state, or the invariant's shape
+  const char *name;
+} Formal;
+
+typedef struct {
+  OutKind kind;
+  Value *store;  // the body's OP_store to BUF_LOOP slot (its index)
+} LoopOut;
+
+typedef struct Program Program;
+typedef struct LoopInfo {
+  int id;          // index in the outer graph's loops
+  Graph *body;
+  int64_t T;       // static number of steps
+  int64_t steps;   // steps run: T, or fewer for a truncated reverse loop (the
+                   // last ones of the forward loop); skipped steps' stacked
+                   // outputs are zero, and so are its last values
+  bool reverse;    // steps run T-1 .. 0 (the backward loop)
+  Formal *formals;
+  int nformals;
+  LoopOut *outs;
+  int nouts;
+  Loc loc;
+  const char *name;
+  // fuse.c: the body's kernels and where the loop's buffers live in the outer
+  // workspace (per_n * n + fixed floats from the workspace base).
+  Program *prog;
+  int64_t region_per_n, region_fixed;   // the body's own workspace
+  int64_t *fbuf_per_n, *fbuf_fixed;     // step buffers by formal (-1 if none)
+  int64_t *obuf_per_n, *obuf_fixed;     // step buffers by output
+} LoopInfo;
+
+LoopInfo *loop_new(Graph *outer, int64_t T, Loc loc);
+// The body's leaf for outer value `outer_v` seen as `kind` (created once per
+// value and kind). For a state, `s` is its shape and outer_v its initial value
+// (a scalar constant fills it).
+Value *loop_formal(LoopInfo *l, FormalKind kind, Value *outer_v, Shape s, const char *name);
+// Declares a body value as an output; returns its index.
+int loop_output(LoopInfo *l, OutKind kind, Value *body_v);
+// Builds the OP_loop value in the outer graph, and a loopout per output.
+// outs[j] receives the outer value of output j.
+Value *loop_finish(Builder *outer_b, LoopInfo *l, Value **outs);
+// Moves the work that does not depend on the states (the input projection)
+// out of the loop, as whole-sequence values, before the loop runs.
+void loop_hoist(Builder *outer_b, Value *loopv);
+// Reverse mode through a loop: given the adjoints of its loopouts (adj by id),
+// builds the reverse loop and sets dx[i] for the inputs that need gradients.
+void loop_grad(Builder *b, Value *loopv, Value **adj, Value **dx);
+void loop_dump(FILE *out, Graph *g, Value *loopv, const char *indent);
+LoopInfo *loop_of(Graph *g, Value *loopv);
+void loop_simplify(Graph *g);  // simplify every loop body
+
+//
 // lower.c: AST -> IR, with layers lowered to primitive ops and all type and
 // shape errors reported with locations.
 //
@@ -345,6 +439,9 @@ Graph *lower_program(Node *prog);  // NULL after reporting errors
 // PH_BWD) and fills Param.grad for every trainable parameter.
 //
 void autodiff(Graph *g);
+// The reverse sweep over values [0, n0) of g from the adjoints already in adj
+// (by value id); needs_grad must be set. Loops are differentiated by loop_grad.
+void autodiff_sweep(Builder *b, int n0, Value **adj);
 
 //
 // optim.c: appends the optimizer update (phase PH_UPDATE) as IR: one chain of
@@ -375,6 +472,7 @@ Graph *build_entry(Node *prog, Entry e);  // lower + AD + optimizer + simplify
 typedef enum {
   K_EW,       // loop nest over `shape`; elementwise members, sums as accumulating outputs
   K_ANCHOR,   // anchor op with its own loops; elementwise members are its epilogue
+  K_LOOP,     // an OP_loop: runs the body's kernels once per time step (loop.c)
 } KernelKind;
 
 typedef struct {
@@ -399,7 +497,7 @@ typedef struct {
 // partial sums in the same order whatever the number of threads.
 #define PAR_ROWS 4
 
-typedef struct {
+struct Program {
   Graph *g;
   Entry entry;
   Vec kernels;     // Kernel*, in execution order
@@ -408,7 +506,7 @@ typedef struct {
   int64_t work_total_per_n, work_total_fixed;
   int64_t *part_per_n, *part_fixed;  // by Value.id: the partial slots of a partial value
   int64_t scratch;                   // floats of scratch per thread
-} Program;
+};
 
 Program *fuse(Graph *g, Entry e);
 // Tiling decisions for contractions (fuse.c): the register tile of a GEMM with

@@ -18,7 +18,10 @@
 //   - forward and backward values stay apart, except that the loss kernel
 //     (softmax) takes the gradient of the loss, so softmax, cross-entropy and
 //     (softmax - onehot)/n are one kernel;
-//   - optimizer updates get one kernel per parameter.
+//   - optimizer updates get one kernel per parameter;
+//   - a loop is a kernel of its own (its loopouts are its outputs); its body is
+//     fused as a program of its own, run once per step, whose workspace and
+//     step buffers follow the outer values in the workspace.
 #include "fnnc.h"
 
 #include <stdlib.h>
@@ -89,6 +92,7 @@ static bool readable_in(Kernel *k, Value *u) {
 }
 
 static bool can_join(Fuser *f, Kernel *k, Value *v) {
+  if (k->kind == K_LOOP) return false;
   if (k->kind == K_ANCHOR && !takes_epilogue(k->anchor)) return false;
   if (!shape_fits(k, v) || !phase_fits(k, v)) return false;
   if (k->kind == K_ANCHOR && v->op == OP_sum && k->anchor->op != OP_softmax && k->anchor->op != OP_conv2d_dx &&
@@ -133,7 +137,7 @@ static void move_members(Kernel *from, Kernel *to) {
 // outside a and b may read a's values, a's sums may not feed b, and a's members
 // must fit b's iteration.
 static bool can_merge_into_later(Fuser *f, Kernel *a, Kernel *b) {
-  if (a->kind != K_EW || a == b || !a->members.len) return false;
+  if (a->kind != K_EW || a == b || !a->members.len || b->kind == K_LOOP) return false;
   if (!shape_eq(a->shape, b->shape) || kernel_phase(a) != kernel_phase(b)) return false;
   if (b->kind == K_ANCHOR && !takes_epilogue(b->anchor)) return false;
   for (int i = 0; i < a->members.len; i++) {
@@ -143,7 +147,8 @@ static bool can_merge_into_later(Fuser *f, Kernel *a, Kernel *b) {
     for (int j = 0; j < c->len; j++) {
       Value *u = c->data[j];
       if (u->group == a->id) continue;
-      if (u->group == b->id && m->op != OP_sum && !(op_info[u->op].flags & F_GATHER)) continue;
+      // (An anchor reads whole buffers: its operands must be finished first.)
+      if (u->group == b->id && m->op != OP_sum && !(op_info[u->op].flags & (F_GATHER | F_ANCHOR))) continue;
       if (u->group < 0 && u->group != GROUP_INLINE) continue;  // not placed yet: will be later
       return false;
     }
@@ -155,7 +160,7 @@ static bool can_merge_into_later(Fuser *f, Kernel *a, Kernel *b) {
 // Can the elementwise kernel `b` (later) run inside `a` (earlier)? Every input
 // of b's members must be ready before a.
 static bool can_merge_into_earlier(Fuser *f, Kernel *b, Kernel *a) {
-  if (b->kind != K_EW || a == b || !b->members.len) return false;
+  if (b->kind != K_EW || a == b || !b->members.len || a->kind == K_LOOP) return false;
   if (!shape_eq(a->shape, b->shape)) return false;
   if (a->kind == K_ANCHOR && !takes_epilogue(a->anchor)) return false;
   for (int i = 0; i < b->members.len; i++) {
@@ -237,6 +242,15 @@ static bool pool_prologue(Fuser *f, Value *v) {
 static void place(Fuser *f, Value *v) {
   unsigned fl = op_info[v->op].flags;
   if (fl & (F_LEAF | F_VIEW)) return;
+  if (v->op == OP_loop) {
+    add_member(new_kernel(f, K_LOOP, v->shape, v), v);
+    return;
+  }
+  if (v->op == OP_loopout) {
+    add_member(kernel_of(f, v->in[0]), v);
+    v->materialized = true;
+    return;
+  }
   if (inlinable_scalar(v) || pool_prologue(f, v)) {
     v->group = GROUP_INLINE;
     return;
@@ -379,7 +393,7 @@ int64_t anchor_scratch(Value *a) {
   }
   case OP_matmul: {
     int mr, nv;
-    int64_t N = a->shape.d[1];
+    int64_t N = a->shape.d[a->shape.rank - 1];
     gemm_tile(a->shape.d[0] == DIM_BATCH ? 64 : a->shape.d[0], N, &mr, &nv);
     Shape bs = a->in[1]->shape;
     if (a->ia[1] && !a->ia[0]) return (int64_t)((mr + 3) & ~3) * ((N + 3) & ~(int64_t)3);  // NT: no packing
@@ -445,7 +459,8 @@ static bool parallel_rows(Kernel *k) {
   }
   for (int i = 0; i < k->members.len; i++) {
     Value *m = k->members.data[i];
-    // A store of per-row values (eval's outputs) splits with the rows.
+    // A store of per-row values (eval's outputs, a loop's step results)
+    // splits with the rows.
     if (m->op == OP_store && !shape_batched(m->in[0]->shape)) return false;
   }
   for (int i = 0; i < k->members.len; i++) {
@@ -526,6 +541,50 @@ static void plan_workspace(Fuser *f) {
   p->work_total_fixed = total[1];
 }
 
+// Reserves n floats (per row of the batch if `batched`) of workspace.
+static void reserve(Program *p, int64_t n, bool batched, int64_t *per_n, int64_t *fixed) {
+  *per_n = p->work_total_per_n;
+  *fixed = p->work_total_fixed;
+  n = (n + 15) & ~(int64_t)15;
+  if (batched)
+    p->work_total_per_n += n;
+  else
+    p->work_total_fixed += n;
+}
+
+// A loop's body becomes a program of its own. Its workspace, and a step buffer
+// for each formal (but invariants, read in place) and each output, follow the
+// outer program's values.
+static void plan_loop(Program *p, Kernel *k) {
+  LoopInfo *l = loop_of(p->g, k->anchor);
+  Program *bp = fuse(l->body, p->entry);
+  l->prog = bp;
+  for (int i = 0; i < bp->kernels.len; i++) {
+    Kernel *bk = bp->kernels.data[i];
+    bk->name = arena_printf("L%d_%s", l->id, bk->name);
+  }
+  l->region_per_n = p->work_total_per_n;
+  l->region_fixed = p->work_total_fixed;
+  p->work_total_per_n += bp->work_total_per_n;
+  p->work_total_fixed += bp->work_total_fixed;
+  l->fbuf_per_n = arena_alloc(sizeof(int64_t) * (size_t)(l->nformals + 1));
+  l->fbuf_fixed = arena_alloc(sizeof(int64_t) * (size_t)(l->nformals + 1));
+  l->obuf_per_n = arena_alloc(sizeof(int64_t) * (size_t)(l->nouts + 1));
+  l->obuf_fixed = arena_alloc(sizeof(int64_t) * (size_t)(l->nouts + 1));
+  for (int i = 0; i < l->nformals; i++) {
+    Shape s = l->formals[i].shape;
+    l->fbuf_per_n[i] = l->fbuf_fixed[i] = -1;
+    if (l->formals[i].kind != LF_INVAR)
+      reserve(p, shape_numel(s), shape_batched(s), &l->fbuf_per_n[i], &l->fbuf_fixed[i]);
+  }
+  for (int j = 0; j < l->nouts; j++) {
+    if (l->outs[j].kind == LO_NONE) continue;
+    Shape s = l->outs[j].store->in[0]->shape;
+    reserve(p, shape_numel(s), shape_batched(s), &l->obuf_per_n[j], &l->obuf_fixed[j]);
+  }
+  if (bp->scratch > p->scratch) p->scratch = bp->scratch;
+}
+
 Program *fuse(Graph *g, Entry e) {
   Fuser f = {g, arena_alloc(sizeof(Program)), NULL};
   Program *p = f.p;
@@ -568,7 +627,8 @@ Program *fuse(Graph *g, Entry e) {
           (op_info[u->op].flags & F_GATHER))
         v->materialized = true;
     }
-    if (v->op == OP_sum || v->op == OP_xent || v->op == OP_correct) v->materialized = true;
+    if (v->op == OP_sum || v->op == OP_xent || v->op == OP_correct || v->op == OP_loopout) v->materialized = true;
+    if (v->op == OP_loop) v->materialized = false;
   }
   // Inputs, outputs, names.
   for (int i = 0; i < p->kernels.len; i++) {
@@ -602,6 +662,10 @@ Program *fuse(Graph *g, Entry e) {
     p->work_total_per_n += (n + PAR_ROWS - 1) / PAR_ROWS;
     p->work_total_fixed += n;
   }
+  for (int i = 0; i < p->kernels.len; i++) {
+    Kernel *k = p->kernels.data[i];
+    if (k->kind == K_LOOP) plan_loop(p, k);
+  }
   return p;
 }
 
@@ -628,10 +692,12 @@ static const char *ref(Graph *g, int *num, Value *v) {
   case OP_const: return arena_printf("%.9g", v->fa);
   case OP_hyper: return hn[v->ia[0]];
   case OP_param: return g->params[v->param].name;
+  case OP_formal: return arena_printf("#%lld", (long long)v->ia[0]);
   case OP_state: return arena_printf("%s.%s", g->params[v->param].name, v->ia[0] ? "v" : "m");
   case OP_slab: return slab_name(v);
   case OP_store:
     if (v->ia[0] == BUF_OUT) return arena_printf("out[%lld]", (long long)v->ia[1]);
+    if (v->ia[0] == BUF_LOOP) return arena_printf("loop[%lld]", (long long)v->ia[1]);
     if (v->param < 0) return slab_name(v);
     if (v->ia[0] == BUF_STATE) return arena_printf("%s.%s", g->params[v->param].name, v->ia[1] ? "v" : "m");
     return arena_printf("%s%s", v->ia[0] == BUF_GRAD ? "grad " : "", g->params[v->param].name);
@@ -647,6 +713,22 @@ static const char *ref(Graph *g, int *num, Value *v) {
 
 static void dump_ref(FILE *out, Graph *g, int *num, Value *v) {
   fprintf(out, "%s: %s%s", ref(g, num, v), v->type == T_I32 ? "i32" : "f32", shape_str(v->shape));
+}
+
+// A loop body's kernels, indented under the loop's kernel.
+static void loop_fused_dump(FILE *out, LoopInfo *l) {
+  char *buf = NULL;
+  size_t len = 0;
+  FILE *m = open_memstream(&buf, &len);
+  if (!m) die("open_memstream");
+  fused_dump(m, l->prog);
+  fclose(m);
+  for (char *line = buf, *nl; line && *line; line = nl ? nl + 1 : NULL) {
+    nl = strchr(line, '\n');
+    if (nl) *nl = 0;
+    if (*line) fprintf(out, "    %s\n", line);
+  }
+  free(buf);
 }
 
 void fused_dump(FILE *out, Program *p) {
@@ -674,6 +756,13 @@ void fused_dump(FILE *out, Program *p) {
                       : k->par && partials ? arena_printf("; tasks of %d rows", PAR_ROWS)
                       : k->par             ? "; one block of rows per thread"
                                            : "";
+    if (k->kind == K_LOOP) {
+      LoopInfo *l = loop_of(g, k->anchor);
+      fprintf(out, "  # loop L%d: %lld steps%s, %d body kernels per step:\n", l->id, (long long)l->T,
+              l->reverse ? " in reverse" : "", l->prog->kernels.len);
+      loop_fused_dump(out, l);
+      continue;
+    }
     if (k->kind == K_ANCHOR) {
       Value *a = k->anchor;
       bool conv = a->op == OP_conv2d || a->op == OP_conv2d_dx || a->op == OP_conv2d_dw;

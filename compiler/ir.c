@@ -230,7 +230,7 @@ void ir_count_uses(Graph *g) {
 //
 // Printing (--emit=ir, --emit=grad)
 //
-static const char *bufkind_name[] = {"none", "param", "grad", "state", "x", "y", "hyper", "out", "work"};
+static const char *bufkind_name[] = {"none", "param", "grad", "state", "x", "y", "hyper", "out", "work", "loop"};
 static const char *hyper_name[] = {"lr", "bc1", "bc2", "invn"};
 
 const char *slab_name(Value *v) {
@@ -240,7 +240,7 @@ const char *slab_name(Value *v) {
 }
 
 static void dump_attrs(FILE *out, Graph *g, Value *v) {
-  if (v->op == OP_slab || (v->op == OP_store && v->param < 0 && v->ia[0] != BUF_OUT)) {
+  if (v->op == OP_slab || (v->op == OP_store && v->param < 0 && v->ia[0] != BUF_OUT && v->ia[0] != BUF_LOOP)) {
     fprintf(out, v->op == OP_store ? " -> %s" : " %s", slab_name(v));
     return;
   }
@@ -278,36 +278,46 @@ static void dump_attrs(FILE *out, Graph *g, Value *v) {
   case OP_concat: fprintf(out, " axis=%lld", (long long)v->ia[0]); break;
   case OP_slice: fprintf(out, " axis=%lld start=%lld", (long long)v->ia[0], (long long)v->ia[1]); break;
   case OP_onehot: fprintf(out, " k=%lld", (long long)v->ia[0]); break;
+  case OP_formal: fprintf(out, " #%lld %s", (long long)v->ia[0], v->name ? v->name : ""); break;
+  case OP_loop: fprintf(out, " L%lld", (long long)v->ia[0]); break;
+  case OP_loopout: fprintf(out, " out=%lld", (long long)v->ia[0]); break;
   default: break;
   }
 }
 
-void ir_dump(FILE *out, Graph *g, Phase upto) {
+// The values of g up to phase `upto`, one per line; loop bodies nested below
+// their loop, indented.
+void ir_dump_values(FILE *out, Graph *g, Phase upto, const char *indent) {
   static const char *phase_name[] = {"forward", "backward", "update"};
-  fprintf(out, "# model %s\n", g->info.name ? g->info.name : "?");
-  for (int i = 0; i < g->nparams; i++)
-    fprintf(out, "# param %s %s%s\n", g->params[i].name, shape_str(g->params[i].shape),
-            g->params[i].frozen ? " frozen" : "");
   int id = 0;
   int *num = arena_alloc(sizeof(int) * (size_t)(g->values.len + 1));
   Phase cur = (Phase)-1;
   for (int i = 0; i < g->values.len; i++) {
     Value *v = g->values.data[i];
     if (v->dead || v->phase > upto) continue;
-    if (v->phase != cur) {
+    if (v->phase != cur && !*indent) {
       cur = v->phase;
       fprintf(out, "\n# %s\n", phase_name[cur]);
     }
     num[v->id] = id;
     char lhs[32] = "";
     if (v->op != OP_store) snprintf(lhs, sizeof lhs, "%%%d = ", id++);
-    fprintf(out, "%s%s", lhs, op_info[v->op].name);
+    fprintf(out, "%s%s%s", indent, lhs, op_info[v->op].name);
     for (int j = 0; j < v->nin; j++) fprintf(out, "%s %%%d", j ? "," : "", num[v->in[j]->id]);
     dump_attrs(out, g, v);
     if (v->op != OP_store)
       fprintf(out, " : %s%s", v->type == T_I32 ? "i32" : "f32", shape_str(v->shape));
     if (v->loc.src) fprintf(out, "  ; %d:%d", v->loc.line, v->loc.col);
-    if (v->name && v->op != OP_param) fprintf(out, " %s", v->name);
+    if (v->name && v->op != OP_param && v->op != OP_formal) fprintf(out, " %s", v->name);
     fputc('\n', out);
+    if (v->op == OP_loop) loop_dump(out, g, v, arena_printf("%s    ", indent));
   }
+}
+
+void ir_dump(FILE *out, Graph *g, Phase upto) {
+  fprintf(out, "# model %s\n", g->info.name ? g->info.name : "?");
+  for (int i = 0; i < g->nparams; i++)
+    fprintf(out, "# param %s %s%s\n", g->params[i].name, shape_str(g->params[i].shape),
+            g->params[i].frozen ? " frozen" : "");
+  ir_dump_values(out, g, upto, "");
 }

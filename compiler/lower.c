@@ -6,6 +6,10 @@
 //   flatten             y = reshape(x, [B, prod])
 //   cross_entropy(z, y) L = xent(softmax(z), y) * (1/n)
 //   mse(p, t)           L = sum(0.5 * (p - t)^2) * (1/n) / W
+//   recurrent over t in x { state h: [H] = 0; h = ...; emit h }
+//                       a loop (loop.c): the body is a graph of its own
+//   rnn(H), lstm(H), gru(H)   the same loop, built here with PyTorch's equations
+//   last                the last step of a sequence [T, ...]
 //
 // Shapes in messages are per sample (without the batch axis), as users write them.
 #include "fnnc.h"
@@ -19,7 +23,7 @@
 //
 typedef enum {
   L_CONV2D, L_DENSE, L_RELU, L_TANH, L_SIGMOID, L_EXP, L_LOG, L_SQRT, L_SOFTMAX, L_FLATTEN,
-  L_MAXPOOL, L_CONCAT, L_XENT, L_MSE,
+  L_MAXPOOL, L_CONCAT, L_LAST, L_RNN, L_LSTM, L_GRU, L_XENT, L_MSE,
 } LayerKind;
 
 typedef struct {
@@ -44,6 +48,10 @@ static const LayerSpec layer_specs[] = {
     {"flatten", L_FLATTEN, 1, false, false, {0}},
     {"maxpool", L_MAXPOOL, 1, false, false, {"size", "stride"}},
     {"concat", L_CONCAT, 2, false, false, {"axis"}},
+    {"last", L_LAST, 1, false, false, {0}},
+    {"rnn", L_RNN, 1, true, false, {"hidden", "layers", "bidirectional", "activation"}},
+    {"lstm", L_LSTM, 1, true, false, {"hidden", "layers", "bidirectional"}},
+    {"gru", L_GRU, 1, true, false, {"hidden", "layers", "bidirectional"}},
     {"cross_entropy", L_XENT, 2, false, true, {0}},
     {"mse", L_MSE, 2, false, true, {0}},
 };
@@ -77,6 +85,22 @@ typedef struct {
   bool is_target;
 } Binding;
 
+// The recurrent block being lowered: its body is built with Lower.b while
+// outer values it reads become formals.
+typedef struct {
+  LoopInfo *loop;
+  Builder outer;     // the builder of the enclosing graph
+  const char *tvar;  // the step variable
+  int bind0;         // bindings before the block (outer names)
+  Node **pending;    // states declared later in the block
+  int npending;
+} Recur;
+
+// A stacked loop output whose last step is also a state's final value.
+typedef struct {
+  Value *stack, *last;
+} LastOf;
+
 typedef struct {
   Graph *g;
   Builder b;
@@ -86,6 +110,8 @@ typedef struct {
   Value *y;      // the target leaf
   Node *target_node;
   int nerr0;
+  Recur *rec;    // inside a recurrent block, else NULL
+  Vec lasts;     // LastOf*
 } Lower;
 
 static Binding *lookup(Lower *L, const char *name) {
@@ -138,13 +164,21 @@ static int add_param(Lower *L, const char *name, Shape s, int64_t fan_in, InitKi
   p->loc = loc;
   g->param_floats += (shape_numel(s) + 15) & ~(int64_t)15;
   int idx = g->nparams++;
-  Loc keep = L->b.loc;
-  L->b.loc = loc;
-  p->value = ir_leaf(&L->b, OP_param, s, T_F32, 0, idx);
+  Builder ob = {g, loc, PH_FWD};
+  p->value = ir_leaf(&ob, OP_param, s, T_F32, 0, idx);
   p->value->name = name;
-  L->b.loc = keep;
   return idx;
 }
+
+// A value of the enclosing graph as seen from where the lowering is: inside a
+// recurrent block, a loop-invariant formal of the loop.
+static Value *outer_use(Lower *L, Value *v) {
+  if (!L->rec || !v) return v;
+  return loop_formal(L->rec->loop, LF_INVAR, v, v->shape, v->name);
+}
+
+// Parameter i's value where the lowering is.
+static Value *pval(Lower *L, int i) { return outer_use(L, L->g->params[i].value); }
 
 //
 // Arguments
@@ -250,6 +284,166 @@ static bool bool_arg(Node *n, const char *layer, const char *name, bool def) {
 static Value *lower_expr(Lower *L, Node *n);
 
 //
+// Recurrent layers: rnn, lstm and gru are loops built here, with PyTorch's
+// equations, gate order (lstm: i, f, g, o; gru: r, z, n) and parameters
+// NAME.weight_ih_l0 [G*H, F], NAME.weight_hh_l0 [G*H, H], NAME.bias_ih_l0 and
+// NAME.bias_hh_l0 [G*H], all initialised from U(-1/sqrt(H), 1/sqrt(H)):
+//
+//   rnn   h' = act(x W_ih^T + b_ih + h W_hh^T + b_hh)
+//   lstm  i, f, g, o = sig, sig, tanh, sig of the four quarters of
+//         x W_ih^T + b_ih + h W_hh^T + b_hh;  c' = f*c + i*g;  h' = o*tanh(c')
+//   gru   r, z = sig of the first two thirds of (x W_ih^T + b_ih) + (h W_hh^T + b_hh)
+//         n = tanh(xn + r * hn) with xn, hn the last thirds;  h' = (1-z)*n + z*h
+//
+// The layer's value is every step's h' [T, H]; `-> last` takes the last one.
+static int rnn_param(Lower *L, Layer *layer, const char *suffix, Shape s, int64_t H, Loc loc) {
+  const char *name = arena_printf("%s.%s", layer->name, suffix);
+  for (int i = 0; i < L->g->nparams; i++)
+    if (!strcmp(L->g->params[i].name, name)) return i;
+  return add_param(L, name, s, H, INIT_BIAS_UNIFORM, loc);
+}
+
+static Value *gate(Builder *b, Value *g, int64_t k, int64_t H) {
+  int64_t ia[8] = {1, k * H, H};
+  return ir_new(b, OP_slice, 1, &g, ia, 0);
+}
+
+static Value *affine(Builder *b, Value *x, Value *w, Value *bias) {
+  int64_t ia[8] = {0, 1};
+  Value *in[2] = {x, w};
+  Value *y = ir_new(b, OP_matmul, 2, in, ia, 0);
+  if (!y) return NULL;
+  return ir_binary(b, OP_add, y, ir_bcast(b, bias, y->shape, 1u << 1));
+}
+
+static void note_last(Lower *L, Value *stack, Value *last) {
+  LastOf *lo = arena_alloc(sizeof *lo);
+  lo->stack = stack;
+  lo->last = last;
+  vec_push(&L->lasts, lo);
+}
+
+// One direction of one layer: a loop over x [B, T, F], in reverse for the
+// backward direction of a bidirectional layer (PyTorch's "_reverse" weights,
+// whose output at step t has seen steps t..T-1). Returns the stacked h'.
+static Value *rnn_direction(Lower *L, Layer *layer, Value *x, int k, bool rev, Node *site) {
+  Shape s = x->shape;
+  int64_t H = layer->cfg[0], T = s.d[1], F = s.d[2];
+  int G = layer->spec->kind == L_LSTM ? 4 : layer->spec->kind == L_GRU ? 3 : 1;
+  int64_t wi[2] = {G * H, F}, wh[2] = {G * H, H}, bd[1] = {G * H};
+  const char *sfx = arena_printf("l%d%s", k, rev ? "_reverse" : "");
+  int pwi = rnn_param(L, layer, arena_printf("weight_ih_%s", sfx), shape_make(2, wi), H, layer->loc);
+  if (!shape_eq(L->g->params[pwi].shape, shape_make(2, wi))) {
+    error_at(site->loc, "layer '%s' was built for [%lld] inputs, got %s", layer->name,
+             (long long)L->g->params[pwi].shape.d[1], shape_str_sample(s));
+    return NULL;
+  }
+  int pwh = rnn_param(L, layer, arena_printf("weight_hh_%s", sfx), shape_make(2, wh), H, layer->loc);
+  int pbi = rnn_param(L, layer, arena_printf("bias_ih_%s", sfx), shape_make(1, bd), H, layer->loc);
+  int pbh = rnn_param(L, layer, arena_printf("bias_hh_%s", sfx), shape_make(1, bd), H, layer->loc);
+  LoopInfo *l = loop_new(L->g, T, site->loc);
+  l->reverse = rev;
+  l->name = k == 0 && !rev ? layer->name : arena_printf("%s.%s", layer->name, sfx);
+  Builder *ob = &L->b;
+  ob->loc = site->loc;
+  Builder bb = {l->body, site->loc, PH_FWD};
+  int64_t hd[2] = {DIM_BATCH, H};
+  Shape hs = shape_make(2, hd);
+  Value *zero = ir_const(ob, 0);
+  Value *xt = loop_formal(l, LF_SLICE, x, hs, "x");
+  Value *Wi = loop_formal(l, LF_INVAR, L->g->params[pwi].value, hs, NULL);
+  Value *Wh = loop_formal(l, LF_INVAR, L->g->params[pwh].value, hs, NULL);
+  Value *bi = loop_formal(l, LF_INVAR, L->g->params[pbi].value, hs, NULL);
+  Value *bh = loop_formal(l, LF_INVAR, L->g->params[pbh].value, hs, NULL);
+  Value *h = loop_formal(l, LF_STATE, zero, hs, "h");
+  int hformal = l->nformals - 1, cformal = -1;
+  Value *gi = affine(&bb, xt, Wi, bi), *gh = affine(&bb, h, Wh, bh);
+  Value *hn = NULL, *cn = NULL;
+  switch (layer->spec->kind) {
+  case L_RNN: hn = ir_unary(&bb, layer->cfg[3] ? OP_relu : OP_tanh, ir_binary(&bb, OP_add, gi, gh)); break;
+  case L_LSTM: {
+    Value *c = loop_formal(l, LF_STATE, zero, hs, "c");
+    cformal = l->nformals - 1;
+    Value *g = ir_binary(&bb, OP_add, gi, gh);
+    Value *ig = ir_unary(&bb, OP_sigmoid, gate(&bb, g, 0, H));
+    Value *fg = ir_unary(&bb, OP_sigmoid, gate(&bb, g, 1, H));
+    Value *gg = ir_unary(&bb, OP_tanh, gate(&bb, g, 2, H));
+    Value *og = ir_unary(&bb, OP_sigmoid, gate(&bb, g, 3, H));
+    cn = ir_binary(&bb, OP_add, ir_binary(&bb, OP_mul, fg, c), ir_binary(&bb, OP_mul, ig, gg));
+    hn = ir_binary(&bb, OP_mul, og, ir_unary(&bb, OP_tanh, cn));
+    break;
+  }
+  case L_GRU: {
+    Value *r = ir_unary(&bb, OP_sigmoid, ir_binary(&bb, OP_add, gate(&bb, gi, 0, H), gate(&bb, gh, 0, H)));
+    Value *z = ir_unary(&bb, OP_sigmoid, ir_binary(&bb, OP_add, gate(&bb, gi, 1, H), gate(&bb, gh, 1, H)));
+    Value *n = ir_unary(&bb, OP_tanh, ir_binary(&bb, OP_add, gate(&bb, gi, 2, H),
+                                                ir_binary(&bb, OP_mul, r, gate(&bb, gh, 2, H))));
+    // h' = n + z*(h - n), the same as (1-z)*n + z*h
+    hn = ir_binary(&bb, OP_add, n, ir_binary(&bb, OP_mul, z, ir_binary(&bb, OP_sub, h, n)));
+    break;
+  }
+  default: unreachable();
+  }
+  if (!hn) return NULL;
+  hn->name = arena_printf("%s.h", layer->name);
+  l->formals[hformal].next = loop_output(l, LO_LAST, hn);
+  if (cformal >= 0) l->formals[cformal].next = loop_output(l, LO_LAST, cn);
+  int ys = loop_output(l, LO_STACK, hn);
+  Value *outs[8];
+  if (!loop_finish(ob, l, outs)) return NULL;
+  outs[ys]->name = l->name;
+  if (!rev) note_last(L, outs[ys], outs[0]);
+  return outs[ys];
+}
+
+static Value *recurrent_layer(Lower *L, Layer *layer, Value *x, Node *site) {
+  Shape s = x->shape;
+  const char *ln = layer->spec->name;
+  if (L->rec) {
+    error_at(site->loc, "%s cannot be used inside a recurrent block", ln);
+    return NULL;
+  }
+  if (!shape_batched(s) || s.rank != 3 || x->type != T_F32) {
+    error_at(site->loc, "%s(%lld) expects a sequence [T, F], got %s", ln, (long long)layer->cfg[0],
+             shape_str_sample(s));
+    return NULL;
+  }
+  // Layer k reads layer k-1's steps; the two directions' outputs are
+  // concatenated along the features, forward first.
+  for (int k = 0; k < layer->cfg[1] && x; k++) {
+    Value *y = rnn_direction(L, layer, x, k, false, site);
+    if (y && layer->cfg[2]) {
+      Value *in[2] = {y, rnn_direction(L, layer, x, k, true, site)};
+      int64_t ia[8] = {2};
+      L->b.loc = site->loc;
+      y = in[1] ? ir_new(&L->b, OP_concat, 2, in, ia, 0) : NULL;
+    }
+    x = y;
+  }
+  return x;
+}
+
+// The last step of a sequence [B, T, ...]: a state's final value when the
+// sequence is what a loop emitted, else a slice.
+static Value *last_step(Lower *L, Value *x, Node *site) {
+  for (int i = 0; i < L->lasts.len; i++) {
+    LastOf *lo = L->lasts.data[i];
+    if (lo->stack == x) return lo->last;
+  }
+  Shape s = x->shape;
+  if (!shape_batched(s) || s.rank < 3) {
+    error_at(site->loc, "last expects a sequence [T, ...], got %s", shape_str_sample(s));
+    return NULL;
+  }
+  int64_t ia[8] = {1, s.d[1] - 1, 1};
+  Value *sl = ir_new(&L->b, OP_slice, 1, &x, ia, 0);
+  Shape r = s;
+  r.rank--;
+  for (int i = 1; i < r.rank; i++) r.d[i] = s.d[i + 1];
+  return ir_reshape(&L->b, sl, r);
+}
+
+//
 // Layers
 //
 static Value *apply_layer(Lower *L, Layer *layer, Value **x, Node *site) {
@@ -260,10 +454,20 @@ static Value *apply_layer(Lower *L, Layer *layer, Value **x, Node *site) {
   const char *ss = shape_str_sample(s);
   int r = s.rank - (shape_batched(s) ? 1 : 0);
   b->loc = site->loc;
+  if (spec->is_loss && L->rec) {
+    error_at(site->loc, "%s inside a recurrent block; compute the loss on what the block emits", spec->name);
+    return NULL;
+  }
   switch (spec->kind) {
+  case L_LAST: return last_step(L, in, site);
+  case L_RNN:
+  case L_LSTM:
+  case L_GRU: return recurrent_layer(L, layer, in, site);
   case L_DENSE: {
     int64_t out = layer->cfg[0];
-    if (r != 1 || in->type != T_F32) {
+    // A sequence [T, N] gets the same dense layer at every step: [T, out].
+    bool seq = r == 2 && shape_batched(s) && !L->rec;
+    if ((r != 1 && !seq) || in->type != T_F32) {
       error_at(site->loc, "%s(%lld) expects a [N] input, got %s%s", spec->name, (long long)out, ss,
                r > 1 ? "; insert 'flatten'" : "");
       return NULL;
@@ -283,10 +487,10 @@ static Value *apply_layer(Lower *L, Layer *layer, Value **x, Node *site) {
     }
     b->loc = site->loc;
     int64_t ia[8] = {0, 1};
-    Value *mm_in[2] = {in, L->g->params[layer->wparam].value};
+    Value *mm_in[2] = {in, pval(L, layer->wparam)};
     Value *y = ir_new(b, OP_matmul, 2, mm_in, ia, 0);
     if (layer->bparam >= 0)
-      y = ir_binary(b, OP_add, y, ir_bcast(b, L->g->params[layer->bparam].value, y ? y->shape : s, 1u << (s.rank - 1)));
+      y = ir_binary(b, OP_add, y, ir_bcast(b, pval(L, layer->bparam), y ? y->shape : s, 1u << (s.rank - 1)));
     return y;
   }
   case L_CONV2D: {
@@ -315,10 +519,10 @@ static Value *apply_layer(Lower *L, Layer *layer, Value **x, Node *site) {
     }
     b->loc = site->loc;
     int64_t ia[8] = {st, pad};
-    Value *cin[2] = {in, L->g->params[layer->wparam].value};
+    Value *cin[2] = {in, pval(L, layer->wparam)};
     Value *y = ir_new(b, OP_conv2d, 2, cin, ia, 0);
     if (y && layer->bparam >= 0)
-      y = ir_binary(b, OP_add, y, ir_bcast(b, L->g->params[layer->bparam].value, y->shape, 1u << 1));
+      y = ir_binary(b, OP_add, y, ir_bcast(b, pval(L, layer->bparam), y->shape, 1u << 1));
     return y;
   }
   case L_RELU: return ir_unary(b, OP_relu, in);
@@ -427,6 +631,20 @@ static Layer *make_layer(Lower *L, const LayerSpec *spec, Node *call, Args *cfg)
     l->cfg[1] = int_arg(cfg->node[1], ln, "stride", 0, 1, 64, where);
     break;
   case L_CONCAT: l->cfg[0] = int_arg(cfg->node[0], ln, "axis", 0, 0, 5, where); break;
+  case L_RNN:
+  case L_LSTM:
+  case L_GRU: {
+    l->cfg[0] = int_arg(cfg->node[0], ln, "hidden", INT64_MIN, 1, 1 << 16, where);
+    l->cfg[1] = int_arg(cfg->node[1], ln, "layers", 1, 1, 16, where);
+    l->cfg[2] = bool_arg(cfg->node[2], ln, "bidirectional", false);
+    Node *act = cfg->node[3];
+    if (act && (act->kind != N_IDENT || (strcmp(act->name, "tanh") && strcmp(act->name, "relu")))) {
+      error_at(act->loc, "'activation' of %s must be tanh or relu", ln);
+      return NULL;
+    }
+    l->cfg[3] = act && !strcmp(act->name, "relu");
+    break;
+  }
   default: break;
   }
   for (int i = 0; i < 6; i++)
@@ -497,12 +715,208 @@ static Value *lower_call(Lower *L, Node *call, Node *piped_node, Value *piped) {
   return apply_layer(L, layer, x, call);
 }
 
+//
+// Recurrent blocks
+//
+//   recurrent over t in x {       x: a sequence [T, F]; the block's value is
+//       state h: [H] = 0          every step's emitted value, [T, ...]
+//       h = f(x[t], h)            a state's last assignment is its update
+//       emit h
+//   }
+static bool lower_type(Lower *L, Node *t, Shape *s, bool *is_class, int64_t *k);
+
+static int binding_index(Lower *L, Binding *bd) {
+  for (int i = L->bindings.len - 1; i >= 0; i--)
+    if (L->bindings.data[i] == bd) return i;
+  return -1;
+}
+
+static bool is_state_name(Recur *r, const char *name, Node **decl) {
+  for (int i = 0; i < r->npending; i++)
+    if (!strcmp(r->pending[i]->name, name)) {
+      *decl = r->pending[i];
+      return true;
+    }
+  return false;
+}
+
+static Value *lower_index(Lower *L, Node *n) {
+  Recur *r = L->rec;
+  Node *seq = n->lhs, *ix = n->rhs;
+  if (!r) {
+    error_at(n->loc, "'%s[%s]' outside a recurrent block", seq->name, ix->kind == N_IDENT ? ix->name : "...");
+    hint("a time step x[t] is only defined inside 'recurrent over t in x { ... }'");
+    return NULL;
+  }
+  if (ix->kind != N_IDENT || strcmp(ix->name, r->tvar)) {
+    error_at(ix->loc, "a sequence is indexed by the step variable '%s'", r->tvar);
+    return NULL;
+  }
+  Binding *bd = lookup(L, seq->name);
+  if (!bd) {
+    error_at(seq->loc, "undefined tensor '%s'", seq->name);
+    return NULL;
+  }
+  if (!bd->v) return NULL;
+  if (binding_index(L, bd) >= r->bind0) {
+    error_at(seq->loc, "'%s' is a tensor of this block, not a sequence it runs over", seq->name);
+    return NULL;
+  }
+  Shape s = bd->v->shape;
+  if (!shape_batched(s) || s.rank < 3 || s.d[1] != r->loop->T) {
+    error_at(seq->loc, "'%s' is %s, not a sequence of %lld steps", seq->name, shape_str_sample(s),
+             (long long)r->loop->T);
+    return NULL;
+  }
+  return loop_formal(r->loop, LF_SLICE, bd->v, s, seq->name);
+}
+
+static Value *lower_recur(Lower *L, Node *n) {
+  if (L->rec) {
+    error_at(n->loc, "recurrent blocks cannot be nested");
+    return NULL;
+  }
+  Binding *sb = lookup(L, n->lhs->name);
+  if (!sb) {
+    error_at(n->lhs->loc, "undefined tensor '%s'", n->lhs->name);
+    return NULL;
+  }
+  if (!sb->v) return NULL;
+  Shape ss = sb->v->shape;
+  if (!shape_batched(ss) || ss.rank < 3) {
+    error_at(n->lhs->loc, "recurrent runs over a sequence [T, ...], but '%s' is %s", n->lhs->name,
+             shape_str_sample(ss));
+    return NULL;
+  }
+  Recur rec = {0};
+  rec.loop = loop_new(L->g, ss.d[1], n->loc);
+  rec.loop->name = "recurrent";
+  rec.outer = L->b;
+  rec.tvar = n->name;
+  rec.bind0 = L->bindings.len;
+  rec.pending = arena_alloc(sizeof(Node *) * (size_t)(n->nargs + 1));
+  for (int i = 0; i < n->nargs; i++)
+    if (n->args[i]->kind == N_STATE) rec.pending[rec.npending++] = n->args[i];
+  int errs = error_count();
+  L->rec = &rec;
+  L->b = (Builder){rec.loop->body, n->loc, PH_FWD};
+  Node **states = arena_alloc(sizeof(Node *) * (size_t)(n->nargs + 1));
+  int *sformal = arena_alloc(sizeof(int) * (size_t)(n->nargs + 1));
+  int nstates = 0;
+  Node *emit = NULL;
+  Value *emitted = NULL;
+  for (int i = 0; i < n->nargs; i++) {
+    Node *st = n->args[i];
+    switch (st->kind) {
+    case N_STATE: {
+      for (int j = 0; j < rec.npending; j++)
+        if (rec.pending[j] == st) rec.pending[j] = rec.pending[--rec.npending];
+      Binding *prev = lookup(L, st->name);
+      if (prev && binding_index(L, prev) >= rec.bind0) {
+        error_at(st->loc, "the name '%s' is already used in this block", st->name);
+        continue;
+      }
+      Shape s;
+      bool cls;
+      int64_t k;
+      if (!lower_type(L, st->lhs, &s, &cls, &k)) continue;
+      if (cls) {
+        error_at(st->lhs->loc, "a state needs a shape such as [128], not a class type");
+        continue;
+      }
+      // The initial value belongs to the enclosing graph.
+      Builder inner = L->b;
+      Recur *keep = L->rec;
+      L->b = rec.outer;
+      L->rec = NULL;
+      Value *init = lower_expr(L, st->rhs);
+      L->b = inner;
+      L->rec = keep;
+      if (!init) continue;
+      if (init->shape.rank != 0 && !shape_eq(init->shape, s)) {
+        error_at(st->rhs->loc, "state '%s' is %s but its initial value is %s", st->name, shape_str_sample(s),
+                 shape_str_sample(init->shape));
+        continue;
+      }
+      Value *leaf = loop_formal(rec.loop, LF_STATE, init, s, st->name);
+      states[nstates] = st;
+      sformal[nstates++] = rec.loop->nformals - 1;
+      bind(L, st->name, leaf, st->loc);
+      break;
+    }
+    case N_ASSIGN: {
+      Value *v = lower_expr(L, st->lhs);
+      bind(L, st->name, v, st->loc);
+      if (v && !v->name) v->name = st->name;
+      break;
+    }
+    case N_EMIT:
+      if (emit) {
+        error_at(st->loc, "a recurrent block emits one value; the first 'emit' is on line %d", emit->loc.line);
+        continue;
+      }
+      emit = st;
+      emitted = lower_expr(L, st->lhs);
+      if (emitted && !shape_batched(emitted->shape)) {
+        error_at(st->lhs->loc, "emit needs a per-sample tensor, got %s", shape_str(emitted->shape));
+        emitted = NULL;
+      }
+      break;
+    default: error_at(st->loc, "expected 'state', an assignment or 'emit' in a recurrent block"); break;
+    }
+  }
+  LoopInfo *l = rec.loop;
+  // Each state's update is its newest binding.
+  for (int i = 0; i < nstates; i++) {
+    Binding *bd = lookup(L, states[i]->name);
+    Value *leaf = NULL;
+    for (int j = 0; j < l->body->values.len && !leaf; j++) {
+      Value *v = l->body->values.data[j];
+      if (v->op == OP_formal && v->ia[0] == sformal[i]) leaf = v;
+    }
+    if (!bd->v) continue;
+    if (bd->v == leaf) {
+      error_at(states[i]->loc, "state '%s' is never updated", states[i]->name);
+      hint("assign it in the block: '%s = ...'", states[i]->name);
+      continue;
+    }
+    if (!shape_eq(bd->v->shape, l->formals[sformal[i]].shape)) {
+      error_at(bd->loc, "the update of state '%s' is %s, but the state is %s", states[i]->name,
+               shape_str_sample(bd->v->shape), shape_str_sample(l->formals[sformal[i]].shape));
+      continue;
+    }
+    l->formals[sformal[i]].next = loop_output(l, LO_LAST, bd->v);
+  }
+  if (!emit) error_at(n->loc, "a recurrent block needs 'emit VALUE' (what each step outputs)");
+  L->bindings.len = rec.bind0;
+  L->b = rec.outer;
+  L->rec = NULL;
+  if (error_count() > errs || !emitted) return NULL;
+  int ys = loop_output(l, LO_STACK, emitted);
+  Value *outs[128];
+  L->b.loc = n->loc;
+  if (!loop_finish(&L->b, l, outs)) return NULL;
+  for (int j = 0; j < l->nouts; j++)
+    if (l->outs[j].kind == LO_LAST && l->outs[j].store->in[0] == l->outs[ys].store->in[0])
+      note_last(L, outs[ys], outs[j]);
+  return outs[ys];
+}
+
 static Value *lower_expr(Lower *L, Node *n) {
   Builder *b = &L->b;
   switch (n->kind) {
   case N_NUM: b->loc = n->loc; return ir_const(b, n->num);
+  case N_INDEX: return lower_index(L, n);
+  case N_RECUR: return lower_recur(L, n);
   case N_IDENT: {
     Binding *bd = lookup(L, n->name);
+    Node *decl;
+    if (L->rec && !bd && is_state_name(L->rec, n->name, &decl)) {
+      error_at(n->loc, "state '%s' is used before it is declared", n->name);
+      hint("'state %s' is declared on line %d", n->name, decl->loc.line);
+      return NULL;
+    }
+    if (bd && L->rec && binding_index(L, bd) < L->rec->bind0) return outer_use(L, bd->v);
     if (bd) return bd->v;
     if (find_spec(n->name) || find_layer(L, n->name)) {
       error_at(n->loc, "'%s' is a layer, not a tensor", n->name);
@@ -703,8 +1117,8 @@ static void lower_optimizer(Lower *L, Node *sec) {
   Node *c = sec->lhs;
   o->loc = c->loc;
   static const char *const opts[] = {"adam", "sgd", NULL};
-  static const char *const adam_args[] = {"lr", "beta1", "beta2", "eps", "weight_decay", NULL};
-  static const char *const sgd_args[] = {"lr", "momentum", "weight_decay", NULL};
+  static const char *const adam_args[] = {"lr", "beta1", "beta2", "eps", "weight_decay", "clip", NULL};
+  static const char *const sgd_args[] = {"lr", "momentum", "weight_decay", "clip", NULL};
   const char *const *names;
   if (!strcmp(c->name, "adam")) {
     o->kind = OPT_ADAM;
@@ -743,6 +1157,7 @@ static void lower_optimizer(Lower *L, Node *sec) {
     if (!strcmp(a->name, "eps")) num_kwarg(a, &o->eps, 0, 1, true, c->name);
     if (!strcmp(a->name, "momentum")) num_kwarg(a, &o->momentum, 0, 1, false, c->name);
     if (!strcmp(a->name, "weight_decay")) num_kwarg(a, &o->weight_decay, 0, 1, false, c->name);
+    if (!strcmp(a->name, "clip")) num_kwarg(a, &o->clip, 0, 1e9, true, c->name);
   }
   if ((o->beta1 >= 1 || o->beta2 >= 1) && o->kind == OPT_ADAM)
     error_at(c->loc, "adam's beta1 and beta2 must be below 1");
@@ -914,7 +1329,7 @@ static void check_data(Lower *L) {
 
 static void lower_train(Lower *L, Node *sec) {
   ModelInfo *info = &L->g->info;
-  static const char *const keys[] = {"batch", "epochs", "shuffle", "seed", NULL};
+  static const char *const keys[] = {"batch", "epochs", "shuffle", "seed", "bptt", NULL};
   for (int i = 0; i < sec->nargs; i++) {
     Node *a = sec->args[i];
     if (a->kind != N_KWARG) {
@@ -929,7 +1344,7 @@ static void lower_train(Lower *L, Node *sec) {
       if (h)
         hint("did you mean '%s'?", h);
       else
-        hint("the settings are batch, epochs, shuffle and seed");
+        hint("the settings are batch, epochs, shuffle, seed and bptt");
       continue;
     }
     if (!strcmp(a->name, "shuffle")) {
@@ -941,6 +1356,7 @@ static void lower_train(Lower *L, Node *sec) {
     if (!strcmp(a->name, "batch")) info->batch = v;
     if (!strcmp(a->name, "epochs")) info->epochs = v;
     if (!strcmp(a->name, "seed")) info->seed = v;
+    if (!strcmp(a->name, "bptt")) info->bptt = v;
   }
 }
 
@@ -951,7 +1367,7 @@ Graph *lower_program(Node *prog) {
   L.b.phase = PH_FWD;
   for (int i = 0; i < L_MSE + 1; i++) L.counter[i] = 0;
   ModelInfo *info = &L.g->info;
-  info->opt = (Optimizer){OPT_ADAM, 0.001, 0, 0.9, 0.999, 1e-8, 0, {0}};
+  info->opt = (Optimizer){.kind = OPT_ADAM, .lr = 0.001, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8};
   info->norm_mean = 0;
   info->norm_std = 1;
   info->batch = 64;

@@ -57,3 +57,8 @@ OP(maxpool_dx,2, F_ANCHOR, "(x, g) -> dx: g routed to the first max of each wind
 OP(softmax,   1, F_ANCHOR, "over the last axis")
 OP(xent,      2, F_ANCHOR, "(p[B,K], y) -> -sum_b log p[b, y_b]")
 OP(correct,   2, F_ANCHOR, "(logits[B,K], y) -> number of rows whose argmax is y_b")
+
+// ---- loops (ops_loop.c; the machinery is in loop.c) ----
+OP(formal,  0, F_LEAF, "a loop body's view of loop input ia[0] (a step slice, a state or an invariant)")
+OP(loop,    MAXIN, 0, "runs graph loops[ia[0]] over time; inputs: the captured outer values")
+OP(loopout, 1, 0, "output ia[0] of a loop; ia[1] rank, ia[2..] the shape")

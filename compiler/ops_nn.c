@@ -28,19 +28,34 @@ static int64_t conv_out(int64_t in, int64_t k, int64_t s, int64_t p) { return (i
 //
 // matmul: C[M,N] = op(A)[M,K] . op(B)[K,N], op = transpose where ia[0]/ia[1]
 //
+// A sequence [B, T, K] counts as B*T rows: on the left when not transposed
+// (C[B,T,N] = A . op(B), the input projection of a loop over all steps), or as
+// both operands when A is transposed (C[M,N] = A^T . B summed over every row
+// and step: a weight gradient).
+//
 // dA = g . op(B)^T  (transposed back if A was),  dB = op(A)^T . g  (likewise)
+static Shape lead(Shape s) {
+  s.rank--;
+  return s;
+}
+static Shape one(int64_t d) { return shape_make(1, &d); }
+
 bool shape_matmul(Value *v) {
   Shape a = v->in[0]->shape, b = v->in[1]->shape;
-  if (a.rank != 2 || b.rank != 2) die("matmul of rank %d and %d", a.rank, b.rank);
-  int64_t m = v->ia[0] ? a.d[1] : a.d[0], ka = v->ia[0] ? a.d[0] : a.d[1];
-  int64_t kb = v->ia[1] ? b.d[1] : b.d[0], n = v->ia[1] ? b.d[0] : b.d[1];
-  if (ka != kb) {
+  int64_t ta = v->ia[0], tb = v->ia[1];
+  bool ok = (a.rank == 2 && b.rank == 2) || (a.rank == 3 && !ta && b.rank == 2) ||
+            (a.rank == 3 && ta && b.rank == 3 && !tb);
+  if (!ok) die("matmul of rank %d and %d", a.rank, b.rank);
+  int la = a.rank - 1, lb = b.rank - 1;
+  Shape m = ta ? one(a.d[la]) : lead(a), ka = ta ? lead(a) : one(a.d[la]);
+  Shape kb = tb ? one(b.d[lb]) : lead(b);
+  int64_t n = tb ? b.d[0] : b.d[lb];
+  if (!shape_eq(ka, kb)) {
     error_at(v->loc, "matrix product of %s and %s: inner sizes differ", shape_str(a), shape_str(b));
     return false;
   }
-  v->shape.rank = 2;
-  v->shape.d[0] = m;
-  v->shape.d[1] = n;
+  v->shape = m;
+  v->shape.d[v->shape.rank++] = n;
   v->type = T_F32;
   return true;
 }
@@ -66,8 +81,12 @@ void grad_matmul(Builder *b, Value *v, Value *g, Value **dx) {
 LLVMValueRef emit_matmul(Emit *e, Value *v, LLVMValueRef *in) {
   Value *A = v->in[0], *Bv = v->in[1];
   int64_t ta = v->ia[0], tb = v->ia[1];
-  int64_t N = v->shape.d[1], ldr = N;
-  LLVMValueRef M = cg_dim(e, v->shape, 0), K = cg_dim(e, A->shape, ta ? 0 : 1);
+  int last = v->shape.rank - 1, alast = A->shape.rank - 1;
+  int64_t N = v->shape.d[last], ldr = N;
+  // Rows of a sequence output [B, T, N] run over B*T; steps = T (else 1).
+  int64_t steps = v->shape.rank == 3 ? v->shape.d[1] : 1;
+  LLVMValueRef M = cg_dim(e, v->shape, 0), K = cg_dim(e, A->shape, ta ? 0 : alast);
+  if (ta && A->shape.rank == 3) K = MUL(e, K, I(e, A->shape.d[1]));
   LLVMValueRef bptr = e->ptr[Bv->id], rows = e->scratch;
   bool nt = tb && !ta;  // x . W^T: both operands contiguous along k
   if (nt) {
@@ -95,12 +114,13 @@ LLVMValueRef emit_matmul(Emit *e, Value *v, LLVMValueRef *in) {
   LLVMValueRef r0, r1;
   cg_rows(e, v->shape, &r0, &r1);
   if (e->k->par_out) r0 = e->lo, r1 = e->hi;
+  if (steps > 1) r0 = MUL(e, r0, I(e, steps)), r1 = MUL(e, r1, I(e, steps));
   LLVMValueRef nblk = LLVMBuildSDiv(B(e), ADD(e, LLVMBuildSub(B(e), r1, r0, ""), I(e, mr - 1)), I(e, mr), "");
   Loop lb = cg_loop_begin(e, I(e, 0), nblk, "blk");
   LLVMValueRef i0 = ADD(e, r0, MUL(e, lb.i, I(e, mr)));
   LLVMValueRef left = cg_min_i64(e, LLVMBuildSub(B(e), r1, i0, ""), I(e, mr));  // rows in this block
   if (nt) {
-    int64_t Ks = A->shape.d[1];
+    int64_t Ks = A->shape.d[alast];
     GemmNT g = {.M = mr, .N = N, .lda = Ks, .ldb = Ks, .ldc = ldr, .K = I(e, Ks),
                 .a = cg_gep(e, e->f32, abase, MUL(e, i0, I(e, Ks))), .b = bptr, .c = rows, .m_valid = left};
     cg_gemm_nt(e, &g);
@@ -110,7 +130,11 @@ LLVMValueRef emit_matmul(Emit *e, Value *v, LLVMValueRef *in) {
     cg_gemm(e, &g);
   }
   Loop lr = cg_loop_begin(e, I(e, 0), left, "r");
-  LLVMValueRef outer[1] = {ADD(e, i0, lr.i)};
+  LLVMValueRef row = ADD(e, i0, lr.i), outer[2] = {row};
+  if (steps > 1) {
+    outer[0] = LLVMBuildSDiv(B(e), row, I(e, steps), "");
+    outer[1] = LLVMBuildSRem(B(e), row, I(e, steps), "");
+  }
   cg_epilogue(e, outer, 1, cg_gep(e, e->f32, rows, MUL(e, lr.i, I(e, ldr))));
   cg_loop_end(e, &lr);
   cg_loop_end(e, &lb);

@@ -5,6 +5,11 @@
 //   sgd:   g' = g + wd*w;  buf' = mu*buf + g';  w' = w - lr*buf'   (no buf if mu = 0)
 //   adam:  g' = g + wd*w;  m' = b1*m + (1-b1)*g';  v' = b2*v + (1-b2)*g'^2
 //          w' = w - (lr/bc1) * m' / (sqrt(v')/sqrt(bc2) + eps),  bc_i = 1 - b_i^t
+//
+// With clip=c, the gradients are first scaled to a global norm of at most c,
+// as PyTorch's clip_grad_norm_ does before the step:
+//   n = sqrt(sum over the parameters of sum(g^2));  g <- g * c / max(n + 1e-6, c)
+// where max(d, c) = d + relu(c - d).
 #include "fnnc.h"
 
 static Value *K(Builder *b, double c) { return ir_const(b, c); }
@@ -19,11 +24,29 @@ int optimizer_slots(const Optimizer *o) {
   return o->momentum > 0 ? 1 : 0;
 }
 
+// The factor that scales every gradient to a global norm of at most o->clip.
+static Value *clip_scale(Graph *g, const Optimizer *o) {
+  Builder b = {g, o->loc, PH_UPDATE};
+  Value *sq = NULL;
+  for (int i = 0; i < g->nparams; i++) {
+    Value *gr = g->params[i].grad;
+    if (!gr) continue;
+    Value *s = ir_sum(&b, mul(&b, gr, gr), shape_make(0, NULL), 0);
+    sq = sq ? add(&b, sq, s) : s;
+  }
+  if (!sq) return NULL;
+  Value *d = add(&b, ir_unary(&b, OP_sqrt, sq), K(&b, 1e-6));
+  Value *mx = add(&b, d, ir_unary(&b, OP_relu, sub(&b, K(&b, o->clip), d)));
+  return dvd(&b, K(&b, o->clip), mx);
+}
+
 // The update of floats [off, off + n) of the slabs: consecutive parameters
 // whose gradients are all in the gradient slab, updated by one streaming loop.
-static void update_run(Graph *g, const Optimizer *o, Loc loc, int64_t off, int64_t n) {
+// `scale` (or NULL) multiplies the gradients first (clipping).
+static void update_run(Graph *g, const Optimizer *o, Loc loc, int64_t off, int64_t n, Value *scale) {
   Builder b = {g, loc, PH_UPDATE};
   Value *w = ir_slab(&b, BUF_PARAM, 0, off, n), *gr = ir_slab(&b, BUF_GRAD, 0, off, n);
+  if (scale) gr = mul(&b, gr, scale);
   if (o->weight_decay > 0) gr = add(&b, gr, mul(&b, K(&b, o->weight_decay), w));
   Value *nw;
   if (o->kind == OPT_ADAM) {
@@ -53,6 +76,7 @@ static void update_run(Graph *g, const Optimizer *o, Loc loc, int64_t off, int64
 void optimizer_lower(Graph *g) {
   const Optimizer *o = &g->info.opt;
   g->state_floats = optimizer_slots(o) * g->param_floats;
+  Value *scale = o->clip > 0 ? clip_scale(g, o) : NULL;
   for (int i = 0; i < g->nparams;) {
     if (!g->params[i].grad) {
       i++;
@@ -61,7 +85,7 @@ void optimizer_lower(Graph *g) {
     int j = i;
     while (j < g->nparams && g->params[j].grad) j++;
     int64_t end = j < g->nparams ? g->params[j].offset : g->param_floats;
-    update_run(g, o, g->params[i].loc, g->params[i].offset, end - g->params[i].offset);
+    update_run(g, o, g->params[i].loc, g->params[i].offset, end - g->params[i].offset, scale);
     i = j;
   }
 }

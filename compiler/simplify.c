@@ -275,7 +275,7 @@ static void simplify_once(Graph *g) {
         nv->name = v->name;
       }
     } else {
-      Value *in[4];
+      Value *in[MAXIN];
       for (int j = 0; j < v->nin; j++) in[j] = map[v->in[j]->id];
       if (v->op == OP_store) {
         if (v->param < 0)
@@ -309,4 +309,5 @@ static void simplify_once(Graph *g) {
 void simplify(Graph *g) {
   simplify_once(g);
   simplify_once(g);
+  loop_simplify(g);
 }

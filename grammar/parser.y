@@ -12,6 +12,9 @@
  *   unary    = "-" unary | primary
  *   primary  = NUMBER | STRING | "true" | "false" | NAME | call ("as" NAME)?
  *            | "(" expr ")" | "[" (expr ("," expr)*)? "]"
+ *            | NAME "[" expr "]"                       a time step of a sequence
+ *            | "recurrent" "over" NAME "in" NAME "{" rstmt* "}"
+ *   rstmt    = "state" NAME ":" type "=" expr | NAME "=" expr | "emit" expr
  *   call     = NAME "(" (arg ("," arg)*)? ")"    arg = expr | NAME "=" expr
  *
  * Statements end at a newline or ';'. Newlines are filtered between the
@@ -71,12 +74,13 @@ int fnn_lex_raw(YYSTYPE *yylval_param, YYLTYPE *yylloc_param, yyscan_t yyscanner
 %token MODEL "'model'" INPUT "'input'" TARGET "'target'" LOSS "'loss'"
 %token OPTIMIZER "'optimizer'" DATA "'data'" TRAIN "'train'" TEST "'test'"
 %token CLASS "'class'" AS "'as'" TRUE "'true'" FALSE "'false'"
+%token RECURRENT "'recurrent'" OVER "'over'" IN "'in'" STATE "'state'" EMIT "'emit'"
 %token ARROW "'->'"
 %token NL "newline"
 
-%type <vec> items mstmts dstmts tlist dims exprs args
+%type <vec> items mstmts dstmts tlist dims exprs args rstmts
 %type <node> section model_sec optimizer_sec data_sec train_sec
-%type <node> mstmt dstmt kwarg type expr stage sum prod unary primary call arg
+%type <node> mstmt dstmt kwarg type expr stage sum prod unary primary call arg recur rstmt
 %type <str> dname
 
 %code {
@@ -337,6 +341,33 @@ primary
   | '(' expr ')'          { $$ = $2; }
   | '[' ']'               { $$ = mk(P, N_LIST, @$); }
   | '[' exprs ']'         { $$ = with_args(mk(P, N_LIST, @$), $2); }
+  | IDENT '[' expr ']'    { $$ = mk(P, N_INDEX, @$); $$->lhs = mk_named(P, N_IDENT, @1, $1, NULL); $$->rhs = $3; }
+  | recur
+  ;
+
+/* --- recurrent blocks --- */
+
+recur
+  : RECURRENT OVER IDENT IN IDENT '{' rstmts '}'
+                          { $$ = with_args(mk_named(P, N_RECUR, @1, $3, mk_named(P, N_IDENT, @5, $5, NULL)), $7); }
+  | RECURRENT OVER IDENT IN IDENT '{' rstmts rstmt '}'
+                          { vec_push(&$7, $8); $$ = with_args(mk_named(P, N_RECUR, @1, $3, mk_named(P, N_IDENT, @5, $5, NULL)), $7); }
+  | RECURRENT OVER IDENT IN IDENT '{' rstmts error '}'
+                          { yyerrok; $$ = with_args(mk_named(P, N_RECUR, @1, $3, mk_named(P, N_IDENT, @5, $5, NULL)), $7); }
+  ;
+
+rstmts
+  : %empty                { $$ = (Vec){0}; }
+  | rstmts sep            { $$ = $1; }
+  | rstmts rstmt sep      { $$ = $1; vec_push(&$$, $2); }
+  | rstmts error sep      { $$ = $1; yyerrok; }
+  ;
+
+rstmt
+  : STATE IDENT ':' type '=' expr
+                          { $$ = mk_named(P, N_STATE, @2, $2, $4); $$->rhs = $6; }
+  | IDENT '=' expr        { $$ = mk_named(P, N_ASSIGN, @1, $1, $3); }
+  | EMIT expr             { $$ = mk(P, N_EMIT, @1); $$->lhs = $2; }
   ;
 
 exprs

@@ -1,0 +1,32 @@
+#!/bin/sh
+# bench/seqmnist.sh: training speed of models/seqmnist.fnn (an LSTM over the
+# 28 rows of each MNIST image) next to PyTorch's nn.LSTM with the same
+# settings (bench/torch_ref.py --model seqmnist: lstm(128), last step,
+# dense(10), Adam, batch 64).
+#
+# A benchmark, not a test. For --threads 1 and 2: the AOT trainer's training
+# images/s over SEQ_STEPS steps (median of RUNS runs, from the --log CSV),
+# then PyTorch's (median of its runs, data preloaded, warm-up excluded).
+# Settings (environment): BENCH_RUNS (3), SEQ_STEPS (100), SEQ_TORCH_STEPS (20),
+# BENCH_TORCH (1; 0 skips PyTorch). Needs `make all data`.
+set -u
+cd "$(dirname "$0")/.." || exit 1
+RUNS=${BENCH_RUNS:-3}
+STEPS=${SEQ_STEPS:-100}
+TSTEPS=${SEQ_TORCH_STEPS:-20}
+OUT=build/bench
+mkdir -p "$OUT"
+median() { sort -g | awk '{a[NR] = $1} END { if (NR) print a[int((NR + 1) / 2)]; else print "-" }'; }
+
+bin/fnnc models/seqmnist.fnn -o "$OUT/seqmnist" || exit 1
+for t in 1 2; do
+  for r in $(seq "$RUNS"); do
+    "$OUT/seqmnist" --threads "$t" --steps "$STEPS" --quiet --log "$OUT/seq_t$t.csv" >/dev/null 2>&1 || exit 1
+    sed -n 2p "$OUT/seq_t$t.csv" | cut -d, -f6
+  done | median >"$OUT/seq_t$t.txt"
+  echo "fnnc    seqmnist threads=$t steps=$STEPS images_per_s=$(cat "$OUT/seq_t$t.txt")"
+  if [ "${BENCH_TORCH:-1}" != 0 ] && /usr/bin/python3 -c 'import torch' 2>/dev/null; then
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE /usr/bin/python3 bench/torch_ref.py --model seqmnist \
+      --threads "$t" --steps "$TSTEPS" --runs "$RUNS" 2>/dev/null | sed 's/^/pytorch /'
+  fi
+done
