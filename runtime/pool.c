@@ -1,9 +1,9 @@
 // pool.c: the thread pool compiled steps run their parallel kernels on.
 //
 // fnn_parallel(task, ctx, n) publishes a call; the caller and the workers claim
-// task indices from one atomic word that also holds the call's generation, so
-// a worker that wakes late can never claim a task of a newer call with an old
-// function. The caller returns as soon as every task has finished: it never
+// task indices from per-chunk atomic words that also hold the call's
+// generation, so a worker that wakes late can never claim a task of a newer
+// call with an old function. The caller returns as soon as every task has finished: it never
 // waits for idle workers to wake up. Which thread runs a task never changes
 // what the task computes (tasks write disjoint memory; reductions are summed by
 // the compiled code in task order), so results are bitwise identical for any
@@ -36,21 +36,30 @@ static struct {
   FnnTask task;               // the current call (under mu)
   void *ctx;
   int64_t ntasks;
-  _Atomic uint64_t next;      // gen << 32 | next task index
+  int nchunks;                // chunks of the current call (its thread count)
+  _Atomic uint64_t next[MAX_THREADS];  // per chunk: gen << 32 | next task index
+  int64_t end[MAX_THREADS];   // per chunk: one past its last task (set before publishing)
   _Atomic int64_t done;       // tasks of the current call that have finished
   _Atomic uint32_t published; // gen, readable without the lock
   _Atomic int sleepers;       // workers waiting on `start`
 } P = {.mu = PTHREAD_MUTEX_INITIALIZER, .start = PTHREAD_COND_INITIALIZER, .nthreads = 1};
 
-// Claims and runs tasks of generation `gen` until none are left.
-static void run_tasks(uint32_t gen, FnnTask task, void *ctx, int64_t ntasks, int64_t tid) {
+// Claims and runs the tasks of chunk c of generation `gen` until none are left.
+static void run_chunk(uint32_t gen, FnnTask task, void *ctx, int c, int64_t tid) {
   for (;;) {
-    uint64_t v = atomic_load(&P.next);
-    if ((uint32_t)(v >> 32) != gen || (int64_t)(v & 0xffffffffu) >= ntasks) return;
-    if (!atomic_compare_exchange_weak(&P.next, &v, v + 1)) continue;
+    uint64_t v = atomic_load(&P.next[c]);
+    if ((uint32_t)(v >> 32) != gen || (int64_t)(v & 0xffffffffu) >= P.end[c]) return;
+    if (!atomic_compare_exchange_weak(&P.next[c], &v, v + 1)) continue;
     task(ctx, (int64_t)(v & 0xffffffffu), tid);
     atomic_fetch_add(&P.done, 1);
   }
+}
+
+// The tasks are cut into one contiguous chunk per thread: a thread runs its
+// own chunk first (so from one kernel to the next it works on the same rows,
+// which stay in its caches), then helps with the others'.
+static void run_tasks(uint32_t gen, FnnTask task, void *ctx, int nchunks, int64_t tid) {
+  for (int k = 0; k < nchunks; k++) run_chunk(gen, task, ctx, (int)((tid + k) % nchunks), tid);
 }
 
 enum { SPIN_NS = 200000 };
@@ -93,9 +102,9 @@ static void *worker(void *arg) {
     if (tid >= P.nthreads) continue;  // the pool shrank: sit this call out
     FnnTask task = P.task;
     void *ctx = P.ctx;
-    int64_t ntasks = P.ntasks;
+    int nchunks = P.nchunks;
     pthread_mutex_unlock(&P.mu);
-    run_tasks(seen, task, ctx, ntasks, tid);
+    run_tasks(seen, task, ctx, nchunks, tid);
     pthread_mutex_lock(&P.mu);
   }
   return NULL;
@@ -136,12 +145,16 @@ void fnn_parallel(FnnTask task, void *ctx, int64_t ntasks) {
   P.task = task;
   P.ctx = ctx;
   P.ntasks = ntasks;
+  P.nchunks = P.nthreads;
   atomic_store(&P.done, 0);
-  atomic_store(&P.next, (uint64_t)gen << 32);
+  for (int c = 0; c < P.nchunks; c++) {
+    P.end[c] = ntasks * (c + 1) / P.nchunks;
+    atomic_store(&P.next[c], (uint64_t)gen << 32 | (uint64_t)(ntasks * c / P.nchunks));
+  }
   atomic_store_explicit(&P.published, gen, memory_order_release);
   if (atomic_load(&P.sleepers)) pthread_cond_broadcast(&P.start);
   pthread_mutex_unlock(&P.mu);
-  run_tasks(gen, task, ctx, ntasks, 0);
+  run_tasks(gen, task, ctx, P.nchunks, 0);
   // Wait for the tasks other threads claimed; they are short.
   for (int spins = 0; atomic_load(&P.done) < ntasks; spins++)
     if (spins > 1000) sched_yield();
