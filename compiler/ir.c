@@ -144,8 +144,8 @@ Value *ir_new(Builder *b, Op op, int nin, Value **in, const int64_t *ia, double 
 
 Value *ir_const(Builder *b, double c) { return ir_new(b, OP_const, 0, NULL, NULL, c); }
 
-// Leaves: ia[0] = a (Hyper index, state slot), .param = index for param/state.
-Value *ir_leaf(Builder *b, Op op, Shape s, DType t, int64_t a, int64_t index) {
+// A new leaf of shape s, not interned yet.
+static Value *leaf_new(Builder *b, Op op, Shape s, DType t) {
   Value *v = arena_alloc(sizeof(Value));
   v->op = op;
   v->param = -1;
@@ -154,20 +154,19 @@ Value *ir_leaf(Builder *b, Op op, Shape s, DType t, int64_t a, int64_t index) {
   v->group = -1;
   v->shape = s;
   v->type = t;
+  return v;
+}
+
+// Leaves: ia[0] = a (Hyper index, state slot), .param = index for param/state.
+Value *ir_leaf(Builder *b, Op op, Shape s, DType t, int64_t a, int64_t index) {
+  Value *v = leaf_new(b, op, s, t);
   v->ia[0] = a;
   if (op == OP_param || op == OP_state) v->param = (int)index;
   return intern(b->g, v);
 }
 
 Value *ir_slab(Builder *b, BufKind kind, int64_t slot, int64_t offset, int64_t n) {
-  Value *v = arena_alloc(sizeof(Value));
-  v->op = OP_slab;
-  v->param = -1;
-  v->loc = b->loc;
-  v->phase = b->phase;
-  v->group = -1;
-  v->shape = shape_make(1, &n);
-  v->type = T_F32;
+  Value *v = leaf_new(b, OP_slab, shape_make(1, &n), T_F32);
   v->ia[0] = kind;
   v->ia[1] = slot;
   v->ia[2] = offset;

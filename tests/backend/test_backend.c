@@ -14,8 +14,7 @@
 //
 // usage: test_backend [AOT_OUT]   (FNNC_LIBDIR must point at the stand-in runtime
 // when AOT_OUT is given)
-#include "fnnc.h"
-#include "fnnrt.h"
+#include "harness.h"
 
 #include <llvm-c/IRReader.h>
 #include <llvm-c/Linker.h>
@@ -26,37 +25,6 @@
 #include <time.h>
 
 // diag.c is not linked: a stand-in that counts and prints.
-static int nerrors;
-void error_plain(const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  fprintf(stderr, "fnnc: error: ");
-  vfprintf(stderr, fmt, ap);
-  fprintf(stderr, "\n");
-  va_end(ap);
-  nerrors++;
-}
-
-// The JIT defines the runtime's thread pool entry for compiled code; here it
-// runs the tasks in order. The test module calls it from use2.
-void fnn_parallel(FnnTask task, void *ctx, int64_t ntasks) {
-  for (int64_t i = 0; i < ntasks; i++) task(ctx, i, 0);
-}
-// The other runtime entries the JIT defines for compiled code.
-int fnn_threads(void) { return 1; }
-double fnn_prof_begin(void *prof) { return 0; }
-void fnn_prof_end(void *prof, int64_t kernel, double t0) {}
-
-static int failures;
-#define CHECK(c, ...)                                  \
-  do {                                                 \
-    if (!(c)) {                                        \
-      fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-      fprintf(stderr, __VA_ARGS__);                    \
-      fprintf(stderr, "\n");                           \
-      failures++;                                      \
-    }                                                  \
-  } while (0)
 
 static double now(void) {
   struct timespec t;

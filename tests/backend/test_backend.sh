@@ -33,7 +33,7 @@ build() { # build EXE EXTRA_FLAGS...
 	shift
 	# shellcheck disable=SC2086
 	$CC -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Wno-unused-parameter -Werror -O1 -g "$@" \
-		$llvm_cflags -Icompiler -Iruntime -DFNNC_LIBDIR="\"$stub\"" \
+		$llvm_cflags -Icompiler -Iruntime -Itests -DFNNC_LIBDIR="\"$stub\"" \
 		-o "$exe" tests/backend/test_backend.c compiler/backend.c compiler/util.c \
 		$llvm_libs -lm -lpthread
 }

@@ -19,8 +19,7 @@
 //
 // usage: test_vmath   (FNNC_CPU=NAME: a baseline CPU; then the packing
 // check only asks for some vector code)
-#include "fnnc.h"
-#include "fnnrt.h"
+#include "harness.h"
 
 #include <float.h>
 #include <inttypes.h>
@@ -30,35 +29,6 @@
 #include <time.h>
 
 // diag.c is not linked: a stand-in that counts and prints.
-static int nerrors;
-void error_plain(const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  fprintf(stderr, "fnnc: error: ");
-  vfprintf(stderr, fmt, ap);
-  fprintf(stderr, "\n");
-  va_end(ap);
-  nerrors++;
-}
-
-// The runtime entries the JIT defines for compiled code (unused here).
-void fnn_parallel(FnnTask task, void *ctx, int64_t ntasks) {
-  for (int64_t i = 0; i < ntasks; i++) task(ctx, i, 0);
-}
-int fnn_threads(void) { return 1; }
-double fnn_prof_begin(void *prof) { return 0; }
-void fnn_prof_end(void *prof, int64_t kernel, double t0) {}
-
-static int failures;
-#define CHECK(c, ...)                                       \
-  do {                                                      \
-    if (!(c)) {                                             \
-      fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);  \
-      fprintf(stderr, __VA_ARGS__);                         \
-      fprintf(stderr, "\n");                                \
-      failures++;                                           \
-    }                                                       \
-  } while (0)
 
 typedef LLVMValueRef (*VmFn)(LLVMModuleRef, LLVMBuilderRef, LLVMValueRef);
 typedef void (*LoopFn)(const float *x, float *y, int64_t n);
