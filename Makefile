@@ -12,7 +12,19 @@ CSTD    := -std=c11 -D_POSIX_C_SOURCE=200809L
 WARN    := -Wall -Wextra -Wno-unused-parameter
 OPT     ?= -O2 -g
 LLVM_CFLAGS := $(shell $(LLVM_CONFIG) --cflags 2>/dev/null | sed 's/-std=[^ ]*//')
+# bin/fnnc links LLVM's static libraries: the process starts about 0.06 s
+# sooner than with libLLVM-19.so, which counts in `fnnc run`'s compile latency
+# (the link takes a few seconds more). LLVM_LINK=shared links the shared library.
+LLVM_LINK   ?= static
+LLVM_COMPONENTS := core orcjit orcdebugging native passes linker bitwriter bitreader analysis target ipo
+ifeq ($(LLVM_LINK),static)
+LLVM_LIBS   := $(shell $(LLVM_CONFIG) --link-static --ldflags --libs $(LLVM_COMPONENTS) 2>/dev/null) \
+               $(shell $(LLVM_CONFIG) --link-static --system-libs 2>/dev/null)
+else
 LLVM_LIBS   := $(shell $(LLVM_CONFIG) --ldflags --libs 2>/dev/null)
+endif
+# LLVM's libraries need the C++ runtime: link with the C++ driver.
+LINK    ?= $(CXX)
 SAN     ?=
 
 RT_SRCS := $(wildcard runtime/*.c)
@@ -51,7 +63,7 @@ $(BUILD)/compiler/%.o: compiler/%.c compiler/fnnc.h compiler/ops.h runtime/fnnrt
 
 bin/fnnc: $(CC_OBJS) $(BUILD)/libfnnrt.a
 	@mkdir -p bin
-	$(CC) $(SAN) -o $@ $(CC_OBJS) $(BUILD)/libfnnrt.a $(LLVM_LIBS) -lz -lm -lpthread
+	$(LINK) $(SAN) -o $@ $(CC_OBJS) $(BUILD)/libfnnrt.a $(LLVM_LIBS) -lz -lm -lpthread
 
 # --- set-up, data, the main job ---
 deps:
@@ -75,10 +87,10 @@ test: deps
 
 test-asan:
 	$(MAKE) BUILD=build-asan OPT="-O1 -g" SAN="-fsanitize=address,undefined -fno-omit-frame-pointer" \
-	  build-asan/fnnc-asan
+	  LLVM_LINK=shared build-asan/fnnc-asan
 
 build-asan/fnnc-asan: $(CC_OBJS) $(BUILD)/libfnnrt.a
-	$(CC) $(SAN) -o $@ $(CC_OBJS) $(BUILD)/libfnnrt.a $(LLVM_LIBS) -lz -lm -lpthread
+	$(LINK) $(SAN) -o $@ $(CC_OBJS) $(BUILD)/libfnnrt.a $(LLVM_LIBS) -lz -lm -lpthread
 
 bench: all data
 	sh bench/run.sh

