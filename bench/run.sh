@@ -12,7 +12,8 @@
 #   - the top kernels of a --profile run of the CNN on one thread;
 #   - the same models in PyTorch (bench/torch_ref.py), if /usr/bin/python3 has
 #     torch, and the fnnc/PyTorch ratio of images/s;
-#   - the inline exp/log/tanh/sigmoid against libm calls (bench/act.sh).
+#   - the inline exp/log/tanh/sigmoid against libm calls (bench/act.sh);
+#   - the LSTM of models/seqmnist.fnn against torch.nn.LSTM (bench/seqmnist.sh).
 # The machine may be shared with other busy processes: compare numbers within
 # one run. Settings (environment): BENCH_RUNS (3), BENCH_CNN_STEPS (150),
 # BENCH_MLP_STEPS (600), BENCH_TORCH (1; 0 skips PyTorch), BENCH_TORCH_BUDGET
@@ -228,6 +229,11 @@ say "transcendentals: bench/act.sh, inline and FNNC_LIBM=1 (x$RUNS)"
 BENCH_RUNS=$RUNS sh bench/act.sh "$OUT" >"$OUT/act.txt" 2>"$OUT/act.err" ||
   say "bench/act.sh failed: $(tail -2 "$OUT/act.err")"
 
+# --- 9. The LSTM (models/seqmnist.fnn) next to PyTorch's nn.LSTM (bench/seqmnist.sh)
+say "recurrent: bench/seqmnist.sh (x$RUNS)"
+BENCH_RUNS=$RUNS BENCH_TORCH=$TORCH sh bench/seqmnist.sh 2>"$OUT/seq.err" | grep -E '^(fnnc|pytorch) ' >"$OUT/seq.txt" ||
+  say "bench/seqmnist.sh failed: $(tail -2 "$OUT/seq.err")"
+
 torch_rate() {
   v=$(sed -n 's/.*images_per_s=\([0-9.]*\).*/\1/p' "$OUT/torch_$1_t$2.txt" 2>/dev/null | tail -1)
   echo "${v:--}"
@@ -302,6 +308,9 @@ T_END=$(now_ns)
   echo
   echo "exp/log/tanh/sigmoid inline (compiler/vmath.c) against libm calls (FNNC_LIBM=1), bench/act.sh:"
   cat "$OUT/act.txt"
+  echo
+  echo "models/seqmnist.fnn (lstm(128) over 28 rows, batch 64) against torch.nn.LSTM, bench/seqmnist.sh:"
+  sed 's/^/  /' "$OUT/seq.txt"
   echo
   echo "bench took $(awk -v a="$T_START" -v b="$T_END" 'BEGIN { printf "%.0f", (b - a) / 1e9 }') s;" \
     "logs in $OUT/"
