@@ -124,8 +124,8 @@ LLVMTargetMachineRef backend_target_machine(void) {
 // whole module with every definition it does not own removed; one thread takes
 // it through its pipeline and code generation straight to an object file, so the parts
 // never meet again as IR (the JIT and the linker join the objects). The cut:
-//   - Only direct calls cross parts (the JIT links those through stubs, which
-//     reach any address): a function stays with the functions that take its
+//   - Only direct calls cross parts (the JIT resolves them by name, wherever
+//     the callee's part was loaded): a function stays with the functions that take its
 //     address, a mutable global with the functions using it, and a private
 //     constant is copied into every part using it. An internal function called
 //     from another part gets an external name.

@@ -528,9 +528,7 @@ static void call_parallel(Emit *e, Program *p, Kernel *k, LLVMValueRef kfn, Valu
   // partials, added in task order); other kernels take one block of rows per
   // thread, as splitting rows that nothing adds up changes no result.
   LLVMValueRef rows, ntasks;
-  bool partials = false;
-  for (int j = k->inputs.len; j < na; j++) partials |= kargs[j]->partial;
-  if (k->par_out || !partials) {
+  if (k->par_out || !kernel_partials(k)) {
     // Output rows of a weight gradient: one block per thread (a multiple of 4
     // rows; every task packs its operand). Batch rows that nothing adds up:
     // about TASKS_PER_THREAD blocks per thread, whole register tiles, so a

@@ -514,7 +514,10 @@ Program *fuse(Graph *g, Entry e);
 void gemm_tile(int64_t M, int64_t N, int *mr, int *nv);
 void gemm_tile_static(int64_t M, int64_t N, int *mr, int *nv);  // no leftover-row kernels if it can
 int64_t anchor_scratch(Value *a);
-bool conv_direct(Value *a);  // a convolution anchor runs on padded planes, not im2col
+bool conv_direct(Value *a);
+// Does a parallel kernel reduce over its rows into partial slots (so its tasks
+// must be the fixed PAR_ROWS blocks)?
+bool kernel_partials(Kernel *k);  // a convolution anchor runs on padded planes, not im2col
 void fused_dump(FILE *out, Program *p);  // --emit=fused
 
 //
@@ -613,6 +616,9 @@ typedef struct {
   const int64_t *aoff, *boff;
 } Gemm;
 void cg_gemm(Emit *e, const Gemm *g);
+// <n x float> at p (n <= 64); lanes >= valid are masked off (read as 0, not written).
+LLVMValueRef cg_vload(Emit *e, LLVMValueRef p, int n, int valid);
+void cg_vstore(Emit *e, LLVMValueRef v, LLVMValueRef p, int n, int valid);
 // The NT form: C[i,j] = (accumulate ? C[i,j] : 0) + sum_{k<K} a[i*lda + k] * b[j*ldb + k]
 // (both contiguous along k). C needs rows and columns rounded up to 4 (the
 // extra ones are junk).

@@ -404,6 +404,12 @@ int64_t anchor_scratch(Value *a) {
   }
 }
 
+bool kernel_partials(Kernel *k) {
+  for (int i = 0; i < k->members.len; i++)
+    if (((Value *)k->members.data[i])->partial) return true;
+  return false;
+}
+
 // Does a member reduce over the batch axis (its result has no batch axis)?
 static bool reduces_batch(Value *m) {
   if (m->op == OP_xent || m->op == OP_correct) return true;
@@ -750,8 +756,7 @@ void fused_dump(FILE *out, Program *p) {
       dump_ref(out, g, num, k->outputs.data[j]);
     }
     fprintf(out, ")\n");
-    bool partials = false;
-    for (int j = 0; j < k->members.len; j++) partials |= ((Value *)k->members.data[j])->partial;
+    bool partials = kernel_partials(k);
     const char *par = k->par_out ? "; one block of output rows per thread"
                       : k->par && partials ? arena_printf("; tasks of %d rows", PAR_ROWS)
                       : k->par             ? "; one block of rows per thread"

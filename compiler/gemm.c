@@ -18,16 +18,18 @@ static LLVMBuilderRef B(Emit *e) { return e->cg->b; }
 
 static LLVMTypeRef vec_t(Emit *e) { return LLVMVectorType(e->f32, 16); }
 
-static LLVMValueRef mask_const(Emit *e, int lanes) {
-  LLVMValueRef bits[16];
+// <n x float> lane masks, loads and stores; lanes >= valid are masked off
+// (read as 0, not written).
+static LLVMValueRef mask_const(Emit *e, int n, int valid) {
+  LLVMValueRef bits[64];
   LLVMTypeRef i1 = LLVMInt1TypeInContext(e->cg->ctx);
-  for (int i = 0; i < 16; i++) bits[i] = LLVMConstInt(i1, i < lanes, 0);
-  return LLVMConstVector(bits, 16);
+  for (int i = 0; i < n; i++) bits[i] = LLVMConstInt(i1, i < valid, 0);
+  return LLVMConstVector(bits, (unsigned)n);
 }
 
-static LLVMValueRef vload(Emit *e, LLVMValueRef p, int lanes) {
-  LLVMTypeRef vt = vec_t(e);
-  if (lanes == 16) {
+LLVMValueRef cg_vload(Emit *e, LLVMValueRef p, int n, int valid) {
+  LLVMTypeRef vt = LLVMVectorType(e->f32, (unsigned)n);
+  if (valid == n) {
     LLVMValueRef l = LLVMBuildLoad2(B(e), vt, p, "");
     LLVMSetAlignment(l, 4);
     return l;
@@ -36,23 +38,26 @@ static LLVMValueRef vload(Emit *e, LLVMValueRef p, int lanes) {
   unsigned id = LLVMLookupIntrinsicID("llvm.masked.load", 16);
   LLVMValueRef fn = LLVMGetIntrinsicDeclaration(e->cg->mod, id, types, 2);
   LLVMTypeRef fty = LLVMIntrinsicGetType(e->cg->ctx, id, types, 2);
-  LLVMValueRef args[4] = {p, LLVMConstInt(e->i32, 4, 0), mask_const(e, lanes), LLVMConstNull(vt)};
+  LLVMValueRef args[4] = {p, LLVMConstInt(e->i32, 4, 0), mask_const(e, n, valid), LLVMConstNull(vt)};
   return LLVMBuildCall2(B(e), fty, fn, args, 4, "");
 }
 
-static void vstore(Emit *e, LLVMValueRef v, LLVMValueRef p, int lanes) {
-  if (lanes == 16) {
+void cg_vstore(Emit *e, LLVMValueRef v, LLVMValueRef p, int n, int valid) {
+  if (valid == n) {
     LLVMValueRef s = LLVMBuildStore(B(e), v, p);
     LLVMSetAlignment(s, 4);
     return;
   }
-  LLVMTypeRef types[2] = {vec_t(e), e->ptrty};
+  LLVMTypeRef types[2] = {LLVMVectorType(e->f32, (unsigned)n), e->ptrty};
   unsigned id = LLVMLookupIntrinsicID("llvm.masked.store", 17);
   LLVMValueRef fn = LLVMGetIntrinsicDeclaration(e->cg->mod, id, types, 2);
   LLVMTypeRef fty = LLVMIntrinsicGetType(e->cg->ctx, id, types, 2);
-  LLVMValueRef args[4] = {v, p, LLVMConstInt(e->i32, 4, 0), mask_const(e, lanes)};
+  LLVMValueRef args[4] = {v, p, LLVMConstInt(e->i32, 4, 0), mask_const(e, n, valid)};
   LLVMBuildCall2(B(e), fty, fn, args, 4, "");
 }
+
+static LLVMValueRef vload(Emit *e, LLVMValueRef p, int lanes) { return cg_vload(e, p, 16, lanes); }
+static void vstore(Emit *e, LLVMValueRef v, LLVMValueRef p, int lanes) { cg_vstore(e, v, p, 16, lanes); }
 
 static LLVMValueRef vfma(Emit *e, LLVMValueRef a, LLVMValueRef b, LLVMValueRef c) {
   LLVMTypeRef vt = vec_t(e);

@@ -494,37 +494,6 @@ LLVMValueRef emit_conv2d_dw(Emit *e, Value *v, LLVMValueRef *in) {
   return NULL;
 }
 
-// <n x float> at p, lanes >= valid masked off (read as 0, not written).
-static LLVMValueRef lane_mask(Emit *e, int n, int valid) {
-  LLVMValueRef bits[64];
-  LLVMTypeRef i1 = LLVMInt1TypeInContext(e->cg->ctx);
-  for (int i = 0; i < n; i++) bits[i] = LLVMConstInt(i1, i < valid, 0);
-  return LLVMConstVector(bits, (unsigned)n);
-}
-static LLVMValueRef vec_load(Emit *e, LLVMValueRef p, int n, int valid) {
-  LLVMTypeRef vt = LLVMVectorType(e->f32, (unsigned)n);
-  if (valid == n) {
-    LLVMValueRef l = LLVMBuildLoad2(B(e), vt, p, "");
-    LLVMSetAlignment(l, 4);
-    return l;
-  }
-  LLVMValueRef args[4] = {p, LLVMConstInt(e->i32, 4, 0), lane_mask(e, n, valid), LLVMConstNull(vt)};
-  LLVMTypeRef types[2] = {vt, e->ptrty};
-  unsigned id = LLVMLookupIntrinsicID("llvm.masked.load", 16);
-  return LLVMBuildCall2(B(e), LLVMIntrinsicGetType(e->cg->ctx, id, types, 2),
-                        LLVMGetIntrinsicDeclaration(e->cg->mod, id, types, 2), args, 4, "");
-}
-static void vec_store(Emit *e, LLVMValueRef v, LLVMValueRef p, int n, int valid) {
-  if (valid == n) {
-    LLVMSetAlignment(LLVMBuildStore(B(e), v, p), 4);
-    return;
-  }
-  LLVMTypeRef types[2] = {LLVMVectorType(e->f32, (unsigned)n), e->ptrty};
-  unsigned id = LLVMLookupIntrinsicID("llvm.masked.store", 17);
-  LLVMValueRef args[4] = {v, p, LLVMConstInt(e->i32, 4, 0), lane_mask(e, n, valid)};
-  LLVMBuildCall2(B(e), LLVMIntrinsicGetType(e->cg->ctx, id, types, 2),
-                 LLVMGetIntrinsicDeclaration(e->cg->mod, id, types, 2), args, 4, "");
-}
 // The shuffle of a and b (concatenated) taking lane m(i) for i < n.
 static LLVMValueRef shuffle(Emit *e, LLVMValueRef a, LLVMValueRef b, int n, int (*m)(int i, int arg), int arg) {
   LLVMValueRef lane[64];
@@ -553,7 +522,7 @@ static void maxpool2_dx_plane(Emit *e, Value *X, Value *G, LLVMValueRef xoff, LL
     LLVMValueRef v[2][2], row[2];
     for (int di = 0; di < 2; di++) {
       row[di] = ADD(e, MUL(e, ADD(e, MUL(e, li.i, I(e, 2)), I(e, di)), I(e, Wd)), I(e, 2 * j0));
-      LLVMValueRef x = vec_load(e, cg_gep(e, e->f32, xp, row[di]), 32, 2 * valid);
+      LLVMValueRef x = cg_vload(e, cg_gep(e, e->f32, xp, row[di]), 32, 2 * valid);
       for (int dj = 0; dj < 2; dj++) v[di][dj] = shuffle(e, x, x, 16, every_other, dj);
     }
     // The first maximum in the order (0,0), (0,1), (1,0), (1,1).
@@ -564,13 +533,13 @@ static void maxpool2_dx_plane(Emit *e, Value *X, Value *G, LLVMValueRef xoff, LL
       best = LLVMBuildSelect(B(e), gt, x, best, "");
       code = LLVMBuildSelect(B(e), gt, splat_i32(e, t), code, "");
     }
-    LLVMValueRef g = vec_load(e, cg_gep(e, e->f32, gp, ADD(e, MUL(e, li.i, I(e, OW)), I(e, j0))), 16, valid);
+    LLVMValueRef g = cg_vload(e, cg_gep(e, e->f32, gp, ADD(e, MUL(e, li.i, I(e, OW)), I(e, j0))), 16, valid);
     LLVMValueRef zero = LLVMConstNull(LLVMVectorType(e->f32, 16));
     for (int di = 0; di < 2; di++) {
       LLVMValueRef o[2];
       for (int dj = 0; dj < 2; dj++)
         o[dj] = LLVMBuildSelect(B(e), LLVMBuildICmp(B(e), LLVMIntEQ, code, splat_i32(e, di * 2 + dj), ""), g, zero, "");
-      vec_store(e, shuffle(e, o[0], o[1], 32, interleave, 0), cg_gep(e, e->f32, tile, row[di]), 32, 2 * valid);
+      cg_vstore(e, shuffle(e, o[0], o[1], 32, interleave, 0), cg_gep(e, e->f32, tile, row[di]), 32, 2 * valid);
     }
   }
   cg_loop_end_scalar(e, &li);

@@ -35,7 +35,6 @@ static struct {
   uint32_t gen;               // generation of the current call (under mu)
   FnnTask task;               // the current call (under mu)
   void *ctx;
-  int64_t ntasks;
   int nchunks;                // chunks of the current call (its thread count)
   _Atomic uint64_t next[MAX_THREADS];  // per chunk: gen << 32 | next task index
   int64_t end[MAX_THREADS];   // per chunk: one past its last task (set before publishing)
@@ -144,7 +143,6 @@ void fnn_parallel(FnnTask task, void *ctx, int64_t ntasks) {
   uint32_t gen = ++P.gen;
   P.task = task;
   P.ctx = ctx;
-  P.ntasks = ntasks;
   P.nchunks = P.nthreads;
   atomic_store(&P.done, 0);
   for (int c = 0; c < P.nchunks; c++) {

@@ -8,19 +8,10 @@
 # clear "PROG: error: FILE: ..." message naming the problem, never a crash.
 # Hand-written valid files (no checksum, escapes, whitespace) load, and their
 # values arrive in the parameters.
-set -u
-cd "$(dirname "$0")/../.." || exit 1
-export LC_ALL=C
+. "$(dirname "$0")/lib.sh"
 
-fail() {
-	echo "FAIL: $*" >&2
-	exit 1
-}
-
-[ -x bin/fnnc ] || fail "bin/fnnc is missing (run 'make all')"
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/fnnc-e2e.XXXXXX") || exit 1
-trap 'rm -rf "$tmp"' EXIT
-trap 'exit 130' INT TERM
+need_fnnc
+make_tmp
 
 MODEL=tests/e2e/sigmoid_regression.fnn  # linear.weight [1,8], linear.bias [1]; sgd (a momentum slot)
 

@@ -8,34 +8,17 @@
 # multiple of 5, and a --resume with --steps bounded (3 more steps) runs and
 # exits 0 and saves step + 3. Leftover temporary files are allowed (the rename
 # never happened), the checkpoint itself never half-written.
-set -u
-cd "$(dirname "$0")/../.." || exit 1
-export LC_ALL=C
+. "$(dirname "$0")/lib.sh"
 
-fail() {
-	echo "FAIL: $*" >&2
-	exit 1
-}
-
-[ -x bin/fnnc ] || fail "bin/fnnc is missing (run 'make all')"
-M=data/mnist
-for f in train-images-idx3-ubyte train-labels-idx1-ubyte; do
-	[ -f "$M/$f" ] || fail "$M/$f is missing (run 'sh scripts/fetch-mnist.sh data')"
-done
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/fnnc-e2e.XXXXXX") || exit 1
+need_fnnc
+need_mnist
+make_tmp
 pid=
 trap '[ -n "$pid" ] && kill -9 $pid 2>/dev/null; rm -rf "$tmp"' EXIT
-trap 'exit 130' INT TERM
-
-be32() {
-	# shellcheck disable=SC2059 # the format is the 4 octal escapes
-	printf "\\$(printf %03o $(($1 >> 24 & 255)))\\$(printf %03o $(($1 >> 16 & 255)))\\$(printf %03o $(($1 >> 8 & 255)))\\$(printf %03o $(($1 & 255)))"
-}
 D=$tmp/d
 mkdir -p "$D/mnist"
-{ be32 2051; be32 2000; be32 28; be32 28; tail -c +17 "$M/train-images-idx3-ubyte" | head -c $((2000 * 784)); } \
-	>"$D/mnist/train-images-idx3-ubyte"
-{ be32 2049; be32 2000; tail -c +9 "$M/train-labels-idx1-ubyte" | head -c 2000; } >"$D/mnist/train-labels-idx1-ubyte"
+idx_head "$M/train-images-idx3-ubyte" "$M/train-labels-idx1-ubyte" 2000 \
+	"$D/mnist/train-images-idx3-ubyte" "$D/mnist/train-labels-idx1-ubyte"
 # No test set: a model file without one, so that evaluation does not slow the steps.
 grep -v 't10k' models/mlp.fnn >"$tmp/mlp.fnn"
 bin/fnnc "$tmp/mlp.fnn" -o "$tmp/mlp" >/dev/null 2>"$tmp/err" || fail "fnnc -o: $(cat "$tmp/err")"
