@@ -27,7 +27,7 @@ Graph *build_entry(Node *prog, Entry e) {
   if (e != ENTRY_TRAIN) g->state_floats = optimizer_slots(&g->info.opt) * g->param_floats;
   b.loc = g->loss->loc;
   b.phase = PH_FWD;
-  if (e == ENTRY_EVAL && g->info.classify && g->logits) {
+  if (e == ENTRY_EVAL && g->info.classify && !g->info.steps && g->logits) {
     Value *in[2] = {g->logits, g->y};
     ir_store(&b, ir_new(&b, OP_correct, 2, in, NULL, 0), BUF_OUT, -1, 1);
   }
@@ -75,7 +75,7 @@ static const char *dims(Shape s, bool drop_batch) {
 }
 
 char *model_descriptor(Graph *g, int64_t work_per_n, int64_t work_fixed, int64_t scratch, Program **progs) {
-  static const char *init_name[] = {"kaiming_uniform", "bias_uniform", "zero", "one"};
+  static const char *init_name[] = {"kaiming_uniform", "bias_uniform", "zero", "one", "normal"};
   ModelInfo *m = &g->info;
   char *buf = arena_alloc(256);
   size_t len = 0, cap = 256;
@@ -83,6 +83,8 @@ char *model_descriptor(Graph *g, int64_t work_per_n, int64_t work_fixed, int64_t
   P("fnn 1\n");
   P("model %s\n", m->name);
   P("input %s\n", dims(m->input, true));
+  if (m->tokens) P("tokens %lld\n", (long long)m->vocab);
+  if (m->steps) P("steps %lld\n", (long long)m->steps);
   if (m->classify)
     P("target class %lld\n", (long long)m->nclasses);
   else

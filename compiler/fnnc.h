@@ -107,7 +107,7 @@ typedef enum {
   N_PIPE,       // lhs -> rhs (rhs is N_IDENT or N_CALL, applied to lhs)
   N_BINOP,      // lhs op rhs, op in "+-*/"
   N_NEG,        // -lhs
-  N_TSHAPE,     // [d0, d1, ...] as args of N_NUM
+  N_TSHAPE,     // [d0, d1, ...] as args of N_NUM; name: "tokens" for tokens[T], else NULL
   N_TCLASS,     // class(K): num = K
   N_RECUR,      // recurrent over NAME in lhs { args }: name is the step variable, lhs an N_IDENT
   N_STATE,      // state NAME: lhs (N_TSHAPE) = rhs
@@ -224,7 +224,7 @@ struct Value {
 #define GROUP_INLINE (-2)  // fuse.c: recomputed wherever it is read (scalar math, pool prologue)
 
 // A trainable parameter (or frozen one) of the model.
-typedef enum { INIT_KAIMING_UNIFORM, INIT_BIAS_UNIFORM, INIT_ZERO, INIT_ONE } InitKind;
+typedef enum { INIT_KAIMING_UNIFORM, INIT_BIAS_UNIFORM, INIT_ZERO, INIT_ONE, INIT_NORMAL } InitKind;
 typedef struct {
   const char *name;  // "conv1.weight", PyTorch state_dict naming
   Shape shape;
@@ -250,6 +250,7 @@ typedef struct {
   const char *files[2];
   Loc loc;
   const char *column; // csv: the class (label=) or target (target=) column by name, or NULL
+  const char *vocab;  // text: "bytes" (ids are the bytes) or "file" (the file's distinct bytes, in order)
   bool column_is_label;
   Loc column_loc;
 } DataSource;
@@ -260,6 +261,9 @@ typedef struct {
   Shape input;         // per sample (no batch dimension)
   bool classify;       // target is class(K)
   int64_t nclasses;    // or the target width for regression
+  bool tokens;         // the input is tokens[T]: i32 ids in [0, vocab)
+  int64_t vocab;       // the smallest vocabulary of the embeddings that read the input
+  int64_t steps;       // a tokens[T] target: T class ids per sample (else 0)
   Optimizer opt;
   DataSource train, test;
   bool has_train, has_test;

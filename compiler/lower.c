@@ -10,6 +10,9 @@
 //                       a loop (loop.c): the body is a graph of its own
 //   rnn(H), lstm(H), gru(H)   the same loop, built here with PyTorch's equations
 //   last                the last step of a sequence [T, ...]
+//   embedding(V, D)     y = embed(ids, W)                      W[V,D]; ids: tokens[T], i32
+//   cross_entropy(z, y) on steps: z [T,V], y tokens[T]:
+//                       L = xent(softmax(z), y) * (1/n) * (1/T)
 //
 // Shapes in messages are per sample (without the batch axis), as users write them.
 #include "fnnc.h"
@@ -23,7 +26,7 @@
 //
 typedef enum {
   L_CONV2D, L_DENSE, L_RELU, L_TANH, L_SIGMOID, L_EXP, L_LOG, L_SQRT, L_SOFTMAX, L_FLATTEN,
-  L_MAXPOOL, L_CONCAT, L_LAST, L_RNN, L_LSTM, L_GRU, L_XENT, L_MSE,
+  L_MAXPOOL, L_CONCAT, L_LAST, L_RNN, L_LSTM, L_GRU, L_EMBED, L_XENT, L_MSE,
 } LayerKind;
 
 typedef struct {
@@ -52,6 +55,7 @@ static const LayerSpec layer_specs[] = {
     {"rnn", L_RNN, 1, true, false, {"hidden", "layers", "bidirectional", "activation"}},
     {"lstm", L_LSTM, 1, true, false, {"hidden", "layers", "bidirectional"}},
     {"gru", L_GRU, 1, true, false, {"hidden", "layers", "bidirectional"}},
+    {"embedding", L_EMBED, 1, true, false, {"vocab", "dim"}},
     {"cross_entropy", L_XENT, 2, false, true, {0}},
     {"mse", L_MSE, 2, false, true, {0}},
 };
@@ -444,6 +448,58 @@ static Value *last_step(Lower *L, Value *x, Node *site) {
 }
 
 //
+// Tokens: embedding(V, D) maps the ids of a tokens[T] input to rows of its
+// table NAME.weight [V, D] (PyTorch's nn.Embedding, initialised from N(0, 1)).
+// The smallest V of the embeddings that read the input bounds its ids: the data
+// loader checks them against it.
+//
+static Value *embedding(Lower *L, Layer *layer, Value *ids, Node *site) {
+  int64_t V = layer->cfg[0], D = layer->cfg[1];
+  if (ids->type != T_I32 || ids != L->g->x) {
+    error_at(site->loc, "embedding(%lld, %lld) expects token ids (an 'input x: tokens[T]'), got %s %s", (long long)V,
+             (long long)D, ids->type == T_I32 ? "class labels" : "a float tensor", shape_str_sample(ids->shape));
+    if (ids->type != T_I32) hint("declare the input as 'input x: tokens[T]'");
+    return NULL;
+  }
+  if (layer->wparam < 0) {
+    int64_t wd[2] = {V, D};
+    layer->wparam = add_param(L, arena_printf("%s.weight", layer->name), shape_make(2, wd), 0, INIT_NORMAL, layer->loc);
+  }
+  ModelInfo *m = &L->g->info;
+  if (!m->vocab || V < m->vocab) m->vocab = V;
+  Value *in[2] = {ids, pval(L, layer->wparam)};
+  L->b.loc = site->loc;
+  return ir_new(&L->b, OP_embed, 2, in, NULL, 0);
+}
+
+// cross_entropy on the steps of a sequence: logits z [T, V] against a
+// tokens[T] target, the mean over the steps and the batch, as PyTorch's
+// cross_entropy(z.reshape(-1, V), y.reshape(-1)).
+static Value *step_xent(Lower *L, Value *z, Value *y, Node *site) {
+  Builder *b = &L->b;
+  Shape s = z->shape;
+  int64_t T = y->shape.d[1];
+  if (z->type != T_F32 || !shape_batched(s) || s.rank != 3 || s.d[1] != T) {
+    error_at(site->loc, "cross_entropy with a tokens[%lld] target expects logits [%lld, V] (one row per step), got %s",
+             (long long)T, (long long)T, shape_str_sample(s));
+    if (shape_batched(s) && s.rank == 2) hint("keep every step: leave out 'last'");
+    return NULL;
+  }
+  if (L->g->info.nclasses && L->g->info.nclasses != s.d[2]) {
+    error_at(site->loc, "cross_entropy: the logits have %lld classes, but the target already has %lld (from another cross_entropy)", (long long)s.d[2],
+             (long long)L->g->info.nclasses);
+    return NULL;
+  }
+  L->g->info.nclasses = s.d[2];
+  if (!L->g->logits) L->g->logits = z;
+  Value *p = ir_unary(b, OP_softmax, z);
+  Value *xin[2] = {p, y};
+  Value *ce = ir_new(b, OP_xent, 2, xin, NULL, 0);
+  Value *invn = ir_leaf(b, OP_hyper, shape_make(0, NULL), T_F32, HYP_INVN, 0);
+  return ir_binary(b, OP_mul, ce, ir_binary(b, OP_mul, invn, ir_const(b, 1.0 / (double)T)));
+}
+
+//
 // Layers
 //
 static Value *apply_layer(Lower *L, Layer *layer, Value **x, Node *site) {
@@ -458,8 +514,16 @@ static Value *apply_layer(Lower *L, Layer *layer, Value **x, Node *site) {
     error_at(site->loc, "%s inside a recurrent block; compute the loss on what the block emits", spec->name);
     return NULL;
   }
+  for (int i = 0; i < spec->ntensors && spec->kind != L_EMBED && !spec->is_loss; i++)
+    if (x[i]->type == T_I32) {
+      error_at(site->loc, "%s needs a float tensor, got %s", spec->name,
+               x[i] == L->g->x ? "token ids" : "class labels");
+      hint(x[i] == L->g->x ? "token ids go through 'embedding(vocab, dim)' first" : "class labels can only be used by a loss");
+      return NULL;
+    }
   switch (spec->kind) {
   case L_LAST: return last_step(L, in, site);
+  case L_EMBED: return embedding(L, layer, in, site);
   case L_RNN:
   case L_LSTM:
   case L_GRU: return recurrent_layer(L, layer, in, site);
@@ -566,6 +630,7 @@ static Value *apply_layer(Lower *L, Layer *layer, Value **x, Node *site) {
   }
   case L_XENT: {
     Value *y = x[1];
+    if (y->op == OP_label && L->g->info.steps) return step_xent(L, in, y, site);
     if (y->op != OP_label || y->type != T_I32) {
       error_at(site->loc, "cross_entropy needs class labels as its second operand (a 'target y: class(K)')");
       return NULL;
@@ -645,6 +710,10 @@ static Layer *make_layer(Lower *L, const LayerSpec *spec, Node *call, Args *cfg)
     l->cfg[3] = act && !strcmp(act->name, "relu");
     break;
   }
+  case L_EMBED:
+    l->cfg[0] = int_arg(cfg->node[0], ln, "vocab", INT64_MIN, 2, 1 << 24, where);
+    l->cfg[1] = int_arg(cfg->node[1], ln, "dim", INT64_MIN, 1, 1 << 16, where);
+    break;
   default: break;
   }
   for (int i = 0; i < 6; i++)
@@ -820,8 +889,8 @@ static Value *lower_recur(Lower *L, Node *n) {
       bool cls;
       int64_t k;
       if (!lower_type(L, st->lhs, &s, &cls, &k)) continue;
-      if (cls) {
-        error_at(st->lhs->loc, "a state needs a shape such as [128], not a class type");
+      if (cls || st->lhs->name) {
+        error_at(st->lhs->loc, "a state needs a shape such as [128], not a class or tokens type");
         continue;
       }
       // The initial value belongs to the enclosing graph.
@@ -981,6 +1050,15 @@ static bool lower_type(Lower *L, Node *t, Shape *s, bool *is_class, int64_t *k) 
     s->d[0] = DIM_BATCH;
     return true;
   }
+  if (t->name && strcmp(t->name, "tokens")) {
+    error_at(t->loc, "unknown type '%s'", t->name);
+    hint("the types are [dims], class(K) and tokens[T]");
+    return false;
+  }
+  if (t->name && t->nargs != 1) {
+    error_at(t->loc, "tokens[T] has one dimension, the number of steps T; got %d", t->nargs);
+    return false;
+  }
   if (t->nargs < 1 || t->nargs > MAXRANK - 1) {
     error_at(t->loc, "a tensor type needs 1 to %d dimensions, got %d", MAXRANK - 1, t->nargs);
     return false;
@@ -1027,15 +1105,25 @@ static void lower_model(Lower *L, Node *m) {
         bind(L, st->name, NULL, st->loc);
         continue;
       }
+      bool tok = st->lhs->kind == N_TSHAPE && st->lhs->name;
       if (st->kind == N_INPUT) {
         if (cls) {
           error_at(st->lhs->loc, "an input needs a shape such as [1, 28, 28], not a class type");
           continue;
         }
-        g->x = ir_leaf(b, OP_input, s, T_F32, 0, 0);
+        g->info.tokens = tok;
+        g->x = ir_leaf(b, OP_input, s, tok ? T_I32 : T_F32, 0, 0);
         g->x->name = st->name;
         g->info.input = s;
         bind(L, st->name, g->x, st->loc);
+      } else if (tok) {
+        // Class ids per step; the classes come from the logits of cross_entropy.
+        g->info.classify = true;
+        g->info.steps = s.d[1];
+        g->y = ir_leaf(b, OP_label, s, T_I32, 0, 0);
+        g->y->name = st->name;
+        L->y = g->y;
+        bind(L, st->name, g->y, st->loc);
       } else {
         g->info.classify = cls;
         g->info.nclasses = cls ? k : shape_numel(s);
@@ -1087,6 +1175,9 @@ static void lower_model(Lower *L, Node *m) {
   if (!input) error_at(m->loc, "model '%s' has no input; declare one, e.g. 'input x: [1, 28, 28]'", m->name);
   if (!target) error_at(m->loc, "model '%s' has no target; declare one, e.g. 'target y: class(10)'", m->name);
   if (!loss) error_at(m->loc, "model '%s' has no loss; add e.g. 'loss cross_entropy(logits, y)'", m->name);
+  if (loss && g->loss && g->info.steps && !g->info.nclasses)
+    error_at(target->loc, "the tokens target '%s' is not used: give it to cross_entropy with per-step logits [%lld, V]",
+             target->name, (long long)g->info.steps);
 }
 
 // Reads a numeric keyword argument; reports anything else.
@@ -1175,11 +1266,13 @@ static const char *str_arg(Node *a, const char *what) {
 // The options of a data source call after its files:
 //   label="NAME" / target="NAME"   (csv) the class or target column, by name
 //   validation=F                   (train only) a fraction held out for validation
+//   vocab="bytes" / vocab="file"   (text) ids are the bytes, or the file's distinct bytes
 static void data_options(Lower *L, Node *c, int nfiles, DataSource *ds, bool is_train) {
   static const char *const csv_opts[] = {"label", "target", "validation", NULL};
   static const char *const idx_opts[] = {"validation", NULL};
-  bool csv = !strcmp(c->name, "csv");
-  const char *const *names = csv ? csv_opts : idx_opts;
+  static const char *const text_opts[] = {"vocab", "validation", NULL};
+  bool csv = !strcmp(c->name, "csv"), text = !strcmp(c->name, "text");
+  const char *const *names = csv ? csv_opts : text ? text_opts : idx_opts;
   for (int i = nfiles; i < c->nargs; i++) {
     Node *a = c->args[i];
     if (a->kind != N_KWARG) {
@@ -1194,7 +1287,14 @@ static void data_options(Lower *L, Node *c, int nfiles, DataSource *ds, bool is_
       error_at(a->loc, "unknown option '%s' for %s", a->name, c->name);
       const char *h = closest_word(a->name, names);
       if (h) hint("did you mean '%s'?", h);
-      else hint("%s takes %s", c->name, csv ? "label=, target= and validation=" : "validation=");
+      else hint("%s takes %s", c->name, csv ? "label=, target= and validation=" : text ? "vocab= and validation=" : "validation=");
+      continue;
+    }
+    if (!strcmp(a->name, "vocab")) {
+      if (a->lhs->kind != N_STR || (strcmp(a->lhs->name, "bytes") && strcmp(a->lhs->name, "file")))
+        error_at(a->lhs->loc, "'vocab' of text is \"bytes\" (the ids are the bytes, 256 of them) or \"file\" (the file's distinct bytes)");
+      else
+        ds->vocab = a->lhs->name;
       continue;
     }
     if (!strcmp(a->name, "validation")) {
@@ -1225,7 +1325,7 @@ static void data_options(Lower *L, Node *c, int nfiles, DataSource *ds, bool is_
 
 static void lower_data(Lower *L, Node *sec) {
   ModelInfo *info = &L->g->info;
-  static const char *const srcs[] = {"idx", "csv", NULL};
+  static const char *const srcs[] = {"idx", "csv", "text", NULL};
   static const char *const keys[] = {"train", "test", NULL};
   for (int i = 0; i < sec->nargs; i++) {
     Node *st = sec->args[i];
@@ -1291,13 +1391,23 @@ static void lower_data(Lower *L, Node *sec) {
       ds->kind = "csv";
       ds->files[0] = str_arg(c->args[0], "the csv file");
       ds->files[1] = "";
+    } else if (!strcmp(c->name, "text")) {
+      if (nfiles != 1) {
+        error_at(c->loc, "text needs one file");
+        continue;
+      }
+      ds->kind = "text";
+      ds->files[0] = str_arg(c->args[0], "the text file");
+      ds->files[1] = "";
+      ds->vocab = "bytes";
     } else {
       error_at(c->loc, "unknown data source '%s'", c->name);
       const char *h = closest_word(c->name, srcs);
-      hint(h ? "did you mean '%s'?" : "the data sources are %s", h ? h : "idx and csv");
+      hint(h ? "did you mean '%s'?" : "the data sources are %s", h ? h : "idx, csv and text");
       continue;
     }
     data_options(L, c, nfiles, ds, ds == &info->train);
+    if (!strcmp(ds->kind, "text")) ds->files[1] = ds->vocab;  // the descriptor's second file field
     *has = true;
   }
 }
@@ -1316,6 +1426,19 @@ static void check_data(Lower *L) {
     else if (!info->classify && info->nclasses != 1)
       error_at(ds[i]->column_loc, "a named target column holds one value, but the model's target is %lld values",
                (long long)info->nclasses);
+  }
+  for (int i = 0; i < 2; i++) {
+    if (!(i ? info->has_test : info->has_train) || !info->input.rank) continue;
+    bool text = !strcmp(ds[i]->kind, "text");
+    if (text && (!info->tokens || !info->steps))
+      error_at(ds[i]->loc, "text(...) makes sequences of token ids: the model needs 'input x: tokens[T]' and 'target y: tokens[T]'");
+    else if (!text && (info->tokens || info->steps))
+      error_at(ds[i]->loc, "a model with tokens[T] reads its data with text(\"FILE\"), not %s(...)", ds[i]->kind);
+    else if (text && info->input.d[1] != info->steps)
+      error_at(ds[i]->loc, "text(...) gives the input and the target the same steps, but they are tokens[%lld] and tokens[%lld]",
+               (long long)info->input.d[1], (long long)info->steps);
+    else if (text && !info->vocab)
+      error_at(ds[i]->loc, "the tokens input is not read by an embedding, so its vocabulary is unknown");
   }
   if (info->standardize) {
     bool idx = (info->has_train && !strcmp(ds[0]->kind, "idx")) || (info->has_test && !strcmp(ds[1]->kind, "idx"));

@@ -7,6 +7,7 @@
  *            | NAME "=" expr | "loss" expr
  *   dstmt    = ("train" | "test" | NAME) "=" call | call
  *   type     = "[" INT ("," INT)* "]" | "class" "(" INT ")"
+ *            | NAME "[" INT "]"                        tokens[T]: T token ids
  *   expr     = sum ("->" stage)*          stage = (NAME | call) ("as" NAME)?
  *   sum      = prod (("+" | "-") prod)*   prod  = unary (("*" | "/") unary)*
  *   unary    = "-" unary | primary
@@ -225,6 +226,7 @@ mstmt
 
 type
   : '[' dims ']'          { $$ = with_args(mk(P, N_TSHAPE, @$), $2); }
+  | IDENT '[' dims ']'    { $$ = with_args(mk_named(P, N_TSHAPE, @$, $1, NULL), $3); }
   | CLASS '(' NUM ')'     {
                             $$ = mk(P, N_TCLASS, @$);
                             $$->num = $3.v;

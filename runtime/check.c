@@ -189,6 +189,8 @@ int fnn_check(const FnnModel *m, int argc, char **argv) {
   }
   int rc = 1, classify, np = rt_model_nparams(r);
   int64_t width = rt_model_target(r, &classify), dim = rt_model_input_numel(r);
+  int64_t steps, vocab = rt_model_tokens(r, &steps);  // tokens: ids below vocab; steps target ids per row
+  int64_t ny = classify ? (steps ? steps : 1) : width;
   float *x = NULL, *y = NULL, *eout = NULL;
   int64_t(*cand)[MAXTRY] = calloc((size_t)np + 1, sizeof *cand);
   int *ncand = calloc((size_t)np + 1, sizeof *ncand);
@@ -199,15 +201,20 @@ int fnn_check(const FnnModel *m, int argc, char **argv) {
   }
   if (rt_model_setup(r, prog, batch, (uint64_t)seed, &a) ||
       !(x = rt_alloc_floats(prog, "the input batch", batch * dim)) ||
-      !(y = rt_alloc_floats(prog, "the target batch", batch * (classify ? 1 : width))) ||
-      !(eout = rt_alloc_floats(prog, "the outputs", FNN_OUT_ROWS + batch * width)))
+      !(y = rt_alloc_floats(prog, "the target batch", batch * ny)) ||
+      !(eout = rt_alloc_floats(prog, "the outputs", FNN_OUT_ROWS + batch * ny * (classify ? width : 1))))
     goto out;
 
   // The batch, the gradient, the loss.
   uint64_t s[4];
   rt_rng_seed(s, (uint64_t)seed, STREAM_BATCH);
-  for (int64_t i = 0; i < batch * dim; i++) x[i] = (float)rt_rng_normal(s);
-  for (int64_t i = 0; i < batch * (classify ? 1 : width); i++) {
+  for (int64_t i = 0; i < batch * dim; i++) {
+    if (vocab)
+      ((int32_t *)(void *)x)[i] = (int32_t)rt_rng_below(s, (uint64_t)vocab);
+    else
+      x[i] = (float)rt_rng_normal(s);
+  }
+  for (int64_t i = 0; i < batch * ny; i++) {
     if (classify)
       ((int32_t *)y)[i] = (int32_t)rt_rng_below(s, (uint64_t)width);
     else
