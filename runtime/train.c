@@ -22,7 +22,7 @@
 // The model descriptor (format: docs/architecture.md, written by compiler/entry.c).
 //
 #define RT_MAXRANK 8
-enum { INIT_KAIMING, INIT_BIAS, INIT_ZERO, INIT_ONE };
+enum { INIT_KAIMING, INIT_BIAS, INIT_ZERO, INIT_ONE, INIT_NORMAL };
 
 typedef struct {
   char *name;
@@ -46,6 +46,10 @@ typedef struct RtModel {
   int64_t in_dims[RT_MAXRANK], in_numel;
   int classify;
   int64_t width;  // classes, or target values per sample
+  int64_t vocab_in;  // tokens[T] input: ids below this; 0 for a float input
+  int64_t steps;     // tokens[T] target: class ids per sample; 0 for one class or values
+  int nvocab;        // the training text's vocabulary (vocab="file"), once loaded
+  unsigned char vocab[256];
   int64_t batch, epochs, seed;
   int shuffle;
   int adam;
@@ -153,11 +157,11 @@ RtModel *rt_model_open(const FnnModel *m) {
   }
   r->m = m;
   enum { R_FNN, R_MODEL, R_INPUT, R_TARGET, R_BATCH, R_EPOCHS, R_SEED, R_SHUFFLE, R_OPT, R_NORM, R_TRAIN, R_TEST,
-         R_PARAMS, R_STATE, R_WORK, R_SCRATCH, R_END, R_STD, R_VALID, R_COUNT };
+         R_PARAMS, R_STATE, R_WORK, R_SCRATCH, R_END, R_STD, R_VALID, R_TOKENS, R_STEPS, R_COUNT };
   static const char *const recs[R_COUNT] = {"fnn",   "model",  "input",     "target", "batch", "epochs",
                                             "seed",  "shuffle", "optimizer", "normalize", "train", "test",
                                             "params", "state",  "work",      "scratch", "end", "standardize",
-                                            "validation"};
+                                            "validation", "tokens", "steps"};
   int seen[R_COUNT] = {0};
   int nparam_seen = 0;
   int lineno = 0;
@@ -187,10 +191,10 @@ RtModel *rt_model_open(const FnnModel *m) {
     if (is_param) {
       if (!seen[R_PARAMS] || seen[R_STATE] || nparam_seen >= r->nparams || nt < 6) goto bad;
       RtParam *p = &r->params[nparam_seen++];
-      static const char *const inits[] = {"kaiming_uniform", "bias_uniform", "zero", "one"};
+      static const char *const inits[] = {"kaiming_uniform", "bias_uniform", "zero", "one", "normal"};
       p->name = tok[1];
       p->init = -1;
-      for (int i = 0; i < 4; i++)
+      for (int i = 0; i < 5; i++)
         if (!strcmp(tok[4], inits[i])) p->init = i;
       int used = tok_dims(tok + 5, nt - 5, &p->rank, p->dims, &p->numel);
       if (!*p->name || tok_int(tok[2], 0, &p->offset) || tok_int(tok[3], 0, &p->fan_in) || p->init < 0 ||
@@ -245,8 +249,8 @@ RtModel *rt_model_open(const FnnModel *m) {
     case R_TRAIN:
     case R_TEST: {
       RtSource *s = k == R_TRAIN ? &r->train : &r->test;
-      ok = (nt == 4 || nt == 5) && (!strcmp(tok[1], "idx") || !strcmp(tok[1], "csv")) && *tok[2] &&
-           (!strcmp(tok[1], "csv") || *tok[3]);
+      ok = (nt == 4 || nt == 5) && (!strcmp(tok[1], "idx") || !strcmp(tok[1], "csv") || !strcmp(tok[1], "text")) &&
+           *tok[2] && (!strcmp(tok[1], "csv") || *tok[3]);
       s->present = 1;
       s->kind = tok[1];
       s->files[0] = nt > 2 ? tok[2] : NULL;
@@ -260,6 +264,12 @@ RtModel *rt_model_open(const FnnModel *m) {
       break;
     case R_VALID:
       ok = nt == 2 && !tok_real(tok[1], &r->validation) && r->validation > 0 && r->validation < 1;
+      break;
+    case R_TOKENS:
+      ok = nt == 2 && !tok_int(tok[1], 2, &r->vocab_in) && r->vocab_in <= ((int64_t)1 << 31);
+      break;
+    case R_STEPS:
+      ok = nt == 2 && !tok_int(tok[1], 1, &r->steps) && r->steps <= ((int64_t)1 << 31);
       break;
     case R_PARAMS: {
       int64_t count;
@@ -291,7 +301,7 @@ RtModel *rt_model_open(const FnnModel *m) {
     line = nl ? nl + 1 : NULL;
   }
   for (int k = 0; k < R_COUNT; k++)
-    if (k != R_TRAIN && k != R_TEST && k != R_STD && k != R_VALID && !seen[k]) {
+    if (k != R_TRAIN && k != R_TEST && k != R_STD && k != R_VALID && k != R_TOKENS && k != R_STEPS && !seen[k]) {
       lineno++;
       goto bad;
     }
@@ -339,6 +349,9 @@ int rt_model_setup(RtModel *r, const char *prog, int64_t batch, uint64_t seed, F
       case INIT_ZERO:
         w[j] = 0;
         break;
+      case INIT_NORMAL:
+        w[j] = (float)rt_rng_normal(s);
+        break;
       default:
         w[j] = 1;
         break;
@@ -363,6 +376,19 @@ int64_t rt_model_target(const RtModel *r, int *classify) {
   *classify = r->classify;
   return r->width;
 }
+int64_t rt_model_tokens(const RtModel *r, int64_t *steps) {
+  *steps = r->steps;
+  return r->vocab_in;
+}
+const char *rt_model_text_vocab(const RtModel *r) {
+  return r->train.present && !strcmp(r->train.kind, "text") ? r->train.files[1] : NULL;
+}
+const FnnModel *rt_model_compiled(const RtModel *r) { return r->m; }
+// int32 target ids per sample (classifiers), and the floats of eval_step's
+// outputs per sample (the probabilities of every step, or the values).
+static int64_t y_ints(const RtModel *r) { return r->steps ? r->steps : 1; }
+static int64_t out_floats(const RtModel *r) { return (r->steps ? r->steps : 1) * r->width; }
+
 // Parameter i: its name; its offset and size in floats; its shape as "[32,1,3,3]".
 const char *rt_model_param(const RtModel *r, int i, int64_t *offset, int64_t *numel, char *shape, size_t cap) {
   const RtParam *p = &r->params[i];
@@ -390,6 +416,9 @@ typedef struct {
   const char *predict, *pred_out;    // --predict FILE, --out FILE
   const char *plot;                  // --plot FILE.svg
   int64_t log_every;                 // --log-every N: 0 = per epoch only
+  int64_t sample;                    // --sample N: characters to generate, 0 = off
+  double temperature;                // --temperature X (0 if not given)
+  const char *prime;                 // --prime TEXT
   int argc;
   char **argv;
 } Opts;
@@ -397,7 +426,7 @@ typedef struct {
 static const char *const train_flags[] = {"--epochs", "--batch", "--lr",    "--seed",  "--threads", "--data",
                                           "--log",    "--steps", "--quiet", "--profile", "--help", "--save",
                                           "--save-every", "--resume", "--init", "--init-partial", "--eval", "--predict",
-                                          "--out", "--plot", "--log-every", NULL};
+                                          "--out", "--plot", "--log-every", "--sample", "--temperature", "--prime", NULL};
 
 static void usage(const RtModel *r, const char *prog) {
   printf("usage: %s [flags]\n"
@@ -421,7 +450,9 @@ static void usage(const RtModel *r, const char *prog) {
          "  --predict FILE with --init or --resume: the model's output for each sample of FILE\n"
          "                 (IDX images or CSV) to stdout, one line each; --out FILE.csv writes CSV\n"
          "  --log-every N  also a --log row (and --plot point) every N steps\n"
-         "  --plot FILE    draw the training curves as an SVG chart\n",
+         "  --plot FILE    draw the training curves as an SVG chart\n"
+         "  --sample N     with --init or --resume (tokens models): generate N characters;\n"
+         "                 --temperature X (default 1) and --prime TEXT (the text to start from)\n",
          prog, r->name, (long long)r->epochs, (long long)r->batch, r->adam ? "adam" : "sgd", r->lr,
          (long long)r->seed);
 }
@@ -510,6 +541,17 @@ static int parse_flags(const RtModel *r, Opts *o, int argc, char **argv) {
       o->plot = v;
     } else if ((k = rt_flag_value(o->prog, argc, argv, &i, "--log-every", &v))) {
       if (k < 0 || rt_parse_int(o->prog, "--log-every", v, 1, &o->log_every)) return 1;
+    } else if ((k = rt_flag_value(o->prog, argc, argv, &i, "--sample", &v))) {
+      if (k < 0 || rt_parse_int(o->prog, "--sample", v, 1, &o->sample)) return 1;
+    } else if ((k = rt_flag_value(o->prog, argc, argv, &i, "--temperature", &v))) {
+      if (k < 0 || rt_parse_pos_real(o->prog, "--temperature", v, &o->temperature)) return 1;
+    } else if ((k = rt_flag_value(o->prog, argc, argv, &i, "--prime", &v))) {
+      if (k < 0) return 1;
+      if (!*v) {
+        rt_error(o->prog, "'--prime' needs some text to start from");
+        return 1;
+      }
+      o->prime = v;
     } else {
       rt_unknown_flag(o->prog, a, train_flags);
       return 1;
@@ -542,6 +584,28 @@ static int parse_flags(const RtModel *r, Opts *o, int argc, char **argv) {
   if (o->predict && (o->eval || o->save || o->steps >= 0 || o->log || o->plot)) {
     rt_error(o->prog, "'--predict' does not train or evaluate: it takes no '%s'",
              o->eval ? "--eval" : o->save ? "--save" : o->steps >= 0 ? "--steps" : o->log ? "--log" : "--plot");
+    return 1;
+  }
+  if ((o->temperature > 0 || o->prime) && !o->sample) {
+    rt_error(o->prog, "'%s' needs '--sample N' (the characters to generate)", o->prime ? "--prime" : "--temperature");
+    return 1;
+  }
+  if (o->sample && !o->init && !o->resume) {
+    rt_error(o->prog, "'--sample' needs '--init FILE' or '--resume FILE' (the trained weights)");
+    return 1;
+  }
+  if (o->sample && (o->eval || o->predict || o->save || o->steps >= 0 || o->log || o->plot)) {
+    rt_error(o->prog, "'--sample' does not train or evaluate: it takes no '%s'",
+             o->eval ? "--eval" : o->predict ? "--predict" : o->save ? "--save" : o->steps >= 0 ? "--steps" : o->log ? "--log" : "--plot");
+    return 1;
+  }
+  if (o->predict && (r->vocab_in || r->steps)) {
+    rt_error(o->prog, "'--predict' reads IDX or CSV inputs, but the model '%s' reads tokens; use '--sample N'", r->name);
+    return 1;
+  }
+  if (o->sample && (!r->vocab_in || !r->steps)) {
+    rt_error(o->prog, "'--sample' generates text from a model with 'input x: tokens[T]' and a tokens[T] target; '%s' is not one",
+             r->name);
     return 1;
   }
   if (o->pred_out && !o->predict) {
@@ -617,12 +681,13 @@ static void bar_draw(Bar *b, int force, int64_t epoch, int64_t epochs, int64_t d
 }
 
 typedef struct {
-  double loss, acc;  // acc < 0: none (regression)
+  double loss, acc;  // acc < 0: none (regression, tokens)
+  double bpc;        // tokens[T] targets: bits per character, loss / ln 2; NAN otherwise
   double r2;         // regression: the coefficient of determination; NAN for classifiers
   int have;
 } EvalResult;
 
-static const EvalResult no_eval = {0, -1, NAN, 0};
+static const EvalResult no_eval = {0, -1, NAN, NAN, 0};
 
 static int64_t argmax(const float *p, int64_t k) {
   int64_t best = 0;
@@ -638,7 +703,7 @@ static int64_t argmax(const float *p, int64_t k) {
 // cm[true * K + predicted] from the probabilities it writes.
 static EvalResult evaluate(const RtModel *r, FnnArgs *a, const RtData *d, int64_t batch, float *x, void *y,
                            int64_t *idx, float *out, int64_t *cm) {
-  EvalResult e = {0, -1, NAN, 1};
+  EvalResult e = {0, -1, NAN, NAN, 1};
   int64_t n = rt_data_count(d), W = r->width;
   double loss = 0, correct = 0;
   double *ss = r->classify ? NULL : calloc((size_t)(3 * W), sizeof(double));  // per value: sum t, sum t^2, sum (p - t)^2
@@ -658,7 +723,7 @@ static EvalResult evaluate(const RtModel *r, FnnArgs *a, const RtData *d, int64_
     loss += (double)out[FNN_OUT_LOSS] * (double)m;
     correct += out[FNN_OUT_CORRECT];
     const float *pred = out + FNN_OUT_ROWS;
-    for (int64_t i = 0; cm && i < m; i++) {
+    for (int64_t i = 0; cm && !r->steps && i < m; i++) {
       int32_t t = ((const int32_t *)y)[i];
       cm[t * W + argmax(pred + i * W, W)]++;
     }
@@ -671,7 +736,8 @@ static EvalResult evaluate(const RtModel *r, FnnArgs *a, const RtData *d, int64_
       }
   }
   e.loss = loss / (double)n;
-  if (r->classify) e.acc = correct / (double)n;
+  if (r->classify && !r->steps) e.acc = correct / (double)n;
+  if (r->steps) e.bpc = e.loss / log(2.0);
   if (ss) {
     double sum = 0;
     int64_t used = 0;
@@ -694,7 +760,8 @@ static void log_header(FILE *f, const RtModel *r, int val) {
   if (!f) return;
   fprintf(f, "epoch,step,train_loss,test_loss,test_acc,images_per_s,elapsed_s");
   if (!r->classify) fprintf(f, ",test_r2");
-  if (val) fprintf(f, r->classify ? ",val_loss,val_acc" : ",val_loss,val_r2");
+  if (r->steps) fprintf(f, ",test_bpc");
+  if (val) fprintf(f, r->steps ? ",val_loss,val_bpc" : r->classify ? ",val_loss,val_acc" : ",val_loss,val_r2");
   fprintf(f, "\n");
   fflush(f);
 }
@@ -718,9 +785,10 @@ static void log_row(FILE *f, const RtModel *r, int val, double epoch, int64_t st
   put_num(f, ev.have && ev.acc >= 0, ev.acc);
   fprintf(f, ",%.1f,%.3f", rate, elapsed);
   if (!r->classify) put_num(f, ev.have, ev.r2);
+  if (r->steps) put_num(f, ev.have, ev.bpc);
   if (val) {
     put_num(f, vv.have, vv.loss);
-    put_num(f, vv.have, r->classify ? vv.acc : vv.r2);
+    put_num(f, vv.have, r->steps ? vv.bpc : r->classify ? vv.acc : vv.r2);
   }
   fputc('\n', f);
   fflush(f);
@@ -731,6 +799,7 @@ static void print_metrics(const char *what, EvalResult ev) {
   if (!ev.have) return;
   printf("  %s_loss %s", what, fmt_loss(b, sizeof b, ev.loss));
   if (ev.acc >= 0) printf("  %s_acc %.2f%%", what, 100 * ev.acc);
+  if (isfinite(ev.bpc)) printf("  %s_bpc %.4f", what, ev.bpc);
   if (isfinite(ev.r2)) printf("  %s_r2 %.4f", what, ev.r2);
 }
 
@@ -863,7 +932,29 @@ static int ck_save(const RtModel *r, const Opts *o, const Progress *pr) {
                         "epoch_loss_sum", v[8],
                         "epoch_rows", v[9],
                         "flags",     flags};
-  int rc = rt_ck_save(o->prog, o->save, t, n, meta, (int)(sizeof meta / sizeof meta[0] / 2));
+  // A text vocabulary (vocab="file") goes with the weights, so that --sample
+  // can map ids back to characters: "vocab" is its bytes in id order, in hex.
+  char hex[2 * 256 + 1];
+  for (int i = 0; i < r->nvocab; i++) snprintf(hex + 2 * i, 3, "%02x", r->vocab[i]);
+  hex[2 * r->nvocab] = 0;
+  const char *vmeta[] = {"vocab", hex};
+  int nmeta = (int)(sizeof meta / sizeof meta[0] / 2);
+  const char **all = malloc(sizeof(char *) * (size_t)(2 * nmeta + 2));
+  if (!all) {
+    free(flags);
+    free(t);
+    free_names(nm, n);
+    rt_error(o->prog, "out of memory");
+    return 1;
+  }
+  memcpy(all, meta, sizeof meta);
+  if (r->nvocab) {
+    all[2 * nmeta] = vmeta[0];
+    all[2 * nmeta + 1] = vmeta[1];
+    nmeta++;
+  }
+  int rc = rt_ck_save(o->prog, o->save, t, n, all, nmeta);
+  free(all);
   free(flags);
   free(t);
   free_names(nm, n);
@@ -1140,9 +1231,9 @@ static void curves_add(Curves *c, double epoch, int interval, double train, Eval
   w->interval = interval;
   w->train = train;
   w->test_loss = ev.have ? ev.loss : NAN;
-  w->test_m = !ev.have ? NAN : classify ? ev.acc : ev.r2;
+  w->test_m = !ev.have ? NAN : classify ? (ev.acc >= 0 ? ev.acc : NAN) : ev.r2;
   w->val_loss = vv.have ? vv.loss : NAN;
-  w->val_m = !vv.have ? NAN : classify ? vv.acc : vv.r2;
+  w->val_m = !vv.have ? NAN : classify ? (vv.acc >= 0 ? vv.acc : NAN) : vv.r2;
 }
 
 // Writes the chart: train loss (every --log-every interval if there are any,
@@ -1190,7 +1281,23 @@ typedef struct {
   RtData *train, *val, *test, *pred;
 } Sets;
 
-static int load_sets(const RtModel *r, const Opts *o, Sets *d) {
+// One data source. A text's ids must be below both the input's vocabulary and
+// the classes of the output; a test text with vocab="file" takes the training
+// text's vocabulary (`train`).
+static RtData *load_source(const RtModel *r, const Opts *o, const RtSource *src, const RtData *train) {
+  if (!strcmp(src->kind, "text")) {
+    int64_t limit = r->vocab_in < r->width ? r->vocab_in : r->width;
+    if (!r->vocab_in || !r->steps || r->in_rank != 1) {
+      rt_error(o->prog, "text(...) data need a model with 'input x: tokens[T]' and a tokens[T] target");
+      return NULL;
+    }
+    return rt_data_load_text(o->prog, o->data, src->files[0], src->files[1], r->steps, limit, train);
+  }
+  return rt_data_load(o->prog, o->data, src->kind, src->files[0], src->files[1], src->column, r->in_rank, r->in_dims,
+                      r->classify, r->width, r->mean, r->std);
+}
+
+static int load_sets(RtModel *r, const Opts *o, Sets *d) {
   int training = !o->eval && !o->predict;
   if (training || r->standardize) {
     if (!r->train.present) {
@@ -1199,9 +1306,9 @@ static int load_sets(const RtModel *r, const Opts *o, Sets *d) {
       rt_hint("add 'train = idx(...)' or 'train = csv(...)' to its data section");
       return 1;
     }
-    d->train = rt_data_load(o->prog, o->data, r->train.kind, r->train.files[0], r->train.files[1], r->train.column,
-                            r->in_rank, r->in_dims, r->classify, r->width, r->mean, r->std);
+    d->train = load_source(r, o, &r->train, NULL);
     if (!d->train) return 1;
+    r->nvocab = rt_data_vocab(d->train, r->vocab);
     if (r->validation > 0) {
       uint64_t s[4];
       rt_rng_seed(s, (uint64_t)o->seed, STREAM_SPLIT);
@@ -1213,8 +1320,11 @@ static int load_sets(const RtModel *r, const Opts *o, Sets *d) {
     return 1;
   }
   if (r->test.present && !o->predict) {
-    d->test = rt_data_load(o->prog, o->data, r->test.kind, r->test.files[0], r->test.files[1], r->test.column,
-                           r->in_rank, r->in_dims, r->classify, r->width, r->mean, r->std);
+    if (!strcmp(r->test.kind, "text") && !strcmp(r->test.files[1], "file") && !d->train) {
+      rt_error(o->prog, "the test text of '%s' uses the vocabulary of the training text, and the model has none", r->name);
+      return 1;
+    }
+    d->test = load_source(r, o, &r->test, d->train);
     if (!d->test) return 1;
   }
   if (o->predict) {
@@ -1268,6 +1378,12 @@ int fnn_main(const FnnModel *m, int argc, char **argv) {
   if (o.save && rt_ck_check_writable(o.prog, o.save)) goto out;
   if (o.init && ck_init(r, &o)) goto out;
   if (o.resume && ck_resume(r, &o, &pr)) goto out;
+  if (o.sample) {
+    RtSampleOpts so = {o.prog, o.sample, o.seed, o.temperature > 0 ? o.temperature : 1.0, o.prime,
+                       o.init ? o.init : o.resume};
+    rc = rt_sample(r, &a, &so);
+    goto out;
+  }
   if (o.profile && !(a.prof = rt_prof_new(r->nkernels))) {
     rt_error(o.prog, "out of memory");
     goto out;
@@ -1300,8 +1416,8 @@ int fnn_main(const FnnModel *m, int argc, char **argv) {
   if (load_sets(r, &o, &ds)) goto out;
   int64_t ntrain = ds.train && !o.eval && !o.predict ? rt_data_count(ds.train) : 1;
   x = rt_alloc_floats(o.prog, "the input batch", o.batch * r->in_numel);
-  yf = rt_alloc_floats(o.prog, "the target batch", o.batch * (r->classify ? 1 : r->width));
-  out = rt_alloc_floats(o.prog, "the outputs", FNN_OUT_ROWS + o.batch * r->width);
+  yf = rt_alloc_floats(o.prog, "the target batch", o.batch * (r->classify ? y_ints(r) : r->width));
+  out = rt_alloc_floats(o.prog, "the outputs", FNN_OUT_ROWS + o.batch * out_floats(r));
   idx = malloc(sizeof(int64_t) * (size_t)o.batch);
   perm = malloc(sizeof(int64_t) * (size_t)ntrain);
   if (!x || !yf || !out || !idx || !perm) {
@@ -1315,7 +1431,7 @@ int fnn_main(const FnnModel *m, int argc, char **argv) {
   int val = ds.val != NULL && !o.eval;
   log_header(logf, r, val);
   if (o.eval) {
-    if (r->classify && !(cm = calloc((size_t)(r->width * r->width), sizeof *cm))) {
+    if (r->classify && !r->steps && !(cm = calloc((size_t)(r->width * r->width), sizeof *cm))) {
       rt_error(o.prog, "out of memory");
       goto out;
     }
