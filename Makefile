@@ -3,7 +3,7 @@
 #   make run        install what is missing, build, fetch MNIST, train models/mnist.fnn
 #   make test       the whole test suite (ends with "N passed, N failed")
 #   make data       install the real data sets into data/: MNIST, Fashion-MNIST,
-#                   diabetes (CSV)
+#                   diabetes (CSV), the Jargon File (text)
 #   make bench      benchmarks
 CC      ?= cc
 LLVM_CONFIG ?= llvm-config-19
@@ -73,6 +73,7 @@ data:
 	sh scripts/fetch-mnist.sh data
 	sh scripts/fetch-fashion.sh data
 	sh scripts/fetch-diabetes.sh data
+	sh scripts/fetch-jargon.sh data
 
 run: deps
 	$(MAKE) all
