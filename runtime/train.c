@@ -1126,6 +1126,23 @@ out:
   return rc;
 }
 
+// --resume on a text with vocab="file": the checkpoint's ids must mean the
+// same characters as the text's now. Returns 0, or 1 after an error.
+static int ck_same_vocab(const RtModel *r, const Opts *o) {
+  RtCk *c = rt_ck_load(o->prog, o->resume);
+  if (!c) return 1;
+  char hex[2 * 256 + 1];
+  for (int i = 0; i < r->nvocab; i++) snprintf(hex + 2 * i, 3, "%02x", r->vocab[i]);
+  hex[2 * r->nvocab] = 0;
+  const char *v = rt_ck_meta(c, "vocab");
+  int bad = !v || strcmp(v, hex);
+  if (bad)
+    rt_error(o->prog, "%s: the checkpoint's vocabulary is not the one of the training text (%d characters)%s", o->resume,
+             r->nvocab, v ? "" : ": it has none");
+  rt_ck_free(c);
+  return bad;
+}
+
 // SIGINT / SIGTERM during training: finish the step, save, exit 128 + signal.
 static volatile sig_atomic_t g_signal;
 static void on_signal(int sig) { g_signal = sig; }
@@ -1414,6 +1431,7 @@ int fnn_main(const FnnModel *m, int argc, char **argv) {
     fclose(pf);
   }
   if (load_sets(r, &o, &ds)) goto out;
+  if (o.resume && r->nvocab && ck_same_vocab(r, &o)) goto out;
   int64_t ntrain = ds.train && !o.eval && !o.predict ? rt_data_count(ds.train) : 1;
   x = rt_alloc_floats(o.prog, "the input batch", o.batch * r->in_numel);
   yf = rt_alloc_floats(o.prog, "the target batch", o.batch * (r->classify ? y_ints(r) : r->width));

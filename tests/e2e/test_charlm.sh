@@ -12,8 +12,8 @@
 #   - --sample N prints N characters of the file's vocabulary (and a newline),
 #     the same for the same --seed, with and without --prime and
 #     --temperature; a built trainer prints the same text as fnnc run;
-#   - the checkpoint holds the vocabulary, and a vocab="bytes" model samples
-#     without one;
+#   - the checkpoint holds the vocabulary (--resume on a text with another one
+#     is refused), and a vocab="bytes" model samples without one;
 #   - bad flags and bad text files are errors with exit status 1.
 . "$(dirname "$0")/lib.sh"
 
@@ -143,5 +143,9 @@ expect_error "a text shorter than a sequence" "make no sequence" bin/fnnc run "$
 expect_error "a byte outside the vocabulary" "outside the model's vocabulary of 128" bin/fnnc run "$tmp/utf8b.fnn" --data "$D" --quiet
 expect_error "more characters than the vocabulary" "distinct bytes, but the model's vocabulary has 64" bin/fnnc run "$tmp/small.fnn" --data "$D" --quiet
 expect_error "a validation part with no sequence" "leaves no validation samples" bin/fnnc run "$tmp/utf8.fnn" --data "$D" --quiet
+head -c 20000 "$D/sub.txt" >"$D/head.txt"
+model file head.txt >"$tmp/head.fnn"
+expect_error "--resume on a text with another vocabulary" "vocabulary is not the one of the training text" \
+	bin/fnnc run "$tmp/head.fnn" --data "$D" --quiet --resume "$tmp/m.st" --epochs 4
 end_if_problems
 echo "ok: $ntest error cases"
