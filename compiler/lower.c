@@ -855,6 +855,7 @@ static Value *lower_recur(Lower *L, Node *n) {
   if (!shape_batched(ss) || ss.rank < 3) {
     error_at(n->lhs->loc, "recurrent runs over a sequence [T, ...], but '%s' is %s", n->lhs->name,
              shape_str_sample(ss));
+    if (sb->v->type == T_I32) hint("embed token ids first: 'e = %s -> embedding(vocab, dim)', then 'recurrent over t in e'", n->lhs->name);
     return NULL;
   }
   Recur rec = {0};
