@@ -1176,6 +1176,10 @@ static void lower_model(Lower *L, Node *m) {
   if (!input) error_at(m->loc, "model '%s' has no input; declare one, e.g. 'input x: [1, 28, 28]'", m->name);
   if (!target) error_at(m->loc, "model '%s' has no target; declare one, e.g. 'target y: class(10)'", m->name);
   if (!loss) error_at(m->loc, "model '%s' has no loss; add e.g. 'loss cross_entropy(logits, y)'", m->name);
+  if (input && g->x && g->info.tokens && !g->info.vocab) {
+    error_at(input->loc, "the tokens input '%s' is not read by an embedding", input->name);
+    hint("token ids become float vectors through '%s -> embedding(vocab, dim)'", input->name);
+  }
   if (loss && g->loss && g->info.steps && !g->info.nclasses)
     error_at(target->loc, "the tokens target '%s' is not used: give it to cross_entropy with per-step logits [%lld, V]",
              target->name, (long long)g->info.steps);
