@@ -632,7 +632,7 @@ static Value *apply_layer(Lower *L, Layer *layer, Value **x, Node *site) {
     Value *y = x[1];
     if (y->op == OP_label && L->g->info.steps) return step_xent(L, in, y, site);
     if (y->op != OP_label || y->type != T_I32) {
-      error_at(site->loc, "cross_entropy needs class labels as its second operand (a 'target y: class(K)')");
+      error_at(site->loc, "cross_entropy needs class labels as its second operand (a 'target y: class(K)' or 'tokens[T]')");
       return NULL;
     }
     if (r != 1) {
