@@ -1081,6 +1081,7 @@ static void lower_model(Lower *L, Node *m) {
   Graph *g = L->g;
   Builder *b = &L->b;
   g->info.name = m->name;
+  int errs = error_count();
   Node *input = NULL, *target = NULL, *loss = NULL;
   for (int i = 0; i < m->nargs; i++) {
     Node *st = m->args[i];
@@ -1176,7 +1177,8 @@ static void lower_model(Lower *L, Node *m) {
   if (!input) error_at(m->loc, "model '%s' has no input; declare one, e.g. 'input x: [1, 28, 28]'", m->name);
   if (!target) error_at(m->loc, "model '%s' has no target; declare one, e.g. 'target y: class(10)'", m->name);
   if (!loss) error_at(m->loc, "model '%s' has no loss; add e.g. 'loss cross_entropy(logits, y)'", m->name);
-  if (input && g->x && g->info.tokens && !g->info.vocab) {
+  // (only when nothing else is wrong: a failed embedding call says it first)
+  if (input && g->x && g->info.tokens && !g->info.vocab && error_count() == errs) {
     error_at(input->loc, "the tokens input '%s' is not read by an embedding", input->name);
     hint("token ids become float vectors through '%s -> embedding(vocab, dim)'", input->name);
   }
