@@ -27,7 +27,7 @@ Graph *build_entry(Node *prog, Entry e) {
   if (e != ENTRY_TRAIN) g->state_floats = optimizer_slots(&g->info.opt) * g->param_floats;
   b.loc = g->loss->loc;
   b.phase = PH_FWD;
-  if (e == ENTRY_EVAL && g->info.classify && !g->info.steps && g->logits) {
+  if (e == ENTRY_EVAL && g->info.classify && g->logits) {
     Value *in[2] = {g->logits, g->y};
     ir_store(&b, ir_new(&b, OP_correct, 2, in, NULL, 0), BUF_OUT, -1, 1);
   }

@@ -681,7 +681,7 @@ static void bar_draw(Bar *b, int force, int64_t epoch, int64_t epochs, int64_t d
 }
 
 typedef struct {
-  double loss, acc;  // acc < 0: none (regression, tokens)
+  double loss, acc;  // acc < 0: none (regression); per step for tokens[T] targets
   double bpc;        // tokens[T] targets: bits per character, loss / ln 2; NAN otherwise
   double r2;         // regression: the coefficient of determination; NAN for classifiers
   int have;
@@ -736,7 +736,7 @@ static EvalResult evaluate(const RtModel *r, FnnArgs *a, const RtData *d, int64_
       }
   }
   e.loss = loss / (double)n;
-  if (r->classify && !r->steps) e.acc = correct / (double)n;
+  if (r->classify) e.acc = correct / ((double)n * (double)y_ints(r));  // per step for tokens[T] targets
   if (r->steps) e.bpc = e.loss / log(2.0);
   if (ss) {
     double sum = 0;
@@ -761,7 +761,7 @@ static void log_header(FILE *f, const RtModel *r, int val) {
   fprintf(f, "epoch,step,train_loss,test_loss,test_acc,images_per_s,elapsed_s");
   if (!r->classify) fprintf(f, ",test_r2");
   if (r->steps) fprintf(f, ",test_bpc");
-  if (val) fprintf(f, r->steps ? ",val_loss,val_bpc" : r->classify ? ",val_loss,val_acc" : ",val_loss,val_r2");
+  if (val) fprintf(f, r->steps ? ",val_loss,val_acc,val_bpc" : r->classify ? ",val_loss,val_acc" : ",val_loss,val_r2");
   fprintf(f, "\n");
   fflush(f);
 }
@@ -788,7 +788,8 @@ static void log_row(FILE *f, const RtModel *r, int val, double epoch, int64_t st
   if (r->steps) put_num(f, ev.have, ev.bpc);
   if (val) {
     put_num(f, vv.have, vv.loss);
-    put_num(f, vv.have, r->steps ? vv.bpc : r->classify ? vv.acc : vv.r2);
+    put_num(f, vv.have, r->classify ? vv.acc : vv.r2);
+    if (r->steps) put_num(f, vv.have, vv.bpc);
   }
   fputc('\n', f);
   fflush(f);
@@ -1338,8 +1339,13 @@ static int load_sets(RtModel *r, const Opts *o, Sets *d) {
   }
   if (r->test.present && !o->predict) {
     if (!strcmp(r->test.kind, "text") && !strcmp(r->test.files[1], "file") && !d->train) {
-      rt_error(o->prog, "the test text of '%s' uses the vocabulary of the training text, and the model has none", r->name);
-      return 1;
+      // --eval: the test text's ids are those of the training text's vocabulary.
+      if (!r->train.present || strcmp(r->train.kind, "text")) {
+        rt_error(o->prog, "the test text of '%s' uses the vocabulary of the training text, and the model has none", r->name);
+        return 1;
+      }
+      if (!(d->train = load_source(r, o, &r->train, NULL))) return 1;
+      r->nvocab = rt_data_vocab(d->train, r->vocab);
     }
     d->test = load_source(r, o, &r->test, d->train);
     if (!d->test) return 1;

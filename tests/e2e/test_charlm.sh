@@ -6,7 +6,8 @@
 # bytes (vocab="file"), with the last 10% held out. Then:
 #   - the validation loss is below the entropy of the text's unigram
 #     distribution (computed here from the bytes): the model predicts better
-#     than the character frequencies alone; val_bpc is val_loss / ln 2;
+#     than the character frequencies alone; val_bpc is val_loss / ln 2, and
+#     the next character is the most probable one more than 25% of the time;
 #   - the same run with 1 and 2 threads logs the same losses (the embedding's
 #     scatter-add gradient is deterministic);
 #   - --sample N prints N characters of the file's vocabulary (and a newline),
@@ -47,22 +48,26 @@ model file sub.txt >"$tmp/m.fnn"
 
 $TO bin/fnnc run "$tmp/m.fnn" --data "$D" --quiet --threads 2 --log "$tmp/t2.csv" --save "$tmp/m.st" 2>"$tmp/err" ||
 	fail "training: exit $?: $(cat "$tmp/err")"
-head -n 1 "$tmp/t2.csv" | grep -q ",val_loss,val_bpc$" || fail "expected val_loss,val_bpc columns: $(head -n 1 "$tmp/t2.csv")"
-val=$(awk -F, 'END { print $(NF - 1) }' "$tmp/t2.csv")
+head -n 1 "$tmp/t2.csv" | grep -q ",val_loss,val_acc,val_bpc$" || fail "expected val_loss,val_acc,val_bpc columns: $(head -n 1 "$tmp/t2.csv")"
+val=$(awk -F, 'END { print $(NF - 2) }' "$tmp/t2.csv")
+vacc=$(awk -F, 'END { print $(NF - 1) }' "$tmp/t2.csv")
 bpc=$(awk -F, 'END { print $NF }' "$tmp/t2.csv")
 uni=$(od -An -tu1 -v "$D/sub.txt" | awk '{ for (i = 1; i <= NF; i++) { c[$i]++; n++ } }
 	END { for (k in c) { p = c[k] / n; h -= p * log(p) } printf "%.6f", h }')
-echo "unigram entropy $uni nats, val_loss $val, val_bpc $bpc"
+echo "unigram entropy $uni nats, val_loss $val, val_bpc $bpc, val_acc $vacc"
 awk -v v="$val" -v u="$uni" 'BEGIN { exit !(v != "" && v + 0 > 0 && v + 0 < u - 0.3) }' ||
 	fail "val_loss $val is not below the unigram entropy $uni - 0.3"
 awk -v v="$val" -v b="$bpc" 'BEGIN { d = v / log(2) - b; exit !(d < 1e-6 && d > -1e-6) }' ||
 	fail "val_bpc $bpc is not val_loss $val / ln 2"
+# The most frequent character (the space) alone is right about 1 time in 6.
+awk -v a="$vacc" 'BEGIN { exit !(a != "" && a + 0 > 0.25 && a + 0 < 1) }' ||
+	fail "expected a per-character val_acc above 0.25, found '$vacc'"
 
 # Threads: the same losses.
 $TO bin/fnnc run "$tmp/m.fnn" --data "$D" --quiet --threads 1 --epochs 1 --log "$tmp/t1.csv" 2>"$tmp/err" ||
 	fail "1 thread: exit $?: $(cat "$tmp/err")"
-a=$(awk -F, 'NR == 2 { print $3, $(NF - 1) }' "$tmp/t1.csv")
-b=$(awk -F, 'NR == 2 { print $3, $(NF - 1) }' "$tmp/t2.csv")
+a=$(awk -F, 'NR == 2 { print $3, $(NF - 2), $(NF - 1) }' "$tmp/t1.csv")
+b=$(awk -F, 'NR == 2 { print $3, $(NF - 2), $(NF - 1) }' "$tmp/t2.csv")
 [ "$a" = "$b" ] || fail "epoch 1 losses differ with 1 and 2 threads: '$a' and '$b'"
 
 # The vocabulary in the checkpoint: 2 hex digits per distinct byte.
