@@ -1444,8 +1444,6 @@ static void check_data(Lower *L) {
     else if (text && info->input.d[1] != info->steps)
       error_at(ds[i]->loc, "text(...) gives the input and the target the same steps, but they are tokens[%lld] and tokens[%lld]",
                (long long)info->input.d[1], (long long)info->steps);
-    else if (text && !info->vocab)
-      error_at(ds[i]->loc, "the tokens input is not read by an embedding, so its vocabulary is unknown");
   }
   if (info->standardize) {
     bool idx = (info->has_train && !strcmp(ds[0]->kind, "idx")) || (info->has_test && !strcmp(ds[1]->kind, "idx"));
