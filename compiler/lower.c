@@ -1451,6 +1451,8 @@ static void check_data(Lower *L) {
       error_at(info->standardize_loc, "standardize() works on CSV features, and this model reads IDX images");
       hint("IDX images take 'normalize(mean=..., std=...)'");
     }
+    if (info->tokens)
+      error_at(info->standardize_loc, "standardize() works on CSV features, and this model reads token ids");
     if (info->normalize_loc.src) error_at(info->normalize_loc, "use either normalize(...) or standardize(), not both");
   }
 }
