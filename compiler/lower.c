@@ -1447,12 +1447,12 @@ static void check_data(Lower *L) {
   }
   if (info->standardize) {
     bool idx = (info->has_train && !strcmp(ds[0]->kind, "idx")) || (info->has_test && !strcmp(ds[1]->kind, "idx"));
-    if (idx) {
+    if (info->tokens) {
+      error_at(info->standardize_loc, "standardize() works on CSV features, and this model reads token ids");
+    } else if (idx) {
       error_at(info->standardize_loc, "standardize() works on CSV features, and this model reads IDX images");
       hint("IDX images take 'normalize(mean=..., std=...)'");
     }
-    if (info->tokens)
-      error_at(info->standardize_loc, "standardize() works on CSV features, and this model reads token ids");
     if (info->normalize_loc.src) error_at(info->normalize_loc, "use either normalize(...) or standardize(), not both");
   }
 }
