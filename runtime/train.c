@@ -951,6 +951,7 @@ static int ck_restore(const char *prog, const char *file, const RtCk *c, RtCkTen
               rt_ck_shape_str(t[i].rank, t[i].dims, s1, sizeof s1), rt_ck_shape_str(rank, dims, s2, sizeof s2));
     }
   }
+  int unused = 0;
   for (int k = 0; k < rt_ck_count(c); k++) {
     int rank;
     const int64_t *dims;
@@ -959,6 +960,12 @@ static int ck_restore(const char *prog, const char *file, const RtCk *c, RtCkTen
     for (int i = 0; i < n && !known; i++) known = !strcmp(name, t[i].name);
     // --init ignores a checkpoint's optimizer state (written by --save).
     if (!known && allow_missing >= 0 && strstr(name, ".__")) continue;
+    // --init-partial also leaves out the tensors the model has no use for
+    // (the old head of a network being fine-tuned), listed below.
+    if (!known && allow_missing > 0) {
+      unused++;
+      continue;
+    }
     if (!known) {
       if (!bad++) rt_error(prog, "%s: the checkpoint does not match the model (%s):", file, what);
       fprintf(stderr, "  unexpected tensor %s %s\n", name, rt_ck_shape_str(rank, dims, s1, sizeof s1));
@@ -974,6 +981,18 @@ static int ck_restore(const char *prog, const char *file, const RtCk *c, RtCkTen
             missing, missing == 1 ? "" : "s");
     for (int i = 0; i < n; i++)
       if (at[i] < 0) fprintf(stderr, "  %s %s\n", t[i].name, rt_ck_shape_str(t[i].rank, t[i].dims, s1, sizeof s1));
+  }
+  if (unused) {
+    fflush(stdout);
+    fprintf(stderr, "%s: warning: %s: %d tensor%s not in the model, not loaded:\n", prog, file, unused,
+            unused == 1 ? "" : "s");
+    for (int k = 0; k < rt_ck_count(c); k++) {
+      int rank, known = 0;
+      const int64_t *dims;
+      const char *name = rt_ck_tensor(c, k, &rank, &dims);
+      for (int i = 0; i < n && !known; i++) known = !strcmp(name, t[i].name);
+      if (!known && !strstr(name, ".__")) fprintf(stderr, "  %s %s\n", name, rt_ck_shape_str(rank, dims, s1, sizeof s1));
+    }
   }
   for (int i = 0; i < n; i++)
     if (at[i] >= 0) rt_ck_read(c, at[i], (float *)t[i].data);
@@ -1323,8 +1342,7 @@ int fnn_main(const FnnModel *m, int argc, char **argv) {
   if (!o.quiet && !o.eval && !o.predict) print_memory(stdout, r, o.batch);
   if (o.steps == 0) {
     if (!o.quiet)
-      printf("%s: %lld parameters in %d tensors, set up; --steps 0, so no training\n", r->name,
-             (long long)r->param_floats, r->nparams);
+      printf("%s: %d tensors set up; --steps 0, so no training\n", r->name, r->nparams);
     rc = o.save ? ck_save(r, &o, &pr) : 0;
     goto out;
   }
