@@ -231,15 +231,15 @@ say "transcendentals: bench/act.sh, inline and FNNC_LIBM=1 (x$RUNS)"
 BENCH_RUNS=$RUNS sh bench/act.sh "$OUT" >"$OUT/act.txt" 2>"$OUT/act.err" ||
   say "bench/act.sh failed: $(tail -2 "$OUT/act.err")"
 
-# --- 10. The CNN with its convolutions frozen (bench/frozen.sh) ------------------
-say "frozen convolutions: bench/frozen.sh (x$RUNS)"
-BENCH_RUNS=$RUNS BENCH_FROZEN_STEPS=$CNN_STEPS sh bench/frozen.sh "$OUT" >"$OUT/frozen.txt" 2>"$OUT/frozen.err" ||
-  say "bench/frozen.sh failed: $(tail -2 "$OUT/frozen.err")"
-
 # --- 9. The LSTM (models/seqmnist.fnn) next to PyTorch's nn.LSTM (bench/seqmnist.sh)
 say "recurrent: bench/seqmnist.sh (x$RUNS)"
 BENCH_RUNS=$RUNS BENCH_TORCH=$TORCH sh bench/seqmnist.sh 2>"$OUT/seq.err" | grep -E '^(fnnc|pytorch) ' >"$OUT/seq.txt" ||
   say "bench/seqmnist.sh failed: $(tail -2 "$OUT/seq.err")"
+
+# --- 10. The CNN with its convolutions frozen (bench/frozen.sh) ------------------
+say "frozen convolutions: bench/frozen.sh (x$RUNS)"
+BENCH_RUNS=$RUNS BENCH_FROZEN_STEPS=$CNN_STEPS sh bench/frozen.sh "$OUT" >"$OUT/frozen.txt" 2>"$OUT/frozen.err" ||
+  say "bench/frozen.sh failed: $(tail -2 "$OUT/frozen.err")"
 
 torch_rate() {
   v=$(sed -n 's/.*images_per_s=\([0-9.]*\).*/\1/p' "$OUT/torch_$1_t$2.txt" 2>/dev/null | tail -1)
