@@ -16,8 +16,9 @@ OUT=build/finetune
 FNNC=bin/fnnc
 THR=${FINETUNE_THREADS:+--threads $FINETUNE_THREADS}
 mkdir -p "$OUT"
+# The trainer reads FILE.gz when FILE is missing (Fashion-MNIST comes gzipped).
 for f in "$FNNC" data/mnist/train-images-idx3-ubyte data/fashion-mnist/train-images-idx3-ubyte; do
-  [ -e "$f" ] || { echo "finetune-demo: $f is missing: run 'make all data' first" >&2; exit 1; }
+  [ -e "$f" ] || [ -e "$f.gz" ] || { echo "finetune-demo: $f is missing: run 'make all data' first" >&2; exit 1; }
 done
 
 if [ ! -s "$OUT/mnist.st" ]; then
