@@ -598,7 +598,7 @@ static bool starts_expr(yysymbol_kind_t k) {
 }
 
 static const char *const section_words[] = {"model", "optimizer", "data", "train", NULL};
-static const char *const stmt_words[] = {"input", "target", "loss", NULL};
+static const char *const stmt_words[] = {"input", "target", "loss", "freeze", NULL};
 
 static int yyreport_syntax_error(const yypcontext_t *ctx, yyscan_t scanner, Parser *P) {
   (void)scanner;
@@ -643,7 +643,7 @@ static int yyreport_syntax_error(const yypcontext_t *ctx, yyscan_t scanner, Pars
   }
   // Start of a model statement.
   if (has(exp, n, YYSYMBOL_INPUT)) {
-    error_at(loc, "expected 'input', 'target', 'loss' or an assignment before %s", what);
+    error_at(loc, "expected 'input', 'target', 'loss', 'freeze' or an assignment before %s", what);
     return 0;
   }
   if (has(exp, n, YYSYMBOL_NUM)) {
