@@ -11,7 +11,9 @@
 #   - --threads 1 and 2 log identical losses and save identical weights;
 #   - --resume from step 20 to 30 matches 30 steps in one run;
 #   - --init-partial into a model with a new head skips the file's old head
-#     and leaves the new one at its initialisation, naming both.
+#     and leaves the new one at its initialisation, naming both;
+#   - lr_mult=0.25 on one layer of an MLP (SGD, one step from the same
+#     initialisation): that layer moves a quarter as far, the others as far.
 # Needs /usr/bin/python3 (no numpy) to read the checkpoints.
 . "$(dirname "$0")/lib.sh"
 PY=/usr/bin/python3
@@ -119,3 +121,59 @@ grep -q 'not in the file, left at their initialisation' "$tmp/err" && grep -q ' 
 	grep -q 'not in the model, not loaded' "$tmp/err" && grep -q '  dense2.weight \[10,32\]' "$tmp/err" ||
 	fail "--init-partial: expected the new and the skipped tensors to be named"
 echo "init-partial with a new head: ok"
+
+# lr_mult: one SGD step with and without lr_mult=0.25 on dense2.
+cat >"$tmp/lm.fnn" <<'FNN'
+model lm {
+    input  x: [1, 28, 28]
+    target y: class(10)
+    h = x -> flatten -> dense(16) -> relu
+    logits = h -> dense(10)
+    loss cross_entropy(logits, y)
+}
+optimizer sgd(lr=0.1)
+data {
+    train = idx("mnist/train-images-idx3-ubyte", "mnist/train-labels-idx1-ubyte")
+    test  = idx("mnist/t10k-images-idx3-ubyte",  "mnist/t10k-labels-idx1-ubyte")
+    normalize(mean=0.1307, std=0.3081)
+}
+train { batch=64, epochs=1, shuffle=true, seed=5 }
+FNN
+sed 's/dense(10)/dense(10, lr_mult=0.25)/' "$tmp/lm.fnn" >"$tmp/lm4.fnn"
+for m in lm lm4; do
+	bin/fnnc run "$tmp/$m.fnn" --data "$tmp/d" --steps 0 --save "$tmp/$m.0.st" >/dev/null 2>"$tmp/err" &&
+		bin/fnnc run "$tmp/$m.fnn" --data "$tmp/d" --steps 1 --quiet --save "$tmp/$m.1.st" >/dev/null 2>"$tmp/err" ||
+		fail "$m: exit $?: $(cat "$tmp/err")"
+done
+$PY - "$tmp/lm.0.st" "$tmp/lm.1.st" "$tmp/lm4.0.st" "$tmp/lm4.1.st" <<'PYEOF' || exit 1
+import json, struct, sys
+
+def load(path):
+    with open(path, "rb") as f:
+        raw = f.read()
+    n = struct.unpack("<Q", raw[:8])[0]
+    head = json.loads(raw[8:8 + n])
+    head.pop("__metadata__", None)
+    base = 8 + n
+    out = {}
+    for k, v in head.items():
+        b = raw[base + v["data_offsets"][0]:base + v["data_offsets"][1]]
+        out[k] = struct.unpack("<%df" % (len(b) // 4), b)
+    return out
+
+a0, a1, b0, b1 = (load(p) for p in sys.argv[1:5])
+bad = 0
+for k in ("dense1.weight", "dense1.bias", "dense2.weight", "dense2.bias"):
+    if a0[k] != b0[k]:
+        print("FAIL: %s: the two models start differently" % k)
+        bad = 1
+        continue
+    da = sum(abs(x - y) for x, y in zip(a1[k], a0[k]))
+    db = sum(abs(x - y) for x, y in zip(b1[k], b0[k]))
+    want = 0.25 if k.startswith("dense2") else 1.0
+    r = db / da if da > 0 else float("nan")
+    ok = abs(r - want) < 0.01 * want
+    print("%-14s moved %.6g with lr_mult, %.6g without: ratio %.4f (want %g) %s" % (k, db, da, r, want, "ok" if ok else "FAIL"))
+    bad |= not ok
+sys.exit(bad)
+PYEOF
