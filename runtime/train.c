@@ -923,7 +923,7 @@ static int ck_save(const RtModel *r, const Opts *o, const Progress *pr) {
 // then copies them. Returns 0, or 1 after the errors (nothing copied).
 static int ck_restore(const char *prog, const char *file, const RtCk *c, RtCkTensor *t, int n, int allow_missing,
                       const char *what) {
-  int bad = 0, missing = 0;
+  int bad = 0, bad_state = 0, missing = 0;
   char s1[128], s2[128];
   int *at = malloc(sizeof(int) * ((size_t)n + 1));
   if (!at) {
@@ -937,6 +937,7 @@ static int ck_restore(const char *prog, const char *file, const RtCk *c, RtCkTen
     if (at[i] < 0) {
       missing++;
       if (allow_missing <= 0) {
+        bad_state += strstr(t[i].name, ".__") != NULL;
         if (!bad++) rt_error(prog, "%s: the checkpoint does not match the model (%s):", file, what);
         fprintf(stderr, "  missing tensor %s %s\n", t[i].name, rt_ck_shape_str(t[i].rank, t[i].dims, s1, sizeof s1));
       }
@@ -967,10 +968,14 @@ static int ck_restore(const char *prog, const char *file, const RtCk *c, RtCkTen
       continue;
     }
     if (!known) {
+      bad_state += strstr(name, ".__") != NULL;
       if (!bad++) rt_error(prog, "%s: the checkpoint does not match the model (%s):", file, what);
       fprintf(stderr, "  unexpected tensor %s %s\n", name, rt_ck_shape_str(rank, dims, s1, sizeof s1));
     }
   }
+  if (bad && bad == bad_state)
+    rt_hint("only the optimizer state differs: the checkpoint was trained with other layers frozen (frozen "
+            "tensors have no state); resume with the same model file, or load the weights alone with --init");
   if (bad) {
     free(at);
     return 1;

@@ -9,7 +9,8 @@
 #     trainable one has changed (checkpoints of --steps 0 and --steps 20);
 #   - the checkpoint holds Adam's m and v for the trainable tensors only;
 #   - --threads 1 and 2 log identical losses and save identical weights;
-#   - --resume from step 20 to 30 matches 30 steps in one run;
+#   - --resume from step 20 to 30 matches 30 steps in one run; resuming with
+#     other layers frozen is refused with a hint;
 #   - --init-partial into a model with a new head skips the file's old head
 #     and leaves the new one at its initialisation, naming both;
 #   - lr_mult=0.25 on one layer of an MLP (SGD, one step from the same
@@ -108,6 +109,12 @@ bin/fnnc run "$tmp/fz.fnn" --data "$tmp/d" --steps 30 --quiet --resume "$tmp/t1.
 [ "$(tail -n1 "$tmp/s30.csv" | cut -d, -f2-5)" = "$(tail -n1 "$tmp/r30.csv" | cut -d, -f2-5)" ] ||
 	fail "--resume differs: $(tail -n1 "$tmp/s30.csv") vs $(tail -n1 "$tmp/r30.csv")"
 echo "resume: ok"
+# Resuming with other layers frozen: refused, naming the state tensors, with a hint.
+sed '/freeze conv1..conv2/d' "$tmp/fz.fnn" >"$tmp/unfrozen.fnn"
+bin/fnnc run "$tmp/unfrozen.fnn" --data "$tmp/d" --steps 30 --quiet --resume "$tmp/t1.st" >/dev/null 2>"$tmp/err" &&
+	fail "--resume with other layers frozen: expected exit 1"
+grep -q 'missing tensor conv1.weight.__adam_m' "$tmp/err" && grep -q 'hint: only the optimizer state differs' "$tmp/err" ||
+	fail "--resume with other layers frozen: expected the missing state and a hint, got: $(cat "$tmp/err")"
 
 # A new head: --init-partial skips dense2 of the file and leaves head at its initialisation.
 sed 's/dense(10, lr_mult=0.5)/dense(10) as head/' "$tmp/fz.fnn" >"$tmp/nh.fnn"
