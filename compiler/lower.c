@@ -647,7 +647,7 @@ static bool layer_options(Lower *L, Layer *l, Args *cfg) {
   }
   if (m) {
     if (m->kind != N_NUM || !(m->num > 0) || m->num > 1e6) {
-      error_at(m->loc, "'lr_mult' of %s must be a number above 0", l->spec->name);
+      error_at(m->loc, "'lr_mult' of %s must be a number above 0 and at most 1e6", l->spec->name);
       if (m->kind == N_NUM && m->num == 0) hint("to keep a layer's weights fixed, write 'trainable=false'");
       return false;
     }
