@@ -113,6 +113,8 @@ typedef enum {
   N_STATE,      // state NAME: lhs (N_TSHAPE) = rhs
   N_EMIT,       // emit lhs
   N_INDEX,      // lhs[rhs]: a time step of a sequence (lhs an N_IDENT)
+  N_FREEZE,     // freeze args: N_IDENT (a layer; rhs: N_IDENT "weight"/"bias" for one tensor) or N_RANGE
+  N_RANGE,      // lhs..rhs (N_IDENTs); lhs NULL for "up to rhs"
 } NodeKind;
 
 typedef struct Node Node;
@@ -231,7 +233,10 @@ typedef struct {
   int64_t fan_in;
   InitKind init;
   int64_t offset;    // in floats, inside the parameter slab
-  bool frozen;
+  int64_t toff;      // in floats, inside the gradient slab and each optimizer state slot;
+                     // -1 if frozen (no gradient, no state): optim.c, optimizer_layout
+  bool frozen;       // `freeze`, trainable=false|bias (lower.c)
+  double lr_mult;    // lr_mult=: this parameter's learning rate is lr times it
   Value *value;      // the OP_param leaf
   Value *grad;       // autodiff result, or NULL
   Loc loc;
@@ -282,6 +287,7 @@ typedef struct {
   Param *params;
   int nparams;
   int64_t param_floats, state_floats;
+  int64_t train_floats;  // floats of the gradient slab and of each state slot (optimizer_layout)
   Value *x, *y;      // data leaves
   Value *loss;       // scalar loss
   Value *logits;     // classifier output (for accuracy), or prediction
@@ -452,6 +458,9 @@ void autodiff_sweep(Builder *b, int n0, Value **adj);
 // elementwise values and stores per parameter.
 //
 void optimizer_lower(Graph *g);
+// Places the trainable parameters in the gradient and state slabs (Param.toff,
+// Graph.train_floats, Graph.state_floats); frozen ones get neither.
+void optimizer_layout(Graph *g);
 int optimizer_slots(const Optimizer *o);  // state tensors per parameter
 
 //

@@ -80,6 +80,11 @@ typedef struct {
   Loc loc;
   int64_t cfg[6];   // the configuration, by argument position
   int wparam, bparam;
+  // Fine-tuning: which of its tensors are frozen (the weights, the biases),
+  // where that was said first, and the learning-rate multiplier.
+  bool freeze_w, freeze_b;
+  Loc frozen_at;
+  double lr_mult;
 } Layer;
 
 typedef struct {
@@ -116,6 +121,7 @@ typedef struct {
   int nerr0;
   Recur *rec;    // inside a recurrent block, else NULL
   Vec lasts;     // LastOf*
+  Loc last_freeze;  // the last freeze statement or trainable=, for "nothing left to train"
 } Lower;
 
 static Binding *lookup(Lower *L, const char *name) {
@@ -166,6 +172,7 @@ static int add_param(Lower *L, const char *name, Shape s, int64_t fan_in, InitKi
   p->init = init;
   p->offset = g->param_floats;
   p->loc = loc;
+  p->lr_mult = 1;
   g->param_floats += (shape_numel(s) + 15) & ~(int64_t)15;
   int idx = g->nparams++;
   Builder ob = {g, loc, PH_FWD};
@@ -189,6 +196,7 @@ static Value *pval(Lower *L, int i) { return outer_use(L, L->g->params[i].value)
 //
 typedef struct {
   Node *node[6];  // by argument position; NULL if not given
+  Node *trainable, *lr_mult;  // the fine-tuning options every layer with parameters takes
 } Args;
 
 // Splits a call's arguments into tensors (positional, first) and configuration.
@@ -204,6 +212,18 @@ static bool split_args(Lower *L, Node *call, const LayerSpec *spec, Node *piped,
   for (int i = 0; call && i < call->nargs; i++) {
     Node *a = call->args[i];
     if (a->kind == N_KWARG) {
+      Node **opt = !spec->has_params             ? NULL
+                   : !strcmp(a->name, "trainable") ? &cfg->trainable
+                   : !strcmp(a->name, "lr_mult")   ? &cfg->lr_mult
+                                                   : NULL;
+      if (opt) {
+        if (*opt) {
+          error_at(a->loc, "argument '%s' is given twice", a->name);
+          ok = false;
+        }
+        *opt = a->lhs;
+        continue;
+      }
       int j = 0;
       while (j < nargs && strcmp(spec->args[j], a->name)) j++;
       if (j == nargs) {
@@ -672,10 +692,40 @@ static Value *apply_layer(Lower *L, Layer *layer, Value **x, Node *site) {
 }
 
 // Looks up or creates the layer a call site refers to.
+// The fine-tuning options of a layer with parameters:
+//   trainable=false   every tensor frozen      trainable=bias   only the biases train
+//   lr_mult=F         its learning rate is F times the optimizer's
+static bool layer_options(Lower *L, Layer *l, Args *cfg) {
+  Node *t = cfg->trainable, *m = cfg->lr_mult;
+  l->lr_mult = 1;
+  if (t) {
+    bool is_bias = t->kind == N_IDENT && !strcmp(t->name, "bias");
+    if (t->kind != N_BOOL && !is_bias) {
+      error_at(t->loc, "'trainable' of %s must be true, false or bias", l->spec->name);
+      return false;
+    }
+    if (is_bias || t->num == 0) {
+      l->freeze_w = true;
+      l->freeze_b = !is_bias;
+      l->frozen_at = L->last_freeze = t->loc;
+    }
+  }
+  if (m) {
+    if (m->kind != N_NUM || !(m->num > 0) || m->num > 1e6) {
+      error_at(m->loc, "'lr_mult' of %s must be a number above 0 and at most 1e6", l->spec->name);
+      if (m->kind == N_NUM && m->num == 0) hint("to keep a layer's weights fixed, write 'trainable=false'");
+      return false;
+    }
+    l->lr_mult = m->num;
+  }
+  return true;
+}
+
 static Layer *make_layer(Lower *L, const LayerSpec *spec, Node *call, Args *cfg) {
   Layer *l = arena_alloc(sizeof(Layer));
   l->spec = spec;
   l->wparam = l->bparam = -1;
+  l->lr_mult = 1;
   l->loc = call->loc;
   const char *ln = spec->name;
   Loc where = call->loc;
@@ -736,6 +786,7 @@ static Layer *make_layer(Lower *L, const LayerSpec *spec, Node *call, Args *cfg)
     l->name = spec->name;
     return l;  // unnamed and parameterless: not recorded
   }
+  if (spec->has_params && !layer_options(L, l, cfg)) return NULL;
   vec_push(&L->layers, l);
   return l;
 }
@@ -1036,6 +1087,121 @@ static Value *lower_expr(Lower *L, Node *n) {
 }
 
 //
+// Freezing
+//
+//   freeze conv1, conv2        layers by name
+//   freeze conv1..conv2        a range, in the order the layers were defined
+//   freeze up to conv2         every layer up to and including conv2
+//   freeze conv1.weight        one kind of tensor: conv1 then trains its bias only
+//
+// Frozen parameters get no gradient and no optimizer state (autodiff.c, optim.c).
+static int layer_pos(Lower *L, Layer *l) {
+  for (int i = 0; i < L->layers.len; i++)
+    if (L->layers.data[i] == l) return i;
+  return -1;
+}
+
+static const char **layer_names(Lower *L) {
+  const char **names = arena_alloc(sizeof(char *) * (size_t)(L->layers.len + 1));
+  for (int i = 0; i < L->layers.len; i++) names[i] = ((Layer *)L->layers.data[i])->name;
+  return names;
+}
+
+// The layer with parameters a freeze statement names, or NULL after an error.
+static Layer *freeze_target(Lower *L, Node *id) {
+  Layer *l = find_layer(L, id->name);
+  if (l && l->spec->has_params) return l;
+  if (l)
+    error_at(id->loc, "layer '%s' (%s) has no parameters to freeze", id->name, l->spec->name);
+  else if (lookup(L, id->name))
+    error_at(id->loc, "'%s' is a tensor, not a layer; freeze names layers such as 'conv1'", id->name);
+  else if (find_spec(id->name))
+    error_at(id->loc, "'%s' is a kind of layer; freeze names layers such as 'conv1' or 'dense2'", id->name);
+  else {
+    error_at(id->loc, "no layer named '%s' to freeze", id->name);
+    const char *c = closest_word(id->name, layer_names(L));
+    if (c) hint("did you mean '%s'?", c);
+    else hint("layers are named conv1, dense1, ... in order, or 'as NAME'");
+  }
+  return NULL;
+}
+
+static void freeze_layer(Lower *L, Layer *l, bool w, bool b, Loc at) {
+  if ((w && l->freeze_w) || (b && l->freeze_b)) {
+    error_at(at, "layer '%s' is frozen twice", l->name);
+    hint("it is first frozen on line %d", l->frozen_at.line);
+    return;
+  }
+  if (!l->freeze_w && !l->freeze_b) l->frozen_at = at;
+  l->freeze_w |= w;
+  l->freeze_b |= b;
+}
+
+static void lower_freeze(Lower *L, Node *st) {
+  L->last_freeze = st->loc;
+  for (int i = 0; i < st->nargs; i++) {
+    Node *it = st->args[i];
+    if (it->kind == N_RANGE) {
+      Layer *a = it->lhs ? freeze_target(L, it->lhs) : L->layers.len ? L->layers.data[0] : NULL;
+      Layer *b = freeze_target(L, it->rhs);
+      if (!a || !b) continue;
+      int ia = layer_pos(L, a), ib = layer_pos(L, b);
+      if (ia > ib) {
+        error_at(it->loc, "the range %s..%s runs backwards: '%s' comes before '%s'", a->name, b->name, b->name,
+                 a->name);
+        hint("write 'freeze %s..%s'", b->name, a->name);
+        continue;
+      }
+      for (int k = ia; k <= ib; k++) {
+        Layer *l = L->layers.data[k];
+        if (l->spec->has_params) freeze_layer(L, l, true, true, it->loc);
+      }
+      continue;
+    }
+    Layer *l = freeze_target(L, it);
+    if (!l) continue;
+    if (!it->rhs) {
+      freeze_layer(L, l, true, true, it->loc);
+      continue;
+    }
+    const char *part = it->rhs->name;
+    if (strcmp(part, "weight") && strcmp(part, "bias")) {
+      error_at(it->rhs->loc, "'%s.%s': a layer's tensors are frozen as '%s.weight' or '%s.bias'", l->name, part,
+               l->name, l->name);
+      continue;
+    }
+    if (!strcmp(part, "bias") && l->bparam < 0 && l->spec->kind != L_RNN && l->spec->kind != L_LSTM &&
+        l->spec->kind != L_GRU) {
+      error_at(it->rhs->loc, "layer '%s' has no bias", l->name);
+      continue;
+    }
+    freeze_layer(L, l, !strcmp(part, "weight"), !strcmp(part, "bias"), it->loc);
+  }
+}
+
+// Marks the parameters of frozen layers, and gives each its layer's learning
+// rate multiplier. A layer's tensors are the parameters named "LAYER.*"; its
+// biases are "LAYER.bias*".
+static void apply_freezing(Lower *L) {
+  Graph *g = L->g;
+  int trainable = 0;
+  for (int i = 0; i < g->nparams; i++) {
+    Param *p = &g->params[i];
+    const char *dot = strchr(p->name, '.');
+    Layer *l = dot ? find_layer(L, arena_strndup(p->name, (size_t)(dot - p->name))) : NULL;
+    if (!l) continue;
+    bool bias = !strncmp(dot + 1, "bias", 4);
+    p->frozen = bias ? l->freeze_b : l->freeze_w;
+    p->lr_mult = l->lr_mult;
+    trainable += !p->frozen;
+  }
+  if (g->nparams && !trainable) {
+    error_at(L->last_freeze, "every parameter is frozen: nothing is left to train");
+    hint("leave at least one layer trainable, such as the classifier");
+  }
+}
+
+//
 // Declarations and sections
 //
 static bool lower_type(Lower *L, Node *t, Shape *s, bool *is_class, int64_t *k) {
@@ -1171,9 +1337,14 @@ static void lower_model(Lower *L, Node *m) {
       g->loss = v;
       break;
     }
+    case N_FREEZE: break;  // after the layers exist
     default: error_at(st->loc, "unexpected statement in a model"); break;
     }
   }
+  int errs = error_count();
+  for (int i = 0; i < m->nargs; i++)
+    if (m->args[i]->kind == N_FREEZE) lower_freeze(L, m->args[i]);
+  if (error_count() == errs) apply_freezing(L);
   if (!input) error_at(m->loc, "model '%s' has no input; declare one, e.g. 'input x: [1, 28, 28]'", m->name);
   if (!target) error_at(m->loc, "model '%s' has no target; declare one, e.g. 'target y: class(10)'", m->name);
   if (!loss) error_at(m->loc, "model '%s' has no loss; add e.g. 'loss cross_entropy(logits, y)'", m->name);

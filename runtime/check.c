@@ -238,6 +238,7 @@ int fnn_check(const FnnModel *m, int argc, char **argv) {
     int64_t off, numel;
     char shape[160];
     rt_model_param(r, i, &off, &numel, shape, sizeof shape);
+    if (rt_model_param_grad(r, i) < 0) continue;  // frozen: no gradient, nothing to check
     uint64_t cs[4];
     rt_rng_seed(cs, (uint64_t)seed, STREAM_COORDS + (uint64_t)i);
     int n = numel < MAXTRY ? (int)numel : MAXTRY;
@@ -280,7 +281,7 @@ int fnn_check(const FnnModel *m, int argc, char **argv) {
     int64_t off, numel;
     char shape[160];
     rt_model_param(r, i, &off, &numel, shape, sizeof shape);
-    sort_by_grad(cand[i], ncand[i], a.grads + off);
+    if (ncand[i]) sort_by_grad(cand[i], ncand[i], a.grads + rt_model_param_grad(r, i));
   }
 
   int namew = 4, shapew = 5;
@@ -299,12 +300,18 @@ int fnn_check(const FnnModel *m, int argc, char **argv) {
     loss_bad = 1;
   }
   double worst = 0;
+  int nfrozen = 0;
   for (int i = 0; i < np; i++) {
     int64_t off, numel;
     char shape[160];
     const char *name = rt_model_param(r, i, &off, &numel, shape, sizeof shape);
+    if (rt_model_param_grad(r, i) < 0) {
+      nfrozen++;
+      printf("%-*s  %-*s  frozen: no gradient\n", namew, name, shapew, shape);
+      continue;
+    }
     float *w = a.params + off;
-    const float *g = a.grads + off;
+    const float *g = a.grads + rt_model_param_grad(r, i);
     // A first look at step h. If the loss is smooth at all of the first 12
     // coordinates, they are judged at h; if it is kinked at any, the whole
     // parameter is judged at h/10: where kinks are many (a convolution under
@@ -343,18 +350,20 @@ int fnn_check(const FnnModel *m, int argc, char **argv) {
     if (maxerr > worst) worst = maxerr;
     printf("%-*s  %-*s  max rel err %.1e  %s\n", namew, name, shapew, shape, maxerr, ok ? "ok" : "FAIL");
   }
+  int ntr = np - nfrozen;  // the parameters with a gradient
   if (nskip)
     printf("note: %d of %d parameters not checked; a smaller --batch (fewer kinks, larger gradients) may help\n", nskip,
-           np);
+           ntr);
   if (nfail)
-    printf("FAIL: %d of %d parameters (max rel err %.1e, tol %.0e)\n", nfail, np - nskip, worst, tol);
+    printf("FAIL: %d of %d parameters (max rel err %.1e, tol %.0e)\n", nfail, ntr - nskip, worst, tol);
   else if (loss_bad)
     printf("FAIL: the losses differ\n");
-  else if (nskip == np && np > 0)
+  else if (nskip == ntr && ntr > 0)
     printf("FAIL: no parameter could be checked\n");
   else
-    printf("ok: %s%d parameters (max rel err %.1e, tol %.0e)\n", nskip ? "" : "all ", np - nskip, worst, tol);
-  rc = nfail || loss_bad || (nskip == np && np > 0) ? 1 : 0;
+    printf("ok: %s%d parameters (max rel err %.1e, tol %.0e)%s\n", nskip ? "" : "all ", ntr - nskip, worst, tol,
+           nfrozen ? "; frozen ones skipped" : "");
+  rc = nfail || loss_bad || (nskip == ntr && ntr > 0) ? 1 : 0;
   fflush(stdout);
 out:
   free(cand);

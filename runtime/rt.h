@@ -99,5 +99,6 @@ typedef struct {
   const char *ckpt;     // the checkpoint the weights came from (its vocabulary)
 } RtSampleOpts;
 int rt_sample(const RtModel *r, FnnArgs *a, const RtSampleOpts *o);
+int64_t rt_model_param_grad(const RtModel *r, int i);
 
 #endif

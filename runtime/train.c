@@ -27,6 +27,7 @@ enum { INIT_KAIMING, INIT_BIAS, INIT_ZERO, INIT_ONE, INIT_NORMAL };
 typedef struct {
   char *name;
   int64_t offset, fan_in, numel;  // offset and numel in floats
+  int64_t toff;                   // offset in the gradient slab and state slots; -1: frozen
   int init;
   int rank;
   int64_t dims[RT_MAXRANK];
@@ -59,6 +60,8 @@ typedef struct RtModel {
   double validation;  // the fraction of the training data held out, or 0
   RtSource train, test;
   int64_t param_floats, state_floats, work_per_n, work_fixed;
+  int64_t train_floats;    // the gradient slab and each state slot (trainable parameters)
+  int state_slots;
   int64_t scratch_floats;  // per thread
   int nkernels;            // `kernel ID ENTRY NAME` lines, for --profile
   const char *kentry[512], *kname[512];
@@ -189,16 +192,17 @@ RtModel *rt_model_open(const FnnModel *m) {
     if (nt <= 0 || (!is_param && (k == R_COUNT || seen[k])) || seen[R_END] || (lineno == 1) != (k == R_FNN))
       goto bad;
     if (is_param) {
-      if (!seen[R_PARAMS] || seen[R_STATE] || nparam_seen >= r->nparams || nt < 6) goto bad;
+      if (!seen[R_PARAMS] || seen[R_STATE] || nparam_seen >= r->nparams || nt < 7) goto bad;
       RtParam *p = &r->params[nparam_seen++];
       static const char *const inits[] = {"kaiming_uniform", "bias_uniform", "zero", "one", "normal"};
       p->name = tok[1];
       p->init = -1;
       for (int i = 0; i < 5; i++)
-        if (!strcmp(tok[4], inits[i])) p->init = i;
-      int used = tok_dims(tok + 5, nt - 5, &p->rank, p->dims, &p->numel);
-      if (!*p->name || tok_int(tok[2], 0, &p->offset) || tok_int(tok[3], 0, &p->fan_in) || p->init < 0 ||
-          used < 0 || 5 + used != nt || p->offset + p->numel > r->param_floats ||
+        if (nt > 5 && !strcmp(tok[5], inits[i])) p->init = i;
+      int used = tok_dims(tok + 6, nt - 6, &p->rank, p->dims, &p->numel);
+      if (!*p->name || tok_int(tok[2], 0, &p->offset) || tok_int(tok[3], -1, &p->toff) ||
+          tok_int(tok[4], 0, &p->fan_in) || p->init < 0 || used < 0 || 6 + used != nt ||
+          p->offset + p->numel > r->param_floats ||
           ((p->init == INIT_KAIMING || p->init == INIT_BIAS) && p->fan_in < 1))
         goto bad;
       line = nl ? nl + 1 : NULL;
@@ -282,10 +286,16 @@ RtModel *rt_model_open(const FnnModel *m) {
       }
       break;
     }
-    case R_STATE:
-      ok = nt == 2 && !tok_int(tok[1], 0, &r->state_floats) && r->state_floats <= ((int64_t)1 << 42) &&
-           nparam_seen == r->nparams;
+    case R_STATE: {
+      int64_t slots = 0;
+      ok = nt == 3 && !tok_int(tok[1], 0, &slots) && slots <= 2 && !tok_int(tok[2], 0, &r->train_floats) &&
+           r->train_floats <= r->param_floats && nparam_seen == r->nparams;
+      r->state_slots = (int)slots;
+      r->state_floats = slots * r->train_floats;
+      for (int i = 0; ok && i < r->nparams; i++)
+        ok = r->params[i].toff < 0 || r->params[i].toff + r->params[i].numel <= r->train_floats;
       break;
+    }
     case R_WORK:
       ok = nt == 3 && !tok_int(tok[1], 0, &r->work_per_n) && !tok_int(tok[2], 0, &r->work_fixed) &&
            r->work_per_n <= ((int64_t)1 << 40) && r->work_fixed <= ((int64_t)1 << 40);
@@ -328,7 +338,7 @@ int rt_model_setup(RtModel *r, const char *prog, int64_t batch, uint64_t seed, F
     return 1;
   }
   if (!(r->pslab = rt_alloc_floats(prog, "the parameters", r->param_floats)) ||
-      !(r->gslab = rt_alloc_floats(prog, "the gradients", r->param_floats)) ||
+      !(r->gslab = rt_alloc_floats(prog, "the gradients", r->train_floats)) ||
       !(r->sslab = rt_alloc_floats(prog, "the optimizer state", r->state_floats)) ||
       !(r->wslab = rt_alloc_floats(prog, "the workspace", r->work_per_n * batch + r->work_fixed)) ||
       !(r->xslab = rt_alloc_floats(prog, "the scratch", r->scratch_floats * fnn_threads() + 16)))
@@ -389,6 +399,8 @@ const FnnModel *rt_model_compiled(const RtModel *r) { return r->m; }
 static int64_t y_ints(const RtModel *r) { return r->steps ? r->steps : 1; }
 static int64_t out_floats(const RtModel *r) { return (r->steps ? r->steps : 1) * r->width; }
 
+// Parameter i's offset in the gradient slab, or -1 if it is frozen (no gradient).
+int64_t rt_model_param_grad(const RtModel *r, int i) { return r->params[i].toff; }
 // Parameter i: its name; its offset and size in floats; its shape as "[32,1,3,3]".
 const char *rt_model_param(const RtModel *r, int i, int64_t *offset, int64_t *numel, char *shape, size_t cap) {
   const RtParam *p = &r->params[i];
@@ -399,6 +411,41 @@ const char *rt_model_param(const RtModel *r, int i, int64_t *offset, int64_t *nu
     k += (size_t)snprintf(shape + k, cap - k, d ? ",%lld" : "%lld", (long long)p->dims[d]);
   if (k < cap) snprintf(shape + k, cap - k, "]");
   return p->name;
+}
+
+// "1.6 MB": bytes in a short human form.
+static const char *fmt_bytes(double b, char *buf, size_t cap) {
+  if (b < 1024)
+    snprintf(buf, cap, "%.0f B", b);
+  else if (b < 1024 * 1024)
+    snprintf(buf, cap, "%.1f KB", b / 1024);
+  else if (b < 1024.0 * 1024 * 1024)
+    snprintf(buf, cap, "%.1f MB", b / (1024 * 1024));
+  else
+    snprintf(buf, cap, "%.2f GB", b / (1024.0 * 1024 * 1024));
+  return buf;
+}
+
+// The memory summary: trainable and frozen parameter counts, and the bytes of
+// the parameter, gradient and optimizer state slabs and of the activations
+// (the planned workspace for `batch` rows, and the per-thread scratch).
+static void print_memory(FILE *out, const RtModel *r, int64_t batch) {
+  int64_t train = 0, frozen = 0;
+  for (int i = 0; i < r->nparams; i++) {
+    if (r->params[i].toff >= 0)
+      train += r->params[i].numel;
+    else
+      frozen += r->params[i].numel;
+  }
+  char b[4][32];
+  double work = 4.0 * (double)(r->work_per_n * batch + r->work_fixed),
+         scratch = 4.0 * (double)r->scratch_floats * fnn_threads();
+  fprintf(out, "%s: %lld parameters: %lld trainable, %lld frozen\n", r->name, (long long)(train + frozen),
+          (long long)train, (long long)frozen);
+  fprintf(out, "memory: parameters %s, gradients %s, optimizer state %s, activations %s (batch %lld)",
+          fmt_bytes(4.0 * (double)r->param_floats, b[0], 32), fmt_bytes(4.0 * (double)r->train_floats, b[1], 32),
+          fmt_bytes(4.0 * (double)r->state_floats, b[2], 32), fmt_bytes(work, b[3], 32), (long long)batch);
+  fprintf(out, ", scratch %s\n", fmt_bytes(scratch, b[0], 32));
 }
 
 //
@@ -828,9 +875,7 @@ typedef struct {
 
 #define CK_FORMAT "fnnc-checkpoint 1"
 
-static int state_slots(const RtModel *r) {
-  return r->param_floats > 0 ? (int)(r->state_floats / r->param_floats) : 0;
-}
+static int state_slots(const RtModel *r) { return r->state_slots; }
 
 static const char *slot_suffix(const RtModel *r, int s, char *buf, size_t cap) {
   if (r->adam && s < 2)
@@ -843,10 +888,12 @@ static const char *slot_suffix(const RtModel *r, int s, char *buf, size_t cap) {
 }
 
 // The tensors of a checkpoint: parameters, then (with_state) the optimizer
-// state. Names are malloc'ed into *names. Returns the count, or -1 (out of memory).
+// state of the trainable ones (frozen parameters have none). Names are
+// malloc'ed into *names. Returns the count, or -1 (out of memory).
 static int ck_tensors(const RtModel *r, int with_state, RtCkTensor **out, char ***names) {
-  int slots = with_state ? state_slots(r) : 0;
-  int n = r->nparams * (1 + slots);
+  int slots = with_state ? state_slots(r) : 0, ntrain = 0;
+  for (int i = 0; i < r->nparams; i++) ntrain += r->params[i].toff >= 0;
+  int n = r->nparams + ntrain * slots;
   RtCkTensor *t = calloc((size_t)n + 1, sizeof *t);
   char **nm = calloc((size_t)n + 1, sizeof *nm);
   if (!t || !nm) {
@@ -858,6 +905,7 @@ static int ck_tensors(const RtModel *r, int with_state, RtCkTensor **out, char *
   for (int s = -1; s < slots; s++)
     for (int i = 0; i < r->nparams; i++) {
       const RtParam *p = &r->params[i];
+      if (s >= 0 && p->toff < 0) continue;
       char suf[32] = "";
       if (s >= 0) slot_suffix(r, s, suf, sizeof suf);
       size_t len = strlen(p->name) + strlen(suf) + 1;
@@ -871,7 +919,7 @@ static int ck_tensors(const RtModel *r, int with_state, RtCkTensor **out, char *
       t[k].name = nm[k];
       t[k].rank = p->rank;
       memcpy(t[k].dims, p->dims, sizeof t[k].dims);
-      t[k].data = s < 0 ? r->pslab + p->offset : r->sslab + (int64_t)s * r->param_floats + p->offset;
+      t[k].data = s < 0 ? r->pslab + p->offset : r->sslab + (int64_t)s * r->train_floats + p->toff;
       k++;
     }
   *out = t;
@@ -967,7 +1015,7 @@ static int ck_save(const RtModel *r, const Opts *o, const Progress *pr) {
 // then copies them. Returns 0, or 1 after the errors (nothing copied).
 static int ck_restore(const char *prog, const char *file, const RtCk *c, RtCkTensor *t, int n, int allow_missing,
                       const char *what) {
-  int bad = 0, missing = 0;
+  int bad = 0, bad_state = 0, missing = 0;
   char s1[128], s2[128];
   int *at = malloc(sizeof(int) * ((size_t)n + 1));
   if (!at) {
@@ -981,6 +1029,7 @@ static int ck_restore(const char *prog, const char *file, const RtCk *c, RtCkTen
     if (at[i] < 0) {
       missing++;
       if (allow_missing <= 0) {
+        bad_state += strstr(t[i].name, ".__") != NULL;
         if (!bad++) rt_error(prog, "%s: the checkpoint does not match the model (%s):", file, what);
         fprintf(stderr, "  missing tensor %s %s\n", t[i].name, rt_ck_shape_str(t[i].rank, t[i].dims, s1, sizeof s1));
       }
@@ -995,6 +1044,7 @@ static int ck_restore(const char *prog, const char *file, const RtCk *c, RtCkTen
               rt_ck_shape_str(t[i].rank, t[i].dims, s1, sizeof s1), rt_ck_shape_str(rank, dims, s2, sizeof s2));
     }
   }
+  int unused = 0;
   for (int k = 0; k < rt_ck_count(c); k++) {
     int rank;
     const int64_t *dims;
@@ -1003,11 +1053,21 @@ static int ck_restore(const char *prog, const char *file, const RtCk *c, RtCkTen
     for (int i = 0; i < n && !known; i++) known = !strcmp(name, t[i].name);
     // --init ignores a checkpoint's optimizer state (written by --save).
     if (!known && allow_missing >= 0 && strstr(name, ".__")) continue;
+    // --init-partial also leaves out the tensors the model has no use for
+    // (the old head of a network being fine-tuned), listed below.
+    if (!known && allow_missing > 0) {
+      unused++;
+      continue;
+    }
     if (!known) {
+      bad_state += strstr(name, ".__") != NULL;
       if (!bad++) rt_error(prog, "%s: the checkpoint does not match the model (%s):", file, what);
       fprintf(stderr, "  unexpected tensor %s %s\n", name, rt_ck_shape_str(rank, dims, s1, sizeof s1));
     }
   }
+  if (bad && bad == bad_state)
+    rt_hint("only the optimizer state differs: the checkpoint was trained with other layers frozen (frozen "
+            "tensors have no state); resume with the same model file, or load the weights alone with --init");
   if (bad) {
     free(at);
     return 1;
@@ -1018,6 +1078,18 @@ static int ck_restore(const char *prog, const char *file, const RtCk *c, RtCkTen
             missing, missing == 1 ? "" : "s");
     for (int i = 0; i < n; i++)
       if (at[i] < 0) fprintf(stderr, "  %s %s\n", t[i].name, rt_ck_shape_str(t[i].rank, t[i].dims, s1, sizeof s1));
+  }
+  if (unused) {
+    fflush(stdout);
+    fprintf(stderr, "%s: warning: %s: %d tensor%s not in the model, not loaded:\n", prog, file, unused,
+            unused == 1 ? "" : "s");
+    for (int k = 0; k < rt_ck_count(c); k++) {
+      int rank, known = 0;
+      const int64_t *dims;
+      const char *name = rt_ck_tensor(c, k, &rank, &dims);
+      for (int i = 0; i < n && !known; i++) known = !strcmp(name, t[i].name);
+      if (!known && !strstr(name, ".__")) fprintf(stderr, "  %s %s\n", name, rt_ck_shape_str(rank, dims, s1, sizeof s1));
+    }
   }
   for (int i = 0; i < n; i++)
     if (at[i] >= 0) rt_ck_read(c, at[i], (float *)t[i].data);
@@ -1411,10 +1483,10 @@ int fnn_main(const FnnModel *m, int argc, char **argv) {
     rt_error(o.prog, "out of memory");
     goto out;
   }
+  if (!o.quiet && !o.eval && !o.predict) print_memory(stdout, r, o.batch);
   if (o.steps == 0) {
     if (!o.quiet)
-      printf("%s: %lld parameters in %d tensors, set up; --steps 0, so no training\n", r->name,
-             (long long)r->param_floats, r->nparams);
+      printf("%s: %d tensors set up; --steps 0, so no training\n", r->name, r->nparams);
     rc = o.save ? ck_save(r, &o, &pr) : 0;
     goto out;
   }
@@ -1613,6 +1685,7 @@ int fnn_main(const FnnModel *m, int argc, char **argv) {
     rc = 128 + g_signal;
   }
   rt_prof_print(a.prof, r->kentry, r->kname);
+  if (a.prof) print_memory(stderr, r, o.batch);
 out:
   rt_prof_free(a.prof);
   if (logf && fclose(logf)) {
