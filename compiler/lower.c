@@ -1341,10 +1341,10 @@ static void lower_model(Lower *L, Node *m) {
     default: error_at(st->loc, "unexpected statement in a model"); break;
     }
   }
-  int errs = error_count();
+  int ferrs = error_count();
   for (int i = 0; i < m->nargs; i++)
     if (m->args[i]->kind == N_FREEZE) lower_freeze(L, m->args[i]);
-  if (error_count() == errs) apply_freezing(L);
+  if (error_count() == ferrs) apply_freezing(L);
   if (!input) error_at(m->loc, "model '%s' has no input; declare one, e.g. 'input x: [1, 28, 28]'", m->name);
   if (!target) error_at(m->loc, "model '%s' has no target; declare one, e.g. 'target y: class(10)'", m->name);
   if (!loss) error_at(m->loc, "model '%s' has no loss; add e.g. 'loss cross_entropy(logits, y)'", m->name);
