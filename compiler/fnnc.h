@@ -237,11 +237,23 @@ typedef struct {
   Loc loc;
 } Param;
 
-typedef enum { OPT_SGD, OPT_ADAM } OptKind;
+typedef enum { OPT_SGD, OPT_ADAM, OPT_ADAMW } OptKind;
+// The learning rate over the run (computed by the runtime, step by step):
+// `warmup` steps rising linearly to lr, then constant, step or cosine decay.
+typedef enum { SCHED_CONSTANT, SCHED_STEP, SCHED_COSINE } SchedKind;
+typedef struct {
+  SchedKind kind;
+  bool given;        // schedule=... was written
+  int64_t warmup;    // steps of linear warmup, 0 for none
+  int64_t step_size; // step: multiply by gamma every step_size steps
+  double gamma;
+  double min_lr;     // cosine: the lr at the end of the run
+} Schedule;
 typedef struct {
   OptKind kind;
   double lr, momentum, beta1, beta2, eps, weight_decay;
   double clip;  // > 0: clip the gradients to this global norm first
+  Schedule sched;
   Loc loc;
 } Optimizer;
 

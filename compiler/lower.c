@@ -1112,16 +1112,79 @@ static bool num_kwarg(Node *a, double *out, double lo, double hi, bool lo_open, 
   return true;
 }
 
+// schedule=constant(warmup=W) | step(step_size=S, gamma=G, warmup=W)
+//        | cosine(min_lr=M, warmup=W): how the runtime moves lr over the run.
+static void lower_schedule(Node *n, Schedule *sc, double lr) {
+  static const char *const kinds[] = {"constant", "step", "cosine", NULL};
+  static const char *const args[3][4] = {{"warmup", NULL}, {"step_size", "gamma", "warmup", NULL},
+                                         {"min_lr", "warmup", NULL}};
+  if (n->kind != N_CALL) {
+    error_at(n->loc, "a schedule is constant(...), step(...) or cosine(...)");
+    hint("e.g. 'schedule=cosine(warmup=100, min_lr=1e-5)'");
+    return;
+  }
+  int k = 0;
+  while (kinds[k] && strcmp(kinds[k], n->name)) k++;
+  if (!kinds[k]) {
+    error_at(n->loc, "unknown schedule '%s'", n->name);
+    const char *h = closest_word(n->name, kinds);
+    hint(h ? "did you mean '%s'?" : "the schedules are %s", h ? h : "constant, step and cosine");
+    return;
+  }
+  *sc = (Schedule){.kind = (SchedKind)k, .given = true, .gamma = 0.1};
+  bool have_size = false;
+  for (int i = 0; i < n->nargs; i++) {
+    Node *a = n->args[i];
+    if (a->kind != N_KWARG) {
+      error_at(a->loc, "the arguments of %s are given by name", n->name);
+      continue;
+    }
+    int j = 0;
+    while (args[k][j] && strcmp(args[k][j], a->name)) j++;
+    if (!args[k][j]) {
+      error_at(a->loc, "unknown argument '%s' for the %s schedule", a->name, n->name);
+      const char *h = closest_word(a->name, args[k]);
+      if (h) hint("did you mean '%s'?", h);
+      continue;
+    }
+    if (!strcmp(a->name, "warmup")) sc->warmup = int_arg(a->lhs, arena_printf("the %s schedule", n->name), "warmup", 0, 0, (int64_t)1 << 40, a->loc);
+    if (!strcmp(a->name, "step_size")) {
+      sc->step_size = int_arg(a->lhs, "the step schedule", "step_size", 0, 1, (int64_t)1 << 40, a->loc);
+      have_size = true;
+    }
+    if (!strcmp(a->name, "gamma")) num_kwarg(a, &sc->gamma, 0, 1, true, "the step schedule");
+    if (!strcmp(a->name, "min_lr") && num_kwarg(a, &sc->min_lr, 0, 1e6, false, "the cosine schedule") &&
+        sc->min_lr >= lr)
+      error_at(a->lhs->loc, "min_lr (%g) must be below the learning rate (%g)", sc->min_lr, lr);
+  }
+  if (k == SCHED_STEP && !have_size) error_at(n->loc, "the step schedule needs 'step_size' (steps between decays)");
+}
+
+// betas=[B1, B2], as PyTorch writes them.
+static void betas_kwarg(Node *a, Optimizer *o, const char *where) {
+  Node *l = a->lhs;
+  if (l->kind != N_LIST || l->nargs != 2) {
+    error_at(l->loc, "'betas' of %s must be a list of two numbers, such as [0.9, 0.999]", where);
+    return;
+  }
+  Node k1 = {.kind = N_KWARG, .loc = l->args[0]->loc, .name = "beta1", .lhs = l->args[0]};
+  Node k2 = {.kind = N_KWARG, .loc = l->args[1]->loc, .name = "beta2", .lhs = l->args[1]};
+  num_kwarg(&k1, &o->beta1, 0, 1, false, where);
+  num_kwarg(&k2, &o->beta2, 0, 1, false, where);
+}
+
 static void lower_optimizer(Lower *L, Node *sec) {
   Optimizer *o = &L->g->info.opt;
   Node *c = sec->lhs;
   o->loc = c->loc;
-  static const char *const opts[] = {"adam", "sgd", NULL};
-  static const char *const adam_args[] = {"lr", "beta1", "beta2", "eps", "weight_decay", "clip", NULL};
-  static const char *const sgd_args[] = {"lr", "momentum", "weight_decay", "clip", NULL};
+  static const char *const opts[] = {"adam", "adamw", "sgd", NULL};
+  static const char *const adam_args[] = {"lr", "beta1", "beta2", "betas", "eps", "weight_decay", "clip", "schedule",
+                                          NULL};
+  static const char *const sgd_args[] = {"lr", "momentum", "weight_decay", "clip", "schedule", NULL};
   const char *const *names;
-  if (!strcmp(c->name, "adam")) {
-    o->kind = OPT_ADAM;
+  if (!strcmp(c->name, "adam") || !strcmp(c->name, "adamw")) {
+    o->kind = c->name[4] ? OPT_ADAMW : OPT_ADAM;
+    if (o->kind == OPT_ADAMW) o->weight_decay = 0.01;  // PyTorch's default
     names = adam_args;
   } else if (!strcmp(c->name, "sgd")) {
     o->kind = OPT_SGD;
@@ -1129,9 +1192,10 @@ static void lower_optimizer(Lower *L, Node *sec) {
   } else {
     error_at(c->loc, "unknown optimizer '%s'", c->name);
     const char *h = closest_word(c->name, opts);
-    hint(h ? "did you mean '%s'?" : "the optimizers are %s", h ? h : "adam and sgd");
+    hint(h ? "did you mean '%s'?" : "the optimizers are %s", h ? h : "adam, adamw and sgd");
     return;
   }
+  Node *sched = NULL;
   for (int i = 0; i < c->nargs; i++) {
     Node *a = c->args[i];
     Node kw;
@@ -1154,14 +1218,17 @@ static void lower_optimizer(Lower *L, Node *sec) {
     if (!strcmp(a->name, "lr")) num_kwarg(a, &o->lr, 0, 1e6, true, c->name);
     if (!strcmp(a->name, "beta1")) num_kwarg(a, &o->beta1, 0, 1, false, c->name);
     if (!strcmp(a->name, "beta2")) num_kwarg(a, &o->beta2, 0, 1, false, c->name);
+    if (!strcmp(a->name, "betas")) betas_kwarg(a, o, c->name);
     if (!strcmp(a->name, "eps")) num_kwarg(a, &o->eps, 0, 1, true, c->name);
     if (!strcmp(a->name, "momentum")) num_kwarg(a, &o->momentum, 0, 1, false, c->name);
     if (!strcmp(a->name, "weight_decay")) num_kwarg(a, &o->weight_decay, 0, 1, false, c->name);
     if (!strcmp(a->name, "clip")) num_kwarg(a, &o->clip, 0, 1e9, true, c->name);
+    if (!strcmp(a->name, "schedule")) sched = a->lhs;
   }
-  if ((o->beta1 >= 1 || o->beta2 >= 1) && o->kind == OPT_ADAM)
-    error_at(c->loc, "adam's beta1 and beta2 must be below 1");
+  if ((o->beta1 >= 1 || o->beta2 >= 1) && o->kind != OPT_SGD)
+    error_at(c->loc, "%s's beta1 and beta2 must be below 1", c->name);
   if (o->momentum >= 1) error_at(c->loc, "sgd's momentum must be below 1");
+  if (sched) lower_schedule(sched, &o->sched, o->lr);  // after lr, which min_lr must stay below
 }
 
 static const char *str_arg(Node *a, const char *what) {

@@ -50,6 +50,10 @@ typedef struct RtModel {
   int shuffle;
   int adam;
   double lr, beta1, beta2, eps, momentum, weight_decay;
+  int sched;                 // -1: none; else constant, step, cosine (after warmup)
+  int64_t warmup, step_size; // the schedule's steps
+  double gamma, min_lr;
+  double lr_now;             // the lr of the last step (the log's lr column), NAN before one
   double mean, std;
   int standardize;    // CSV features by the training rows' mean and std
   double validation;  // the fraction of the training data held out, or 0
@@ -152,12 +156,14 @@ RtModel *rt_model_open(const FnnModel *m) {
     return NULL;
   }
   r->m = m;
+  r->sched = -1;
+  r->lr_now = NAN;
   enum { R_FNN, R_MODEL, R_INPUT, R_TARGET, R_BATCH, R_EPOCHS, R_SEED, R_SHUFFLE, R_OPT, R_NORM, R_TRAIN, R_TEST,
-         R_PARAMS, R_STATE, R_WORK, R_SCRATCH, R_END, R_STD, R_VALID, R_COUNT };
+         R_PARAMS, R_STATE, R_WORK, R_SCRATCH, R_END, R_STD, R_VALID, R_SCHED, R_COUNT };
   static const char *const recs[R_COUNT] = {"fnn",   "model",  "input",     "target", "batch", "epochs",
                                             "seed",  "shuffle", "optimizer", "normalize", "train", "test",
                                             "params", "state",  "work",      "scratch", "end", "standardize",
-                                            "validation"};
+                                            "validation", "schedule"};
   int seen[R_COUNT] = {0};
   int nparam_seen = 0;
   int lineno = 0;
@@ -234,10 +240,11 @@ RtModel *rt_model_open(const FnnModel *m) {
       r->shuffle = ok && tok[1][0] == '1';
       break;
     case R_OPT:
-      ok = nt == 8 && (!strcmp(tok[1], "adam") || !strcmp(tok[1], "sgd")) && !tok_real(tok[2], &r->lr) &&
-           !tok_real(tok[3], &r->beta1) && !tok_real(tok[4], &r->beta2) && !tok_real(tok[5], &r->eps) &&
-           !tok_real(tok[6], &r->momentum) && !tok_real(tok[7], &r->weight_decay) && r->lr > 0;
-      r->adam = nt == 8 && !strcmp(tok[1], "adam");
+      ok = nt == 8 && (!strcmp(tok[1], "adam") || !strcmp(tok[1], "adamw") || !strcmp(tok[1], "sgd")) &&
+           !tok_real(tok[2], &r->lr) && !tok_real(tok[3], &r->beta1) && !tok_real(tok[4], &r->beta2) &&
+           !tok_real(tok[5], &r->eps) && !tok_real(tok[6], &r->momentum) && !tok_real(tok[7], &r->weight_decay) &&
+           r->lr > 0;
+      r->adam = nt == 8 && strcmp(tok[1], "sgd") != 0;  // adam and adamw: Adam's bias corrections
       break;
     case R_NORM:
       ok = nt == 3 && !tok_real(tok[1], &r->mean) && !tok_real(tok[2], &r->std) && r->std != 0;
@@ -261,6 +268,15 @@ RtModel *rt_model_open(const FnnModel *m) {
     case R_VALID:
       ok = nt == 2 && !tok_real(tok[1], &r->validation) && r->validation > 0 && r->validation < 1;
       break;
+    case R_SCHED: {
+      static const char *const kinds[] = {"constant", "step", "cosine"};
+      r->sched = -1;
+      for (int i = 0; nt == 6 && i < 3; i++)
+        if (!strcmp(tok[1], kinds[i])) r->sched = i;
+      ok = r->sched >= 0 && !tok_int(tok[2], 0, &r->warmup) && !tok_int(tok[3], 0, &r->step_size) &&
+           !tok_real(tok[4], &r->gamma) && !tok_real(tok[5], &r->min_lr) && (r->sched != 1 || r->step_size > 0);
+      break;
+    }
     case R_PARAMS: {
       int64_t count;
       ok = nt == 3 && !tok_int(tok[1], 0, &r->param_floats) && !tok_int(tok[2], 0, &count) &&
@@ -291,7 +307,7 @@ RtModel *rt_model_open(const FnnModel *m) {
     line = nl ? nl + 1 : NULL;
   }
   for (int k = 0; k < R_COUNT; k++)
-    if (k != R_TRAIN && k != R_TEST && k != R_STD && k != R_VALID && !seen[k]) {
+    if (k != R_TRAIN && k != R_TEST && k != R_STD && k != R_VALID && k != R_SCHED && !seen[k]) {
       lineno++;
       goto bad;
     }
@@ -688,6 +704,28 @@ static EvalResult evaluate(const RtModel *r, FnnArgs *a, const RtData *d, int64_
   return e;
 }
 
+// The learning rate of step t (0-based) of a run of `total` steps: what
+// PyTorch's schedulers give when scheduler.step() follows every
+// optimizer.step() (per step, not per epoch). The first W = warmup steps are
+// LinearLR(start_factor=1/W, total_iters=W-1), base*(t+1)/W; from step W on
+// (SequentialLR with milestone W), at t' = t - W:
+//   constant  base
+//   step      StepLR(step_size, gamma): base * gamma^floor(t'/step_size)
+//   cosine    CosineAnnealingLR(T_max = total - W, eta_min = min_lr):
+//             min_lr + (base - min_lr) * (1 + cos(pi t'/T_max)) / 2
+static double sched_lr(const RtModel *r, double base, int64_t t, int64_t total) {
+  if (r->sched < 0) return base;
+  if (t < r->warmup) return base * (double)(t + 1) / (double)r->warmup;
+  t -= r->warmup;
+  if (r->sched == 1) return base * pow(r->gamma, (double)(t / r->step_size));
+  if (r->sched == 2) {
+    int64_t T = total - r->warmup > 0 ? total - r->warmup : 1;
+    if (t > T) t = T;
+    return r->min_lr + (base - r->min_lr) * (1 + cos(3.14159265358979323846 * (double)t / (double)T)) / 2;
+  }
+  return base;
+}
+
 // The --log CSV. The first 7 columns are always there; regression models add
 // test_r2, and a validation set adds val_loss and val_acc (or val_r2).
 static void log_header(FILE *f, const RtModel *r, int val) {
@@ -695,6 +733,7 @@ static void log_header(FILE *f, const RtModel *r, int val) {
   fprintf(f, "epoch,step,train_loss,test_loss,test_acc,images_per_s,elapsed_s");
   if (!r->classify) fprintf(f, ",test_r2");
   if (val) fprintf(f, r->classify ? ",val_loss,val_acc" : ",val_loss,val_r2");
+  if (r->sched >= 0) fprintf(f, ",lr");
   fprintf(f, "\n");
   fflush(f);
 }
@@ -722,6 +761,7 @@ static void log_row(FILE *f, const RtModel *r, int val, double epoch, int64_t st
     put_num(f, vv.have, vv.loss);
     put_num(f, vv.have, r->classify ? vv.acc : vv.r2);
   }
+  if (r->sched >= 0) put_num(f, 1, r->lr_now);
   fputc('\n', f);
   fflush(f);
 }
@@ -1383,7 +1423,8 @@ int fnn_main(const FnnModel *m, int argc, char **argv) {
       int64_t s0 = b * o.batch, n = ntrain - s0 < o.batch ? ntrain - s0 : o.batch;
       rt_data_batch(ds.train, perm + s0, n, x, yf);
       step++;
-      hyper[FNN_HYP_LR] = (float)o.lr;
+      r->lr_now = sched_lr(r, o.lr, step - 1, o.steps >= 0 ? o.steps : o.epochs * per_epoch);
+      hyper[FNN_HYP_LR] = (float)r->lr_now;
       hyper[FNN_HYP_BC1] = (float)(1.0 - pow(r->beta1, (double)step));
       hyper[FNN_HYP_BC2] = (float)(1.0 - pow(r->beta2, (double)step));
       hyper[FNN_HYP_INVN] = 1.0f / (float)n;
