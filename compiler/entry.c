@@ -113,6 +113,10 @@ char *model_descriptor(Graph *g, int64_t work_per_n, int64_t work_fixed, int64_t
     P("param %s %lld %lld %s %s\n", p->name, (long long)p->offset, (long long)p->fan_in, init_name[p->init],
       dims(p->shape, false));
   }
+ for (int i = 0; i < g->loras.len; i++) {
+    Lora *lo = g->loras.data[i];
+    P("lora %d %d %d %d %.17g\n", lo->base, lo->bias, lo->a, lo->b, lo->scale);
+  }
   P("state %lld\n", (long long)(optimizer_slots(&m->opt) * g->param_floats));
   P("work %lld %lld\n", (long long)work_per_n, (long long)work_fixed);
   P("scratch %lld\n", (long long)scratch);

@@ -237,6 +237,14 @@ typedef struct {
   Loc loc;
 } Param;
 
+// A LoRA adapter (lower.c): W' = W + scale * B A next to the frozen base
+// weight W, with A [r, in...] and B [out, r...] parameters of their own.
+typedef struct {
+  int base, bias, a, b;  // parameter indices (bias -1 if the layer has none)
+  int64_t rank;
+  double scale;          // alpha / rank
+} Lora;
+
 typedef enum { OPT_SGD, OPT_ADAM, OPT_ADAMW } OptKind;
 // The learning rate over the run (computed by the runtime, step by step):
 // `warmup` steps rising linearly to lr, then constant, step or cosine decay.
@@ -298,6 +306,7 @@ typedef struct {
   int htcap, htlen;
   Vec stores;        // Value*: OP_store values, the roots for DCE
   Vec loops;         // LoopInfo*: OP_loop value v runs loops.data[v->ia[0]]
+  Vec loras;         // Lora*: the LoRA adapters, in the order of their layers
 } Graph;
 
 Graph *graph_new(void);

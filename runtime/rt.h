@@ -81,5 +81,7 @@ int rt_model_nparams(const RtModel *r);
 int64_t rt_model_input_numel(const RtModel *r);
 int64_t rt_model_target(const RtModel *r, int *classify);
 const char *rt_model_param(const RtModel *r, int i, int64_t *offset, int64_t *numel, char *shape, size_t cap);
+int rt_model_param_frozen(const RtModel *r, int i);
+int rt_model_param_zero(const RtModel *r, int i);
 
 #endif

@@ -30,7 +30,15 @@ typedef struct {
   int init;
   int rank;
   int64_t dims[RT_MAXRANK];
+  int frozen;  // gets no gradient and no update (a LoRA adapter's base)
 } RtParam;
+
+// A LoRA adapter (a `lora` descriptor line): W' = W + scale * B A, parameter
+// indices of the base weight W [O, ...], its bias (or -1), A [R, ...] and B [O, R, ...].
+typedef struct {
+  int base, bias, a, b;
+  double scale;
+} RtLora;
 
 typedef struct {
   int present;
@@ -64,6 +72,8 @@ typedef struct RtModel {
   const char *kentry[512], *kname[512];
   int nparams;
   RtParam *params;
+  int nlora;
+  RtLora *lora;
   // Slabs, from rt_model_setup.
   float *pslab, *gslab, *sslab, *wslab, *xslab;
 } RtModel;
@@ -76,6 +86,7 @@ void rt_model_free(RtModel *r) {
   free(r->wslab);
   free(r->xslab);
   free(r->params);
+  free(r->lora);
   free(r->text);
   free(r);
 }
@@ -148,6 +159,29 @@ static int tok_dims(char **tok, int ntok, int *rank, int64_t *dims, int64_t *num
 }
 
 // Parses the descriptor; NULL (after an internal error message) if malformed.
+// Reads `lora BASE BIAS A B SCALE`: the four parameters must exist and fit
+// together (B A has W's shape, flattened to [O, R] and [R, rest]); marks the
+// base weight and bias frozen. Returns 0, or 1 if the line is bad.
+static int lora_line(RtModel *r, char **tok) {
+  int64_t ix[4];
+  double scale;
+  for (int i = 0; i < 4; i++)
+    if (tok_int(tok[1 + i], i == 1 ? -1 : 0, &ix[i]) || ix[i] >= r->nparams) return 1;
+  if (tok_real(tok[5], &scale) || !(scale > 0)) return 1;
+  const RtParam *w = &r->params[ix[0]], *a = &r->params[ix[2]], *b = &r->params[ix[3]];
+  int64_t rank = a->rank > 0 ? a->dims[0] : 0;
+  if (w->rank < 2 || a->rank < 2 || b->rank < 2 || rank < 1 || b->dims[0] != w->dims[0] || b->dims[1] != rank ||
+      b->numel != w->dims[0] * rank || a->numel != rank * (w->numel / w->dims[0]))
+    return 1;
+  RtLora *nl = realloc(r->lora, sizeof *nl * (size_t)(r->nlora + 1));
+  if (!nl) return 1;
+  r->lora = nl;
+  r->lora[r->nlora++] = (RtLora){(int)ix[0], (int)ix[1], (int)ix[2], (int)ix[3], scale};
+  r->params[ix[0]].frozen = 1;
+  if (ix[1] >= 0) r->params[ix[1]].frozen = 1;
+  return 0;
+}
+
 RtModel *rt_model_open(const FnnModel *m) {
   RtModel *r = calloc(1, sizeof *r);
   if (!r || !m || !m->desc || !(r->text = strdup(m->desc))) {
@@ -180,6 +214,12 @@ RtModel *rt_model_open(const FnnModel *m) {
       }
     // `param` lines follow `params` and come before `state`.
     int is_param = nt > 0 && !strcmp(tok[0], "param");
+    if (nt > 0 && !strcmp(tok[0], "lora")) {
+      // `lora BASE BIAS A B SCALE` lines follow the `param` lines.
+      if (nt != 6 || !seen[R_PARAMS] || seen[R_STATE] || nparam_seen != r->nparams || lora_line(r, tok)) goto bad;
+      line = nl ? nl + 1 : NULL;
+      continue;
+    }
     if (nt == 4 && !strcmp(tok[0], "kernel") && seen[R_SCRATCH] && !seen[R_END]) {
       int64_t id;
       if (tok_int(tok[1], 0, &id) || id != r->nkernels || r->nkernels >= 512) goto bad;
@@ -390,6 +430,10 @@ const char *rt_model_param(const RtModel *r, int i, int64_t *offset, int64_t *nu
   if (k < cap) snprintf(shape + k, cap - k, "]");
   return p->name;
 }
+// Is parameter i frozen (no gradient, no update)?
+int rt_model_param_frozen(const RtModel *r, int i) { return r->params[i].frozen; }
+// Is parameter i initialised to zeros (LoRA's B)?
+int rt_model_param_zero(const RtModel *r, int i) { return r->params[i].init == INIT_ZERO; }
 
 //
 // The trainer.
@@ -406,6 +450,7 @@ typedef struct {
   const char *predict, *pred_out;    // --predict FILE, --out FILE
   const char *plot;                  // --plot FILE.svg
   int64_t log_every;                 // --log-every N: 0 = per epoch only
+  int merge_lora;                    // --merge-lora: save W + scale*B*A, without the adapters
   int argc;
   char **argv;
 } Opts;
@@ -413,7 +458,7 @@ typedef struct {
 static const char *const train_flags[] = {"--epochs", "--batch", "--lr",    "--seed",  "--threads", "--data",
                                           "--log",    "--steps", "--quiet", "--profile", "--help", "--save",
                                           "--save-every", "--resume", "--init", "--init-partial", "--eval", "--predict",
-                                          "--out", "--plot", "--log-every", NULL};
+                                          "--out", "--plot", "--log-every", "--merge-lora", NULL};
 
 static void usage(const RtModel *r, const char *prog) {
   printf("usage: %s [flags]\n"
@@ -433,6 +478,7 @@ static void usage(const RtModel *r, const char *prog) {
          "  --save-every N also save every N steps (needs --save)\n"
          "  --resume FILE  continue training exactly from a checkpoint\n"
          "  --init FILE    load the weights only (pretrained); --init-partial allows missing tensors\n"
+         "  --merge-lora   --save the LoRA adapters folded into their base weights (a plain checkpoint)\n"
          "  --eval         with --init or --resume: evaluate on the test set, no training\n"
          "  --predict FILE with --init or --resume: the model's output for each sample of FILE\n"
          "                 (IDX images or CSV) to stdout, one line each; --out FILE.csv writes CSV\n"
@@ -477,8 +523,12 @@ static int parse_flags(const RtModel *r, Opts *o, int argc, char **argv) {
       o->eval = 1;
       continue;
     }
+    if (!strcmp(a, "--merge-lora")) {
+      o->merge_lora = 1;
+      continue;
+    }
     if (!strncmp(a, "--quiet=", 8) || !strncmp(a, "--help=", 7) || !strncmp(a, "--profile=", 10) ||
-        !strncmp(a, "--init-partial=", 15) || !strncmp(a, "--eval=", 7)) {
+        !strncmp(a, "--init-partial=", 15) || !strncmp(a, "--eval=", 7) || !strncmp(a, "--merge-lora=", 13)) {
       rt_error(o->prog, "'%.*s' takes no value", (int)strcspn(a, "="), a);
       return 1;
     }
@@ -533,6 +583,15 @@ static int parse_flags(const RtModel *r, Opts *o, int argc, char **argv) {
   }
   if (o->save_every && !o->save) {
     rt_error(o->prog, "'--save-every' needs '--save FILE' (the file to save to)");
+    return 1;
+  }
+  if (o->merge_lora && !o->save) {
+    rt_error(o->prog, "'--merge-lora' needs '--save FILE' (the file to write the merged weights to)");
+    return 1;
+  }
+  if (o->merge_lora && !r->nlora) {
+    rt_error(o->prog, "'--merge-lora': the model '%s' has no LoRA adapters", r->name);
+    rt_hint("attach one with 'dense(N, lora=lora(rank=R, alpha=A))'");
     return 1;
   }
   if (o->init && o->resume) {
@@ -855,11 +914,51 @@ static void free_names(char **nm, int n) {
   free(nm);
 }
 
+// --merge-lora: W + scale * B A for each adapter, with B [O, R] and A
+// [R, K] (K = the rest of W's shape, flattened), computed in double. Points
+// the base weights of t (the parameters, in order) at the merged copies in
+// merged[] and drops the adapters' tensors. Returns the new count, or -1.
+static int merge_lora(const RtModel *r, RtCkTensor *t, int n, float **merged) {
+  for (int l = 0; l < r->nlora; l++) {
+    const RtLora *lo = &r->lora[l];
+    const RtParam *w = &r->params[lo->base], *pa = &r->params[lo->a];
+    int64_t O = w->dims[0], R = pa->dims[0], K = w->numel / O;
+    const float *W = r->pslab + w->offset, *A = r->pslab + pa->offset, *B = r->pslab + r->params[lo->b].offset;
+    float *m = merged[l] = malloc(sizeof(float) * (size_t)w->numel);
+    if (!m) return -1;
+    for (int64_t o = 0; o < O; o++)
+      for (int64_t k = 0; k < K; k++) {
+        double acc = 0;
+        for (int64_t j = 0; j < R; j++) acc += (double)B[o * R + j] * (double)A[j * K + k];
+        m[o * K + k] = (float)((double)W[o * K + k] + lo->scale * acc);
+      }
+    t[lo->base].data = m;
+  }
+  int k = 0;
+  for (int i = 0; i < n; i++) {
+    int adapter = 0;
+    for (int l = 0; l < r->nlora; l++) adapter |= i == r->lora[l].a || i == r->lora[l].b;
+    if (!adapter) t[k++] = t[i];
+  }
+  return k;
+}
+
 static int ck_save(const RtModel *r, const Opts *o, const Progress *pr) {
   RtCkTensor *t;
   char **nm;
-  int n = ck_tensors(r, 1, &t, &nm);
-  if (n < 0) {
+  // A merged checkpoint holds the weights only: the adapters' optimizer state
+  // has no place in the original architecture.
+  int n = ck_tensors(r, !o->merge_lora, &t, &nm), nt = n;
+  float **merged = o->merge_lora && n >= 0 ? calloc((size_t)r->nlora + 1, sizeof *merged) : NULL;
+  if (n >= 0 && o->merge_lora) nt = merged ? merge_lora(r, t, n, merged) : -1;
+  if (n < 0 || nt < 0) {
+    if (merged)
+      for (int l = 0; l < r->nlora; l++) free(merged[l]);
+    free(merged);
+    if (n >= 0) {
+      free(t);
+      free_names(nm, n);
+    }
     rt_error(o->prog, "out of memory");
     return 1;
   }
@@ -878,6 +977,9 @@ static int ck_save(const RtModel *r, const Opts *o, const Progress *pr) {
   for (int i = 1; i < o->argc; i++) fl += strlen(o->argv[i]) + 1;
   char *flags = malloc(fl);
   if (!flags) {
+    if (merged)
+      for (int l = 0; l < r->nlora; l++) free(merged[l]);
+    free(merged);
     free(t);
     free_names(nm, n);
     rt_error(o->prog, "out of memory");
@@ -903,7 +1005,10 @@ static int ck_save(const RtModel *r, const Opts *o, const Progress *pr) {
                         "epoch_loss_sum", v[8],
                         "epoch_rows", v[9],
                         "flags",     flags};
-  int rc = rt_ck_save(o->prog, o->save, t, n, meta, (int)(sizeof meta / sizeof meta[0] / 2));
+  int rc = rt_ck_save(o->prog, o->save, t, nt, meta, (int)(sizeof meta / sizeof meta[0] / 2));
+  if (merged)
+    for (int l = 0; l < r->nlora; l++) free(merged[l]);
+  free(merged);
   free(flags);
   free(t);
   free_names(nm, n);
