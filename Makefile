@@ -5,6 +5,7 @@
 #   make data       install the real data sets into data/: MNIST, Fashion-MNIST,
 #                   diabetes (CSV)
 #   make bench      benchmarks
+#   make lora-demo  LoRA fine-tuning (models/lora.fnn) against full fine-tuning
 CC      ?= cc
 LLVM_CONFIG ?= llvm-config-19
 BUILD   := build
@@ -95,7 +96,10 @@ build-asan/fnnc-asan: $(CC_OBJS) $(BUILD)/libfnnrt.a
 bench: all data
 	sh bench/run.sh
 
+lora-demo: all data
+	sh bench/lora.sh
+
 clean:
 	rm -rf build build-asan bin
 
-.PHONY: all deps data run test test-asan bench clean
+.PHONY: all deps data run test test-asan bench lora-demo clean
