@@ -585,6 +585,10 @@ static int parse_flags(const RtModel *r, Opts *o, int argc, char **argv) {
     rt_error(o->prog, "'--save-every' needs '--save FILE' (the file to save to)");
     return 1;
   }
+  if (r->sched == 2 && o->lr <= r->min_lr) {
+    rt_error(o->prog, "--lr %g is not above the cosine schedule's min_lr %g", o->lr, r->min_lr);
+    return 1;
+  }
   if (o->merge_lora && !o->save) {
     rt_error(o->prog, "'--merge-lora' needs '--save FILE' (the file to write the merged weights to)");
     return 1;

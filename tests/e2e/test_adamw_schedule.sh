@@ -7,11 +7,14 @@
 #     (StepLR, CosineAnnealingLR, LinearLR warmup chained by SequentialLR,
 #     stepped once per optimizer step). The lr column fnnc logs with
 #     --log-every 1 must be those values, and the formula in docs/language.md;
-#   - adamw: weights, a batch, and the weights after 5 steps of
+#   - weights, a batch, and the weights after 5 steps on it of
 #     torch.optim.AdamW (decoupled weight decay) under a warmup + cosine
-#     schedule; fnnc's 5 steps from the same weights must give them.
+#     schedule (adamw), SGD with momentum and weight decay under StepLR
+#     (sgd_wd), and Adam with weight decay after a warmup (adam_wd); fnnc's
+#     5 steps from the same weights must give them.
 # Then: a run resumed in the middle of a schedule logs the same lr as one
-# that was not stopped, and --lr scales the whole schedule.
+# that was not stopped, --lr scales the whole schedule, and an --lr that is
+# not above a cosine schedule's min_lr is an error.
 # Needs /usr/bin/python3 (no numpy, no torch) to compare.
 . "$(dirname "$0")/lib.sh"
 PY=/usr/bin/python3
@@ -54,10 +57,17 @@ lr_col "$tmp/lr2.csv" | paste -d' ' - "$tmp/step.got" | awk '{ d = $1 - 2 * $2; 
 	fail "--lr 0.2 should double the step schedule's lr"
 echo "ok   --lr scales the schedule"
 
-# AdamW: 5 steps from PyTorch's weights on its batch.
-bin/fnnc run $P/adamw.fnn --data $P --init $P/adamw.init.st --threads 1 --quiet --save "$tmp/adamw.st" \
-	>/dev/null 2>"$tmp/err" || fail "adamw: exit $?: $(tail -n 5 "$tmp/err")"
-$PY - "$P/adamw.steps.st" "$tmp/adamw.st" <<'PYEOF' || exit 1
+# An --lr at or below the cosine schedule's floor is an error.
+bin/fnnc run $P/sched_cosine.fnn --data $P --lr 0.001 --steps 0 >/dev/null 2>"$tmp/err" &&
+	fail "--lr equal to min_lr should be an error"
+grep -q "not above the cosine schedule's min_lr" "$tmp/err" || fail "--lr below min_lr: $(cat "$tmp/err")"
+echo "ok   --lr at min_lr is refused"
+
+# AdamW, and SGD and Adam with weight decay: 5 steps from PyTorch's weights on its batch.
+for name in adamw sgd_wd adam_wd; do
+	bin/fnnc run $P/$name.fnn --data $P --init $P/adamw.init.st --threads 1 --quiet --save "$tmp/$name.st" \
+		>/dev/null 2>"$tmp/err" || fail "$name: exit $?: $(tail -n 5 "$tmp/err")"
+	$PY - "$P/$name.steps.st" "$tmp/$name.st" "$name" <<'PYEOF' || exit 1
 import json, struct, sys
 
 def load(path):
@@ -74,18 +84,19 @@ def load(path):
         out[k] = struct.unpack("<%df" % ((b - a) // 4), data[a:b])
     return out
 
-want, got = load(sys.argv[1]), load(sys.argv[2])
+want, got, name = load(sys.argv[1]), load(sys.argv[2]), sys.argv[3]
 bad = 0
 for k, w in want.items():
     g = got.get(k)
     if g is None or len(g) != len(w):
-        print("FAIL: adamw: tensor %s missing or of another size" % k)
+        print("FAIL: %s: tensor %s missing or of another size" % (name, k))
         bad += 1
         continue
     err = max(abs(a - b) / max(1e-2, abs(a)) for a, b in zip(w, g))
     ok = err <= 1e-4
     bad += not ok
-    print("%s adamw %-12s max rel diff %.1e" % ("ok  " if ok else "FAIL", k, err))
+    print("%s %-8s %-12s max rel diff %.1e" % ("ok  " if ok else "FAIL", name, k, err))
 sys.exit(1 if bad else 0)
 PYEOF
-echo "PASS: AdamW and the schedules match PyTorch"
+done
+echo "PASS: AdamW, SGD and Adam with weight decay, and the schedules match PyTorch"

@@ -9,6 +9,10 @@
 #                    (lr 0.05, betas (0.8, 0.99), eps 1e-6, weight_decay 0.1), the
 #                    learning rate following SequentialLR(LinearLR warmup of 2
 #                    steps, CosineAnnealingLR to 0.005), stepped after every step
+#   sgd_wd.steps.st  the same with SGD (momentum 0.9, weight_decay 0.05) under
+#                    StepLR(step_size=2, gamma=0.5)
+#   adam_wd.steps.st the same with Adam (weight_decay 0.1, added to the
+#                    gradient) after a 3-step LinearLR warmup
 #   sched_NAME.lr    the learning rate of each of 12 steps under torch's
 #                    schedulers, one per line, for the schedules of
 #                    tests/parity/sched_NAME.fnn
@@ -77,7 +81,7 @@ for name, kw in SCHEDS.items():
         f.write("".join("%.12g\n" % v for v in seq))
     print(name, " ".join("%.4g" % v for v in seq), file=sys.stderr)
 
-# AdamW on a small network.
+# The optimizers on a small network: 5 steps on one batch, from the same weights.
 torch.manual_seed(7)
 net = torch.nn.Sequential()
 net.add_module("fc1", torch.nn.Linear(3, 4))
@@ -88,14 +92,27 @@ y = torch.randint(0, 3, (6,))
 with open(os.path.join(HERE, "adamw.csv"), "w") as f:
     for i in range(6):
         f.write(",".join("%.9g" % v for v in x[i].tolist()) + ",%d\n" % int(y[i]))
-write_st(os.path.join(HERE, "adamw.init.st"), net.state_dict())
-opt = torch.optim.AdamW(net.parameters(), lr=0.05, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.1)
-sched = scheduler(opt, "cosine", 5, warmup=2, min_lr=0.005)
-for step in range(5):
-    opt.zero_grad()
-    loss = torch.nn.functional.cross_entropy(net(x), y)
-    loss.backward()
-    opt.step()
-    sched.step()
-    print("adamw step %d loss %.6f" % (step + 1, loss.item()), file=sys.stderr)
-write_st(os.path.join(HERE, "adamw.steps.st"), net.state_dict())
+init = {k: v.clone() for k, v in net.state_dict().items()}
+write_st(os.path.join(HERE, "adamw.init.st"), init)
+
+
+def run(name, make_opt, **sched):
+    net.load_state_dict(init)
+    opt = make_opt(net.parameters())
+    s = scheduler(opt, total=5, **sched)
+    for step in range(5):
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(net(x), y)
+        loss.backward()
+        opt.step()
+        s.step()
+        print("%s step %d loss %.6f" % (name, step + 1, loss.item()), file=sys.stderr)
+    write_st(os.path.join(HERE, name + ".steps.st"), net.state_dict())
+
+
+# tests/parity/NAME.fnn says the same.
+run("adamw", lambda p: torch.optim.AdamW(p, lr=0.05, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.1),
+    kind="cosine", warmup=2, min_lr=0.005)
+run("sgd_wd", lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, weight_decay=0.05),
+    kind="step", step_size=2, gamma=0.5)
+run("adam_wd", lambda p: torch.optim.Adam(p, lr=0.05, weight_decay=0.1), kind="constant", warmup=3)
