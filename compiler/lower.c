@@ -546,7 +546,7 @@ static bool lora_config(Layer *l, Node *n) {
   return true;
 }
 
-// Creates the adapter of a layer whose weight was just made. `a` and `bs`
+// Creates the adapter of a layer whose weight was just made. `as` and `bs`
 // are the shapes of lora_A and lora_B, `fan_in` lora_A's, and `most` the
 // largest rank the weight allows (its smaller side).
 static bool lora_params(Lower *L, Layer *l, Shape as, Shape bs, int64_t fan_in, int64_t most) {
