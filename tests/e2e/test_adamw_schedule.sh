@@ -6,7 +6,8 @@
 #     one row), the lr that torch.optim.lr_scheduler gives at each step
 #     (StepLR, CosineAnnealingLR, LinearLR warmup chained by SequentialLR,
 #     stepped once per optimizer step). The lr column fnnc logs with
-#     --log-every 1 must be those values, and the formula in docs/language.md;
+#     --log-every 1 must be those values, and those of the formula in
+#     docs/language.md (computed here);
 #   - weights, a batch, and the weights after 5 steps on it of
 #     torch.optim.AdamW (decoupled weight decay) under a warmup + cosine
 #     schedule (adamw), SGD with momentum and weight decay under StepLR
@@ -29,7 +30,25 @@ P=tests/parity
 # lr_col LOG: the lr column (the last one) of every row.
 lr_col() { tail -n +2 "$1" | awk -F, '{ print $NF }'; }
 
-for name in step step_warmup cosine cosine_warmup constant_warmup; do
+# formula KIND W S GAMMA MIN_LR: docs/language.md's lr of steps 0..11 (base 0.1, T = 12).
+formula() {
+	awk -v k="$1" -v W="$2" -v S="$3" -v g="$4" -v m="$5" 'BEGIN {
+		L = 0.1; T = 12; pi = atan2(0, -1)
+		for (t = 0; t < T; t++) {
+			u = t - W
+			if (t < W) lr = L * (t + 1) / W
+			else if (k == "step") lr = L * g ^ int(u / S)
+			else if (k == "cosine") lr = m + (L - m) * (1 + cos(pi * u / (T - W))) / 2
+			else lr = L
+			printf "%.12g\n", lr
+		}
+	}'
+}
+
+for case in step:0:3:0.5:0 step_warmup:2:4:0.3:0 cosine:0:0:0:0.001 cosine_warmup:3:0:0:0.01 constant_warmup:4:0:0:0; do
+	name=${case%%:*}
+	# shellcheck disable=SC2046 # the fields of $case
+	formula $(echo "$case" | sed 's/_warmup//' | tr ':' ' ') >"$tmp/$name.formula"
 	bin/fnnc run $P/sched_$name.fnn --data $P --threads 1 --quiet --log-every 1 --log "$tmp/$name.csv" \
 		>/dev/null 2>"$tmp/err" || fail "sched_$name: exit $?: $(tail -n 5 "$tmp/err")"
 	head -n 1 "$tmp/$name.csv" | grep -q ',lr$' || fail "sched_$name: no lr column: $(head -n 1 "$tmp/$name.csv")"
@@ -37,6 +56,9 @@ for name in step step_warmup cosine cosine_warmup constant_warmup; do
 	[ "$(wc -l <"$tmp/$name.got")" -eq 12 ] || fail "sched_$name: expected 12 rows, got $(wc -l <"$tmp/$name.got")"
 	paste -d' ' "$tmp/$name.got" $P/sched_$name.lr | awk -v n="$name" '
 		{ d = $1 - $2; if (d < 0) d = -d; if (d > 1e-7 * $2) { printf "FAIL: sched_%s step %d: lr %s, PyTorch %s\n", n, NR, $1, $2; bad = 1 } }
+		END { exit bad }' || exit 1
+	paste -d' ' "$tmp/$name.got" "$tmp/$name.formula" | awk -v n="$name" '
+		{ d = $1 - $2; if (d < 0) d = -d; if (d > 1e-7 * $2) { printf "FAIL: sched_%s step %d: lr %s, the formula %s\n", n, NR, $1, $2; bad = 1 } }
 		END { exit bad }' || exit 1
 	echo "ok   sched_$name: 12 steps, lr $(tr '\n' ' ' <"$tmp/$name.got")"
 done
