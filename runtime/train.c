@@ -56,7 +56,8 @@ typedef struct RtModel {
   int64_t width;  // classes, or target values per sample
   int64_t batch, epochs, seed;
   int shuffle;
-  int adam;
+  int adam;         // adam or adamw: two state slots and Adam's bias corrections
+  const char *opt;  // adam, adamw or sgd
   double lr, beta1, beta2, eps, momentum, weight_decay;
   int sched;                 // -1: none; else constant, step, cosine (after warmup)
   int64_t warmup, step_size; // the schedule's steps
@@ -284,7 +285,8 @@ RtModel *rt_model_open(const FnnModel *m) {
            !tok_real(tok[2], &r->lr) && !tok_real(tok[3], &r->beta1) && !tok_real(tok[4], &r->beta2) &&
            !tok_real(tok[5], &r->eps) && !tok_real(tok[6], &r->momentum) && !tok_real(tok[7], &r->weight_decay) &&
            r->lr > 0;
-      r->adam = nt == 8 && strcmp(tok[1], "sgd") != 0;  // adam and adamw: Adam's bias corrections
+      r->adam = nt == 8 && strcmp(tok[1], "sgd") != 0;
+      r->opt = nt > 1 ? tok[1] : "";
       break;
     case R_NORM:
       ok = nt == 3 && !tok_real(tok[1], &r->mean) && !tok_real(tok[2], &r->std) && r->std != 0;
@@ -484,7 +486,7 @@ static void usage(const RtModel *r, const char *prog) {
          "                 (IDX images or CSV) to stdout, one line each; --out FILE.csv writes CSV\n"
          "  --log-every N  also a --log row (and --plot point) every N steps\n"
          "  --plot FILE    draw the training curves as an SVG chart\n",
-         prog, r->name, (long long)r->epochs, (long long)r->batch, r->adam ? "adam" : "sgd", r->lr,
+         prog, r->name, (long long)r->epochs, (long long)r->batch, r->opt, r->lr,
          (long long)r->seed);
 }
 
@@ -1002,7 +1004,7 @@ static int ck_save(const RtModel *r, const Opts *o, const Progress *pr) {
                         "seed",      v[3],
                         "batch",     v[4],
                         "lr",        v[5],
-                        "optimizer", r->adam ? "adam" : "sgd",
+                        "optimizer", r->opt,
                         "epochs",    v[6],
                         "threads",   v[7],
                         "log",       o->log ? o->log : "",
@@ -1137,9 +1139,9 @@ static int ck_resume(RtModel *r, const Opts *o, Progress *pr) {
     rt_error(o->prog, "%s: the checkpoint is of the model '%.60s', not '%s'", file, model ? model : "(none)", r->name);
     goto out;
   }
-  if (!opt || strcmp(opt, r->adam ? "adam" : "sgd")) {
+  if (!opt || strcmp(opt, r->opt)) {
     rt_error(o->prog, "%s: the checkpoint was trained with the optimizer '%.20s', the model uses '%s'", file,
-             opt ? opt : "(none)", r->adam ? "adam" : "sgd");
+             opt ? opt : "(none)", r->opt);
     goto out;
   }
   if (meta_int(o->prog, file, c, "step", &pr->step) || meta_int(o->prog, file, c, "epoch", &pr->epoch) ||

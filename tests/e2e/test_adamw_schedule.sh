@@ -79,6 +79,16 @@ lr_col "$tmp/lr2.csv" | paste -d' ' - "$tmp/step.got" | awk '{ d = $1 - 2 * $2; 
 	fail "--lr 0.2 should double the step schedule's lr"
 echo "ok   --lr scales the schedule"
 
+# An Adam checkpoint does not resume under AdamW (the same state, another rule).
+bin/fnnc run $P/adam_wd.fnn --data $P --threads 1 --quiet --steps 2 --save "$tmp/adam.st" >/dev/null 2>&1 ||
+	fail "adam_wd --steps 2 --save failed"
+sed 's/^optimizer adam(/optimizer adamw(/' $P/adam_wd.fnn >"$tmp/adamw_resume.fnn"
+bin/fnnc run "$tmp/adamw_resume.fnn" --data $P --resume "$tmp/adam.st" --quiet >/dev/null 2>"$tmp/err"
+st=$?
+[ $st -eq 1 ] || fail "resuming an adam checkpoint with adamw: expected exit 1, got $st"
+grep -q "optimizer 'adam', the model uses 'adamw'" "$tmp/err" || fail "adam -> adamw resume: $(cat "$tmp/err")"
+echo "ok   an adam checkpoint does not resume under adamw"
+
 # An --lr at or below the cosine schedule's floor is an error.
 bin/fnnc run $P/sched_cosine.fnn --data $P --lr 0.001 --steps 0 >/dev/null 2>"$tmp/err" &&
 	fail "--lr equal to min_lr should be an error"
