@@ -60,18 +60,17 @@ done
 echo "LoRA fine-tuning (models/lora.fnn) against full fine-tuning, MNIST-pretrained MLP -> Fashion-MNIST"
 echo "  pretrained: models/mlp.fnn, $PRE epoch(s) on MNIST, test_acc ${pre_acc:--}; threads $THR; runs $RUNS"
 printf '  %-10s %12s %10s %9s %10s %9s %9s\n' run trainable total fraction test_acc img/s "RSS MB"
-for m in lora lora_full; do
-  f=models/lora.fnn
-  [ $m = lora_full ] && f=$OUT/lora_full.fnn
-  set -- $(params "$f")
-  acc=$(tail -n 1 "$OUT/${m}_r1.csv" | cut -d, -f5)
-  rate=$(for r in $(seq "$RUNS"); do awk -F, 'NR > 1 { s += $6; n++ } END { if (n) print s / n }' "$OUT/${m}_r$r.csv"; done | median)
-  rss=$(awk '$1 ~ /^[0-9]+$/ && $1 > r { r = $1 } END { print r / 1024 }' "$OUT/$m.rss")
-  name=LoRA
-  [ $m = lora_full ] && name=full
-  printf '  %-10s %12s %10s %8.2f%% %9.2f%% %9.0f %9.1f\n' $name "$1" "$2" "$(awk -v a="$1" -v b="$2" 'BEGIN { print 100 * a / b }')" \
-    "$(awk -v a="$acc" 'BEGIN { print 100 * a }')" "$rate" "$rss"
-  eval "acc_$m=$acc rss_$m=$rss"
-done
-awk -v a="$acc_lora" -v b="$acc_lora_full" -v ra="$rss_lora" -v rb="$rss_lora_full" 'BEGIN {
+# row MODEL FILE NAME: one line of the table; sets acc and rss.
+row() {
+  counts=$(params "$2")
+  acc=$(tail -n 1 "$OUT/${1}_r1.csv" | cut -d, -f5)
+  rate=$(for r in $(seq "$RUNS"); do awk -F, 'NR > 1 { s += $6; n++ } END { if (n) print s / n }' "$OUT/${1}_r$r.csv"; done | median)
+  rss=$(awk '$1 ~ /^[0-9]+$/ && $1 > r { r = $1 } END { print r / 1024 }' "$OUT/$1.rss")
+  echo "$counts" | awk -v n="$3" -v acc="$acc" -v rate="$rate" -v rss="$rss" '{
+    printf "  %-10s %12s %10s %8.2f%% %9.2f%% %9.0f %9.1f\n", n, $1, $2, 100 * $1 / $2, 100 * acc, rate, rss }'
+}
+row lora models/lora.fnn LoRA
+acc_l=$acc rss_l=$rss
+row lora_full "$OUT/lora_full.fnn" full
+awk -v a="$acc_l" -v b="$acc" -v ra="$rss_l" -v rb="$rss" 'BEGIN {
   printf "  LoRA - full: test_acc %+.2f points (target: within 1), peak RSS %+.1f MB (target: below)\n", 100 * (a - b), ra - rb }'
