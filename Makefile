@@ -6,6 +6,7 @@
 #                   diabetes (CSV), the Jargon File (text)
 #   make bench      benchmarks
 #   make finetune-demo  transfer learning: MNIST convolutions, frozen, on Fashion-MNIST
+#   make lora-demo  LoRA fine-tuning (models/lora.fnn) against full fine-tuning
 CC      ?= cc
 LLVM_CONFIG ?= llvm-config-19
 BUILD   := build
@@ -100,7 +101,10 @@ bench: all data
 finetune-demo: all data
 	sh scripts/finetune-demo.sh
 
+lora-demo: all data
+	sh bench/lora.sh
+
 clean:
 	rm -rf build build-asan bin
 
-.PHONY: all deps data run test test-asan bench finetune-demo clean
+.PHONY: all deps data run test test-asan bench finetune-demo lora-demo clean

@@ -242,11 +242,31 @@ typedef struct {
   Loc loc;
 } Param;
 
-typedef enum { OPT_SGD, OPT_ADAM } OptKind;
+// A LoRA adapter (lower.c): W' = W + scale * B A next to the frozen base
+// weight W, with A [r, in...] and B [out, r...] parameters of their own.
+typedef struct {
+  int base, bias, a, b;  // parameter indices (bias -1 if the layer has none)
+  int64_t rank;
+  double scale;          // alpha / rank
+} Lora;
+
+typedef enum { OPT_SGD, OPT_ADAM, OPT_ADAMW } OptKind;
+// The learning rate over the run (computed by the runtime, step by step):
+// `warmup` steps rising linearly to lr, then constant, step or cosine decay.
+typedef enum { SCHED_CONSTANT, SCHED_STEP, SCHED_COSINE } SchedKind;
+typedef struct {
+  SchedKind kind;
+  bool given;        // schedule=... was written
+  int64_t warmup;    // steps of linear warmup, 0 for none
+  int64_t step_size; // step: multiply by gamma every step_size steps
+  double gamma;
+  double min_lr;     // cosine: the lr at the end of the run
+} Schedule;
 typedef struct {
   OptKind kind;
   double lr, momentum, beta1, beta2, eps, weight_decay;
   double clip;  // > 0: clip the gradients to this global norm first
+  Schedule sched;
   Loc loc;
 } Optimizer;
 
@@ -296,6 +316,7 @@ typedef struct {
   int htcap, htlen;
   Vec stores;        // Value*: OP_store values, the roots for DCE
   Vec loops;         // LoopInfo*: OP_loop value v runs loops.data[v->ia[0]]
+  Vec loras;         // Lora*: the LoRA adapters, in the order of their layers
 } Graph;
 
 Graph *graph_new(void);

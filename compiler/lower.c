@@ -3,6 +3,9 @@
 //
 //   dense(O)            y = matmul(x, W^T) + bcast(b)          W[O,I], b[O]
 //   conv2d(O, kernel=K) y = conv2d(x, W) + bcast(b)            W[O,C,K,K], b[O]
+//   ..., lora=lora(rank=R, alpha=A)   on dense and conv2d: W frozen, and
+//                       y += (A/R) * (x A^T) B^T  (conv: a conv with R output
+//                       channels, then a 1x1 conv)   A[R,I...], B[O,R...]
 //   flatten             y = reshape(x, [B, prod])
 //   cross_entropy(z, y) L = xent(softmax(z), y) * (1/n)
 //   mse(p, t)           L = sum(0.5 * (p - t)^2) * (1/n) / W
@@ -85,6 +88,10 @@ typedef struct {
   bool freeze_w, freeze_b;
   Loc frozen_at;
   double lr_mult;
+  int64_t lora_rank;  // lora(rank=R, alpha=A) given to the layer: R, else 0
+  double lora_alpha;
+  Loc lora_loc;
+  Lora *adapter;      // its parameters once the layer is built
 } Layer;
 
 typedef struct {
@@ -520,6 +527,151 @@ static Value *step_xent(Lower *L, Value *z, Value *y, Node *site) {
 }
 
 //
+// LoRA adapters
+//
+// lora(rank=R, alpha=A) on a dense or conv2d layer freezes the layer's weight
+// and bias and adds two trainable parameters, named as PEFT names them:
+//   NAME.lora_A.weight  [R, I] or [R, C, K, K]  kaiming-uniform (as PEFT)
+//   NAME.lora_B.weight  [O, R] or [O, R, 1, 1]  zeros, so training starts from W
+// and the layer computes W' = W + (A/R) B A without ever forming B A:
+//   dense   y += (A/R) * matmul(matmul(x, lora_A^T), lora_B^T)
+//   conv2d  y += (A/R) * conv1x1(conv2d(x, lora_A; stride, pad), lora_B)
+// The scale multiplies the rank-R intermediate. Their gradients come from
+// autodiff like any other parameter's.
+
+// Takes `lora=...` out of a call's arguments (only dense and conv2d take it):
+// returns the call without it, and the lora(...) node in *lora, or NULL after
+// an error.
+static Node *take_lora(Node *call, const LayerSpec *spec, Node **lora) {
+  *lora = NULL;
+  int n = 0;
+  for (int i = 0; i < call->nargs; i++) {
+    Node *a = call->args[i];
+    if (a->kind != N_KWARG || strcmp(a->name, "lora")) continue;
+    if (n++) {
+      error_at(a->loc, "argument 'lora' is given twice");
+      return NULL;
+    }
+    *lora = a;
+  }
+  if (!*lora) return call;
+  if (spec->kind != L_DENSE && spec->kind != L_CONV2D) {
+    error_at((*lora)->loc, "LoRA adapters attach to dense and conv2d layers, not %s", spec->name);
+    return NULL;
+  }
+  Node *c = arena_alloc(sizeof *c);
+  *c = *call;
+  c->args = arena_alloc(sizeof(Node *) * (size_t)call->nargs);
+  c->nargs = 0;
+  for (int i = 0; i < call->nargs; i++)
+    if (call->args[i] != *lora) c->args[c->nargs++] = call->args[i];
+  *lora = (*lora)->lhs;
+  return c;
+}
+
+// Reads lora(rank=R, alpha=A) into the layer (alpha defaults to R: scale 1).
+static bool lora_config(Layer *l, Node *n) {
+  static const char *const names[] = {"rank", "alpha", NULL};
+  if (n->kind != N_CALL || strcmp(n->name, "lora")) {
+    error_at(n->loc, "expected lora(rank=R, alpha=A) after 'lora='");
+    return false;
+  }
+  Node *given[2] = {0};
+  bool ok = true;
+  for (int i = 0; i < n->nargs; i++) {
+    Node *a = n->args[i];
+    int j = i;  // positional: rank, then alpha
+    if (a->kind == N_KWARG) {
+      for (j = 0; names[j] && strcmp(names[j], a->name);) j++;
+      if (!names[j]) {
+        error_at(a->loc, "unknown argument '%s' for lora", a->name);
+        const char *h = closest_word(a->name, names);
+        hint(h ? "did you mean '%s'?" : "lora takes rank and alpha", h);
+        ok = false;
+        continue;
+      }
+    } else if (j > 1) {
+      error_at(a->loc, "too many arguments for lora");
+      ok = false;
+      continue;
+    }
+    if (given[j]) {
+      error_at(a->loc, "argument '%s' is given twice", names[j]);
+      ok = false;
+      continue;
+    }
+    given[j] = a->kind == N_KWARG ? a->lhs : a;
+  }
+  if (!ok) return false;
+  l->lora_rank = int_arg(given[0], "lora", "rank", INT64_MIN, 1, (int64_t)1 << 30, n->loc);
+  if (l->lora_rank < 0) return false;
+  l->lora_alpha = (double)l->lora_rank;
+  Node *al = given[1];
+  if (al) {
+    if (al->kind != N_NUM) {
+      error_at(al->loc, "'alpha' of lora must be a number");
+      return false;
+    }
+    if (!(al->num > 0) || al->num > 1e6) {
+      error_at(al->loc, "'alpha' of lora must be greater than 0, got %g", al->num);
+      return false;
+    }
+    l->lora_alpha = al->num;
+  }
+  l->lora_loc = n->loc;
+  return true;
+}
+
+// Creates the adapter of a layer whose weight was just made. `as` and `bs`
+// are the shapes of lora_A and lora_B, `fan_in` lora_A's, and `most` the
+// largest rank the weight allows (its smaller side).
+static bool lora_params(Lower *L, Layer *l, Shape as, Shape bs, int64_t fan_in, int64_t most) {
+  Graph *g = L->g;
+  if (l->lora_rank > most) {
+    error_at(l->lora_loc, "LoRA rank %lld is larger than layer '%s': its weight is %s, so the rank is at most %lld",
+             (long long)l->lora_rank, l->name, shape_str(g->params[l->wparam].shape), (long long)most);
+    return false;
+  }
+  Lora *lo = arena_alloc(sizeof *lo);
+  lo->base = l->wparam;
+  lo->bias = l->bparam;
+  lo->rank = l->lora_rank;
+  lo->scale = l->lora_alpha / (double)l->lora_rank;
+  g->params[l->wparam].frozen = true;
+  if (l->bparam >= 0) g->params[l->bparam].frozen = true;
+  lo->a = add_param(L, arena_printf("%s.lora_A.weight", l->name), as, fan_in, INIT_KAIMING_UNIFORM, l->lora_loc);
+  lo->b = add_param(L, arena_printf("%s.lora_B.weight", l->name), bs, l->lora_rank, INIT_ZERO, l->lora_loc);
+  vec_push(&g->loras, lo);
+  l->adapter = lo;
+  return true;
+}
+
+// y + scale * (the adapter's path from x), or y if the layer has no adapter.
+static Value *lora_add(Lower *L, Layer *l, Value *x, Value *y) {
+  Lora *lo = l->adapter;
+  if (!y || !lo) return y;
+  Builder *b = &L->b;
+  Value *h, *d;
+  if (l->spec->kind == L_DENSE) {
+    int64_t ia[8] = {0, 1};
+    Value *in1[2] = {x, pval(L, lo->a)};
+    h = ir_new(b, OP_matmul, 2, in1, ia, 0);
+    if (h && lo->scale != 1) h = ir_binary(b, OP_mul, h, ir_const(b, lo->scale));
+    Value *in2[2] = {h, pval(L, lo->b)};
+    d = h ? ir_new(b, OP_matmul, 2, in2, ia, 0) : NULL;
+  } else {
+    int64_t ia1[8] = {l->cfg[2], l->cfg[3]}, ia2[8] = {1, 0};
+    Value *in1[2] = {x, pval(L, lo->a)};
+    h = ir_new(b, OP_conv2d, 2, in1, ia1, 0);
+    if (h && lo->scale != 1) h = ir_binary(b, OP_mul, h, ir_const(b, lo->scale));
+    Value *in2[2] = {h, pval(L, lo->b)};
+    d = h ? ir_new(b, OP_conv2d, 2, in2, ia2, 0) : NULL;
+  }
+  if (h) h->name = arena_printf("%s.lora", l->name);
+  return d ? ir_binary(b, OP_add, y, d) : NULL;
+}
+
+//
 // Layers
 //
 static Value *apply_layer(Lower *L, Layer *layer, Value **x, Node *site) {
@@ -564,6 +716,10 @@ static Value *apply_layer(Lower *L, Layer *layer, Value **x, Node *site) {
       if (layer->cfg[1])
         layer->bparam = add_param(L, arena_printf("%s.bias", layer->name), shape_make(1, &out), fan_in,
                                   INIT_BIAS_UNIFORM, layer->loc);
+      int64_t ad[2] = {layer->lora_rank, fan_in}, bd[2] = {out, layer->lora_rank};
+      if (layer->lora_rank && !lora_params(L, layer, shape_make(2, ad), shape_make(2, bd), fan_in,
+                                           out < fan_in ? out : fan_in))
+        return NULL;
     } else if (L->g->params[layer->wparam].shape.d[1] != fan_in) {
       error_at(site->loc, "layer '%s' was built for [%lld] inputs, got %s", layer->name,
                (long long)L->g->params[layer->wparam].shape.d[1], ss);
@@ -575,7 +731,7 @@ static Value *apply_layer(Lower *L, Layer *layer, Value **x, Node *site) {
     Value *y = ir_new(b, OP_matmul, 2, mm_in, ia, 0);
     if (layer->bparam >= 0)
       y = ir_binary(b, OP_add, y, ir_bcast(b, pval(L, layer->bparam), y ? y->shape : s, 1u << (s.rank - 1)));
-    return y;
+    return lora_add(L, layer, in, y);
   }
   case L_CONV2D: {
     int64_t out = layer->cfg[0], k = layer->cfg[1], st = layer->cfg[2], pad = layer->cfg[3];
@@ -596,6 +752,10 @@ static Value *apply_layer(Lower *L, Layer *layer, Value **x, Node *site) {
       if (layer->cfg[4])
         layer->bparam = add_param(L, arena_printf("%s.bias", layer->name), shape_make(1, &out), c * k * k,
                                   INIT_BIAS_UNIFORM, layer->loc);
+      int64_t ad[4] = {layer->lora_rank, c, k, k}, bd[4] = {out, layer->lora_rank, 1, 1};
+      if (layer->lora_rank && !lora_params(L, layer, shape_make(4, ad), shape_make(4, bd), c * k * k,
+                                           out < c * k * k ? out : c * k * k))
+        return NULL;
     } else if (L->g->params[layer->wparam].shape.d[1] != c) {
       error_at(site->loc, "layer '%s' was built for %lld input channels, got %s", layer->name,
                (long long)L->g->params[layer->wparam].shape.d[1], ss);
@@ -607,7 +767,7 @@ static Value *apply_layer(Lower *L, Layer *layer, Value **x, Node *site) {
     Value *y = ir_new(b, OP_conv2d, 2, cin, ia, 0);
     if (y && layer->bparam >= 0)
       y = ir_binary(b, OP_add, y, ir_bcast(b, pval(L, layer->bparam), y->shape, 1u << 1));
-    return y;
+    return lora_add(L, layer, in, y);
   }
   case L_RELU: return ir_unary(b, OP_relu, in);
   case L_TANH: return ir_unary(b, OP_tanh, in);
@@ -819,6 +979,8 @@ static Value *lower_call(Lower *L, Node *call, Node *piped_node, Value *piped) {
     unknown_callee(L, call, call->name);
     return NULL;
   }
+  Node *lora;
+  if (!(call = take_lora(call, spec, &lora))) return NULL;
   Node *tensors[4];
   int nt;
   Args cfg;
@@ -831,7 +993,7 @@ static Value *lower_call(Lower *L, Node *call, Node *piped_node, Value *piped) {
   }
   if (!ok) return NULL;
   Layer *layer = make_layer(L, spec, call, &cfg);
-  if (!layer) return NULL;
+  if (!layer || (lora && !lora_config(layer, lora))) return NULL;
   return apply_layer(L, layer, x, call);
 }
 
@@ -1381,16 +1543,79 @@ static bool num_kwarg(Node *a, double *out, double lo, double hi, bool lo_open, 
   return true;
 }
 
+// schedule=constant(warmup=W) | step(step_size=S, gamma=G, warmup=W)
+//        | cosine(min_lr=M, warmup=W): how the runtime moves lr over the run.
+static void lower_schedule(Node *n, Schedule *sc, double lr) {
+  static const char *const kinds[] = {"constant", "step", "cosine", NULL};
+  static const char *const args[3][4] = {{"warmup", NULL}, {"step_size", "gamma", "warmup", NULL},
+                                         {"min_lr", "warmup", NULL}};
+  if (n->kind != N_CALL) {
+    error_at(n->loc, "a schedule is constant(...), step(...) or cosine(...)");
+    hint("e.g. 'schedule=cosine(warmup=100, min_lr=1e-5)'");
+    return;
+  }
+  int k = 0;
+  while (kinds[k] && strcmp(kinds[k], n->name)) k++;
+  if (!kinds[k]) {
+    error_at(n->loc, "unknown schedule '%s'", n->name);
+    const char *h = closest_word(n->name, kinds);
+    hint(h ? "did you mean '%s'?" : "the schedules are %s", h ? h : "constant, step and cosine");
+    return;
+  }
+  *sc = (Schedule){.kind = (SchedKind)k, .given = true, .gamma = 0.1};
+  bool have_size = false;
+  for (int i = 0; i < n->nargs; i++) {
+    Node *a = n->args[i];
+    if (a->kind != N_KWARG) {
+      error_at(a->loc, "the arguments of %s are given by name", n->name);
+      continue;
+    }
+    int j = 0;
+    while (args[k][j] && strcmp(args[k][j], a->name)) j++;
+    if (!args[k][j]) {
+      error_at(a->loc, "unknown argument '%s' for the %s schedule", a->name, n->name);
+      const char *h = closest_word(a->name, args[k]);
+      if (h) hint("did you mean '%s'?", h);
+      continue;
+    }
+    if (!strcmp(a->name, "warmup")) sc->warmup = int_arg(a->lhs, arena_printf("the %s schedule", n->name), "warmup", 0, 0, (int64_t)1 << 40, a->loc);
+    if (!strcmp(a->name, "step_size")) {
+      sc->step_size = int_arg(a->lhs, "the step schedule", "step_size", 0, 1, (int64_t)1 << 40, a->loc);
+      have_size = true;
+    }
+    if (!strcmp(a->name, "gamma")) num_kwarg(a, &sc->gamma, 0, 1, true, "the step schedule");
+    if (!strcmp(a->name, "min_lr") && num_kwarg(a, &sc->min_lr, 0, 1e6, false, "the cosine schedule") &&
+        sc->min_lr >= lr)
+      error_at(a->lhs->loc, "min_lr (%g) must be below the learning rate (%g)", sc->min_lr, lr);
+  }
+  if (k == SCHED_STEP && !have_size) error_at(n->loc, "the step schedule needs 'step_size' (steps between decays)");
+}
+
+// betas=[B1, B2], as PyTorch writes them.
+static void betas_kwarg(Node *a, Optimizer *o, const char *where) {
+  Node *l = a->lhs;
+  if (l->kind != N_LIST || l->nargs != 2) {
+    error_at(l->loc, "'betas' of %s must be a list of two numbers, such as [0.9, 0.999]", where);
+    return;
+  }
+  Node k1 = {.kind = N_KWARG, .loc = l->args[0]->loc, .name = "beta1", .lhs = l->args[0]};
+  Node k2 = {.kind = N_KWARG, .loc = l->args[1]->loc, .name = "beta2", .lhs = l->args[1]};
+  num_kwarg(&k1, &o->beta1, 0, 1, false, where);
+  num_kwarg(&k2, &o->beta2, 0, 1, false, where);
+}
+
 static void lower_optimizer(Lower *L, Node *sec) {
   Optimizer *o = &L->g->info.opt;
   Node *c = sec->lhs;
   o->loc = c->loc;
-  static const char *const opts[] = {"adam", "sgd", NULL};
-  static const char *const adam_args[] = {"lr", "beta1", "beta2", "eps", "weight_decay", "clip", NULL};
-  static const char *const sgd_args[] = {"lr", "momentum", "weight_decay", "clip", NULL};
+  static const char *const opts[] = {"adam", "adamw", "sgd", NULL};
+  static const char *const adam_args[] = {"lr", "beta1", "beta2", "betas", "eps", "weight_decay", "clip", "schedule",
+                                          NULL};
+  static const char *const sgd_args[] = {"lr", "momentum", "weight_decay", "clip", "schedule", NULL};
   const char *const *names;
-  if (!strcmp(c->name, "adam")) {
-    o->kind = OPT_ADAM;
+  if (!strcmp(c->name, "adam") || !strcmp(c->name, "adamw")) {
+    o->kind = c->name[4] ? OPT_ADAMW : OPT_ADAM;
+    if (o->kind == OPT_ADAMW) o->weight_decay = 0.01;  // PyTorch's default
     names = adam_args;
   } else if (!strcmp(c->name, "sgd")) {
     o->kind = OPT_SGD;
@@ -1398,9 +1623,10 @@ static void lower_optimizer(Lower *L, Node *sec) {
   } else {
     error_at(c->loc, "unknown optimizer '%s'", c->name);
     const char *h = closest_word(c->name, opts);
-    hint(h ? "did you mean '%s'?" : "the optimizers are %s", h ? h : "adam and sgd");
+    hint(h ? "did you mean '%s'?" : "the optimizers are %s", h ? h : "adam, adamw and sgd");
     return;
   }
+  Node *sched = NULL;
   for (int i = 0; i < c->nargs; i++) {
     Node *a = c->args[i];
     Node kw;
@@ -1423,14 +1649,17 @@ static void lower_optimizer(Lower *L, Node *sec) {
     if (!strcmp(a->name, "lr")) num_kwarg(a, &o->lr, 0, 1e6, true, c->name);
     if (!strcmp(a->name, "beta1")) num_kwarg(a, &o->beta1, 0, 1, false, c->name);
     if (!strcmp(a->name, "beta2")) num_kwarg(a, &o->beta2, 0, 1, false, c->name);
+    if (!strcmp(a->name, "betas")) betas_kwarg(a, o, c->name);
     if (!strcmp(a->name, "eps")) num_kwarg(a, &o->eps, 0, 1, true, c->name);
     if (!strcmp(a->name, "momentum")) num_kwarg(a, &o->momentum, 0, 1, false, c->name);
     if (!strcmp(a->name, "weight_decay")) num_kwarg(a, &o->weight_decay, 0, 1, false, c->name);
     if (!strcmp(a->name, "clip")) num_kwarg(a, &o->clip, 0, 1e9, true, c->name);
+    if (!strcmp(a->name, "schedule")) sched = a->lhs;
   }
-  if ((o->beta1 >= 1 || o->beta2 >= 1) && o->kind == OPT_ADAM)
-    error_at(c->loc, "adam's beta1 and beta2 must be below 1");
+  if ((o->beta1 >= 1 || o->beta2 >= 1) && o->kind != OPT_SGD)
+    error_at(c->loc, "%s's beta1 and beta2 must be below 1", c->name);
   if (o->momentum >= 1) error_at(c->loc, "sgd's momentum must be below 1");
+  if (sched) lower_schedule(sched, &o->sched, o->lr);  // after lr, which min_lr must stay below
 }
 
 static const char *str_arg(Node *a, const char *what) {
