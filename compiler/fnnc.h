@@ -513,6 +513,7 @@ Program *fuse(Graph *g, Entry e);
 // an M x N output, and the scratch an anchor needs for packing and tiles.
 void gemm_tile(int64_t M, int64_t N, int *mr, int *nv);
 void gemm_tile_static(int64_t M, int64_t N, int *mr, int *nv);  // no leftover-row kernels if it can
+int gemm_nt_block_rows(int64_t N);  // rows per block of an x . W^T product
 int64_t anchor_scratch(Value *a);
 bool conv_direct(Value *a);
 // Does a parallel kernel reduce over its rows into partial slots (so its tasks

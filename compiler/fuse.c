@@ -318,6 +318,14 @@ void gemm_tile(int64_t M, int64_t N, int *mr, int *nv) {
   if (M < *mr) *mr = (int)(M > 0 ? M : 1);
 }
 
+// Rows per block of the NT form (x . W^T): a block's output, N columns wide,
+// sits in the scratch until the epilogue, and every column tile of W is read
+// once per block, so blocks are as tall as 64 rows and 64 KB of output allow.
+int gemm_nt_block_rows(int64_t N) {
+  int64_t ldr = (N + 3) & ~(int64_t)3, rows = (16384 / ldr) & ~(int64_t)3;
+  return rows > 64 ? 64 : rows < 4 ? 4 : (int)rows;
+}
+
 // The register tile for a GEMM whose M rows are all static: each shape of tile
 // (full, and the leftover rows or columns) is one more micro-kernel to
 // compile, so between 6 x 64 and 8 x 48 (both 24 accumulators) take the one
@@ -396,7 +404,7 @@ int64_t anchor_scratch(Value *a) {
     int64_t N = a->shape.d[a->shape.rank - 1];
     gemm_tile(a->shape.d[0] == DIM_BATCH ? 64 : a->shape.d[0], N, &mr, &nv);
     Shape bs = a->in[1]->shape;
-    if (a->ia[1] && !a->ia[0]) return (int64_t)((mr + 3) & ~3) * ((N + 3) & ~(int64_t)3);  // NT: no packing
+    if (a->ia[1] && !a->ia[0]) return gemm_nt_block_rows(N) * ((N + 3) & ~(int64_t)3);  // NT: no packing
     int64_t pack = a->ia[1] ? shape_numel(bs) : 0;
     return pack + (int64_t)mr * N;
   }
