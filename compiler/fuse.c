@@ -424,6 +424,25 @@ static bool reduces_batch(Value *m) {
   return m->op == OP_sum && shape_batched(m->in[0]->shape) && !(m->ia[0] & 1);
 }
 
+// A dense layer's x . W^T over a batch, with enough outputs to share, splits
+// its outputs (W's rows) between the threads rather than the batch: each
+// thread then reads half of W instead of all of it, and the same half that its
+// block of the weight gradient (par_out, split the same way) computes. Only
+// elementwise epilogues on the output's own elements go along (no sums over
+// the batch, which would need the other rows).
+static bool split_columns(Kernel *k) {
+  Value *a = k->anchor;
+  if (!a || a->op != OP_matmul || a->ia[0] || !a->ia[1] || a->shape.rank != 2) return false;
+  if (a->shape.d[1] < 64) return false;
+  for (int i = 0; i < k->members.len; i++) {
+    Value *m = k->members.data[i];
+    if (m == a) continue;
+    if (!(op_info[m->op].flags & F_EW) || !shape_eq(m->shape, a->shape)) return false;
+  }
+  k->par_cols = 16;
+  return true;
+}
+
 // Kernels whose work is a loop over the rows of the batch run as tasks of
 // PAR_ROWS rows. Their reductions over the batch become partials (one slot per
 // task, summed in task order afterwards). Contractions that reduce over the
@@ -450,6 +469,7 @@ static bool parallel_rows(Kernel *k) {
     }
   }
   if (!shape_batched(k->shape)) return false;
+  if (split_columns(k)) return true;
   k->row_align = 8;
   if (k->anchor && k->anchor->op == OP_matmul) {  // whole register tiles of rows
     int mr, nv;
@@ -765,7 +785,8 @@ void fused_dump(FILE *out, Program *p) {
     }
     fprintf(out, ")\n");
     bool partials = kernel_partials(k);
-    const char *par = k->par_out ? "; one block of output rows per thread"
+    const char *par = k->par_out    ? "; one block of output rows per thread"
+                      : k->par_cols ? "; one block of output columns per thread"
                       : k->par && partials ? arena_printf("; tasks of %d rows", PAR_ROWS)
                       : k->par             ? "; one block of rows per thread"
                                            : "";

@@ -343,7 +343,8 @@ static LLVMValueRef tile_nt_fn(Emit *outer, int mr, int nr, bool accumulate) {
 // once per row tile.
 void cg_gemm_nt(Emit *e, const GemmNT *g) {
   enum { MR = 4, NR = 4 };
-  LLVMValueRef nrb = cg_i64(e, (g->N + NR - 1) / NR);
+  LLVMValueRef n = g->n_valid ? g->n_valid : cg_i64(e, g->N);
+  LLVMValueRef nrb = LLVMBuildSDiv(B(e), add(e, n, cg_i64(e, NR - 1)), cg_i64(e, NR), "");
   // Row tiles of MR (the last one clamped: C needs MR-aligned rows).
   LLVMValueRef m = g->m_valid ? g->m_valid : cg_i64(e, g->M);
   LLVMValueRef nb = LLVMBuildSDiv(B(e), add(e, m, cg_i64(e, MR - 1)), cg_i64(e, MR), "");
@@ -351,7 +352,7 @@ void cg_gemm_nt(Emit *e, const GemmNT *g) {
   Loop lj = cg_loop_begin(e, cg_i64(e, 0), nrb, "jt");
   LLVMValueRef j0 = mul(e, lj.i, cg_i64(e, NR));
   // Columns past N compute clamped duplicates into padding columns of C.
-  LLVMValueRef cols = LLVMBuildSub(B(e), cg_i64(e, g->N), j0, "");
+  LLVMValueRef cols = LLVMBuildSub(B(e), n, j0, "");
   Loop li = cg_loop_begin(e, cg_i64(e, 0), nb, "it");
   LLVMValueRef i0 = mul(e, li.i, cg_i64(e, MR));
   LLVMValueRef rows = LLVMBuildSub(B(e), m, i0, "");

@@ -124,6 +124,11 @@ LLVMValueRef emit_matmul(Emit *e, Value *v, LLVMValueRef *in) {
     int64_t Ks = A->shape.d[alast];
     GemmNT g = {.M = bm, .N = N, .lda = Ks, .ldb = Ks, .ldc = ldr, .K = I(e, Ks),
                 .a = cg_gep(e, e->f32, abase, MUL(e, i0, I(e, Ks))), .b = bptr, .c = rows, .m_valid = left};
+    if (e->k->par_cols) {  // this call's columns [lo, hi) of the block, at their own places
+      g.b = cg_gep(e, e->f32, bptr, MUL(e, e->lo, I(e, Ks)));
+      g.c = cg_gep(e, e->f32, rows, e->lo);
+      g.n_valid = LLVMBuildSub(B(e), e->hi, e->lo, "");
+    }
     cg_gemm_nt(e, &g);
   } else {
     Gemm g = {.M = mr, .N = N, .K = K, .a = cg_gep(e, e->f32, abase, MUL(e, i0, ars)), .ars = ars,
