@@ -424,6 +424,32 @@ static bool reduces_batch(Value *m) {
   return m->op == OP_sum && shape_batched(m->in[0]->shape) && !(m->ia[0] & 1);
 }
 
+// The work of a kernel at a batch of 64, in multiply-adds for a contraction,
+// else the elements it computes times its members plus the elements it reads:
+// a rough measure, to tell the kernels too small to share from the rest.
+static int64_t numel64(Shape s) {
+  int64_t n = 1;
+  for (int i = 0; i < s.rank; i++) n *= s.d[i] == DIM_BATCH ? 64 : s.d[i];
+  return n;
+}
+
+static int64_t kernel_work(Kernel *k) {
+  Value *a = k->anchor;
+  if (a && a->op == OP_matmul) {
+    Shape x = a->in[0]->shape;
+    int64_t K = a->ia[0] ? x.d[0] : x.d[x.rank - 1];
+    return numel64(a->shape) * (K == DIM_BATCH ? 64 : K);
+  }
+  if (a && a->op != OP_softmax) return INT64_MAX;  // convolutions and pooling
+  int64_t w = numel64(k->shape) * k->members.len;
+  for (int i = 0; i < k->inputs.len; i++) w += numel64(((Value *)k->inputs.data[i])->shape);
+  return w;
+}
+
+// Below this much work a kernel runs on the calling thread alone: handing it
+// to the pool and waiting for the other threads costs more than it saves.
+enum { SERIAL_WORK = 1 << 18 };
+
 // A dense layer's x . W^T over a batch, with enough outputs to share, splits
 // its outputs (W's rows) between the threads rather than the batch: each
 // thread then reads half of W instead of all of it, and the same half that its
@@ -448,6 +474,7 @@ static bool split_columns(Kernel *k) {
 // task, summed in task order afterwards). Contractions that reduce over the
 // batch inside the GEMM (weight gradients) stay whole.
 static bool parallel_rows(Kernel *k) {
+  if (k->kind != K_LOOP && kernel_work(k) < SERIAL_WORK) return false;
   // Weight gradients (a contraction over the batch): tasks take blocks of
   // output rows and contract the whole batch, in the same order as one thread.
   Value *a = k->anchor;
