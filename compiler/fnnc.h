@@ -491,6 +491,9 @@ typedef struct {
                    // gradients contract the whole batch for their rows; the update loop
                    // over the parameter slab): nothing needs combining
   int row_align;   // par without partials: task blocks are multiples of this many rows
+  bool par_params; // the optimizer's update over a run of the parameter slab: task t
+                   // updates block t of each parameter's rows (split_rows), the rows
+                   // its thread computed the gradient of and reads in x . W^T
   int64_t par_cols;// instead of rows, one block of the output's columns (last axis) per
                    // thread, a multiple of par_cols wide, over the whole batch: x . W^T
                    // reads only its threads' rows of W, the same ones its weight gradient
@@ -518,6 +521,9 @@ Program *fuse(Graph *g, Entry e);
 void gemm_tile(int64_t M, int64_t N, int *mr, int *nv);
 void gemm_tile_static(int64_t M, int64_t N, int *mr, int *nv);  // no leftover-row kernels if it can
 int gemm_nt_block_rows(int64_t N);  // rows per block of an x . W^T product
+// How the threads share a dense layer's outputs, a weight gradient's rows and
+// a parameter's rows in the update: blocks of a multiple of this many rows.
+int64_t split_align(int64_t rows);
 int64_t anchor_scratch(Value *a);
 bool conv_direct(Value *a);
 // Does a parallel kernel reduce over its rows into partial slots (so its tasks

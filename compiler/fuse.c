@@ -424,6 +424,8 @@ static bool reduces_batch(Value *m) {
   return m->op == OP_sum && shape_batched(m->in[0]->shape) && !(m->ia[0] & 1);
 }
 
+int64_t split_align(int64_t rows) { return rows >= 64 ? 16 : 4; }
+
 // The work of a kernel at a batch of 64, in multiply-adds for a contraction,
 // else the elements it computes times its members plus the elements it reads:
 // a rough measure, to tell the kernels too small to share from the rest.
@@ -465,7 +467,7 @@ static bool split_columns(Kernel *k) {
     if (m == a) continue;
     if (!(op_info[m->op].flags & F_EW) || !shape_eq(m->shape, a->shape)) return false;
   }
-  k->par_cols = 16;
+  k->par_cols = split_align(a->shape.d[1]);
   return true;
 }
 
@@ -479,11 +481,12 @@ static bool parallel_rows(Kernel *k) {
   // output rows and contract the whole batch, in the same order as one thread.
   Value *a = k->anchor;
   if (a && shape_batched(a->in[0]->shape) && (a->op == OP_conv2d_dw || (a->op == OP_matmul && a->ia[0] && !a->ia[1]))) {
-    k->par_out = 8;
+    k->par_out = split_align(a->shape.d[0]);
     return true;
   }
   // A big elementwise loop without a batch axis (the optimizer's update over
-  // the parameter slab): tasks take blocks of its first axis.
+  // the parameter slab): tasks take blocks of its first axis, or of each
+  // parameter's rows when it runs over the slab.
   if (k->kind == K_EW && !shape_batched(k->shape) && k->shape.rank > 0 && shape_numel(k->shape) >= 1 << 15) {
     bool ew = true;
     for (int i = 0; i < k->members.len; i++) {
@@ -491,7 +494,11 @@ static bool parallel_rows(Kernel *k) {
       ew &= m->op == OP_store || ((op_info[m->op].flags & F_EW) && !(op_info[m->op].flags & F_GATHER));
     }
     if (ew) {
-      k->par_out = 1;
+      k->par_out = 4;
+      for (int i = 0; i < k->inputs.len; i++) {
+        Value *u = k->inputs.data[i];
+        if (u->op == OP_slab && u->ia[0] == BUF_PARAM && shape_eq(u->shape, k->shape)) k->par_params = true;
+      }
       return true;
     }
   }
@@ -812,7 +819,8 @@ void fused_dump(FILE *out, Program *p) {
     }
     fprintf(out, ")\n");
     bool partials = kernel_partials(k);
-    const char *par = k->par_out    ? "; one block of output rows per thread"
+    const char *par = k->par_params ? "; one block of each parameter's rows per thread"
+                      : k->par_out  ? "; one block of output rows per thread"
                       : k->par_cols ? "; one block of output columns per thread"
                       : k->par && partials ? arena_printf("; tasks of %d rows", PAR_ROWS)
                       : k->par             ? "; one block of rows per thread"
