@@ -289,6 +289,7 @@ T_END=$(now_ns)
   done
   echo "PyTorch: $TORCH_INFO"
   if [ $TORCH = 1 ]; then
+    echo "  $(grep -h '^config:' "$OUT"/torch_mnist_t2.txt "$OUT"/torch_mlp_t2.txt 2>/dev/null | head -1)"
     echo "  bench/torch_ref.py, the same steps and batch, data preloaded, warm-up excluded; img/s = median of" \
       "the runs that fit in ${TORCH_BUDGET}s:$(for m in mnist mlp; do for t in $THREADS; do
         if [ $m = mnist ]; then n=CNN st=$CNN_STEPS; else n=MLP st=$MLP_STEPS; fi
