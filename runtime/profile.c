@@ -6,9 +6,10 @@
 //
 // Besides each kernel's total it keeps the fastest call, which a machine
 // shared with other work disturbs far less than the total (a preempted call is
-// slow, never fast), and the time outside the kernels: before the first kernel
-// of a step (the batch gather, the loss readback, logging) and between
-// kernels (the calls into the pool's glue and these timers themselves).
+// slow, never fast), and the time outside the first entry's kernels: before
+// its first kernel (the batch gather, the loss readback, logging, and any
+// evaluation in between) and between its kernels (the glue that calls the
+// pool, and these timers themselves).
 #define _POSIX_C_SOURCE 200809L
 #include "rt.h"
 
@@ -21,8 +22,8 @@ typedef struct {
   int64_t n;
   double *sec, *min;
   int64_t *calls;
+  double *gap;      // per kernel: time since the previous kernel call ended
   double last_end;  // when the previous kernel call ended (0: none yet)
-  double gap_step, gap_kernel;  // outside kernels: before a step's first kernel, between kernels
 } FnnProf;
 
 static double now(void) {
@@ -39,12 +40,7 @@ void fnn_prof_end(void *prof, int64_t kernel, double t0) {
   double t1 = now(), dt = t1 - t0;
   p->sec[kernel] += dt;
   if (!p->calls[kernel]++ || dt < p->min[kernel]) p->min[kernel] = dt;
-  if (p->last_end > 0 && t0 > p->last_end) {
-    if (kernel == 0)
-      p->gap_step += t0 - p->last_end;
-    else
-      p->gap_kernel += t0 - p->last_end;
-  }
+  if (p->last_end > 0 && t0 > p->last_end) p->gap[kernel] += t0 - p->last_end;
   p->last_end = t1;
 }
 
@@ -54,10 +50,12 @@ void *rt_prof_new(int64_t nkernels) {
   p->n = nkernels;
   p->sec = calloc((size_t)(nkernels + 1), sizeof(double));
   p->min = calloc((size_t)(nkernels + 1), sizeof(double));
+  p->gap = calloc((size_t)(nkernels + 1), sizeof(double));
   p->calls = calloc((size_t)(nkernels + 1), sizeof(int64_t));
-  if (!p->sec || !p->min || !p->calls) {
+  if (!p->sec || !p->min || !p->gap || !p->calls) {
     free(p->sec);
     free(p->min);
+    free(p->gap);
     free(p->calls);
     free(p);
     return NULL;
@@ -92,13 +90,16 @@ void rt_prof_print(void *prof, const char *const *entry, const char *const *name
             total > 0 ? 100 * p->sec[i] / total : 0, (long long)p->calls[i], p->min[i] * 1e6);
   }
   // Kernel 0 is the first kernel of the first entry (train_step in a trainer).
-  double fast = 0;
+  double fast = 0, between = 0;
   for (int64_t i = 0; i < p->n && p->calls[0]; i++)
-    if (p->calls[i] && !strcmp(entry[i], entry[0])) fast += p->min[i] * (double)p->calls[i] / (double)p->calls[0];
+    if (p->calls[i] && !strcmp(entry[i], entry[0])) {
+      fast += p->min[i] * (double)p->calls[i] / (double)p->calls[0];
+      if (i > 0) between += p->gap[i];
+    }
   if (p->calls[0])
     fprintf(stderr, "profile: %s: %.1f us per call from the fastest call of each kernel; outside kernels: "
                     "%.1f ms before the first kernel, %.1f ms between kernels\n",
-            entry[0], fast * 1e6, p->gap_step * 1e3, p->gap_kernel * 1e3);
+            entry[0], fast * 1e6, p->gap[0] * 1e3, between * 1e3);
   free(order);
 }
 
@@ -107,6 +108,7 @@ void rt_prof_free(void *prof) {
   if (!p) return;
   free(p->sec);
   free(p->min);
+  free(p->gap);
   free(p->calls);
   free(p);
 }
