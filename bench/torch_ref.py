@@ -86,6 +86,15 @@ def main():
 
     torch.set_num_threads(a.threads)
     torch.manual_seed(1)
+    # What PyTorch runs on, for the record: oneDNN (mkldnn) does the
+    # convolutions when it is available; ATen's own kernels use the CPU
+    # capability it reports (AVX2 on this Debian build, even with AVX-512).
+    cap = "?"
+    for line in torch.__config__.show().splitlines():
+        if "CPU capability usage:" in line:
+            cap = line.split(":", 1)[1].strip()
+    print(f"config: torch={torch.__version__} mkldnn={int(torch.backends.mkldnn.is_available())} "
+          f"threads={torch.get_num_threads()} aten_capability={cap}")
 
     images = read_idx(os.path.join(a.data, "train-images-idx3-ubyte"))
     labels = read_idx(os.path.join(a.data, "train-labels-idx1-ubyte"))

@@ -23,7 +23,10 @@ LLVMValueRef cg_dim(Emit *e, Shape s, int axis) {
 }
 
 void cg_rows(Emit *e, Shape s, LLVMValueRef *lo, LLVMValueRef *hi) {
-  if (shape_batched(s) || (e->k && e->k->par_out)) {
+  if (e->k && e->k->par_cols) {
+    *lo = cg_i64(e, 0);
+    *hi = cg_dim(e, s, 0);
+  } else if (shape_batched(s) || (e->k && e->k->par_out)) {
     *lo = e->lo;
     *hi = e->hi;
   } else {
@@ -220,7 +223,8 @@ void cg_epilogue(Emit *e, LLVMValueRef *outer_idx, int tdims, LLVMValueRef tile)
     e->rank = r;
   } else {
     for (int i = r - tdims; i < r; i++) {
-      loops[i] = cg_loop_begin(e, cg_i64(e, 0), cg_i64(e, s.d[i]), "t");
+      bool cols = i == r - 1 && e->k->par_cols;  // this call's columns only
+      loops[i] = cg_loop_begin(e, cols ? e->lo : cg_i64(e, 0), cols ? e->hi : cg_i64(e, s.d[i]), "t");
       e->idx[i] = loops[i].i;
     }
     for (int i = r - tdims; i < r; i++) {
@@ -488,6 +492,52 @@ static void call_kernel(Emit *e, Kernel *k, LLVMValueRef fn, LLVMValueRef *bufs,
 
 enum { TASKS_PER_THREAD = 4 };
 
+static LLVMValueRef threads(Emit *e) {
+  LLVMTypeRef ity = LLVMFunctionType(LLVMInt32TypeInContext(e->cg->ctx), NULL, 0, 0);
+  LLVMValueRef fn = LLVMGetNamedFunction(e->cg->mod, "fnn_threads");
+  if (!fn) fn = LLVMAddFunction(e->cg->mod, "fnn_threads", ity);
+  return LLVMBuildSExt(B(e), LLVMBuildCall2(B(e), ity, fn, NULL, 0, ""), e->i64, "");
+}
+
+static LLVMValueRef block_size(Emit *e, LLVMValueRef count, LLVMValueRef parts, int64_t align, LLVMValueRef *ntasks);
+
+// Task t of the optimizer's update over a run of the parameter slab: block t
+// of each parameter's rows (split as split_align says, like the dense layer
+// and the weight gradient that use them), one kernel call per parameter. The
+// padding between parameters is zero in every slab and stays so untouched.
+static void update_segments(Emit *e, Program *p, Kernel *k, LLVMValueRef kfn, LLVMValueRef *bufs, int na,
+                            LLVMValueRef scratch, LLVMValueRef t) {
+  int64_t off0 = -1, len = shape_numel(k->shape);
+  for (int i = 0; i < k->inputs.len; i++) {
+    Value *u = k->inputs.data[i];
+    if (u->op == OP_slab && u->ia[0] == BUF_PARAM) off0 = u->ia[2];
+  }
+  if (off0 < 0) die("update kernel %s reads no parameter slab", k->name);
+  LLVMValueRef nt = threads(e);
+  Graph *g = p->g;
+  for (int i = 0; i < g->nparams; i++) {
+    Param *pa = &g->params[i];
+    if (pa->offset < off0 || pa->offset >= off0 + len) continue;
+    int64_t rows = pa->shape.rank ? pa->shape.d[0] : 1, width = shape_numel(pa->shape) / (rows ? rows : 1);
+    LLVMValueRef ntasks, blk = block_size(e, cg_i64(e, rows), nt, split_align(rows), &ntasks);
+    LLVMValueRef r0 = cg_min_i64(e, LLVMBuildMul(B(e), t, blk, ""), cg_i64(e, rows));
+    LLVMValueRef r1 = cg_min_i64(e, LLVMBuildAdd(B(e), r0, blk, ""), cg_i64(e, rows));
+    LLVMValueRef base = cg_i64(e, pa->offset - off0), w = cg_i64(e, width);
+    call_kernel(e, k, kfn, bufs, na, scratch, LLVMBuildAdd(B(e), base, LLVMBuildMul(B(e), r0, w, ""), ""),
+                LLVMBuildAdd(B(e), base, LLVMBuildMul(B(e), r1, w, ""), ""));
+  }
+}
+
+// Blocks of `align` rows: about count/parts rows each, rounded up to whole
+// blocks; *ntasks of them cover count.
+static LLVMValueRef block_size(Emit *e, LLVMValueRef count, LLVMValueRef parts, int64_t align, LLVMValueRef *ntasks) {
+  LLVMValueRef per = LLVMBuildSDiv(B(e), LLVMBuildAdd(B(e), count, LLVMBuildSub(B(e), parts, cg_i64(e, 1), ""), ""), parts, "");
+  per = LLVMBuildAdd(B(e), per, cg_i64(e, align - 1), "");
+  LLVMValueRef rows = LLVMBuildMul(B(e), LLVMBuildSDiv(B(e), per, cg_i64(e, align), ""), cg_i64(e, align), "");
+  *ntasks = LLVMBuildSDiv(B(e), LLVMBuildAdd(B(e), count, LLVMBuildSub(B(e), rows, cg_i64(e, 1), ""), ""), rows, "");
+  return rows;
+}
+
 // A parallel kernel: a task function takes rows [t*PAR_ROWS, (t+1)*PAR_ROWS)
 // and its own partial slots and scratch; the entry hands the tasks to
 // fnn_parallel, then adds up the partial slots in task order.
@@ -516,10 +566,16 @@ static void call_parallel(Emit *e, Program *p, Kernel *k, LLVMValueRef kfn, Valu
     if (kargs[j]->partial) tb[j] = cg_gep(&te, e->f32, tb[j], LLVMBuildMul(B(e), t, cg_i64(&te, part_stride(kargs[j])), ""));
   LLVMValueRef scratch = cg_gep(&te, e->f32, tb[na + 1], LLVMBuildMul(B(e), tid, cg_i64(&te, p->scratch), ""));
   LLVMValueRef trows = tb[na + 2];
-  LLVMValueRef lim = k->par_out ? cg_i64(&te, k->shape.d[0]) : te.n;
-  LLVMValueRef lo = LLVMBuildMul(B(e), t, trows, "");
-  LLVMValueRef hi = cg_min_i64(&te, LLVMBuildAdd(B(e), lo, trows, ""), lim);
-  call_kernel(&te, k, kfn, tb, na, scratch, lo, hi);
+  if (k->par_params) {
+    update_segments(&te, p, k, kfn, tb, na, scratch, t);
+  } else {
+    LLVMValueRef lim = k->par_out    ? cg_i64(&te, k->shape.d[0])
+                       : k->par_cols ? cg_i64(&te, k->shape.d[k->shape.rank - 1])
+                                     : te.n;
+    LLVMValueRef lo = LLVMBuildMul(B(e), t, trows, "");
+    LLVMValueRef hi = cg_min_i64(&te, LLVMBuildAdd(B(e), lo, trows, ""), lim);
+    call_kernel(&te, k, kfn, tb, na, scratch, lo, hi);
+  }
   LLVMBuildRetVoid(B(e));
   LLVMPositionBuilderAtEnd(B(e), saved);
 
@@ -528,22 +584,24 @@ static void call_parallel(Emit *e, Program *p, Kernel *k, LLVMValueRef kfn, Valu
   // partials, added in task order); other kernels take one block of rows per
   // thread, as splitting rows that nothing adds up changes no result.
   LLVMValueRef rows, ntasks;
-  if (k->par_out || !kernel_partials(k)) {
-    // Output rows of a weight gradient: one block per thread (a multiple of 4
-    // rows; every task packs its operand). Batch rows that nothing adds up:
-    // about TASKS_PER_THREAD blocks per thread, whole register tiles, so a
-    // thread that another process holds up leaves its share to the others.
-    LLVMTypeRef ity = LLVMFunctionType(LLVMInt32TypeInContext(cg->ctx), NULL, 0, 0);
-    LLVMValueRef tfn2 = LLVMGetNamedFunction(cg->mod, "fnn_threads");
-    if (!tfn2) tfn2 = LLVMAddFunction(cg->mod, "fnn_threads", ity);
-    LLVMValueRef nt = LLVMBuildSExt(B(e), LLVMBuildCall2(B(e), ity, tfn2, NULL, 0, ""), e->i64, "");
-    LLVMValueRef M = k->par_out ? cg_i64(e, k->shape.d[0]) : e->n;
-    int64_t align = k->par_out ? 4 : k->row_align > 0 ? k->row_align : 8;
-    if (!k->par_out) nt = LLVMBuildMul(B(e), nt, cg_i64(e, TASKS_PER_THREAD), "");
-    LLVMValueRef per = LLVMBuildSDiv(B(e), LLVMBuildAdd(B(e), M, LLVMBuildSub(B(e), nt, cg_i64(e, 1), ""), ""), nt, "");
-    per = LLVMBuildAdd(B(e), per, cg_i64(e, align - 1), "");
-    rows = LLVMBuildMul(B(e), LLVMBuildSDiv(B(e), per, cg_i64(e, align), ""), cg_i64(e, align), "");
-    ntasks = LLVMBuildSDiv(B(e), LLVMBuildAdd(B(e), M, LLVMBuildSub(B(e), rows, cg_i64(e, 1), ""), ""), rows, "");
+  if (k->par_cols || k->par_out || !kernel_partials(k)) {
+    // Output columns of x . W^T, output rows of a weight gradient, rows of
+    // each parameter in the update: one block per thread, whole multiples of
+    // par_cols or par_out (every weight-gradient task packs its operand). Batch rows that nothing adds up: about
+    // TASKS_PER_THREAD blocks per thread, whole register tiles, so a thread
+    // that another process holds up leaves its share to the others.
+    LLVMValueRef nt = threads(e);
+    if (k->par_params) {
+      rows = cg_i64(e, 0);  // unused: update_segments
+      ntasks = nt;
+    } else if (k->par_cols) {
+      rows = block_size(e, cg_i64(e, k->shape.d[k->shape.rank - 1]), nt, k->par_cols, &ntasks);
+    } else if (k->par_out) {
+      rows = block_size(e, cg_i64(e, k->shape.d[0]), nt, k->par_out, &ntasks);
+    } else {
+      nt = LLVMBuildMul(B(e), nt, cg_i64(e, TASKS_PER_THREAD), "");
+      rows = block_size(e, e->n, nt, k->row_align > 0 ? k->row_align : 8, &ntasks);
+    }
   } else {
     rows = cg_i64(e, PAR_ROWS);
     ntasks = LLVMBuildSDiv(B(e), LLVMBuildAdd(B(e), e->n, cg_i64(e, PAR_ROWS - 1), ""), cg_i64(e, PAR_ROWS), "");

@@ -525,6 +525,13 @@ typedef struct {
                    // gradients contract the whole batch for their rows; the update loop
                    // over the parameter slab): nothing needs combining
   int row_align;   // par without partials: task blocks are multiples of this many rows
+  bool par_params; // the optimizer's update over a run of the parameter slab: task t
+                   // updates block t of each parameter's rows (split_rows), the rows
+                   // its thread computed the gradient of and reads in x . W^T
+  int64_t par_cols;// instead of rows, one block of the output's columns (last axis) per
+                   // thread, a multiple of par_cols wide, over the whole batch: x . W^T
+                   // reads only its threads' rows of W, the same ones its weight gradient
+                   // computes (a dense layer's outputs are split between the threads)
 } Kernel;
 
 // Rows per parallel task. Fixed, so reductions over the batch add the same
@@ -547,6 +554,10 @@ Program *fuse(Graph *g, Entry e);
 // an M x N output, and the scratch an anchor needs for packing and tiles.
 void gemm_tile(int64_t M, int64_t N, int *mr, int *nv);
 void gemm_tile_static(int64_t M, int64_t N, int *mr, int *nv);  // no leftover-row kernels if it can
+int gemm_nt_block_rows(int64_t N);  // rows per block of an x . W^T product
+// How the threads share a dense layer's outputs, a weight gradient's rows and
+// a parameter's rows in the update: blocks of a multiple of this many rows.
+int64_t split_align(int64_t rows);
 int64_t anchor_scratch(Value *a);
 bool conv_direct(Value *a);
 // Does a parallel kernel reduce over its rows into partial slots (so its tasks
@@ -573,7 +584,7 @@ struct Emit {
   Kernel *k;
   LLVMValueRef fn;
   LLVMValueRef n;             // i64: rows in the batch
-  LLVMValueRef lo, hi;        // i64: the rows of the batch this call computes
+  LLVMValueRef lo, hi;        // i64: the rows of the batch this call computes (columns with par_cols)
   LLVMValueRef *ptr;          // by Value.id: buffer base pointer in this kernel, or NULL
   LLVMValueRef *val;          // by Value.id: the element computed at idx in this iteration
   LLVMValueRef idx[MAXRANK];  // i64 loop indices over the iteration shape
@@ -659,6 +670,7 @@ void cg_vstore(Emit *e, LLVMValueRef v, LLVMValueRef p, int n, int valid);
 typedef struct {
   int64_t M, N, lda, ldb, ldc;
   LLVMValueRef K, a, b, c, m_valid;  // m_valid: a runtime row count instead of M
+  LLVMValueRef n_valid;              // a runtime column count instead of N, or NULL
   bool accumulate;
 } GemmNT;
 void cg_gemm_nt(Emit *e, const GemmNT *g);

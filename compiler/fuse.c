@@ -323,6 +323,14 @@ void gemm_tile(int64_t M, int64_t N, int *mr, int *nv) {
   if (M < *mr) *mr = (int)(M > 0 ? M : 1);
 }
 
+// Rows per block of the NT form (x . W^T): a block's output, N columns wide,
+// sits in the scratch until the epilogue, and every column tile of W is read
+// once per block, so blocks are as tall as 64 rows and 64 KB of output allow.
+int gemm_nt_block_rows(int64_t N) {
+  int64_t ldr = (N + 3) & ~(int64_t)3, rows = (16384 / ldr) & ~(int64_t)3;
+  return rows > 64 ? 64 : rows < 4 ? 4 : (int)rows;
+}
+
 // The register tile for a GEMM whose M rows are all static: each shape of tile
 // (full, and the leftover rows or columns) is one more micro-kernel to
 // compile, so between 6 x 64 and 8 x 48 (both 24 accumulators) take the one
@@ -401,7 +409,7 @@ int64_t anchor_scratch(Value *a) {
     int64_t N = a->shape.d[a->shape.rank - 1];
     gemm_tile(a->shape.d[0] == DIM_BATCH ? 64 : a->shape.d[0], N, &mr, &nv);
     Shape bs = a->in[1]->shape;
-    if (a->ia[1] && !a->ia[0]) return (int64_t)((mr + 3) & ~3) * ((N + 3) & ~(int64_t)3);  // NT: no packing
+    if (a->ia[1] && !a->ia[0]) return gemm_nt_block_rows(N) * ((N + 3) & ~(int64_t)3);  // NT: no packing
     int64_t pack = a->ia[1] ? shape_numel(bs) : 0;
     return pack + (int64_t)mr * N;
   }
@@ -421,20 +429,69 @@ static bool reduces_batch(Value *m) {
   return m->op == OP_sum && shape_batched(m->in[0]->shape) && !(m->ia[0] & 1);
 }
 
+int64_t split_align(int64_t rows) { return rows >= 64 ? 16 : 4; }
+
+// The work of a kernel at a batch of 64, in multiply-adds for a contraction,
+// else the elements it computes times its members plus the elements it reads:
+// a rough measure, to tell the kernels too small to share from the rest.
+static int64_t numel64(Shape s) {
+  int64_t n = 1;
+  for (int i = 0; i < s.rank; i++) n *= s.d[i] == DIM_BATCH ? 64 : s.d[i];
+  return n;
+}
+
+static int64_t kernel_work(Kernel *k) {
+  Value *a = k->anchor;
+  if (a && a->op == OP_matmul) {
+    Shape x = a->in[0]->shape;
+    int64_t K = a->ia[0] ? x.d[0] : x.d[x.rank - 1];
+    return numel64(a->shape) * (K == DIM_BATCH ? 64 : K);
+  }
+  if (a && a->op != OP_softmax) return INT64_MAX;  // convolutions and pooling
+  int64_t w = numel64(k->shape) * k->members.len;
+  for (int i = 0; i < k->inputs.len; i++) w += numel64(((Value *)k->inputs.data[i])->shape);
+  return w;
+}
+
+// Below this much work a kernel runs on the calling thread alone: handing it
+// to the pool and waiting for the other threads costs more than it saves.
+enum { SERIAL_WORK = 1 << 18 };
+
+// A dense layer's x . W^T over a batch, with enough outputs to share, splits
+// its outputs (W's rows) between the threads rather than the batch: each
+// thread then reads half of W instead of all of it, and the same half that its
+// block of the weight gradient (par_out, split the same way) computes. Only
+// elementwise epilogues on the output's own elements go along (no sums over
+// the batch, which would need the other rows).
+static bool split_columns(Kernel *k) {
+  Value *a = k->anchor;
+  if (!a || a->op != OP_matmul || a->ia[0] || !a->ia[1] || a->shape.rank != 2) return false;
+  if (a->shape.d[1] < 64) return false;
+  for (int i = 0; i < k->members.len; i++) {
+    Value *m = k->members.data[i];
+    if (m == a) continue;
+    if (!(op_info[m->op].flags & F_EW) || !shape_eq(m->shape, a->shape)) return false;
+  }
+  k->par_cols = split_align(a->shape.d[1]);
+  return true;
+}
+
 // Kernels whose work is a loop over the rows of the batch run as tasks of
 // PAR_ROWS rows. Their reductions over the batch become partials (one slot per
 // task, summed in task order afterwards). Contractions that reduce over the
 // batch inside the GEMM (weight gradients) stay whole.
 static bool parallel_rows(Kernel *k) {
+  if (k->kind != K_LOOP && kernel_work(k) < SERIAL_WORK) return false;
   // Weight gradients (a contraction over the batch): tasks take blocks of
   // output rows and contract the whole batch, in the same order as one thread.
   Value *a = k->anchor;
   if (a && shape_batched(a->in[0]->shape) && (a->op == OP_conv2d_dw || (a->op == OP_matmul && a->ia[0] && !a->ia[1]))) {
-    k->par_out = 8;
+    k->par_out = split_align(a->shape.d[0]);
     return true;
   }
   // A big elementwise loop without a batch axis (the optimizer's update over
-  // the parameter slab): tasks take blocks of its first axis.
+  // the parameter slab): tasks take blocks of its first axis, or of each
+  // parameter's rows when it runs over the slab.
   if (k->kind == K_EW && !shape_batched(k->shape) && k->shape.rank > 0 && shape_numel(k->shape) >= 1 << 15) {
     bool ew = true;
     for (int i = 0; i < k->members.len; i++) {
@@ -442,11 +499,16 @@ static bool parallel_rows(Kernel *k) {
       ew &= m->op == OP_store || ((op_info[m->op].flags & F_EW) && !(op_info[m->op].flags & F_GATHER));
     }
     if (ew) {
-      k->par_out = 1;
+      k->par_out = 4;
+      for (int i = 0; i < k->inputs.len; i++) {
+        Value *u = k->inputs.data[i];
+        if (u->op == OP_slab && u->ia[0] == BUF_PARAM && shape_eq(u->shape, k->shape)) k->par_params = true;
+      }
       return true;
     }
   }
   if (!shape_batched(k->shape)) return false;
+  if (split_columns(k)) return true;
   k->row_align = 8;
   if (k->anchor && k->anchor->op == OP_matmul) {  // whole register tiles of rows
     int mr, nv;
@@ -762,7 +824,9 @@ void fused_dump(FILE *out, Program *p) {
     }
     fprintf(out, ")\n");
     bool partials = kernel_partials(k);
-    const char *par = k->par_out ? "; one block of output rows per thread"
+    const char *par = k->par_params ? "; one block of each parameter's rows per thread"
+                      : k->par_out  ? "; one block of output rows per thread"
+                      : k->par_cols ? "; one block of output columns per thread"
                       : k->par && partials ? arena_printf("; tasks of %d rows", PAR_ROWS)
                       : k->par             ? "; one block of rows per thread"
                                            : "";

@@ -337,24 +337,29 @@ static LLVMValueRef tile_nt_fn(Emit *outer, int mr, int nr, bool accumulate) {
   return fn;
 }
 
+// Column tiles outer, row tiles inner: the NR rows of b a column tile reads
+// stay in L1 while every row tile of a (in L2) passes them, so b (a weight
+// matrix, often larger than L2) is read from memory once per call rather than
+// once per row tile.
 void cg_gemm_nt(Emit *e, const GemmNT *g) {
   enum { MR = 4, NR = 4 };
-  LLVMValueRef nrb = cg_i64(e, (g->N + NR - 1) / NR);
+  LLVMValueRef n = g->n_valid ? g->n_valid : cg_i64(e, g->N);
+  LLVMValueRef nrb = LLVMBuildSDiv(B(e), add(e, n, cg_i64(e, NR - 1)), cg_i64(e, NR), "");
   // Row tiles of MR (the last one clamped: C needs MR-aligned rows).
   LLVMValueRef m = g->m_valid ? g->m_valid : cg_i64(e, g->M);
   LLVMValueRef nb = LLVMBuildSDiv(B(e), add(e, m, cg_i64(e, MR - 1)), cg_i64(e, MR), "");
   LLVMValueRef fn = tile_nt_fn(e, MR, NR, g->accumulate);
-  Loop li = cg_loop_begin(e, cg_i64(e, 0), nb, "it");
-  LLVMValueRef i0 = mul(e, li.i, cg_i64(e, MR));
-  LLVMValueRef rows = LLVMBuildSub(B(e), m, i0, "");
   Loop lj = cg_loop_begin(e, cg_i64(e, 0), nrb, "jt");
   LLVMValueRef j0 = mul(e, lj.i, cg_i64(e, NR));
   // Columns past N compute clamped duplicates into padding columns of C.
-  LLVMValueRef cols = LLVMBuildSub(B(e), cg_i64(e, g->N), j0, "");
+  LLVMValueRef cols = LLVMBuildSub(B(e), n, j0, "");
+  Loop li = cg_loop_begin(e, cg_i64(e, 0), nb, "it");
+  LLVMValueRef i0 = mul(e, li.i, cg_i64(e, MR));
+  LLVMValueRef rows = LLVMBuildSub(B(e), m, i0, "");
   LLVMValueRef args[9] = {gep(e, g->a, mul(e, i0, cg_i64(e, g->lda))), cg_i64(e, g->lda),
                           gep(e, g->b, mul(e, j0, cg_i64(e, g->ldb))), cg_i64(e, g->ldb),
                           gep(e, g->c, add(e, mul(e, i0, cg_i64(e, g->ldc)), j0)), cg_i64(e, g->ldc), g->K, rows, cols};
   LLVMBuildCall2(B(e), LLVMGlobalGetValueType(fn), fn, args, 9, "");
-  cg_loop_end(e, &lj);
   cg_loop_end(e, &li);
+  cg_loop_end(e, &lj);
 }

@@ -107,6 +107,7 @@ LLVMValueRef emit_matmul(Emit *e, Value *v, LLVMValueRef *in) {
   }
   int mr, nv;
   gemm_tile(v->shape.d[0] == DIM_BATCH ? 64 : v->shape.d[0], N, &mr, &nv);
+  int bm = nt ? gemm_nt_block_rows(N) : mr;  // rows per block (and per epilogue pass)
   LLVMValueRef ars = ta ? I(e, 1) : K, acs = ta ? M : I(e, 1);
   LLVMValueRef abase = e->ptr[A->id];
   // Row blocks of mr rows, over this call's rows (of the batch, or of the
@@ -115,14 +116,19 @@ LLVMValueRef emit_matmul(Emit *e, Value *v, LLVMValueRef *in) {
   cg_rows(e, v->shape, &r0, &r1);
   if (e->k->par_out) r0 = e->lo, r1 = e->hi;
   if (steps > 1) r0 = MUL(e, r0, I(e, steps)), r1 = MUL(e, r1, I(e, steps));
-  LLVMValueRef nblk = LLVMBuildSDiv(B(e), ADD(e, LLVMBuildSub(B(e), r1, r0, ""), I(e, mr - 1)), I(e, mr), "");
+  LLVMValueRef nblk = LLVMBuildSDiv(B(e), ADD(e, LLVMBuildSub(B(e), r1, r0, ""), I(e, bm - 1)), I(e, bm), "");
   Loop lb = cg_loop_begin(e, I(e, 0), nblk, "blk");
-  LLVMValueRef i0 = ADD(e, r0, MUL(e, lb.i, I(e, mr)));
-  LLVMValueRef left = cg_min_i64(e, LLVMBuildSub(B(e), r1, i0, ""), I(e, mr));  // rows in this block
+  LLVMValueRef i0 = ADD(e, r0, MUL(e, lb.i, I(e, bm)));
+  LLVMValueRef left = cg_min_i64(e, LLVMBuildSub(B(e), r1, i0, ""), I(e, bm));  // rows in this block
   if (nt) {
     int64_t Ks = A->shape.d[alast];
-    GemmNT g = {.M = mr, .N = N, .lda = Ks, .ldb = Ks, .ldc = ldr, .K = I(e, Ks),
+    GemmNT g = {.M = bm, .N = N, .lda = Ks, .ldb = Ks, .ldc = ldr, .K = I(e, Ks),
                 .a = cg_gep(e, e->f32, abase, MUL(e, i0, I(e, Ks))), .b = bptr, .c = rows, .m_valid = left};
+    if (e->k->par_cols) {  // this call's columns [lo, hi) of the block, at their own places
+      g.b = cg_gep(e, e->f32, bptr, MUL(e, e->lo, I(e, Ks)));
+      g.c = cg_gep(e, e->f32, rows, e->lo);
+      g.n_valid = LLVMBuildSub(B(e), e->hi, e->lo, "");
+    }
     cg_gemm_nt(e, &g);
   } else {
     Gemm g = {.M = mr, .N = N, .K = K, .a = cg_gep(e, e->f32, abase, MUL(e, i0, ars)), .ars = ars,

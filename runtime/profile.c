@@ -3,17 +3,27 @@
 // Compiled entry points call fnn_prof_begin/fnn_prof_end around every kernel
 // with FnnArgs.prof; the trainer points that at an FnnProf when --profile is
 // given (NULL otherwise, which makes both calls return at once).
+//
+// Besides each kernel's total it keeps the fastest call, which a machine
+// shared with other work disturbs far less than the total (a preempted call is
+// slow, never fast), and the time outside the first entry's kernels: before
+// its first kernel (the batch gather, the loss readback, logging, and any
+// evaluation in between) and between its kernels (the glue that calls the
+// pool, and these timers themselves).
 #define _POSIX_C_SOURCE 200809L
 #include "rt.h"
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 typedef struct {
   int64_t n;
-  double *sec;
+  double *sec, *min;
   int64_t *calls;
+  double *gap;      // per kernel: time since the previous kernel call ended
+  double last_end;  // when the previous kernel call ended (0: none yet)
 } FnnProf;
 
 static double now(void) {
@@ -27,8 +37,11 @@ double fnn_prof_begin(void *prof) { return prof ? now() : 0; }
 void fnn_prof_end(void *prof, int64_t kernel, double t0) {
   FnnProf *p = prof;
   if (!p || kernel < 0 || kernel >= p->n) return;
-  p->sec[kernel] += now() - t0;
-  p->calls[kernel]++;
+  double t1 = now(), dt = t1 - t0;
+  p->sec[kernel] += dt;
+  if (!p->calls[kernel]++ || dt < p->min[kernel]) p->min[kernel] = dt;
+  if (p->last_end > 0 && t0 > p->last_end) p->gap[kernel] += t0 - p->last_end;
+  p->last_end = t1;
 }
 
 void *rt_prof_new(int64_t nkernels) {
@@ -36,9 +49,13 @@ void *rt_prof_new(int64_t nkernels) {
   if (!p) return NULL;
   p->n = nkernels;
   p->sec = calloc((size_t)(nkernels + 1), sizeof(double));
+  p->min = calloc((size_t)(nkernels + 1), sizeof(double));
+  p->gap = calloc((size_t)(nkernels + 1), sizeof(double));
   p->calls = calloc((size_t)(nkernels + 1), sizeof(int64_t));
-  if (!p->sec || !p->calls) {
+  if (!p->sec || !p->min || !p->gap || !p->calls) {
     free(p->sec);
+    free(p->min);
+    free(p->gap);
     free(p->calls);
     free(p);
     return NULL;
@@ -47,7 +64,9 @@ void *rt_prof_new(int64_t nkernels) {
 }
 
 // Prints one line per kernel that ran, slowest first, to stderr:
-//   entry kernel total-ms share-of-kernel-time calls
+//   entry kernel total-ms share-of-kernel-time calls fastest-call-us
+// then the sum of the fastest calls per step (what a step costs undisturbed)
+// and the time outside kernels.
 void rt_prof_print(void *prof, const char *const *entry, const char *const *name) {
   FnnProf *p = prof;
   if (!p) return;
@@ -63,13 +82,24 @@ void rt_prof_print(void *prof, const char *const *entry, const char *const *name
       order[j - 1] = t;
     }
   fprintf(stderr, "profile: %.1f ms in kernels\n", total * 1e3);
-  fprintf(stderr, "  %-11s %-36s %10s %7s %7s\n", "entry", "kernel", "ms", "share", "calls");
+  fprintf(stderr, "  %-11s %-36s %10s %7s %7s %9s\n", "entry", "kernel", "ms", "share", "calls", "min_us");
   for (int64_t k = 0; k < p->n; k++) {
     int64_t i = order[k];
     if (!p->calls[i]) continue;
-    fprintf(stderr, "  %-11s %-36s %10.1f %6.1f%% %7lld\n", entry[i], name[i], p->sec[i] * 1e3,
-            total > 0 ? 100 * p->sec[i] / total : 0, (long long)p->calls[i]);
+    fprintf(stderr, "  %-11s %-36s %10.1f %6.1f%% %7lld %9.1f\n", entry[i], name[i], p->sec[i] * 1e3,
+            total > 0 ? 100 * p->sec[i] / total : 0, (long long)p->calls[i], p->min[i] * 1e6);
   }
+  // Kernel 0 is the first kernel of the first entry (train_step in a trainer).
+  double fast = 0, between = 0;
+  for (int64_t i = 0; i < p->n && p->calls[0]; i++)
+    if (p->calls[i] && !strcmp(entry[i], entry[0])) {
+      fast += p->min[i] * (double)p->calls[i] / (double)p->calls[0];
+      if (i > 0) between += p->gap[i];
+    }
+  if (p->calls[0])
+    fprintf(stderr, "profile: %s: %.1f us per call from the fastest call of each kernel; outside kernels: "
+                    "%.1f ms before the first kernel, %.1f ms between kernels\n",
+            entry[0], fast * 1e6, p->gap[0] * 1e3, between * 1e3);
   free(order);
 }
 
@@ -77,6 +107,8 @@ void rt_prof_free(void *prof) {
   FnnProf *p = prof;
   if (!p) return;
   free(p->sec);
+  free(p->min);
+  free(p->gap);
   free(p->calls);
   free(p);
 }
