@@ -5,6 +5,8 @@
 #   make data       install the real data sets into data/: MNIST, Fashion-MNIST,
 #                   diabetes (CSV), the Jargon File (text)
 #   make bench      benchmarks
+#   make finetune-demo  transfer learning: MNIST convolutions, frozen, on Fashion-MNIST
+#   make lora-demo  LoRA fine-tuning (models/lora.fnn) against full fine-tuning
 CC      ?= cc
 LLVM_CONFIG ?= llvm-config-19
 BUILD   := build
@@ -96,7 +98,13 @@ build-asan/fnnc-asan: $(CC_OBJS) $(BUILD)/libfnnrt.a
 bench: all data
 	sh bench/run.sh
 
+finetune-demo: all data
+	sh scripts/finetune-demo.sh
+
+lora-demo: all data
+	sh bench/lora.sh
+
 clean:
 	rm -rf build build-asan bin
 
-.PHONY: all deps data run test test-asan bench clean
+.PHONY: all deps data run test test-asan bench finetune-demo lora-demo clean

@@ -133,6 +133,11 @@ static void dump(FILE *out, const Node *n, int depth) {
     print_loc(out, n->loc);
     break;
   case N_INDEX: fputs("index", out); break;
+  case N_FREEZE:
+    fputs("freeze", out);
+    print_loc(out, n->loc);
+    break;
+  case N_RANGE: fputs(n->lhs ? "range" : "up to", out); break;
   default: fprintf(out, "node#%d", (int)n->kind); break;
   }
   fputc('\n', out);

@@ -406,10 +406,10 @@ static LLVMValueRef emit_kernel(Codegen *cg, Program *p, Kernel *k, const char *
 // The step buffers of the loop whose body is being called (emit_loop): by
 // formal, and by output.
 static LLVMValueRef *loop_fptr, *loop_optr;
-// A slab leaf's or slab store's floats: slab + [state slot * param_floats] + offset.
+// A slab leaf's or slab store's floats: slab + [state slot * train_floats] + offset.
 static LLVMValueRef slab_ptr(Emit *e, Graph *g, LLVMValueRef *slot, Value *v) {
   int which = v->ia[0] == BUF_PARAM ? 0 : v->ia[0] == BUF_GRAD ? 1 : 2;
-  int64_t off = (v->ia[0] == BUF_STATE ? v->ia[1] * g->param_floats : 0) + v->ia[2];
+  int64_t off = (v->ia[0] == BUF_STATE ? v->ia[1] * g->train_floats : 0) + v->ia[2];
   return cg_gep(e, e->f32, slot[which], cg_i64(e, off));
 }
 
@@ -423,7 +423,7 @@ static LLVMValueRef entry_ptr(Emit *e, Program *p, LLVMValueRef *slot, Value *v)
   case OP_label: return slot[5];
   case OP_param: return cg_gep(e, e->f32, slot[0], cg_i64(e, g->params[v->param].offset));
   case OP_state:
-    return cg_gep(e, e->f32, slot[2], cg_i64(e, v->ia[0] * g->param_floats + g->params[v->param].offset));
+    return cg_gep(e, e->f32, slot[2], cg_i64(e, v->ia[0] * g->train_floats + g->params[v->param].toff));
   case OP_hyper: return cg_gep(e, e->f32, slot[6], cg_i64(e, v->ia[0]));
   case OP_formal: return loop_fptr[v->ia[0]];
   case OP_slab: return slab_ptr(e, g, slot, v);
@@ -431,9 +431,9 @@ static LLVMValueRef entry_ptr(Emit *e, Program *p, LLVMValueRef *slot, Value *v)
     if (v->param < 0 && v->ia[0] != BUF_OUT && v->ia[0] != BUF_LOOP) return slab_ptr(e, g, slot, v);
     switch ((BufKind)v->ia[0]) {
     case BUF_PARAM: return cg_gep(e, e->f32, slot[0], cg_i64(e, g->params[v->param].offset));
-    case BUF_GRAD: return cg_gep(e, e->f32, slot[1], cg_i64(e, g->params[v->param].offset));
+    case BUF_GRAD: return cg_gep(e, e->f32, slot[1], cg_i64(e, g->params[v->param].toff));
     case BUF_STATE:
-      return cg_gep(e, e->f32, slot[2], cg_i64(e, v->ia[1] * g->param_floats + g->params[v->param].offset));
+      return cg_gep(e, e->f32, slot[2], cg_i64(e, v->ia[1] * g->train_floats + g->params[v->param].toff));
     case BUF_OUT: return cg_gep(e, e->f32, slot[7], cg_i64(e, v->ia[1]));
     case BUF_LOOP: return loop_optr[v->ia[1]];
     default: die("store to buffer kind %d", (int)v->ia[0]);

@@ -10,6 +10,7 @@ const char *const entry_names[ENTRY_COUNT] = {"train_step", "eval_step", "grad_s
 Graph *build_entry(Node *prog, Entry e) {
   Graph *g = lower_program(prog);
   if (!g) return NULL;
+  optimizer_layout(g);
   Builder b = {g, g->loss->loc, PH_FWD};
   ir_store(&b, g->loss, BUF_OUT, -1, 0);
   if (e == ENTRY_TRAIN || e == ENTRY_GRAD) {
@@ -24,7 +25,6 @@ Graph *build_entry(Node *prog, Entry e) {
       }
     if (e == ENTRY_TRAIN) optimizer_lower(g);
   }
-  if (e != ENTRY_TRAIN) g->state_floats = optimizer_slots(&g->info.opt) * g->param_floats;
   b.loc = g->loss->loc;
   b.phase = PH_FWD;
   if (e == ENTRY_EVAL && g->info.classify && g->logits) {
@@ -91,8 +91,15 @@ char *model_descriptor(Graph *g, int64_t work_per_n, int64_t work_fixed, int64_t
     P("target values %lld\n", (long long)m->nclasses);
   P("batch %lld\nepochs %lld\nseed %lld\nshuffle %d\n", (long long)m->batch, (long long)m->epochs,
     (long long)m->seed, m->shuffle ? 1 : 0);
-  P("optimizer %s %.9g %.9g %.9g %.9g %.9g %.9g\n", m->opt.kind == OPT_ADAM ? "adam" : "sgd", m->opt.lr,
-    m->opt.beta1, m->opt.beta2, m->opt.eps, m->opt.momentum, m->opt.weight_decay);
+  static const char *const opt_name[] = {"sgd", "adam", "adamw"};
+  P("optimizer %s %.9g %.9g %.9g %.9g %.9g %.9g\n", opt_name[m->opt.kind], m->opt.lr, m->opt.beta1, m->opt.beta2,
+    m->opt.eps, m->opt.momentum, m->opt.weight_decay);
+  const Schedule *sc = &m->opt.sched;
+  if (sc->given) {
+    static const char *const sched_name[] = {"constant", "step", "cosine"};
+    P("schedule %s %lld %lld %.9g %.9g\n", sched_name[sc->kind], (long long)sc->warmup, (long long)sc->step_size,
+      sc->gamma, sc->min_lr);
+  }
   P("normalize %.9g %.9g\n", m->norm_mean, m->norm_std);
   if (m->standardize) P("standardize 1\n");
   if (m->validation > 0) P("validation %.9g\n", m->validation);
@@ -105,10 +112,14 @@ char *model_descriptor(Graph *g, int64_t work_per_n, int64_t work_fixed, int64_t
   P("params %lld %d\n", (long long)g->param_floats, g->nparams);
   for (int i = 0; i < g->nparams; i++) {
     Param *p = &g->params[i];
-    P("param %s %lld %lld %s %s\n", p->name, (long long)p->offset, (long long)p->fan_in, init_name[p->init],
-      dims(p->shape, false));
+    P("param %s %lld %lld %lld %s %s\n", p->name, (long long)p->offset, (long long)p->toff, (long long)p->fan_in,
+      init_name[p->init], dims(p->shape, false));
   }
-  P("state %lld\n", (long long)(optimizer_slots(&m->opt) * g->param_floats));
+  for (int i = 0; i < g->loras.len; i++) {
+    Lora *lo = g->loras.data[i];
+    P("lora %d %d %d %d %.17g\n", lo->base, lo->bias, lo->a, lo->b, lo->scale);
+  }
+  P("state %d %lld\n", optimizer_slots(&m->opt), (long long)g->train_floats);
   P("work %lld %lld\n", (long long)work_per_n, (long long)work_fixed);
   P("scratch %lld\n", (long long)scratch);
   int id = 0;

@@ -113,6 +113,8 @@ typedef enum {
   N_STATE,      // state NAME: lhs (N_TSHAPE) = rhs
   N_EMIT,       // emit lhs
   N_INDEX,      // lhs[rhs]: a time step of a sequence (lhs an N_IDENT)
+  N_FREEZE,     // freeze args: N_IDENT (a layer; rhs: N_IDENT "weight"/"bias" for one tensor) or N_RANGE
+  N_RANGE,      // lhs..rhs (N_IDENTs); lhs NULL for "up to rhs"
 } NodeKind;
 
 typedef struct Node Node;
@@ -231,17 +233,40 @@ typedef struct {
   int64_t fan_in;
   InitKind init;
   int64_t offset;    // in floats, inside the parameter slab
-  bool frozen;
+  int64_t toff;      // in floats, inside the gradient slab and each optimizer state slot;
+                     // -1 if frozen (no gradient, no state): optim.c, optimizer_layout
+  bool frozen;       // `freeze`, trainable=false|bias (lower.c)
+  double lr_mult;    // lr_mult=: this parameter's learning rate is lr times it
   Value *value;      // the OP_param leaf
   Value *grad;       // autodiff result, or NULL
   Loc loc;
 } Param;
 
-typedef enum { OPT_SGD, OPT_ADAM } OptKind;
+// A LoRA adapter (lower.c): W' = W + scale * B A next to the frozen base
+// weight W, with A [r, in...] and B [out, r...] parameters of their own.
+typedef struct {
+  int base, bias, a, b;  // parameter indices (bias -1 if the layer has none)
+  int64_t rank;
+  double scale;          // alpha / rank
+} Lora;
+
+typedef enum { OPT_SGD, OPT_ADAM, OPT_ADAMW } OptKind;
+// The learning rate over the run (computed by the runtime, step by step):
+// `warmup` steps rising linearly to lr, then constant, step or cosine decay.
+typedef enum { SCHED_CONSTANT, SCHED_STEP, SCHED_COSINE } SchedKind;
+typedef struct {
+  SchedKind kind;
+  bool given;        // schedule=... was written
+  int64_t warmup;    // steps of linear warmup, 0 for none
+  int64_t step_size; // step: multiply by gamma every step_size steps
+  double gamma;
+  double min_lr;     // cosine: the lr at the end of the run
+} Schedule;
 typedef struct {
   OptKind kind;
   double lr, momentum, beta1, beta2, eps, weight_decay;
   double clip;  // > 0: clip the gradients to this global norm first
+  Schedule sched;
   Loc loc;
 } Optimizer;
 
@@ -282,6 +307,7 @@ typedef struct {
   Param *params;
   int nparams;
   int64_t param_floats, state_floats;
+  int64_t train_floats;  // floats of the gradient slab and of each state slot (optimizer_layout)
   Value *x, *y;      // data leaves
   Value *loss;       // scalar loss
   Value *logits;     // classifier output (for accuracy), or prediction
@@ -290,6 +316,7 @@ typedef struct {
   int htcap, htlen;
   Vec stores;        // Value*: OP_store values, the roots for DCE
   Vec loops;         // LoopInfo*: OP_loop value v runs loops.data[v->ia[0]]
+  Vec loras;         // Lora*: the LoRA adapters, in the order of their layers
 } Graph;
 
 Graph *graph_new(void);
@@ -452,6 +479,9 @@ void autodiff_sweep(Builder *b, int n0, Value **adj);
 // elementwise values and stores per parameter.
 //
 void optimizer_lower(Graph *g);
+// Places the trainable parameters in the gradient and state slabs (Param.toff,
+// Graph.train_floats, Graph.state_floats); frozen ones get neither.
+void optimizer_layout(Graph *g);
 int optimizer_slots(const Optimizer *o);  // state tensors per parameter
 
 //

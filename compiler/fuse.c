@@ -6,8 +6,10 @@
 // Rules, applied to values in topological order:
 //   - leaves are buffers; views alias their input's buffer;
 //   - scalar arithmetic on leaves is inlined wherever it is read;
-//   - a unary op whose only reader is a maxpool is inlined into the pool's
-//     window loads (maxpool(relu(x)) reads relu(x) on the fly);
+//   - a unary op whose only reader is a maxpool, on a buffer no kernel of
+//     this program computes, is inlined into the pool's window loads
+//     (maxpool(relu(x)) reads relu(x) on the fly); after a kernel it joins
+//     that kernel (a convolution's epilogue);
 //   - an anchor (matmul, convolutions, softmax, ...) starts a kernel; xent joins
 //     the softmax that feeds it;
 //   - an elementwise value joins the kernel of a producer with its iteration
@@ -235,6 +237,9 @@ static bool inlinable_scalar(Value *v) {
 
 static bool pool_prologue(Fuser *f, Value *v) {
   if (!(op_info[v->op].flags & F_EW) || (op_info[v->op].flags & F_GATHER) || v->nin != 1) return false;
+  // Computed by a kernel it can join (a convolution's epilogue), it is cheaper
+  // there: the pool's window loop then reads plain values.
+  if (v->in[0]->group >= 0) return false;
   Vec *c = &f->consumers[v->id];
   return c->len == 1 && ((Value *)c->data[0])->op == OP_maxpool;
 }

@@ -316,7 +316,8 @@ void ir_dump_values(FILE *out, Graph *g, Phase upto, const char *indent) {
 void ir_dump(FILE *out, Graph *g, Phase upto) {
   fprintf(out, "# model %s\n", g->info.name ? g->info.name : "?");
   for (int i = 0; i < g->nparams; i++)
-    fprintf(out, "# param %s %s%s\n", g->params[i].name, shape_str(g->params[i].shape),
-            g->params[i].frozen ? " frozen" : "");
+    fprintf(out, "# param %s %s%s%s\n", g->params[i].name, shape_str(g->params[i].shape),
+            g->params[i].frozen ? " frozen" : "",
+            g->params[i].lr_mult != 1 ? arena_printf(" lr_mult=%g", g->params[i].lr_mult) : "");
   ir_dump_values(out, g, upto, "");
 }

@@ -3,6 +3,9 @@
 //
 //   dense(O)            y = matmul(x, W^T) + bcast(b)          W[O,I], b[O]
 //   conv2d(O, kernel=K) y = conv2d(x, W) + bcast(b)            W[O,C,K,K], b[O]
+//   ..., lora=lora(rank=R, alpha=A)   on dense and conv2d: W frozen, and
+//                       y += (A/R) * (x A^T) B^T  (conv: a conv with R output
+//                       channels, then a 1x1 conv)   A[R,I...], B[O,R...]
 //   flatten             y = reshape(x, [B, prod])
 //   cross_entropy(z, y) L = xent(softmax(z), y) * (1/n)
 //   mse(p, t)           L = sum(0.5 * (p - t)^2) * (1/n) / W
@@ -80,6 +83,15 @@ typedef struct {
   Loc loc;
   int64_t cfg[6];   // the configuration, by argument position
   int wparam, bparam;
+  // Fine-tuning: which of its tensors are frozen (the weights, the biases),
+  // where that was said first, and the learning-rate multiplier.
+  bool freeze_w, freeze_b;
+  Loc frozen_at;
+  double lr_mult;
+  int64_t lora_rank;  // lora(rank=R, alpha=A) given to the layer: R, else 0
+  double lora_alpha;
+  Loc lora_loc;
+  Lora *adapter;      // its parameters once the layer is built
 } Layer;
 
 typedef struct {
@@ -116,6 +128,7 @@ typedef struct {
   int nerr0;
   Recur *rec;    // inside a recurrent block, else NULL
   Vec lasts;     // LastOf*
+  Loc last_freeze;  // the last freeze statement or trainable=, for "nothing left to train"
 } Lower;
 
 static Binding *lookup(Lower *L, const char *name) {
@@ -166,6 +179,7 @@ static int add_param(Lower *L, const char *name, Shape s, int64_t fan_in, InitKi
   p->init = init;
   p->offset = g->param_floats;
   p->loc = loc;
+  p->lr_mult = 1;
   g->param_floats += (shape_numel(s) + 15) & ~(int64_t)15;
   int idx = g->nparams++;
   Builder ob = {g, loc, PH_FWD};
@@ -189,6 +203,7 @@ static Value *pval(Lower *L, int i) { return outer_use(L, L->g->params[i].value)
 //
 typedef struct {
   Node *node[6];  // by argument position; NULL if not given
+  Node *trainable, *lr_mult;  // the fine-tuning options every layer with parameters takes
 } Args;
 
 // Splits a call's arguments into tensors (positional, first) and configuration.
@@ -204,6 +219,18 @@ static bool split_args(Lower *L, Node *call, const LayerSpec *spec, Node *piped,
   for (int i = 0; call && i < call->nargs; i++) {
     Node *a = call->args[i];
     if (a->kind == N_KWARG) {
+      Node **opt = !spec->has_params             ? NULL
+                   : !strcmp(a->name, "trainable") ? &cfg->trainable
+                   : !strcmp(a->name, "lr_mult")   ? &cfg->lr_mult
+                                                   : NULL;
+      if (opt) {
+        if (*opt) {
+          error_at(a->loc, "argument '%s' is given twice", a->name);
+          ok = false;
+        }
+        *opt = a->lhs;
+        continue;
+      }
       int j = 0;
       while (j < nargs && strcmp(spec->args[j], a->name)) j++;
       if (j == nargs) {
@@ -500,6 +527,151 @@ static Value *step_xent(Lower *L, Value *z, Value *y, Node *site) {
 }
 
 //
+// LoRA adapters
+//
+// lora(rank=R, alpha=A) on a dense or conv2d layer freezes the layer's weight
+// and bias and adds two trainable parameters, named as PEFT names them:
+//   NAME.lora_A.weight  [R, I] or [R, C, K, K]  kaiming-uniform (as PEFT)
+//   NAME.lora_B.weight  [O, R] or [O, R, 1, 1]  zeros, so training starts from W
+// and the layer computes W' = W + (A/R) B A without ever forming B A:
+//   dense   y += (A/R) * matmul(matmul(x, lora_A^T), lora_B^T)
+//   conv2d  y += (A/R) * conv1x1(conv2d(x, lora_A; stride, pad), lora_B)
+// The scale multiplies the rank-R intermediate. Their gradients come from
+// autodiff like any other parameter's.
+
+// Takes `lora=...` out of a call's arguments (only dense and conv2d take it):
+// returns the call without it, and the lora(...) node in *lora, or NULL after
+// an error.
+static Node *take_lora(Node *call, const LayerSpec *spec, Node **lora) {
+  *lora = NULL;
+  int n = 0;
+  for (int i = 0; i < call->nargs; i++) {
+    Node *a = call->args[i];
+    if (a->kind != N_KWARG || strcmp(a->name, "lora")) continue;
+    if (n++) {
+      error_at(a->loc, "argument 'lora' is given twice");
+      return NULL;
+    }
+    *lora = a;
+  }
+  if (!*lora) return call;
+  if (spec->kind != L_DENSE && spec->kind != L_CONV2D) {
+    error_at((*lora)->loc, "LoRA adapters attach to dense and conv2d layers, not %s", spec->name);
+    return NULL;
+  }
+  Node *c = arena_alloc(sizeof *c);
+  *c = *call;
+  c->args = arena_alloc(sizeof(Node *) * (size_t)call->nargs);
+  c->nargs = 0;
+  for (int i = 0; i < call->nargs; i++)
+    if (call->args[i] != *lora) c->args[c->nargs++] = call->args[i];
+  *lora = (*lora)->lhs;
+  return c;
+}
+
+// Reads lora(rank=R, alpha=A) into the layer (alpha defaults to R: scale 1).
+static bool lora_config(Layer *l, Node *n) {
+  static const char *const names[] = {"rank", "alpha", NULL};
+  if (n->kind != N_CALL || strcmp(n->name, "lora")) {
+    error_at(n->loc, "expected lora(rank=R, alpha=A) after 'lora='");
+    return false;
+  }
+  Node *given[2] = {0};
+  bool ok = true;
+  for (int i = 0; i < n->nargs; i++) {
+    Node *a = n->args[i];
+    int j = i;  // positional: rank, then alpha
+    if (a->kind == N_KWARG) {
+      for (j = 0; names[j] && strcmp(names[j], a->name);) j++;
+      if (!names[j]) {
+        error_at(a->loc, "unknown argument '%s' for lora", a->name);
+        const char *h = closest_word(a->name, names);
+        hint(h ? "did you mean '%s'?" : "lora takes rank and alpha", h);
+        ok = false;
+        continue;
+      }
+    } else if (j > 1) {
+      error_at(a->loc, "too many arguments for lora");
+      ok = false;
+      continue;
+    }
+    if (given[j]) {
+      error_at(a->loc, "argument '%s' is given twice", names[j]);
+      ok = false;
+      continue;
+    }
+    given[j] = a->kind == N_KWARG ? a->lhs : a;
+  }
+  if (!ok) return false;
+  l->lora_rank = int_arg(given[0], "lora", "rank", INT64_MIN, 1, (int64_t)1 << 30, n->loc);
+  if (l->lora_rank < 0) return false;
+  l->lora_alpha = (double)l->lora_rank;
+  Node *al = given[1];
+  if (al) {
+    if (al->kind != N_NUM) {
+      error_at(al->loc, "'alpha' of lora must be a number");
+      return false;
+    }
+    if (!(al->num > 0) || al->num > 1e6) {
+      error_at(al->loc, "'alpha' of lora must be greater than 0, got %g", al->num);
+      return false;
+    }
+    l->lora_alpha = al->num;
+  }
+  l->lora_loc = n->loc;
+  return true;
+}
+
+// Creates the adapter of a layer whose weight was just made. `as` and `bs`
+// are the shapes of lora_A and lora_B, `fan_in` lora_A's, and `most` the
+// largest rank the weight allows (its smaller side).
+static bool lora_params(Lower *L, Layer *l, Shape as, Shape bs, int64_t fan_in, int64_t most) {
+  Graph *g = L->g;
+  if (l->lora_rank > most) {
+    error_at(l->lora_loc, "LoRA rank %lld is larger than layer '%s': its weight is %s, so the rank is at most %lld",
+             (long long)l->lora_rank, l->name, shape_str(g->params[l->wparam].shape), (long long)most);
+    return false;
+  }
+  Lora *lo = arena_alloc(sizeof *lo);
+  lo->base = l->wparam;
+  lo->bias = l->bparam;
+  lo->rank = l->lora_rank;
+  lo->scale = l->lora_alpha / (double)l->lora_rank;
+  g->params[l->wparam].frozen = true;
+  if (l->bparam >= 0) g->params[l->bparam].frozen = true;
+  lo->a = add_param(L, arena_printf("%s.lora_A.weight", l->name), as, fan_in, INIT_KAIMING_UNIFORM, l->lora_loc);
+  lo->b = add_param(L, arena_printf("%s.lora_B.weight", l->name), bs, l->lora_rank, INIT_ZERO, l->lora_loc);
+  vec_push(&g->loras, lo);
+  l->adapter = lo;
+  return true;
+}
+
+// y + scale * (the adapter's path from x), or y if the layer has no adapter.
+static Value *lora_add(Lower *L, Layer *l, Value *x, Value *y) {
+  Lora *lo = l->adapter;
+  if (!y || !lo) return y;
+  Builder *b = &L->b;
+  Value *h, *d;
+  if (l->spec->kind == L_DENSE) {
+    int64_t ia[8] = {0, 1};
+    Value *in1[2] = {x, pval(L, lo->a)};
+    h = ir_new(b, OP_matmul, 2, in1, ia, 0);
+    if (h && lo->scale != 1) h = ir_binary(b, OP_mul, h, ir_const(b, lo->scale));
+    Value *in2[2] = {h, pval(L, lo->b)};
+    d = h ? ir_new(b, OP_matmul, 2, in2, ia, 0) : NULL;
+  } else {
+    int64_t ia1[8] = {l->cfg[2], l->cfg[3]}, ia2[8] = {1, 0};
+    Value *in1[2] = {x, pval(L, lo->a)};
+    h = ir_new(b, OP_conv2d, 2, in1, ia1, 0);
+    if (h && lo->scale != 1) h = ir_binary(b, OP_mul, h, ir_const(b, lo->scale));
+    Value *in2[2] = {h, pval(L, lo->b)};
+    d = h ? ir_new(b, OP_conv2d, 2, in2, ia2, 0) : NULL;
+  }
+  if (h) h->name = arena_printf("%s.lora", l->name);
+  return d ? ir_binary(b, OP_add, y, d) : NULL;
+}
+
+//
 // Layers
 //
 static Value *apply_layer(Lower *L, Layer *layer, Value **x, Node *site) {
@@ -544,6 +716,10 @@ static Value *apply_layer(Lower *L, Layer *layer, Value **x, Node *site) {
       if (layer->cfg[1])
         layer->bparam = add_param(L, arena_printf("%s.bias", layer->name), shape_make(1, &out), fan_in,
                                   INIT_BIAS_UNIFORM, layer->loc);
+      int64_t ad[2] = {layer->lora_rank, fan_in}, bd[2] = {out, layer->lora_rank};
+      if (layer->lora_rank && !lora_params(L, layer, shape_make(2, ad), shape_make(2, bd), fan_in,
+                                           out < fan_in ? out : fan_in))
+        return NULL;
     } else if (L->g->params[layer->wparam].shape.d[1] != fan_in) {
       error_at(site->loc, "layer '%s' was built for [%lld] inputs, got %s", layer->name,
                (long long)L->g->params[layer->wparam].shape.d[1], ss);
@@ -555,7 +731,7 @@ static Value *apply_layer(Lower *L, Layer *layer, Value **x, Node *site) {
     Value *y = ir_new(b, OP_matmul, 2, mm_in, ia, 0);
     if (layer->bparam >= 0)
       y = ir_binary(b, OP_add, y, ir_bcast(b, pval(L, layer->bparam), y ? y->shape : s, 1u << (s.rank - 1)));
-    return y;
+    return lora_add(L, layer, in, y);
   }
   case L_CONV2D: {
     int64_t out = layer->cfg[0], k = layer->cfg[1], st = layer->cfg[2], pad = layer->cfg[3];
@@ -576,6 +752,10 @@ static Value *apply_layer(Lower *L, Layer *layer, Value **x, Node *site) {
       if (layer->cfg[4])
         layer->bparam = add_param(L, arena_printf("%s.bias", layer->name), shape_make(1, &out), c * k * k,
                                   INIT_BIAS_UNIFORM, layer->loc);
+      int64_t ad[4] = {layer->lora_rank, c, k, k}, bd[4] = {out, layer->lora_rank, 1, 1};
+      if (layer->lora_rank && !lora_params(L, layer, shape_make(4, ad), shape_make(4, bd), c * k * k,
+                                           out < c * k * k ? out : c * k * k))
+        return NULL;
     } else if (L->g->params[layer->wparam].shape.d[1] != c) {
       error_at(site->loc, "layer '%s' was built for %lld input channels, got %s", layer->name,
                (long long)L->g->params[layer->wparam].shape.d[1], ss);
@@ -587,7 +767,7 @@ static Value *apply_layer(Lower *L, Layer *layer, Value **x, Node *site) {
     Value *y = ir_new(b, OP_conv2d, 2, cin, ia, 0);
     if (y && layer->bparam >= 0)
       y = ir_binary(b, OP_add, y, ir_bcast(b, pval(L, layer->bparam), y->shape, 1u << 1));
-    return y;
+    return lora_add(L, layer, in, y);
   }
   case L_RELU: return ir_unary(b, OP_relu, in);
   case L_TANH: return ir_unary(b, OP_tanh, in);
@@ -672,10 +852,40 @@ static Value *apply_layer(Lower *L, Layer *layer, Value **x, Node *site) {
 }
 
 // Looks up or creates the layer a call site refers to.
+// The fine-tuning options of a layer with parameters:
+//   trainable=false   every tensor frozen      trainable=bias   only the biases train
+//   lr_mult=F         its learning rate is F times the optimizer's
+static bool layer_options(Lower *L, Layer *l, Args *cfg) {
+  Node *t = cfg->trainable, *m = cfg->lr_mult;
+  l->lr_mult = 1;
+  if (t) {
+    bool is_bias = t->kind == N_IDENT && !strcmp(t->name, "bias");
+    if (t->kind != N_BOOL && !is_bias) {
+      error_at(t->loc, "'trainable' of %s must be true, false or bias", l->spec->name);
+      return false;
+    }
+    if (is_bias || t->num == 0) {
+      l->freeze_w = true;
+      l->freeze_b = !is_bias;
+      l->frozen_at = L->last_freeze = t->loc;
+    }
+  }
+  if (m) {
+    if (m->kind != N_NUM || !(m->num > 0) || m->num > 1e6) {
+      error_at(m->loc, "'lr_mult' of %s must be a number above 0 and at most 1e6", l->spec->name);
+      if (m->kind == N_NUM && m->num == 0) hint("to keep a layer's weights fixed, write 'trainable=false'");
+      return false;
+    }
+    l->lr_mult = m->num;
+  }
+  return true;
+}
+
 static Layer *make_layer(Lower *L, const LayerSpec *spec, Node *call, Args *cfg) {
   Layer *l = arena_alloc(sizeof(Layer));
   l->spec = spec;
   l->wparam = l->bparam = -1;
+  l->lr_mult = 1;
   l->loc = call->loc;
   const char *ln = spec->name;
   Loc where = call->loc;
@@ -736,6 +946,7 @@ static Layer *make_layer(Lower *L, const LayerSpec *spec, Node *call, Args *cfg)
     l->name = spec->name;
     return l;  // unnamed and parameterless: not recorded
   }
+  if (spec->has_params && !layer_options(L, l, cfg)) return NULL;
   vec_push(&L->layers, l);
   return l;
 }
@@ -768,6 +979,8 @@ static Value *lower_call(Lower *L, Node *call, Node *piped_node, Value *piped) {
     unknown_callee(L, call, call->name);
     return NULL;
   }
+  Node *lora;
+  if (!(call = take_lora(call, spec, &lora))) return NULL;
   Node *tensors[4];
   int nt;
   Args cfg;
@@ -780,7 +993,7 @@ static Value *lower_call(Lower *L, Node *call, Node *piped_node, Value *piped) {
   }
   if (!ok) return NULL;
   Layer *layer = make_layer(L, spec, call, &cfg);
-  if (!layer) return NULL;
+  if (!layer || (lora && !lora_config(layer, lora))) return NULL;
   return apply_layer(L, layer, x, call);
 }
 
@@ -1036,6 +1249,121 @@ static Value *lower_expr(Lower *L, Node *n) {
 }
 
 //
+// Freezing
+//
+//   freeze conv1, conv2        layers by name
+//   freeze conv1..conv2        a range, in the order the layers were defined
+//   freeze up to conv2         every layer up to and including conv2
+//   freeze conv1.weight        one kind of tensor: conv1 then trains its bias only
+//
+// Frozen parameters get no gradient and no optimizer state (autodiff.c, optim.c).
+static int layer_pos(Lower *L, Layer *l) {
+  for (int i = 0; i < L->layers.len; i++)
+    if (L->layers.data[i] == l) return i;
+  return -1;
+}
+
+static const char **layer_names(Lower *L) {
+  const char **names = arena_alloc(sizeof(char *) * (size_t)(L->layers.len + 1));
+  for (int i = 0; i < L->layers.len; i++) names[i] = ((Layer *)L->layers.data[i])->name;
+  return names;
+}
+
+// The layer with parameters a freeze statement names, or NULL after an error.
+static Layer *freeze_target(Lower *L, Node *id) {
+  Layer *l = find_layer(L, id->name);
+  if (l && l->spec->has_params) return l;
+  if (l)
+    error_at(id->loc, "layer '%s' (%s) has no parameters to freeze", id->name, l->spec->name);
+  else if (lookup(L, id->name))
+    error_at(id->loc, "'%s' is a tensor, not a layer; freeze names layers such as 'conv1'", id->name);
+  else if (find_spec(id->name))
+    error_at(id->loc, "'%s' is a kind of layer; freeze names layers such as 'conv1' or 'dense2'", id->name);
+  else {
+    error_at(id->loc, "no layer named '%s' to freeze", id->name);
+    const char *c = closest_word(id->name, layer_names(L));
+    if (c) hint("did you mean '%s'?", c);
+    else hint("layers are named conv1, dense1, ... in order, or 'as NAME'");
+  }
+  return NULL;
+}
+
+static void freeze_layer(Lower *L, Layer *l, bool w, bool b, Loc at) {
+  if ((w && l->freeze_w) || (b && l->freeze_b)) {
+    error_at(at, "layer '%s' is frozen twice", l->name);
+    hint("it is first frozen on line %d", l->frozen_at.line);
+    return;
+  }
+  if (!l->freeze_w && !l->freeze_b) l->frozen_at = at;
+  l->freeze_w |= w;
+  l->freeze_b |= b;
+}
+
+static void lower_freeze(Lower *L, Node *st) {
+  L->last_freeze = st->loc;
+  for (int i = 0; i < st->nargs; i++) {
+    Node *it = st->args[i];
+    if (it->kind == N_RANGE) {
+      Layer *a = it->lhs ? freeze_target(L, it->lhs) : L->layers.len ? L->layers.data[0] : NULL;
+      Layer *b = freeze_target(L, it->rhs);
+      if (!a || !b) continue;
+      int ia = layer_pos(L, a), ib = layer_pos(L, b);
+      if (ia > ib) {
+        error_at(it->loc, "the range %s..%s runs backwards: '%s' comes before '%s'", a->name, b->name, b->name,
+                 a->name);
+        hint("write 'freeze %s..%s'", b->name, a->name);
+        continue;
+      }
+      for (int k = ia; k <= ib; k++) {
+        Layer *l = L->layers.data[k];
+        if (l->spec->has_params) freeze_layer(L, l, true, true, it->loc);
+      }
+      continue;
+    }
+    Layer *l = freeze_target(L, it);
+    if (!l) continue;
+    if (!it->rhs) {
+      freeze_layer(L, l, true, true, it->loc);
+      continue;
+    }
+    const char *part = it->rhs->name;
+    if (strcmp(part, "weight") && strcmp(part, "bias")) {
+      error_at(it->rhs->loc, "'%s.%s': a layer's tensors are frozen as '%s.weight' or '%s.bias'", l->name, part,
+               l->name, l->name);
+      continue;
+    }
+    if (!strcmp(part, "bias") && l->bparam < 0 && l->spec->kind != L_RNN && l->spec->kind != L_LSTM &&
+        l->spec->kind != L_GRU) {
+      error_at(it->rhs->loc, "layer '%s' has no bias", l->name);
+      continue;
+    }
+    freeze_layer(L, l, !strcmp(part, "weight"), !strcmp(part, "bias"), it->loc);
+  }
+}
+
+// Marks the parameters of frozen layers, and gives each its layer's learning
+// rate multiplier. A layer's tensors are the parameters named "LAYER.*"; its
+// biases are "LAYER.bias*".
+static void apply_freezing(Lower *L) {
+  Graph *g = L->g;
+  int trainable = 0;
+  for (int i = 0; i < g->nparams; i++) {
+    Param *p = &g->params[i];
+    const char *dot = strchr(p->name, '.');
+    Layer *l = dot ? find_layer(L, arena_strndup(p->name, (size_t)(dot - p->name))) : NULL;
+    if (!l) continue;
+    bool bias = !strncmp(dot + 1, "bias", 4);
+    p->frozen = bias ? l->freeze_b : l->freeze_w;
+    p->lr_mult = l->lr_mult;
+    trainable += !p->frozen;
+  }
+  if (g->nparams && !trainable) {
+    error_at(L->last_freeze, "every parameter is frozen: nothing is left to train");
+    hint("leave at least one layer trainable, such as the classifier");
+  }
+}
+
+//
 // Declarations and sections
 //
 static bool lower_type(Lower *L, Node *t, Shape *s, bool *is_class, int64_t *k) {
@@ -1171,9 +1499,14 @@ static void lower_model(Lower *L, Node *m) {
       g->loss = v;
       break;
     }
+    case N_FREEZE: break;  // after the layers exist
     default: error_at(st->loc, "unexpected statement in a model"); break;
     }
   }
+  int ferrs = error_count();
+  for (int i = 0; i < m->nargs; i++)
+    if (m->args[i]->kind == N_FREEZE) lower_freeze(L, m->args[i]);
+  if (error_count() == ferrs) apply_freezing(L);
   if (!input) error_at(m->loc, "model '%s' has no input; declare one, e.g. 'input x: [1, 28, 28]'", m->name);
   if (!target) error_at(m->loc, "model '%s' has no target; declare one, e.g. 'target y: class(10)'", m->name);
   if (!loss) error_at(m->loc, "model '%s' has no loss; add e.g. 'loss cross_entropy(logits, y)'", m->name);
@@ -1210,16 +1543,79 @@ static bool num_kwarg(Node *a, double *out, double lo, double hi, bool lo_open, 
   return true;
 }
 
+// schedule=constant(warmup=W) | step(step_size=S, gamma=G, warmup=W)
+//        | cosine(min_lr=M, warmup=W): how the runtime moves lr over the run.
+static void lower_schedule(Node *n, Schedule *sc, double lr) {
+  static const char *const kinds[] = {"constant", "step", "cosine", NULL};
+  static const char *const args[3][4] = {{"warmup", NULL}, {"step_size", "gamma", "warmup", NULL},
+                                         {"min_lr", "warmup", NULL}};
+  if (n->kind != N_CALL) {
+    error_at(n->loc, "a schedule is constant(...), step(...) or cosine(...)");
+    hint("e.g. 'schedule=cosine(warmup=100, min_lr=1e-5)'");
+    return;
+  }
+  int k = 0;
+  while (kinds[k] && strcmp(kinds[k], n->name)) k++;
+  if (!kinds[k]) {
+    error_at(n->loc, "unknown schedule '%s'", n->name);
+    const char *h = closest_word(n->name, kinds);
+    hint(h ? "did you mean '%s'?" : "the schedules are %s", h ? h : "constant, step and cosine");
+    return;
+  }
+  *sc = (Schedule){.kind = (SchedKind)k, .given = true, .gamma = 0.1};
+  bool have_size = false;
+  for (int i = 0; i < n->nargs; i++) {
+    Node *a = n->args[i];
+    if (a->kind != N_KWARG) {
+      error_at(a->loc, "the arguments of %s are given by name", n->name);
+      continue;
+    }
+    int j = 0;
+    while (args[k][j] && strcmp(args[k][j], a->name)) j++;
+    if (!args[k][j]) {
+      error_at(a->loc, "unknown argument '%s' for the %s schedule", a->name, n->name);
+      const char *h = closest_word(a->name, args[k]);
+      if (h) hint("did you mean '%s'?", h);
+      continue;
+    }
+    if (!strcmp(a->name, "warmup")) sc->warmup = int_arg(a->lhs, arena_printf("the %s schedule", n->name), "warmup", 0, 0, (int64_t)1 << 40, a->loc);
+    if (!strcmp(a->name, "step_size")) {
+      sc->step_size = int_arg(a->lhs, "the step schedule", "step_size", 0, 1, (int64_t)1 << 40, a->loc);
+      have_size = true;
+    }
+    if (!strcmp(a->name, "gamma")) num_kwarg(a, &sc->gamma, 0, 1, true, "the step schedule");
+    if (!strcmp(a->name, "min_lr") && num_kwarg(a, &sc->min_lr, 0, 1e6, false, "the cosine schedule") &&
+        sc->min_lr >= lr)
+      error_at(a->lhs->loc, "min_lr (%g) must be below the learning rate (%g)", sc->min_lr, lr);
+  }
+  if (k == SCHED_STEP && !have_size) error_at(n->loc, "the step schedule needs 'step_size' (steps between decays)");
+}
+
+// betas=[B1, B2], as PyTorch writes them.
+static void betas_kwarg(Node *a, Optimizer *o, const char *where) {
+  Node *l = a->lhs;
+  if (l->kind != N_LIST || l->nargs != 2) {
+    error_at(l->loc, "'betas' of %s must be a list of two numbers, such as [0.9, 0.999]", where);
+    return;
+  }
+  Node k1 = {.kind = N_KWARG, .loc = l->args[0]->loc, .name = "beta1", .lhs = l->args[0]};
+  Node k2 = {.kind = N_KWARG, .loc = l->args[1]->loc, .name = "beta2", .lhs = l->args[1]};
+  num_kwarg(&k1, &o->beta1, 0, 1, false, where);
+  num_kwarg(&k2, &o->beta2, 0, 1, false, where);
+}
+
 static void lower_optimizer(Lower *L, Node *sec) {
   Optimizer *o = &L->g->info.opt;
   Node *c = sec->lhs;
   o->loc = c->loc;
-  static const char *const opts[] = {"adam", "sgd", NULL};
-  static const char *const adam_args[] = {"lr", "beta1", "beta2", "eps", "weight_decay", "clip", NULL};
-  static const char *const sgd_args[] = {"lr", "momentum", "weight_decay", "clip", NULL};
+  static const char *const opts[] = {"adam", "adamw", "sgd", NULL};
+  static const char *const adam_args[] = {"lr", "beta1", "beta2", "betas", "eps", "weight_decay", "clip", "schedule",
+                                          NULL};
+  static const char *const sgd_args[] = {"lr", "momentum", "weight_decay", "clip", "schedule", NULL};
   const char *const *names;
-  if (!strcmp(c->name, "adam")) {
-    o->kind = OPT_ADAM;
+  if (!strcmp(c->name, "adam") || !strcmp(c->name, "adamw")) {
+    o->kind = c->name[4] ? OPT_ADAMW : OPT_ADAM;
+    if (o->kind == OPT_ADAMW) o->weight_decay = 0.01;  // PyTorch's default
     names = adam_args;
   } else if (!strcmp(c->name, "sgd")) {
     o->kind = OPT_SGD;
@@ -1227,9 +1623,10 @@ static void lower_optimizer(Lower *L, Node *sec) {
   } else {
     error_at(c->loc, "unknown optimizer '%s'", c->name);
     const char *h = closest_word(c->name, opts);
-    hint(h ? "did you mean '%s'?" : "the optimizers are %s", h ? h : "adam and sgd");
+    hint(h ? "did you mean '%s'?" : "the optimizers are %s", h ? h : "adam, adamw and sgd");
     return;
   }
+  Node *sched = NULL;
   for (int i = 0; i < c->nargs; i++) {
     Node *a = c->args[i];
     Node kw;
@@ -1252,14 +1649,17 @@ static void lower_optimizer(Lower *L, Node *sec) {
     if (!strcmp(a->name, "lr")) num_kwarg(a, &o->lr, 0, 1e6, true, c->name);
     if (!strcmp(a->name, "beta1")) num_kwarg(a, &o->beta1, 0, 1, false, c->name);
     if (!strcmp(a->name, "beta2")) num_kwarg(a, &o->beta2, 0, 1, false, c->name);
+    if (!strcmp(a->name, "betas")) betas_kwarg(a, o, c->name);
     if (!strcmp(a->name, "eps")) num_kwarg(a, &o->eps, 0, 1, true, c->name);
     if (!strcmp(a->name, "momentum")) num_kwarg(a, &o->momentum, 0, 1, false, c->name);
     if (!strcmp(a->name, "weight_decay")) num_kwarg(a, &o->weight_decay, 0, 1, false, c->name);
     if (!strcmp(a->name, "clip")) num_kwarg(a, &o->clip, 0, 1e9, true, c->name);
+    if (!strcmp(a->name, "schedule")) sched = a->lhs;
   }
-  if ((o->beta1 >= 1 || o->beta2 >= 1) && o->kind == OPT_ADAM)
-    error_at(c->loc, "adam's beta1 and beta2 must be below 1");
+  if ((o->beta1 >= 1 || o->beta2 >= 1) && o->kind != OPT_SGD)
+    error_at(c->loc, "%s's beta1 and beta2 must be below 1", c->name);
   if (o->momentum >= 1) error_at(c->loc, "sgd's momentum must be below 1");
+  if (sched) lower_schedule(sched, &o->sched, o->lr);  // after lr, which min_lr must stay below
 }
 
 static const char *str_arg(Node *a, const char *what) {

@@ -34,6 +34,7 @@ static void usage(FILE *out) {
           "  --save-every N also every N steps\n"
           "  --resume FILE  continue exactly where a checkpoint left off\n"
           "  --init FILE    load weights only (--init-partial: missing tensors keep their init)\n"
+          "  --merge-lora   with --save: LoRA adapters folded into their base weights\n"
           "  --eval         with --init or --resume: evaluate only (confusion matrix, R^2)\n"
           "  --predict FILE one line per sample of an IDX or CSV input file (--out FILE.csv)\n"
           "  --sample N     with --init: generate N characters from a tokens model\n"

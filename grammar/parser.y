@@ -4,7 +4,8 @@
  *   section  = "model" NAME "{" mstmt* "}" | "optimizer" call
  *            | "data" "{" dstmt* "}"       | "train" "{" kwarg* "}"
  *   mstmt    = "input" NAME ":" type | "target" NAME ":" type
- *            | NAME "=" expr | "loss" expr
+ *            | NAME "=" expr | "loss" expr | "freeze" fitem ("," fitem)*
+ *   fitem    = NAME | NAME "." NAME | NAME ".." NAME | "up" "to" NAME
  *   dstmt    = ("train" | "test" | NAME) "=" call | call
  *   type     = "[" INT ("," INT)* "]" | "class" "(" INT ")"
  *            | NAME "[" INT "]"                        tokens[T]: T token ids
@@ -76,12 +77,12 @@ int fnn_lex_raw(YYSTYPE *yylval_param, YYLTYPE *yylloc_param, yyscan_t yyscanner
 %token OPTIMIZER "'optimizer'" DATA "'data'" TRAIN "'train'" TEST "'test'"
 %token CLASS "'class'" AS "'as'" TRUE "'true'" FALSE "'false'"
 %token RECURRENT "'recurrent'" OVER "'over'" IN "'in'" STATE "'state'" EMIT "'emit'"
-%token ARROW "'->'"
+%token ARROW "'->'" DOTDOT "'..'" FREEZE "'freeze'"
 %token NL "newline"
 
-%type <vec> items mstmts dstmts tlist dims exprs args rstmts
+%type <vec> items mstmts dstmts tlist dims exprs args rstmts fitems
 %type <node> section model_sec optimizer_sec data_sec train_sec
-%type <node> mstmt dstmt kwarg type expr stage sum prod unary primary call arg recur rstmt
+%type <node> fitem mstmt dstmt kwarg type expr stage sum prod unary primary call arg recur rstmt
 %type <str> dname
 
 %code {
@@ -222,6 +223,24 @@ mstmt
   | TARGET IDENT ':' type { $$ = mk_named(P, N_TARGET, @1, $2, $4); }
   | IDENT '=' expr        { $$ = mk_named(P, N_ASSIGN, @1, $1, $3); }
   | LOSS expr             { $$ = mk(P, N_LOSS, @1); $$->lhs = $2; }
+  | FREEZE fitems         { $$ = with_args(mk(P, N_FREEZE, @1), $2); }
+  ;
+
+/* What a freeze statement names: a layer, one of its tensors (conv1.weight),
+   a range of layers in the order they were defined, or every layer up to one. */
+fitems
+  : fitem                 { $$ = vec1($1); }
+  | fitems ',' fitem      { $$ = $1; vec_push(&$$, $3); }
+  ;
+
+fitem
+  : IDENT                 { $$ = mk_named(P, N_IDENT, @1, $1, NULL); }
+  | IDENT '.' IDENT       { $$ = mk_named(P, N_IDENT, @$, $1, NULL); $$->rhs = mk_named(P, N_IDENT, @3, $3, NULL); }
+  | IDENT DOTDOT IDENT    { $$ = mk(P, N_RANGE, @$); $$->lhs = mk_named(P, N_IDENT, @1, $1, NULL);
+                            $$->rhs = mk_named(P, N_IDENT, @3, $3, NULL); }
+  | IDENT IDENT IDENT     { $$ = mk(P, N_RANGE, @$); $$->rhs = mk_named(P, N_IDENT, @3, $3, NULL);
+                            if (strcmp($1, "up") || strcmp($2, "to"))
+                              error_at(mkloc(P, @1), "expected 'NAME', 'A..B' or 'up to NAME' after 'freeze'"); }
   ;
 
 type
@@ -581,7 +600,7 @@ static bool starts_expr(yysymbol_kind_t k) {
 }
 
 static const char *const section_words[] = {"model", "optimizer", "data", "train", NULL};
-static const char *const stmt_words[] = {"input", "target", "loss", NULL};
+static const char *const stmt_words[] = {"input", "target", "loss", "freeze", NULL};
 
 static int yyreport_syntax_error(const yypcontext_t *ctx, yyscan_t scanner, Parser *P) {
   (void)scanner;
@@ -626,7 +645,7 @@ static int yyreport_syntax_error(const yypcontext_t *ctx, yyscan_t scanner, Pars
   }
   // Start of a model statement.
   if (has(exp, n, YYSYMBOL_INPUT)) {
-    error_at(loc, "expected 'input', 'target', 'loss' or an assignment before %s", what);
+    error_at(loc, "expected 'input', 'target', 'loss', 'freeze' or an assignment before %s", what);
     return 0;
   }
   if (has(exp, n, YYSYMBOL_NUM)) {

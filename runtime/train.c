@@ -27,10 +27,18 @@ enum { INIT_KAIMING, INIT_BIAS, INIT_ZERO, INIT_ONE, INIT_NORMAL };
 typedef struct {
   char *name;
   int64_t offset, fan_in, numel;  // offset and numel in floats
+  int64_t toff;                   // offset in the gradient slab and state slots; -1: frozen
   int init;
   int rank;
   int64_t dims[RT_MAXRANK];
 } RtParam;
+
+// A LoRA adapter (a `lora` descriptor line): W' = W + scale * B A, parameter
+// indices of the base weight W [O, ...], its bias (or -1), A [R, ...] and B [O, R, ...].
+typedef struct {
+  int base, bias, a, b;
+  double scale;
+} RtLora;
 
 typedef struct {
   int present;
@@ -52,18 +60,27 @@ typedef struct RtModel {
   unsigned char vocab[256];
   int64_t batch, epochs, seed;
   int shuffle;
-  int adam;
+  int adam;         // adam or adamw: two state slots and Adam's bias corrections
+  const char *opt;  // adam, adamw or sgd
   double lr, beta1, beta2, eps, momentum, weight_decay;
+  int sched;                 // -1: none; else constant, step, cosine (after warmup)
+  int64_t warmup, step_size; // the schedule's steps
+  double gamma, min_lr;
+  double lr_now;             // the lr of the last step (the log's lr column), NAN before one
   double mean, std;
   int standardize;    // CSV features by the training rows' mean and std
   double validation;  // the fraction of the training data held out, or 0
   RtSource train, test;
   int64_t param_floats, state_floats, work_per_n, work_fixed;
+  int64_t train_floats;    // the gradient slab and each state slot (trainable parameters)
+  int state_slots;
   int64_t scratch_floats;  // per thread
   int nkernels;            // `kernel ID ENTRY NAME` lines, for --profile
   const char *kentry[512], *kname[512];
   int nparams;
   RtParam *params;
+  int nlora;
+  RtLora *lora;
   // Slabs, from rt_model_setup.
   float *pslab, *gslab, *sslab, *wslab, *xslab;
 } RtModel;
@@ -71,11 +88,12 @@ typedef struct RtModel {
 void rt_model_free(RtModel *r) {
   if (!r) return;
   free(r->pslab);
-  free(r->gslab);
-  free(r->sslab);
+  rt_free_lazy(r->gslab, r->param_floats);
+  rt_free_lazy(r->sslab, r->state_floats);
   free(r->wslab);
   free(r->xslab);
   free(r->params);
+  free(r->lora);
   free(r->text);
   free(r);
 }
@@ -148,6 +166,27 @@ static int tok_dims(char **tok, int ntok, int *rank, int64_t *dims, int64_t *num
 }
 
 // Parses the descriptor; NULL (after an internal error message) if malformed.
+// Reads `lora BASE BIAS A B SCALE`: the four parameters must exist and fit
+// together (B A has W's shape, flattened to [O, R] and [R, rest]). Returns 0,
+// or 1 if the line is bad.
+static int lora_line(RtModel *r, char **tok) {
+  int64_t ix[4];
+  double scale;
+  for (int i = 0; i < 4; i++)
+    if (tok_int(tok[1 + i], i == 1 ? -1 : 0, &ix[i]) || ix[i] >= r->nparams) return 1;
+  if (tok_real(tok[5], &scale) || !(scale > 0)) return 1;
+  const RtParam *w = &r->params[ix[0]], *a = &r->params[ix[2]], *b = &r->params[ix[3]];
+  int64_t rank = a->rank > 0 ? a->dims[0] : 0;
+  if (w->rank < 2 || a->rank < 2 || b->rank < 2 || rank < 1 || b->dims[0] != w->dims[0] || b->dims[1] != rank ||
+      b->numel != w->dims[0] * rank || a->numel != rank * (w->numel / w->dims[0]))
+    return 1;
+  RtLora *nl = realloc(r->lora, sizeof *nl * (size_t)(r->nlora + 1));
+  if (!nl) return 1;
+  r->lora = nl;
+  r->lora[r->nlora++] = (RtLora){(int)ix[0], (int)ix[1], (int)ix[2], (int)ix[3], scale};
+  return 0;
+}
+
 RtModel *rt_model_open(const FnnModel *m) {
   RtModel *r = calloc(1, sizeof *r);
   if (!r || !m || !m->desc || !(r->text = strdup(m->desc))) {
@@ -156,12 +195,14 @@ RtModel *rt_model_open(const FnnModel *m) {
     return NULL;
   }
   r->m = m;
+  r->sched = -1;
+  r->lr_now = NAN;
   enum { R_FNN, R_MODEL, R_INPUT, R_TARGET, R_BATCH, R_EPOCHS, R_SEED, R_SHUFFLE, R_OPT, R_NORM, R_TRAIN, R_TEST,
-         R_PARAMS, R_STATE, R_WORK, R_SCRATCH, R_END, R_STD, R_VALID, R_TOKENS, R_STEPS, R_COUNT };
+         R_PARAMS, R_STATE, R_WORK, R_SCRATCH, R_END, R_STD, R_VALID, R_TOKENS, R_STEPS, R_SCHED, R_COUNT };
   static const char *const recs[R_COUNT] = {"fnn",   "model",  "input",     "target", "batch", "epochs",
                                             "seed",  "shuffle", "optimizer", "normalize", "train", "test",
                                             "params", "state",  "work",      "scratch", "end", "standardize",
-                                            "validation", "tokens", "steps"};
+                                            "validation", "tokens", "steps", "schedule"};
   int seen[R_COUNT] = {0};
   int nparam_seen = 0;
   int lineno = 0;
@@ -178,6 +219,12 @@ RtModel *rt_model_open(const FnnModel *m) {
       }
     // `param` lines follow `params` and come before `state`.
     int is_param = nt > 0 && !strcmp(tok[0], "param");
+    if (nt > 0 && !strcmp(tok[0], "lora")) {
+      // `lora BASE BIAS A B SCALE` lines follow the `param` lines.
+      if (nt != 6 || !seen[R_PARAMS] || seen[R_STATE] || nparam_seen != r->nparams || lora_line(r, tok)) goto bad;
+      line = nl ? nl + 1 : NULL;
+      continue;
+    }
     if (nt == 4 && !strcmp(tok[0], "kernel") && seen[R_SCRATCH] && !seen[R_END]) {
       int64_t id;
       if (tok_int(tok[1], 0, &id) || id != r->nkernels || r->nkernels >= 512) goto bad;
@@ -189,16 +236,17 @@ RtModel *rt_model_open(const FnnModel *m) {
     if (nt <= 0 || (!is_param && (k == R_COUNT || seen[k])) || seen[R_END] || (lineno == 1) != (k == R_FNN))
       goto bad;
     if (is_param) {
-      if (!seen[R_PARAMS] || seen[R_STATE] || nparam_seen >= r->nparams || nt < 6) goto bad;
+      if (!seen[R_PARAMS] || seen[R_STATE] || nparam_seen >= r->nparams || nt < 7) goto bad;
       RtParam *p = &r->params[nparam_seen++];
       static const char *const inits[] = {"kaiming_uniform", "bias_uniform", "zero", "one", "normal"};
       p->name = tok[1];
       p->init = -1;
       for (int i = 0; i < 5; i++)
-        if (!strcmp(tok[4], inits[i])) p->init = i;
-      int used = tok_dims(tok + 5, nt - 5, &p->rank, p->dims, &p->numel);
-      if (!*p->name || tok_int(tok[2], 0, &p->offset) || tok_int(tok[3], 0, &p->fan_in) || p->init < 0 ||
-          used < 0 || 5 + used != nt || p->offset + p->numel > r->param_floats ||
+        if (nt > 5 && !strcmp(tok[5], inits[i])) p->init = i;
+      int used = tok_dims(tok + 6, nt - 6, &p->rank, p->dims, &p->numel);
+      if (!*p->name || tok_int(tok[2], 0, &p->offset) || tok_int(tok[3], -1, &p->toff) ||
+          tok_int(tok[4], 0, &p->fan_in) || p->init < 0 || used < 0 || 6 + used != nt ||
+          p->offset + p->numel > r->param_floats ||
           ((p->init == INIT_KAIMING || p->init == INIT_BIAS) && p->fan_in < 1))
         goto bad;
       line = nl ? nl + 1 : NULL;
@@ -238,10 +286,12 @@ RtModel *rt_model_open(const FnnModel *m) {
       r->shuffle = ok && tok[1][0] == '1';
       break;
     case R_OPT:
-      ok = nt == 8 && (!strcmp(tok[1], "adam") || !strcmp(tok[1], "sgd")) && !tok_real(tok[2], &r->lr) &&
-           !tok_real(tok[3], &r->beta1) && !tok_real(tok[4], &r->beta2) && !tok_real(tok[5], &r->eps) &&
-           !tok_real(tok[6], &r->momentum) && !tok_real(tok[7], &r->weight_decay) && r->lr > 0;
-      r->adam = nt == 8 && !strcmp(tok[1], "adam");
+      ok = nt == 8 && (!strcmp(tok[1], "adam") || !strcmp(tok[1], "adamw") || !strcmp(tok[1], "sgd")) &&
+           !tok_real(tok[2], &r->lr) && !tok_real(tok[3], &r->beta1) && !tok_real(tok[4], &r->beta2) &&
+           !tok_real(tok[5], &r->eps) && !tok_real(tok[6], &r->momentum) && !tok_real(tok[7], &r->weight_decay) &&
+           r->lr > 0;
+      r->adam = nt == 8 && strcmp(tok[1], "sgd") != 0;
+      r->opt = nt > 1 ? tok[1] : "";
       break;
     case R_NORM:
       ok = nt == 3 && !tok_real(tok[1], &r->mean) && !tok_real(tok[2], &r->std) && r->std != 0;
@@ -271,6 +321,15 @@ RtModel *rt_model_open(const FnnModel *m) {
     case R_STEPS:
       ok = nt == 2 && !tok_int(tok[1], 1, &r->steps) && r->steps <= ((int64_t)1 << 31);
       break;
+    case R_SCHED: {
+      static const char *const kinds[] = {"constant", "step", "cosine"};
+      r->sched = -1;
+      for (int i = 0; nt == 6 && i < 3; i++)
+        if (!strcmp(tok[1], kinds[i])) r->sched = i;
+      ok = r->sched >= 0 && !tok_int(tok[2], 0, &r->warmup) && !tok_int(tok[3], 0, &r->step_size) &&
+           !tok_real(tok[4], &r->gamma) && !tok_real(tok[5], &r->min_lr) && (r->sched != 1 || r->step_size > 0);
+      break;
+    }
     case R_PARAMS: {
       int64_t count;
       ok = nt == 3 && !tok_int(tok[1], 0, &r->param_floats) && !tok_int(tok[2], 0, &count) &&
@@ -282,10 +341,16 @@ RtModel *rt_model_open(const FnnModel *m) {
       }
       break;
     }
-    case R_STATE:
-      ok = nt == 2 && !tok_int(tok[1], 0, &r->state_floats) && r->state_floats <= ((int64_t)1 << 42) &&
-           nparam_seen == r->nparams;
+    case R_STATE: {
+      int64_t slots = 0;
+      ok = nt == 3 && !tok_int(tok[1], 0, &slots) && slots <= 2 && !tok_int(tok[2], 0, &r->train_floats) &&
+           r->train_floats <= r->param_floats && nparam_seen == r->nparams;
+      r->state_slots = (int)slots;
+      r->state_floats = slots * r->train_floats;
+      for (int i = 0; ok && i < r->nparams; i++)
+        ok = r->params[i].toff < 0 || r->params[i].toff + r->params[i].numel <= r->train_floats;
       break;
+    }
     case R_WORK:
       ok = nt == 3 && !tok_int(tok[1], 0, &r->work_per_n) && !tok_int(tok[2], 0, &r->work_fixed) &&
            r->work_per_n <= ((int64_t)1 << 40) && r->work_fixed <= ((int64_t)1 << 40);
@@ -301,7 +366,7 @@ RtModel *rt_model_open(const FnnModel *m) {
     line = nl ? nl + 1 : NULL;
   }
   for (int k = 0; k < R_COUNT; k++)
-    if (k != R_TRAIN && k != R_TEST && k != R_STD && k != R_VALID && k != R_TOKENS && k != R_STEPS && !seen[k]) {
+    if (k != R_TRAIN && k != R_TEST && k != R_STD && k != R_VALID && k != R_TOKENS && k != R_STEPS && k != R_SCHED && !seen[k]) {
       lineno++;
       goto bad;
     }
@@ -318,8 +383,8 @@ bad:
 // defaults. Fills the slab pointers of *a. Returns 0, or 1 after an error.
 int rt_model_setup(RtModel *r, const char *prog, int64_t batch, uint64_t seed, FnnArgs *a) {
   free(r->pslab);
-  free(r->gslab);
-  free(r->sslab);
+  rt_free_lazy(r->gslab, r->param_floats);
+  rt_free_lazy(r->sslab, r->state_floats);
   free(r->wslab);
   free(r->xslab);
   r->pslab = r->gslab = r->sslab = r->wslab = r->xslab = NULL;
@@ -328,8 +393,8 @@ int rt_model_setup(RtModel *r, const char *prog, int64_t batch, uint64_t seed, F
     return 1;
   }
   if (!(r->pslab = rt_alloc_floats(prog, "the parameters", r->param_floats)) ||
-      !(r->gslab = rt_alloc_floats(prog, "the gradients", r->param_floats)) ||
-      !(r->sslab = rt_alloc_floats(prog, "the optimizer state", r->state_floats)) ||
+      !(r->gslab = rt_alloc_lazy(prog, "the gradients", r->train_floats)) ||
+      !(r->sslab = rt_alloc_lazy(prog, "the optimizer state", r->state_floats)) ||
       !(r->wslab = rt_alloc_floats(prog, "the workspace", r->work_per_n * batch + r->work_fixed)) ||
       !(r->xslab = rt_alloc_floats(prog, "the scratch", r->scratch_floats * fnn_threads() + 16)))
     return 1;
@@ -389,6 +454,8 @@ const FnnModel *rt_model_compiled(const RtModel *r) { return r->m; }
 static int64_t y_ints(const RtModel *r) { return r->steps ? r->steps : 1; }
 static int64_t out_floats(const RtModel *r) { return (r->steps ? r->steps : 1) * r->width; }
 
+// Parameter i's offset in the gradient slab, or -1 if it is frozen (no gradient).
+int64_t rt_model_param_grad(const RtModel *r, int i) { return r->params[i].toff; }
 // Parameter i: its name; its offset and size in floats; its shape as "[32,1,3,3]".
 const char *rt_model_param(const RtModel *r, int i, int64_t *offset, int64_t *numel, char *shape, size_t cap) {
   const RtParam *p = &r->params[i];
@@ -399,6 +466,45 @@ const char *rt_model_param(const RtModel *r, int i, int64_t *offset, int64_t *nu
     k += (size_t)snprintf(shape + k, cap - k, d ? ",%lld" : "%lld", (long long)p->dims[d]);
   if (k < cap) snprintf(shape + k, cap - k, "]");
   return p->name;
+}
+// Is parameter i frozen (no gradient, no update)?
+int rt_model_param_frozen(const RtModel *r, int i) { return r->params[i].toff < 0; }
+// Is parameter i initialised to zeros (LoRA's B)?
+int rt_model_param_zero(const RtModel *r, int i) { return r->params[i].init == INIT_ZERO; }
+
+// "1.6 MB": bytes in a short human form.
+static const char *fmt_bytes(double b, char *buf, size_t cap) {
+  if (b < 1024)
+    snprintf(buf, cap, "%.0f B", b);
+  else if (b < 1024 * 1024)
+    snprintf(buf, cap, "%.1f KB", b / 1024);
+  else if (b < 1024.0 * 1024 * 1024)
+    snprintf(buf, cap, "%.1f MB", b / (1024 * 1024));
+  else
+    snprintf(buf, cap, "%.2f GB", b / (1024.0 * 1024 * 1024));
+  return buf;
+}
+
+// The memory summary: trainable and frozen parameter counts, and the bytes of
+// the parameter, gradient and optimizer state slabs and of the activations
+// (the planned workspace for `batch` rows, and the per-thread scratch).
+static void print_memory(FILE *out, const RtModel *r, int64_t batch) {
+  int64_t train = 0, frozen = 0;
+  for (int i = 0; i < r->nparams; i++) {
+    if (r->params[i].toff >= 0)
+      train += r->params[i].numel;
+    else
+      frozen += r->params[i].numel;
+  }
+  char b[4][32];
+  double work = 4.0 * (double)(r->work_per_n * batch + r->work_fixed),
+         scratch = 4.0 * (double)r->scratch_floats * fnn_threads();
+  fprintf(out, "%s: %lld parameters: %lld trainable, %lld frozen\n", r->name, (long long)(train + frozen),
+          (long long)train, (long long)frozen);
+  fprintf(out, "memory: parameters %s, gradients %s, optimizer state %s, activations %s (batch %lld)",
+          fmt_bytes(4.0 * (double)r->param_floats, b[0], 32), fmt_bytes(4.0 * (double)r->train_floats, b[1], 32),
+          fmt_bytes(4.0 * (double)r->state_floats, b[2], 32), fmt_bytes(work, b[3], 32), (long long)batch);
+  fprintf(out, ", scratch %s\n", fmt_bytes(scratch, b[0], 32));
 }
 
 //
@@ -419,6 +525,7 @@ typedef struct {
   int64_t sample;                    // --sample N: characters to generate, 0 = off
   double temperature;                // --temperature X (0 if not given)
   const char *prime;                 // --prime TEXT
+  int merge_lora;                    // --merge-lora: save W + scale*B*A, without the adapters
   int argc;
   char **argv;
 } Opts;
@@ -426,7 +533,7 @@ typedef struct {
 static const char *const train_flags[] = {"--epochs", "--batch", "--lr",    "--seed",  "--threads", "--data",
                                           "--log",    "--steps", "--quiet", "--profile", "--help", "--save",
                                           "--save-every", "--resume", "--init", "--init-partial", "--eval", "--predict",
-                                          "--out", "--plot", "--log-every", "--sample", "--temperature", "--prime", NULL};
+                                          "--out", "--plot", "--log-every", "--sample", "--temperature", "--prime", "--merge-lora", NULL};
 
 static void usage(const RtModel *r, const char *prog) {
   printf("usage: %s [flags]\n"
@@ -446,6 +553,7 @@ static void usage(const RtModel *r, const char *prog) {
          "  --save-every N also save every N steps (needs --save)\n"
          "  --resume FILE  continue training exactly from a checkpoint\n"
          "  --init FILE    load the weights only (pretrained); --init-partial allows missing tensors\n"
+         "  --merge-lora   --save the LoRA adapters folded into their base weights (a plain checkpoint)\n"
          "  --eval         with --init or --resume: evaluate on the test set, no training\n"
          "  --predict FILE with --init or --resume: the model's output for each sample of FILE\n"
          "                 (IDX images or CSV) to stdout, one line each; --out FILE.csv writes CSV\n"
@@ -453,7 +561,7 @@ static void usage(const RtModel *r, const char *prog) {
          "  --plot FILE    draw the training curves as an SVG chart\n"
          "  --sample N     with --init or --resume (tokens models): generate N characters;\n"
          "                 --temperature X (default 1) and --prime TEXT (the text to start from)\n",
-         prog, r->name, (long long)r->epochs, (long long)r->batch, r->adam ? "adam" : "sgd", r->lr,
+         prog, r->name, (long long)r->epochs, (long long)r->batch, r->opt, r->lr,
          (long long)r->seed);
 }
 
@@ -492,8 +600,12 @@ static int parse_flags(const RtModel *r, Opts *o, int argc, char **argv) {
       o->eval = 1;
       continue;
     }
+    if (!strcmp(a, "--merge-lora")) {
+      o->merge_lora = 1;
+      continue;
+    }
     if (!strncmp(a, "--quiet=", 8) || !strncmp(a, "--help=", 7) || !strncmp(a, "--profile=", 10) ||
-        !strncmp(a, "--init-partial=", 15) || !strncmp(a, "--eval=", 7)) {
+        !strncmp(a, "--init-partial=", 15) || !strncmp(a, "--eval=", 7) || !strncmp(a, "--merge-lora=", 13)) {
       rt_error(o->prog, "'%.*s' takes no value", (int)strcspn(a, "="), a);
       return 1;
     }
@@ -559,6 +671,19 @@ static int parse_flags(const RtModel *r, Opts *o, int argc, char **argv) {
   }
   if (o->save_every && !o->save) {
     rt_error(o->prog, "'--save-every' needs '--save FILE' (the file to save to)");
+    return 1;
+  }
+  if (r->sched == 2 && o->lr <= r->min_lr) {
+    rt_error(o->prog, "--lr %g is not above the cosine schedule's min_lr %g", o->lr, r->min_lr);
+    return 1;
+  }
+  if (o->merge_lora && !o->save) {
+    rt_error(o->prog, "'--merge-lora' needs '--save FILE' (the file to write the merged weights to)");
+    return 1;
+  }
+  if (o->merge_lora && !r->nlora) {
+    rt_error(o->prog, "'--merge-lora': the model '%s' has no LoRA adapters", r->name);
+    rt_hint("attach one with 'dense(N, lora=lora(rank=R, alpha=A))'");
     return 1;
   }
   if (o->init && o->resume) {
@@ -754,6 +879,28 @@ static EvalResult evaluate(const RtModel *r, FnnArgs *a, const RtData *d, int64_
   return e;
 }
 
+// The learning rate of step t (0-based) of a run of `total` steps: what
+// PyTorch's schedulers give when scheduler.step() follows every
+// optimizer.step() (per step, not per epoch). The first W = warmup steps are
+// LinearLR(start_factor=1/W, total_iters=W-1), base*(t+1)/W; from step W on
+// (SequentialLR with milestone W), at t' = t - W:
+//   constant  base
+//   step      StepLR(step_size, gamma): base * gamma^floor(t'/step_size)
+//   cosine    CosineAnnealingLR(T_max = total - W, eta_min = min_lr):
+//             min_lr + (base - min_lr) * (1 + cos(pi t'/T_max)) / 2
+static double sched_lr(const RtModel *r, double base, int64_t t, int64_t total) {
+  if (r->sched < 0) return base;
+  if (t < r->warmup) return base * (double)(t + 1) / (double)r->warmup;
+  t -= r->warmup;
+  if (r->sched == 1) return base * pow(r->gamma, (double)(t / r->step_size));
+  if (r->sched == 2) {
+    int64_t T = total - r->warmup > 0 ? total - r->warmup : 1;
+    if (t > T) t = T;
+    return r->min_lr + (base - r->min_lr) * (1 + cos(3.14159265358979323846 * (double)t / (double)T)) / 2;
+  }
+  return base;
+}
+
 // The --log CSV. The first 7 columns are always there; regression models add
 // test_r2, and a validation set adds val_loss and val_acc (or val_r2).
 static void log_header(FILE *f, const RtModel *r, int val) {
@@ -762,6 +909,7 @@ static void log_header(FILE *f, const RtModel *r, int val) {
   if (!r->classify) fprintf(f, ",test_r2");
   if (r->steps) fprintf(f, ",test_bpc");
   if (val) fprintf(f, r->steps ? ",val_loss,val_acc,val_bpc" : r->classify ? ",val_loss,val_acc" : ",val_loss,val_r2");
+  if (r->sched >= 0) fprintf(f, ",lr");
   fprintf(f, "\n");
   fflush(f);
 }
@@ -791,6 +939,7 @@ static void log_row(FILE *f, const RtModel *r, int val, double epoch, int64_t st
     put_num(f, vv.have, r->classify ? vv.acc : vv.r2);
     if (r->steps) put_num(f, vv.have, vv.bpc);
   }
+  if (r->sched >= 0) put_num(f, 1, r->lr_now);
   fputc('\n', f);
   fflush(f);
 }
@@ -828,9 +977,7 @@ typedef struct {
 
 #define CK_FORMAT "fnnc-checkpoint 1"
 
-static int state_slots(const RtModel *r) {
-  return r->param_floats > 0 ? (int)(r->state_floats / r->param_floats) : 0;
-}
+static int state_slots(const RtModel *r) { return r->state_slots; }
 
 static const char *slot_suffix(const RtModel *r, int s, char *buf, size_t cap) {
   if (r->adam && s < 2)
@@ -843,10 +990,12 @@ static const char *slot_suffix(const RtModel *r, int s, char *buf, size_t cap) {
 }
 
 // The tensors of a checkpoint: parameters, then (with_state) the optimizer
-// state. Names are malloc'ed into *names. Returns the count, or -1 (out of memory).
+// state of the trainable ones (frozen parameters have none). Names are
+// malloc'ed into *names. Returns the count, or -1 (out of memory).
 static int ck_tensors(const RtModel *r, int with_state, RtCkTensor **out, char ***names) {
-  int slots = with_state ? state_slots(r) : 0;
-  int n = r->nparams * (1 + slots);
+  int slots = with_state ? state_slots(r) : 0, ntrain = 0;
+  for (int i = 0; i < r->nparams; i++) ntrain += r->params[i].toff >= 0;
+  int n = r->nparams + ntrain * slots;
   RtCkTensor *t = calloc((size_t)n + 1, sizeof *t);
   char **nm = calloc((size_t)n + 1, sizeof *nm);
   if (!t || !nm) {
@@ -858,6 +1007,7 @@ static int ck_tensors(const RtModel *r, int with_state, RtCkTensor **out, char *
   for (int s = -1; s < slots; s++)
     for (int i = 0; i < r->nparams; i++) {
       const RtParam *p = &r->params[i];
+      if (s >= 0 && p->toff < 0) continue;
       char suf[32] = "";
       if (s >= 0) slot_suffix(r, s, suf, sizeof suf);
       size_t len = strlen(p->name) + strlen(suf) + 1;
@@ -871,7 +1021,7 @@ static int ck_tensors(const RtModel *r, int with_state, RtCkTensor **out, char *
       t[k].name = nm[k];
       t[k].rank = p->rank;
       memcpy(t[k].dims, p->dims, sizeof t[k].dims);
-      t[k].data = s < 0 ? r->pslab + p->offset : r->sslab + (int64_t)s * r->param_floats + p->offset;
+      t[k].data = s < 0 ? r->pslab + p->offset : r->sslab + (int64_t)s * r->train_floats + p->toff;
       k++;
     }
   *out = t;
@@ -885,11 +1035,51 @@ static void free_names(char **nm, int n) {
   free(nm);
 }
 
+// --merge-lora: W + scale * B A for each adapter, with B [O, R] and A
+// [R, K] (K = the rest of W's shape, flattened), computed in double. Points
+// the base weights of t (the parameters, in order) at the merged copies in
+// merged[] and drops the adapters' tensors. Returns the new count, or -1.
+static int merge_lora(const RtModel *r, RtCkTensor *t, int n, float **merged) {
+  for (int l = 0; l < r->nlora; l++) {
+    const RtLora *lo = &r->lora[l];
+    const RtParam *w = &r->params[lo->base], *pa = &r->params[lo->a];
+    int64_t O = w->dims[0], R = pa->dims[0], K = w->numel / O;
+    const float *W = r->pslab + w->offset, *A = r->pslab + pa->offset, *B = r->pslab + r->params[lo->b].offset;
+    float *m = merged[l] = malloc(sizeof(float) * (size_t)w->numel);
+    if (!m) return -1;
+    for (int64_t o = 0; o < O; o++)
+      for (int64_t k = 0; k < K; k++) {
+        double acc = 0;
+        for (int64_t j = 0; j < R; j++) acc += (double)B[o * R + j] * (double)A[j * K + k];
+        m[o * K + k] = (float)((double)W[o * K + k] + lo->scale * acc);
+      }
+    t[lo->base].data = m;
+  }
+  int k = 0;
+  for (int i = 0; i < n; i++) {
+    int adapter = 0;
+    for (int l = 0; l < r->nlora; l++) adapter |= i == r->lora[l].a || i == r->lora[l].b;
+    if (!adapter) t[k++] = t[i];
+  }
+  return k;
+}
+
 static int ck_save(const RtModel *r, const Opts *o, const Progress *pr) {
   RtCkTensor *t;
   char **nm;
-  int n = ck_tensors(r, 1, &t, &nm);
-  if (n < 0) {
+  // A merged checkpoint holds the weights only: the adapters' optimizer state
+  // has no place in the original architecture.
+  int n = ck_tensors(r, !o->merge_lora, &t, &nm), nt = n;
+  float **merged = o->merge_lora && n >= 0 ? calloc((size_t)r->nlora + 1, sizeof *merged) : NULL;
+  if (n >= 0 && o->merge_lora) nt = merged ? merge_lora(r, t, n, merged) : -1;
+  if (n < 0 || nt < 0) {
+    if (merged)
+      for (int l = 0; l < r->nlora; l++) free(merged[l]);
+    free(merged);
+    if (n >= 0) {
+      free(t);
+      free_names(nm, n);
+    }
     rt_error(o->prog, "out of memory");
     return 1;
   }
@@ -908,6 +1098,9 @@ static int ck_save(const RtModel *r, const Opts *o, const Progress *pr) {
   for (int i = 1; i < o->argc; i++) fl += strlen(o->argv[i]) + 1;
   char *flags = malloc(fl);
   if (!flags) {
+    if (merged)
+      for (int l = 0; l < r->nlora; l++) free(merged[l]);
+    free(merged);
     free(t);
     free_names(nm, n);
     rt_error(o->prog, "out of memory");
@@ -926,7 +1119,7 @@ static int ck_save(const RtModel *r, const Opts *o, const Progress *pr) {
                         "seed",      v[3],
                         "batch",     v[4],
                         "lr",        v[5],
-                        "optimizer", r->adam ? "adam" : "sgd",
+                        "optimizer", r->opt,
                         "epochs",    v[6],
                         "threads",   v[7],
                         "log",       o->log ? o->log : "",
@@ -942,6 +1135,9 @@ static int ck_save(const RtModel *r, const Opts *o, const Progress *pr) {
   int nmeta = (int)(sizeof meta / sizeof meta[0] / 2);
   const char **all = malloc(sizeof(char *) * (size_t)(2 * nmeta + 2));
   if (!all) {
+    if (merged)
+      for (int l = 0; l < r->nlora; l++) free(merged[l]);
+    free(merged);
     free(flags);
     free(t);
     free_names(nm, n);
@@ -954,8 +1150,11 @@ static int ck_save(const RtModel *r, const Opts *o, const Progress *pr) {
     all[2 * nmeta + 1] = vmeta[1];
     nmeta++;
   }
-  int rc = rt_ck_save(o->prog, o->save, t, n, all, nmeta);
+  int rc = rt_ck_save(o->prog, o->save, t, nt, all, nmeta);
   free(all);
+  if (merged)
+    for (int l = 0; l < r->nlora; l++) free(merged[l]);
+  free(merged);
   free(flags);
   free(t);
   free_names(nm, n);
@@ -967,7 +1166,7 @@ static int ck_save(const RtModel *r, const Opts *o, const Progress *pr) {
 // then copies them. Returns 0, or 1 after the errors (nothing copied).
 static int ck_restore(const char *prog, const char *file, const RtCk *c, RtCkTensor *t, int n, int allow_missing,
                       const char *what) {
-  int bad = 0, missing = 0;
+  int bad = 0, bad_state = 0, missing = 0;
   char s1[128], s2[128];
   int *at = malloc(sizeof(int) * ((size_t)n + 1));
   if (!at) {
@@ -981,6 +1180,7 @@ static int ck_restore(const char *prog, const char *file, const RtCk *c, RtCkTen
     if (at[i] < 0) {
       missing++;
       if (allow_missing <= 0) {
+        bad_state += strstr(t[i].name, ".__") != NULL;
         if (!bad++) rt_error(prog, "%s: the checkpoint does not match the model (%s):", file, what);
         fprintf(stderr, "  missing tensor %s %s\n", t[i].name, rt_ck_shape_str(t[i].rank, t[i].dims, s1, sizeof s1));
       }
@@ -995,6 +1195,7 @@ static int ck_restore(const char *prog, const char *file, const RtCk *c, RtCkTen
               rt_ck_shape_str(t[i].rank, t[i].dims, s1, sizeof s1), rt_ck_shape_str(rank, dims, s2, sizeof s2));
     }
   }
+  int unused = 0;
   for (int k = 0; k < rt_ck_count(c); k++) {
     int rank;
     const int64_t *dims;
@@ -1003,11 +1204,21 @@ static int ck_restore(const char *prog, const char *file, const RtCk *c, RtCkTen
     for (int i = 0; i < n && !known; i++) known = !strcmp(name, t[i].name);
     // --init ignores a checkpoint's optimizer state (written by --save).
     if (!known && allow_missing >= 0 && strstr(name, ".__")) continue;
+    // --init-partial also leaves out the tensors the model has no use for
+    // (the old head of a network being fine-tuned), listed below.
+    if (!known && allow_missing > 0) {
+      unused++;
+      continue;
+    }
     if (!known) {
+      bad_state += strstr(name, ".__") != NULL;
       if (!bad++) rt_error(prog, "%s: the checkpoint does not match the model (%s):", file, what);
       fprintf(stderr, "  unexpected tensor %s %s\n", name, rt_ck_shape_str(rank, dims, s1, sizeof s1));
     }
   }
+  if (bad && bad == bad_state)
+    rt_hint("only the optimizer state differs: the checkpoint was trained with other layers frozen (frozen "
+            "tensors have no state); resume with the same model file, or load the weights alone with --init");
   if (bad) {
     free(at);
     return 1;
@@ -1018,6 +1229,18 @@ static int ck_restore(const char *prog, const char *file, const RtCk *c, RtCkTen
             missing, missing == 1 ? "" : "s");
     for (int i = 0; i < n; i++)
       if (at[i] < 0) fprintf(stderr, "  %s %s\n", t[i].name, rt_ck_shape_str(t[i].rank, t[i].dims, s1, sizeof s1));
+  }
+  if (unused) {
+    fflush(stdout);
+    fprintf(stderr, "%s: warning: %s: %d tensor%s not in the model, not loaded:\n", prog, file, unused,
+            unused == 1 ? "" : "s");
+    for (int k = 0; k < rt_ck_count(c); k++) {
+      int rank, known = 0;
+      const int64_t *dims;
+      const char *name = rt_ck_tensor(c, k, &rank, &dims);
+      for (int i = 0; i < n && !known; i++) known = !strcmp(name, t[i].name);
+      if (!known && !strstr(name, ".__")) fprintf(stderr, "  %s %s\n", name, rt_ck_shape_str(rank, dims, s1, sizeof s1));
+    }
   }
   for (int i = 0; i < n; i++)
     if (at[i] >= 0) rt_ck_read(c, at[i], (float *)t[i].data);
@@ -1080,9 +1303,9 @@ static int ck_resume(RtModel *r, const Opts *o, Progress *pr) {
     rt_error(o->prog, "%s: the checkpoint is of the model '%.60s', not '%s'", file, model ? model : "(none)", r->name);
     goto out;
   }
-  if (!opt || strcmp(opt, r->adam ? "adam" : "sgd")) {
+  if (!opt || strcmp(opt, r->opt)) {
     rt_error(o->prog, "%s: the checkpoint was trained with the optimizer '%.20s', the model uses '%s'", file,
-             opt ? opt : "(none)", r->adam ? "adam" : "sgd");
+             opt ? opt : "(none)", r->opt);
     goto out;
   }
   if (meta_int(o->prog, file, c, "step", &pr->step) || meta_int(o->prog, file, c, "epoch", &pr->epoch) ||
@@ -1411,10 +1634,10 @@ int fnn_main(const FnnModel *m, int argc, char **argv) {
     rt_error(o.prog, "out of memory");
     goto out;
   }
+  if (!o.quiet && !o.eval && !o.predict) print_memory(stdout, r, o.batch);
   if (o.steps == 0) {
     if (!o.quiet)
-      printf("%s: %lld parameters in %d tensors, set up; --steps 0, so no training\n", r->name,
-             (long long)r->param_floats, r->nparams);
+      printf("%s: %d tensors set up; --steps 0, so no training\n", r->name, r->nparams);
     rc = o.save ? ck_save(r, &o, &pr) : 0;
     goto out;
   }
@@ -1523,7 +1746,8 @@ int fnn_main(const FnnModel *m, int argc, char **argv) {
       int64_t s0 = b * o.batch, n = ntrain - s0 < o.batch ? ntrain - s0 : o.batch;
       rt_data_batch(ds.train, perm + s0, n, x, yf);
       step++;
-      hyper[FNN_HYP_LR] = (float)o.lr;
+      r->lr_now = sched_lr(r, o.lr, step - 1, o.steps >= 0 ? o.steps : o.epochs * per_epoch);
+      hyper[FNN_HYP_LR] = (float)r->lr_now;
       hyper[FNN_HYP_BC1] = (float)(1.0 - pow(r->beta1, (double)step));
       hyper[FNN_HYP_BC2] = (float)(1.0 - pow(r->beta2, (double)step));
       hyper[FNN_HYP_INVN] = 1.0f / (float)n;
@@ -1613,6 +1837,7 @@ int fnn_main(const FnnModel *m, int argc, char **argv) {
     rc = 128 + g_signal;
   }
   rt_prof_print(a.prof, r->kentry, r->kname);
+  if (a.prof) print_memory(stderr, r, o.batch);
 out:
   rt_prof_free(a.prof);
   if (logf && fclose(logf)) {

@@ -14,9 +14,9 @@ const char fnn_desc[] =
     "normalize 0.1307 0.3081\n"
     "train idx \"mnist/train-images-idx3-ubyte\" \"mnist/train-labels-idx1-ubyte\"\n"
     "params 7850 2\n"
-    "param \"fc.weight\" 0 784 kaiming_uniform 2 10 784\n"
-    "param fc.bias 7840 784 bias_uniform 1 10\n"
-    "state 15700\n"
+    "param \"fc.weight\" 0 0 784 kaiming_uniform 2 10 784\n"
+    "param fc.bias 7840 7840 784 bias_uniform 1 10\n"
+    "state 2 7850\n"
     "scratch 0\n"
     "work 10 16\n"
     "end\n";

@@ -180,21 +180,22 @@ int main(int argc, char **argv) {
     G.w1 = 0, G.b1 = G.H * G.D, G.w2 = G.b1 + G.H, G.b2 = G.w2 + G.K * G.H, G.nparam = G.b2 + G.K;
     snprintf(params, sizeof params,
              "params %lld 4\n"
-             "param fc1.weight %lld %lld kaiming_uniform 2 %lld %lld\n"
-             "param fc1.bias %lld %lld bias_uniform 1 %lld\n"
-             "param fc2.weight %lld %lld kaiming_uniform 2 %lld %lld\n"
-             "param fc2.bias %lld %lld bias_uniform 1 %lld\n",
-             (long long)G.nparam, (long long)G.w1, (long long)G.D, (long long)G.H, (long long)G.D, (long long)G.b1,
-             (long long)G.D, (long long)G.H, (long long)G.w2, (long long)G.H, (long long)G.K, (long long)G.H,
-             (long long)G.b2, (long long)G.H, (long long)G.K);
+             "param fc1.weight %lld %lld %lld kaiming_uniform 2 %lld %lld\n"
+             "param fc1.bias %lld %lld %lld bias_uniform 1 %lld\n"
+             "param fc2.weight %lld %lld %lld kaiming_uniform 2 %lld %lld\n"
+             "param fc2.bias %lld %lld %lld bias_uniform 1 %lld\n",
+             (long long)G.nparam, (long long)G.w1, (long long)G.w1, (long long)G.D, (long long)G.H, (long long)G.D,
+             (long long)G.b1, (long long)G.b1, (long long)G.D, (long long)G.H, (long long)G.w2, (long long)G.w2,
+             (long long)G.H, (long long)G.K, (long long)G.H, (long long)G.b2, (long long)G.b2, (long long)G.H,
+             (long long)G.K);
   } else {
     G.w2 = 0, G.b2 = G.K * G.D, G.nparam = G.b2 + G.K;
     snprintf(params, sizeof params,
              "params %lld 2\n"
-             "param fc.weight %lld %lld kaiming_uniform 2 %lld %lld\n"
-             "param fc.bias %lld %lld bias_uniform 1 %lld\n",
-             (long long)G.nparam, (long long)G.w2, (long long)G.D, (long long)G.K, (long long)G.D, (long long)G.b2,
-             (long long)G.D, (long long)G.K);
+             "param fc.weight %lld %lld %lld kaiming_uniform 2 %lld %lld\n"
+             "param fc.bias %lld %lld %lld bias_uniform 1 %lld\n",
+             (long long)G.nparam, (long long)G.w2, (long long)G.w2, (long long)G.D, (long long)G.K, (long long)G.D,
+             (long long)G.b2, (long long)G.b2, (long long)G.D, (long long)G.K);
   }
   char desc[4096];
   snprintf(desc, sizeof desc,
@@ -207,12 +208,12 @@ int main(int argc, char **argv) {
            "normalize %s\n"
            "%s"
            "%s"
-           "state 0\n"
+           "state 0 %lld\n"
            "scratch 0\n"
            "work %lld 0\n"
            "end\n",
            model, input, target, (long long)G.K, !strcmp(model, "bad") ? "0.1 0" : norm, data, params,
-           (long long)(G.H + G.K));
+           (long long)G.nparam, (long long)(G.H + G.K));
   FnnModel m = {desc, train_step, eval_step, grad_step};
   argv[2] = argv[0];  // the trainer sees "fixture [flags]"
   if (!strcmp(mode, "run")) return fnn_main(&m, argc - 2, argv + 2);

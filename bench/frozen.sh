@@ -1,0 +1,68 @@
+#!/bin/sh
+# bench/frozen.sh: the seed CNN (models/mnist.fnn) with both convolutions
+# frozen against the same model fully trainable. bench/run.sh runs it and puts
+# its table in the results; it also runs alone (after `make all data`):
+# sh bench/frozen.sh [OUTDIR].
+#
+# The frozen model is models/mnist.fnn with 'freeze conv1..conv2' added: its
+# training step runs the forward pass, the classifier's gradient and the
+# update of the classifier only (no convolution gradients, no input gradient
+# through the convolutions). Both are compiled into AOT trainers and train
+# STEPS steps (batch 64) on --threads 1 and 2, the two alternating so they see
+# the same load; for each: images/s (median and best of RUNS runs) and the
+# ratio. From one --profile run of each on one thread: the milliseconds in
+# train_step kernels (less sensitive to a busy machine than images/s).
+# Settings (environment): BENCH_RUNS (3), BENCH_FROZEN_STEPS (150).
+set -u
+cd "$(dirname "$0")/.." || exit 1
+OUT=${1:-build/bench}
+RUNS=${BENCH_RUNS:-3}
+STEPS=${BENCH_FROZEN_STEPS:-150}
+FNNC=bin/fnnc
+mkdir -p "$OUT"
+
+median() {
+  grep -E '^[0-9.eE+-]+$' | sort -g |
+    awk '{a[NR] = $1} END {
+      if (NR == 0) print "-"; else if (NR % 2) print a[(NR + 1) / 2];
+      else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+best() { grep -E '^[0-9.eE+-]+$' | sort -g | tail -n 1 | grep . || echo -; }
+rate_of() {
+  awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "images_per_s") c = i }
+    NR > 1 { v = $c } END { if (c && v != "") print v }' "$1" 2>/dev/null
+}
+num() { case $1 in '' | -) echo "-" ;; *) printf '%.0f\n' "$1" ;; esac; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b + 0 == 0) print "-"; else printf "%.2fx\n", a / b }'; }
+
+sed 's/^\( *\)loss /\1freeze conv1..conv2\n\1loss /' models/mnist.fnn >"$OUT/mnist_frozen.fnn"
+"$FNNC" models/mnist.fnn -o "$OUT/cnn_full" 2>"$OUT/cnn_full.err" &&
+  "$FNNC" "$OUT/mnist_frozen.fnn" -o "$OUT/cnn_frozen" 2>"$OUT/cnn_frozen.err" ||
+  { echo "frozen: fnnc failed: $(head -2 "$OUT/cnn_full.err" "$OUT/cnn_frozen.err")"; exit 1; }
+
+printf '%-8s %14s %14s %16s %16s %12s %12s\n' threads "full img/s" "frozen img/s" "full best img/s" \
+  "frozen best img/s" "ratio (med)" "ratio (best)"
+for t in 1 2; do
+  : >"$OUT/cnn_full_t$t.rates"
+  : >"$OUT/cnn_frozen_t$t.rates"
+  i=0
+  while [ $i -lt "$RUNS" ]; do
+    i=$((i + 1))
+    for v in full frozen; do
+      "$OUT/cnn_$v" --data data --steps "$STEPS" --threads $t --quiet --log "$OUT/cnn_${v}_t$t.csv" \
+        >/dev/null 2>>"$OUT/cnn_$v.err" && rate_of "$OUT/cnn_${v}_t$t.csv" >>"$OUT/cnn_${v}_t$t.rates"
+    done
+  done
+  fm=$(median <"$OUT/cnn_full_t$t.rates") zm=$(median <"$OUT/cnn_frozen_t$t.rates")
+  fb=$(best <"$OUT/cnn_full_t$t.rates") zb=$(best <"$OUT/cnn_frozen_t$t.rates")
+  printf '%-8s %14s %14s %16s %16s %12s %12s\n' $t "$(num "$fm")" "$(num "$zm")" "$(num "$fb")" "$(num "$zb")" \
+    "$(ratio "$zm" "$fm")" "$(ratio "$zb" "$fb")"
+done
+for v in full frozen; do
+  "$OUT/cnn_$v" --data data --steps "$STEPS" --threads 1 --quiet --profile >/dev/null 2>"$OUT/cnn_$v.prof"
+done
+ms() { awk '$1 == "train_step" { ms += $3 } END { if (ms > 0) printf "%.1f\n", ms; else print "-" }' "$1"; }
+fms=$(ms "$OUT/cnn_full.prof") zms=$(ms "$OUT/cnn_frozen.prof")
+echo "train_step kernels, --threads 1 --steps $STEPS --profile: full $fms ms, frozen $zms ms ($(ratio "$fms" "$zms") less)"
+grep '^memory' "$OUT/cnn_frozen.prof" | sed 's/^/frozen /'
+grep '^memory' "$OUT/cnn_full.prof" | sed 's/^/full   /'
