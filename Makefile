@@ -3,9 +3,10 @@
 #   make run        install what is missing, build, fetch MNIST, train models/mnist.fnn
 #   make test       the whole test suite (ends with "N passed, N failed")
 #   make data       install the real data sets into data/: MNIST, Fashion-MNIST,
-#                   diabetes (CSV)
+#                   diabetes (CSV), the Jargon File (text)
 #   make bench      benchmarks
 #   make finetune-demo  transfer learning: MNIST convolutions, frozen, on Fashion-MNIST
+#   make lora-demo  LoRA fine-tuning (models/lora.fnn) against full fine-tuning
 CC      ?= cc
 LLVM_CONFIG ?= llvm-config-19
 BUILD   := build
@@ -74,6 +75,7 @@ data:
 	sh scripts/fetch-mnist.sh data
 	sh scripts/fetch-fashion.sh data
 	sh scripts/fetch-diabetes.sh data
+	sh scripts/fetch-jargon.sh data
 
 run: deps
 	$(MAKE) all
@@ -99,7 +101,10 @@ bench: all data
 finetune-demo: all data
 	sh scripts/finetune-demo.sh
 
+lora-demo: all data
+	sh bench/lora.sh
+
 clean:
 	rm -rf build build-asan bin
 
-.PHONY: all deps data run test test-asan bench finetune-demo clean
+.PHONY: all deps data run test test-asan bench finetune-demo lora-demo clean

@@ -15,7 +15,9 @@
 #   - the inline exp/log/tanh/sigmoid against libm calls (bench/act.sh);
 #   - the LSTM of models/seqmnist.fnn against torch.nn.LSTM (bench/seqmnist.sh);
 #   - the CNN with both convolutions frozen against the fully trainable CNN
-#     (bench/frozen.sh).
+#     (bench/frozen.sh);
+#   - LoRA fine-tuning (models/lora.fnn) against full fine-tuning: trainable
+#     fraction, test accuracy, peak RSS (bench/lora.sh).
 # The machine may be shared with other busy processes: compare numbers within
 # one run. Settings (environment): BENCH_RUNS (3), BENCH_CNN_STEPS (150),
 # BENCH_MLP_STEPS (600), BENCH_TORCH (1; 0 skips PyTorch), BENCH_TORCH_BUDGET
@@ -241,6 +243,10 @@ say "frozen convolutions: bench/frozen.sh (x$RUNS)"
 BENCH_RUNS=$RUNS BENCH_FROZEN_STEPS=$CNN_STEPS sh bench/frozen.sh "$OUT" >"$OUT/frozen.txt" 2>"$OUT/frozen.err" ||
   say "bench/frozen.sh failed: $(tail -2 "$OUT/frozen.err")"
 
+# --- 11. LoRA fine-tuning against full fine-tuning (bench/lora.sh) ------------
+say "LoRA: bench/lora.sh (MNIST-pretrained MLP, Fashion-MNIST)"
+sh bench/lora.sh >"$OUT/lora.txt" 2>"$OUT/lora.err" || say "bench/lora.sh failed: $(tail -2 "$OUT/lora.err")"
+
 torch_rate() {
   v=$(sed -n 's/.*images_per_s=\([0-9.]*\).*/\1/p' "$OUT/torch_$1_t$2.txt" 2>/dev/null | tail -1)
   echo "${v:--}"
@@ -321,6 +327,8 @@ T_END=$(now_ns)
   echo
   echo "models/mnist.fnn with 'freeze conv1..conv2' against the fully trainable model, training images/s (bench/frozen.sh):"
   sed 's/^/  /' "$OUT/frozen.txt"
+  echo
+  cat "$OUT/lora.txt"
   echo
   echo "bench took $(awk -v a="$T_START" -v b="$T_END" 'BEGIN { printf "%.0f", (b - a) / 1e9 }') s;" \
     "logs in $OUT/"

@@ -106,6 +106,7 @@ static void dump(FILE *out, const Node *n, int depth) {
   case N_BINOP: fprintf(out, "binop %c", n->op ? n->op : '?'); break;
   case N_NEG: fputs("neg", out); break;
   case N_TSHAPE:
+    if (n->name) fprintf(out, "%s ", n->name);
     fputs("shape [", out);
     for (int i = 0; i < n->nargs; i++) {
       if (i) fputs(", ", out);

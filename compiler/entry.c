@@ -75,7 +75,7 @@ static const char *dims(Shape s, bool drop_batch) {
 }
 
 char *model_descriptor(Graph *g, int64_t work_per_n, int64_t work_fixed, int64_t scratch, Program **progs) {
-  static const char *init_name[] = {"kaiming_uniform", "bias_uniform", "zero", "one"};
+  static const char *init_name[] = {"kaiming_uniform", "bias_uniform", "zero", "one", "normal"};
   ModelInfo *m = &g->info;
   char *buf = arena_alloc(256);
   size_t len = 0, cap = 256;
@@ -83,14 +83,23 @@ char *model_descriptor(Graph *g, int64_t work_per_n, int64_t work_fixed, int64_t
   P("fnn 1\n");
   P("model %s\n", m->name);
   P("input %s\n", dims(m->input, true));
+  if (m->tokens) P("tokens %lld\n", (long long)m->vocab);
+  if (m->steps) P("steps %lld\n", (long long)m->steps);
   if (m->classify)
     P("target class %lld\n", (long long)m->nclasses);
   else
     P("target values %lld\n", (long long)m->nclasses);
   P("batch %lld\nepochs %lld\nseed %lld\nshuffle %d\n", (long long)m->batch, (long long)m->epochs,
     (long long)m->seed, m->shuffle ? 1 : 0);
-  P("optimizer %s %.9g %.9g %.9g %.9g %.9g %.9g\n", m->opt.kind == OPT_ADAM ? "adam" : "sgd", m->opt.lr,
-    m->opt.beta1, m->opt.beta2, m->opt.eps, m->opt.momentum, m->opt.weight_decay);
+  static const char *const opt_name[] = {"sgd", "adam", "adamw"};
+  P("optimizer %s %.9g %.9g %.9g %.9g %.9g %.9g\n", opt_name[m->opt.kind], m->opt.lr, m->opt.beta1, m->opt.beta2,
+    m->opt.eps, m->opt.momentum, m->opt.weight_decay);
+  const Schedule *sc = &m->opt.sched;
+  if (sc->given) {
+    static const char *const sched_name[] = {"constant", "step", "cosine"};
+    P("schedule %s %lld %lld %.9g %.9g\n", sched_name[sc->kind], (long long)sc->warmup, (long long)sc->step_size,
+      sc->gamma, sc->min_lr);
+  }
   P("normalize %.9g %.9g\n", m->norm_mean, m->norm_std);
   if (m->standardize) P("standardize 1\n");
   if (m->validation > 0) P("validation %.9g\n", m->validation);
@@ -105,6 +114,10 @@ char *model_descriptor(Graph *g, int64_t work_per_n, int64_t work_fixed, int64_t
     Param *p = &g->params[i];
     P("param %s %lld %lld %lld %s %s\n", p->name, (long long)p->offset, (long long)p->toff, (long long)p->fan_in,
       init_name[p->init], dims(p->shape, false));
+  }
+  for (int i = 0; i < g->loras.len; i++) {
+    Lora *lo = g->loras.data[i];
+    P("lora %d %d %d %d %.17g\n", lo->base, lo->bias, lo->a, lo->b, lo->scale);
   }
   P("state %d %lld\n", optimizer_slots(&m->opt), (long long)g->train_floats);
   P("work %lld %lld\n", (long long)work_per_n, (long long)work_fixed);

@@ -107,7 +107,7 @@ typedef enum {
   N_PIPE,       // lhs -> rhs (rhs is N_IDENT or N_CALL, applied to lhs)
   N_BINOP,      // lhs op rhs, op in "+-*/"
   N_NEG,        // -lhs
-  N_TSHAPE,     // [d0, d1, ...] as args of N_NUM
+  N_TSHAPE,     // [d0, d1, ...] as args of N_NUM; name: "tokens" for tokens[T], else NULL
   N_TCLASS,     // class(K): num = K
   N_RECUR,      // recurrent over NAME in lhs { args }: name is the step variable, lhs an N_IDENT
   N_STATE,      // state NAME: lhs (N_TSHAPE) = rhs
@@ -226,7 +226,7 @@ struct Value {
 #define GROUP_INLINE (-2)  // fuse.c: recomputed wherever it is read (scalar math, pool prologue)
 
 // A trainable parameter (or frozen one) of the model.
-typedef enum { INIT_KAIMING_UNIFORM, INIT_BIAS_UNIFORM, INIT_ZERO, INIT_ONE } InitKind;
+typedef enum { INIT_KAIMING_UNIFORM, INIT_BIAS_UNIFORM, INIT_ZERO, INIT_ONE, INIT_NORMAL } InitKind;
 typedef struct {
   const char *name;  // "conv1.weight", PyTorch state_dict naming
   Shape shape;
@@ -242,11 +242,31 @@ typedef struct {
   Loc loc;
 } Param;
 
-typedef enum { OPT_SGD, OPT_ADAM } OptKind;
+// A LoRA adapter (lower.c): W' = W + scale * B A next to the frozen base
+// weight W, with A [r, in...] and B [out, r...] parameters of their own.
+typedef struct {
+  int base, bias, a, b;  // parameter indices (bias -1 if the layer has none)
+  int64_t rank;
+  double scale;          // alpha / rank
+} Lora;
+
+typedef enum { OPT_SGD, OPT_ADAM, OPT_ADAMW } OptKind;
+// The learning rate over the run (computed by the runtime, step by step):
+// `warmup` steps rising linearly to lr, then constant, step or cosine decay.
+typedef enum { SCHED_CONSTANT, SCHED_STEP, SCHED_COSINE } SchedKind;
+typedef struct {
+  SchedKind kind;
+  bool given;        // schedule=... was written
+  int64_t warmup;    // steps of linear warmup, 0 for none
+  int64_t step_size; // step: multiply by gamma every step_size steps
+  double gamma;
+  double min_lr;     // cosine: the lr at the end of the run
+} Schedule;
 typedef struct {
   OptKind kind;
   double lr, momentum, beta1, beta2, eps, weight_decay;
   double clip;  // > 0: clip the gradients to this global norm first
+  Schedule sched;
   Loc loc;
 } Optimizer;
 
@@ -255,6 +275,7 @@ typedef struct {
   const char *files[2];
   Loc loc;
   const char *column; // csv: the class (label=) or target (target=) column by name, or NULL
+  const char *vocab;  // text: "bytes" (ids are the bytes) or "file" (the file's distinct bytes, in order)
   bool column_is_label;
   Loc column_loc;
 } DataSource;
@@ -265,6 +286,9 @@ typedef struct {
   Shape input;         // per sample (no batch dimension)
   bool classify;       // target is class(K)
   int64_t nclasses;    // or the target width for regression
+  bool tokens;         // the input is tokens[T]: i32 ids in [0, vocab)
+  int64_t vocab;       // the smallest vocabulary of the embeddings that read the input
+  int64_t steps;       // a tokens[T] target: T class ids per sample (else 0)
   Optimizer opt;
   DataSource train, test;
   bool has_train, has_test;
@@ -292,6 +316,7 @@ typedef struct {
   int htcap, htlen;
   Vec stores;        // Value*: OP_store values, the roots for DCE
   Vec loops;         // LoopInfo*: OP_loop value v runs loops.data[v->ia[0]]
+  Vec loras;         // Lora*: the LoRA adapters, in the order of their layers
 } Graph;
 
 Graph *graph_new(void);

@@ -3,6 +3,9 @@
 //
 //   dense(O)            y = matmul(x, W^T) + bcast(b)          W[O,I], b[O]
 //   conv2d(O, kernel=K) y = conv2d(x, W) + bcast(b)            W[O,C,K,K], b[O]
+//   ..., lora=lora(rank=R, alpha=A)   on dense and conv2d: W frozen, and
+//                       y += (A/R) * (x A^T) B^T  (conv: a conv with R output
+//                       channels, then a 1x1 conv)   A[R,I...], B[O,R...]
 //   flatten             y = reshape(x, [B, prod])
 //   cross_entropy(z, y) L = xent(softmax(z), y) * (1/n)
 //   mse(p, t)           L = sum(0.5 * (p - t)^2) * (1/n) / W
@@ -10,6 +13,9 @@
 //                       a loop (loop.c): the body is a graph of its own
 //   rnn(H), lstm(H), gru(H)   the same loop, built here with PyTorch's equations
 //   last                the last step of a sequence [T, ...]
+//   embedding(V, D)     y = embed(ids, W)                      W[V,D]; ids: tokens[T], i32
+//   cross_entropy(z, y) on steps: z [T,V], y tokens[T]:
+//                       L = xent(softmax(z), y) * (1/n) * (1/T)
 //
 // Shapes in messages are per sample (without the batch axis), as users write them.
 #include "fnnc.h"
@@ -23,7 +29,7 @@
 //
 typedef enum {
   L_CONV2D, L_DENSE, L_RELU, L_TANH, L_SIGMOID, L_EXP, L_LOG, L_SQRT, L_SOFTMAX, L_FLATTEN,
-  L_MAXPOOL, L_CONCAT, L_LAST, L_RNN, L_LSTM, L_GRU, L_XENT, L_MSE,
+  L_MAXPOOL, L_CONCAT, L_LAST, L_RNN, L_LSTM, L_GRU, L_EMBED, L_XENT, L_MSE,
 } LayerKind;
 
 typedef struct {
@@ -52,6 +58,7 @@ static const LayerSpec layer_specs[] = {
     {"rnn", L_RNN, 1, true, false, {"hidden", "layers", "bidirectional", "activation"}},
     {"lstm", L_LSTM, 1, true, false, {"hidden", "layers", "bidirectional"}},
     {"gru", L_GRU, 1, true, false, {"hidden", "layers", "bidirectional"}},
+    {"embedding", L_EMBED, 1, true, false, {"vocab", "dim"}},
     {"cross_entropy", L_XENT, 2, false, true, {0}},
     {"mse", L_MSE, 2, false, true, {0}},
 };
@@ -81,6 +88,10 @@ typedef struct {
   bool freeze_w, freeze_b;
   Loc frozen_at;
   double lr_mult;
+  int64_t lora_rank;  // lora(rank=R, alpha=A) given to the layer: R, else 0
+  double lora_alpha;
+  Loc lora_loc;
+  Lora *adapter;      // its parameters once the layer is built
 } Layer;
 
 typedef struct {
@@ -466,6 +477,203 @@ static Value *last_step(Lower *L, Value *x, Node *site) {
 }
 
 //
+// Tokens: embedding(V, D) maps the ids of a tokens[T] input to rows of its
+// table NAME.weight [V, D] (PyTorch's nn.Embedding, initialised from N(0, 1)).
+// The smallest V of the embeddings that read the input bounds its ids: the data
+// loader checks them against it.
+//
+static Value *embedding(Lower *L, Layer *layer, Value *ids, Node *site) {
+  int64_t V = layer->cfg[0], D = layer->cfg[1];
+  if (ids->type != T_I32 || ids != L->g->x) {
+    error_at(site->loc, "embedding(%lld, %lld) expects token ids (an 'input x: tokens[T]'), got %s %s", (long long)V,
+             (long long)D, ids->type == T_I32 ? "class labels" : "a float tensor", shape_str_sample(ids->shape));
+    if (ids->type != T_I32) hint("declare the input as 'input x: tokens[T]'");
+    return NULL;
+  }
+  if (layer->wparam < 0) {
+    int64_t wd[2] = {V, D};
+    layer->wparam = add_param(L, arena_printf("%s.weight", layer->name), shape_make(2, wd), 0, INIT_NORMAL, layer->loc);
+  }
+  ModelInfo *m = &L->g->info;
+  if (!m->vocab || V < m->vocab) m->vocab = V;
+  Value *in[2] = {ids, pval(L, layer->wparam)};
+  L->b.loc = site->loc;
+  return ir_new(&L->b, OP_embed, 2, in, NULL, 0);
+}
+
+// cross_entropy on the steps of a sequence: logits z [T, V] against a
+// tokens[T] target, the mean over the steps and the batch, as PyTorch's
+// cross_entropy(z.reshape(-1, V), y.reshape(-1)).
+static Value *step_xent(Lower *L, Value *z, Value *y, Node *site) {
+  Builder *b = &L->b;
+  Shape s = z->shape;
+  int64_t T = y->shape.d[1];
+  if (z->type != T_F32 || !shape_batched(s) || s.rank != 3 || s.d[1] != T) {
+    error_at(site->loc, "cross_entropy with a tokens[%lld] target expects logits [%lld, V] (one row per step), got %s",
+             (long long)T, (long long)T, shape_str_sample(s));
+    if (shape_batched(s) && s.rank == 2) hint("keep every step: leave out 'last'");
+    return NULL;
+  }
+  if (L->g->info.nclasses && L->g->info.nclasses != s.d[2]) {
+    error_at(site->loc, "cross_entropy: the logits have %lld classes, but the target already has %lld (from another cross_entropy)", (long long)s.d[2],
+             (long long)L->g->info.nclasses);
+    return NULL;
+  }
+  L->g->info.nclasses = s.d[2];
+  if (!L->g->logits) L->g->logits = z;
+  Value *p = ir_unary(b, OP_softmax, z);
+  Value *xin[2] = {p, y};
+  Value *ce = ir_new(b, OP_xent, 2, xin, NULL, 0);
+  Value *invn = ir_leaf(b, OP_hyper, shape_make(0, NULL), T_F32, HYP_INVN, 0);
+  return ir_binary(b, OP_mul, ce, ir_binary(b, OP_mul, invn, ir_const(b, 1.0 / (double)T)));
+}
+
+//
+// LoRA adapters
+//
+// lora(rank=R, alpha=A) on a dense or conv2d layer freezes the layer's weight
+// and bias and adds two trainable parameters, named as PEFT names them:
+//   NAME.lora_A.weight  [R, I] or [R, C, K, K]  kaiming-uniform (as PEFT)
+//   NAME.lora_B.weight  [O, R] or [O, R, 1, 1]  zeros, so training starts from W
+// and the layer computes W' = W + (A/R) B A without ever forming B A:
+//   dense   y += (A/R) * matmul(matmul(x, lora_A^T), lora_B^T)
+//   conv2d  y += (A/R) * conv1x1(conv2d(x, lora_A; stride, pad), lora_B)
+// The scale multiplies the rank-R intermediate. Their gradients come from
+// autodiff like any other parameter's.
+
+// Takes `lora=...` out of a call's arguments (only dense and conv2d take it):
+// returns the call without it, and the lora(...) node in *lora, or NULL after
+// an error.
+static Node *take_lora(Node *call, const LayerSpec *spec, Node **lora) {
+  *lora = NULL;
+  int n = 0;
+  for (int i = 0; i < call->nargs; i++) {
+    Node *a = call->args[i];
+    if (a->kind != N_KWARG || strcmp(a->name, "lora")) continue;
+    if (n++) {
+      error_at(a->loc, "argument 'lora' is given twice");
+      return NULL;
+    }
+    *lora = a;
+  }
+  if (!*lora) return call;
+  if (spec->kind != L_DENSE && spec->kind != L_CONV2D) {
+    error_at((*lora)->loc, "LoRA adapters attach to dense and conv2d layers, not %s", spec->name);
+    return NULL;
+  }
+  Node *c = arena_alloc(sizeof *c);
+  *c = *call;
+  c->args = arena_alloc(sizeof(Node *) * (size_t)call->nargs);
+  c->nargs = 0;
+  for (int i = 0; i < call->nargs; i++)
+    if (call->args[i] != *lora) c->args[c->nargs++] = call->args[i];
+  *lora = (*lora)->lhs;
+  return c;
+}
+
+// Reads lora(rank=R, alpha=A) into the layer (alpha defaults to R: scale 1).
+static bool lora_config(Layer *l, Node *n) {
+  static const char *const names[] = {"rank", "alpha", NULL};
+  if (n->kind != N_CALL || strcmp(n->name, "lora")) {
+    error_at(n->loc, "expected lora(rank=R, alpha=A) after 'lora='");
+    return false;
+  }
+  Node *given[2] = {0};
+  bool ok = true;
+  for (int i = 0; i < n->nargs; i++) {
+    Node *a = n->args[i];
+    int j = i;  // positional: rank, then alpha
+    if (a->kind == N_KWARG) {
+      for (j = 0; names[j] && strcmp(names[j], a->name);) j++;
+      if (!names[j]) {
+        error_at(a->loc, "unknown argument '%s' for lora", a->name);
+        const char *h = closest_word(a->name, names);
+        hint(h ? "did you mean '%s'?" : "lora takes rank and alpha", h);
+        ok = false;
+        continue;
+      }
+    } else if (j > 1) {
+      error_at(a->loc, "too many arguments for lora");
+      ok = false;
+      continue;
+    }
+    if (given[j]) {
+      error_at(a->loc, "argument '%s' is given twice", names[j]);
+      ok = false;
+      continue;
+    }
+    given[j] = a->kind == N_KWARG ? a->lhs : a;
+  }
+  if (!ok) return false;
+  l->lora_rank = int_arg(given[0], "lora", "rank", INT64_MIN, 1, (int64_t)1 << 30, n->loc);
+  if (l->lora_rank < 0) return false;
+  l->lora_alpha = (double)l->lora_rank;
+  Node *al = given[1];
+  if (al) {
+    if (al->kind != N_NUM) {
+      error_at(al->loc, "'alpha' of lora must be a number");
+      return false;
+    }
+    if (!(al->num > 0) || al->num > 1e6) {
+      error_at(al->loc, "'alpha' of lora must be greater than 0, got %g", al->num);
+      return false;
+    }
+    l->lora_alpha = al->num;
+  }
+  l->lora_loc = n->loc;
+  return true;
+}
+
+// Creates the adapter of a layer whose weight was just made. `as` and `bs`
+// are the shapes of lora_A and lora_B, `fan_in` lora_A's, and `most` the
+// largest rank the weight allows (its smaller side).
+static bool lora_params(Lower *L, Layer *l, Shape as, Shape bs, int64_t fan_in, int64_t most) {
+  Graph *g = L->g;
+  if (l->lora_rank > most) {
+    error_at(l->lora_loc, "LoRA rank %lld is larger than layer '%s': its weight is %s, so the rank is at most %lld",
+             (long long)l->lora_rank, l->name, shape_str(g->params[l->wparam].shape), (long long)most);
+    return false;
+  }
+  Lora *lo = arena_alloc(sizeof *lo);
+  lo->base = l->wparam;
+  lo->bias = l->bparam;
+  lo->rank = l->lora_rank;
+  lo->scale = l->lora_alpha / (double)l->lora_rank;
+  g->params[l->wparam].frozen = true;
+  if (l->bparam >= 0) g->params[l->bparam].frozen = true;
+  lo->a = add_param(L, arena_printf("%s.lora_A.weight", l->name), as, fan_in, INIT_KAIMING_UNIFORM, l->lora_loc);
+  lo->b = add_param(L, arena_printf("%s.lora_B.weight", l->name), bs, l->lora_rank, INIT_ZERO, l->lora_loc);
+  vec_push(&g->loras, lo);
+  l->adapter = lo;
+  return true;
+}
+
+// y + scale * (the adapter's path from x), or y if the layer has no adapter.
+static Value *lora_add(Lower *L, Layer *l, Value *x, Value *y) {
+  Lora *lo = l->adapter;
+  if (!y || !lo) return y;
+  Builder *b = &L->b;
+  Value *h, *d;
+  if (l->spec->kind == L_DENSE) {
+    int64_t ia[8] = {0, 1};
+    Value *in1[2] = {x, pval(L, lo->a)};
+    h = ir_new(b, OP_matmul, 2, in1, ia, 0);
+    if (h && lo->scale != 1) h = ir_binary(b, OP_mul, h, ir_const(b, lo->scale));
+    Value *in2[2] = {h, pval(L, lo->b)};
+    d = h ? ir_new(b, OP_matmul, 2, in2, ia, 0) : NULL;
+  } else {
+    int64_t ia1[8] = {l->cfg[2], l->cfg[3]}, ia2[8] = {1, 0};
+    Value *in1[2] = {x, pval(L, lo->a)};
+    h = ir_new(b, OP_conv2d, 2, in1, ia1, 0);
+    if (h && lo->scale != 1) h = ir_binary(b, OP_mul, h, ir_const(b, lo->scale));
+    Value *in2[2] = {h, pval(L, lo->b)};
+    d = h ? ir_new(b, OP_conv2d, 2, in2, ia2, 0) : NULL;
+  }
+  if (h) h->name = arena_printf("%s.lora", l->name);
+  return d ? ir_binary(b, OP_add, y, d) : NULL;
+}
+
+//
 // Layers
 //
 static Value *apply_layer(Lower *L, Layer *layer, Value **x, Node *site) {
@@ -480,8 +688,16 @@ static Value *apply_layer(Lower *L, Layer *layer, Value **x, Node *site) {
     error_at(site->loc, "%s inside a recurrent block; compute the loss on what the block emits", spec->name);
     return NULL;
   }
+  for (int i = 0; i < spec->ntensors && spec->kind != L_EMBED && !spec->is_loss; i++)
+    if (x[i]->type == T_I32) {
+      error_at(site->loc, "%s needs a float tensor, got %s", spec->name,
+               x[i] == L->g->x ? "token ids" : "class labels");
+      hint(x[i] == L->g->x ? "token ids go through 'embedding(vocab, dim)' first" : "class labels can only be used by a loss");
+      return NULL;
+    }
   switch (spec->kind) {
   case L_LAST: return last_step(L, in, site);
+  case L_EMBED: return embedding(L, layer, in, site);
   case L_RNN:
   case L_LSTM:
   case L_GRU: return recurrent_layer(L, layer, in, site);
@@ -502,6 +718,10 @@ static Value *apply_layer(Lower *L, Layer *layer, Value **x, Node *site) {
       if (layer->cfg[1])
         layer->bparam = add_param(L, arena_printf("%s.bias", layer->name), shape_make(1, &out), fan_in,
                                   INIT_BIAS_UNIFORM, layer->loc);
+      int64_t ad[2] = {layer->lora_rank, fan_in}, bd[2] = {out, layer->lora_rank};
+      if (layer->lora_rank && !lora_params(L, layer, shape_make(2, ad), shape_make(2, bd), fan_in,
+                                           out < fan_in ? out : fan_in))
+        return NULL;
     } else if (L->g->params[layer->wparam].shape.d[1] != fan_in) {
       error_at(site->loc, "layer '%s' was built for [%lld] inputs, got %s", layer->name,
                (long long)L->g->params[layer->wparam].shape.d[1], ss);
@@ -513,7 +733,7 @@ static Value *apply_layer(Lower *L, Layer *layer, Value **x, Node *site) {
     Value *y = ir_new(b, OP_matmul, 2, mm_in, ia, 0);
     if (layer->bparam >= 0)
       y = ir_binary(b, OP_add, y, ir_bcast(b, pval(L, layer->bparam), y ? y->shape : s, 1u << (s.rank - 1)));
-    return y;
+    return lora_add(L, layer, in, y);
   }
   case L_CONV2D: {
     int64_t out = layer->cfg[0], k = layer->cfg[1], st = layer->cfg[2], pad = layer->cfg[3];
@@ -534,6 +754,10 @@ static Value *apply_layer(Lower *L, Layer *layer, Value **x, Node *site) {
       if (layer->cfg[4])
         layer->bparam = add_param(L, arena_printf("%s.bias", layer->name), shape_make(1, &out), c * k * k,
                                   INIT_BIAS_UNIFORM, layer->loc);
+      int64_t ad[4] = {layer->lora_rank, c, k, k}, bd[4] = {out, layer->lora_rank, 1, 1};
+      if (layer->lora_rank && !lora_params(L, layer, shape_make(4, ad), shape_make(4, bd), c * k * k,
+                                           out < c * k * k ? out : c * k * k))
+        return NULL;
     } else if (L->g->params[layer->wparam].shape.d[1] != c) {
       error_at(site->loc, "layer '%s' was built for %lld input channels, got %s", layer->name,
                (long long)L->g->params[layer->wparam].shape.d[1], ss);
@@ -545,7 +769,7 @@ static Value *apply_layer(Lower *L, Layer *layer, Value **x, Node *site) {
     Value *y = ir_new(b, OP_conv2d, 2, cin, ia, 0);
     if (y && layer->bparam >= 0)
       y = ir_binary(b, OP_add, y, ir_bcast(b, pval(L, layer->bparam), y->shape, 1u << 1));
-    return y;
+    return lora_add(L, layer, in, y);
   }
   case L_RELU: return ir_unary(b, OP_relu, in);
   case L_TANH: return ir_unary(b, OP_tanh, in);
@@ -588,8 +812,9 @@ static Value *apply_layer(Lower *L, Layer *layer, Value **x, Node *site) {
   }
   case L_XENT: {
     Value *y = x[1];
+    if (y->op == OP_label && L->g->info.steps) return step_xent(L, in, y, site);
     if (y->op != OP_label || y->type != T_I32) {
-      error_at(site->loc, "cross_entropy needs class labels as its second operand (a 'target y: class(K)')");
+      error_at(site->loc, "cross_entropy needs class labels as its second operand (a 'target y: class(K)' or 'tokens[T]')");
       return NULL;
     }
     if (r != 1) {
@@ -697,6 +922,10 @@ static Layer *make_layer(Lower *L, const LayerSpec *spec, Node *call, Args *cfg)
     l->cfg[3] = act && !strcmp(act->name, "relu");
     break;
   }
+  case L_EMBED:
+    l->cfg[0] = int_arg(cfg->node[0], ln, "vocab", INT64_MIN, 2, 1 << 24, where);
+    l->cfg[1] = int_arg(cfg->node[1], ln, "dim", INT64_MIN, 1, 1 << 16, where);
+    break;
   default: break;
   }
   for (int i = 0; i < 6; i++)
@@ -752,6 +981,8 @@ static Value *lower_call(Lower *L, Node *call, Node *piped_node, Value *piped) {
     unknown_callee(L, call, call->name);
     return NULL;
   }
+  Node *lora;
+  if (!(call = take_lora(call, spec, &lora))) return NULL;
   Node *tensors[4];
   int nt;
   Args cfg;
@@ -764,7 +995,7 @@ static Value *lower_call(Lower *L, Node *call, Node *piped_node, Value *piped) {
   }
   if (!ok) return NULL;
   Layer *layer = make_layer(L, spec, call, &cfg);
-  if (!layer) return NULL;
+  if (!layer || (lora && !lora_config(layer, lora))) return NULL;
   return apply_layer(L, layer, x, call);
 }
 
@@ -839,6 +1070,7 @@ static Value *lower_recur(Lower *L, Node *n) {
   if (!shape_batched(ss) || ss.rank < 3) {
     error_at(n->lhs->loc, "recurrent runs over a sequence [T, ...], but '%s' is %s", n->lhs->name,
              shape_str_sample(ss));
+    if (sb->v->type == T_I32) hint("embed token ids first: 'e = %s -> embedding(vocab, dim)', then 'recurrent over t in e'", n->lhs->name);
     return NULL;
   }
   Recur rec = {0};
@@ -873,8 +1105,8 @@ static Value *lower_recur(Lower *L, Node *n) {
       bool cls;
       int64_t k;
       if (!lower_type(L, st->lhs, &s, &cls, &k)) continue;
-      if (cls) {
-        error_at(st->lhs->loc, "a state needs a shape such as [128], not a class type");
+      if (cls || st->lhs->name) {
+        error_at(st->lhs->loc, "a state needs a shape such as [128], not a class or tokens type");
         continue;
       }
       // The initial value belongs to the enclosing graph.
@@ -1149,6 +1381,15 @@ static bool lower_type(Lower *L, Node *t, Shape *s, bool *is_class, int64_t *k) 
     s->d[0] = DIM_BATCH;
     return true;
   }
+  if (t->name && strcmp(t->name, "tokens")) {
+    error_at(t->loc, "unknown type '%s'", t->name);
+    hint("the types are [dims], class(K) and tokens[T]");
+    return false;
+  }
+  if (t->name && t->nargs != 1) {
+    error_at(t->loc, "tokens[T] has one dimension, the number of steps T; got %d", t->nargs);
+    return false;
+  }
   if (t->nargs < 1 || t->nargs > MAXRANK - 1) {
     error_at(t->loc, "a tensor type needs 1 to %d dimensions, got %d", MAXRANK - 1, t->nargs);
     return false;
@@ -1170,6 +1411,7 @@ static void lower_model(Lower *L, Node *m) {
   Graph *g = L->g;
   Builder *b = &L->b;
   g->info.name = m->name;
+  int errs = error_count();
   Node *input = NULL, *target = NULL, *loss = NULL;
   for (int i = 0; i < m->nargs; i++) {
     Node *st = m->args[i];
@@ -1195,15 +1437,25 @@ static void lower_model(Lower *L, Node *m) {
         bind(L, st->name, NULL, st->loc);
         continue;
       }
+      bool tok = st->lhs->kind == N_TSHAPE && st->lhs->name;
       if (st->kind == N_INPUT) {
         if (cls) {
           error_at(st->lhs->loc, "an input needs a shape such as [1, 28, 28], not a class type");
           continue;
         }
-        g->x = ir_leaf(b, OP_input, s, T_F32, 0, 0);
+        g->info.tokens = tok;
+        g->x = ir_leaf(b, OP_input, s, tok ? T_I32 : T_F32, 0, 0);
         g->x->name = st->name;
         g->info.input = s;
         bind(L, st->name, g->x, st->loc);
+      } else if (tok) {
+        // Class ids per step; the classes come from the logits of cross_entropy.
+        g->info.classify = true;
+        g->info.steps = s.d[1];
+        g->y = ir_leaf(b, OP_label, s, T_I32, 0, 0);
+        g->y->name = st->name;
+        L->y = g->y;
+        bind(L, st->name, g->y, st->loc);
       } else {
         g->info.classify = cls;
         g->info.nclasses = cls ? k : shape_numel(s);
@@ -1253,13 +1505,21 @@ static void lower_model(Lower *L, Node *m) {
     default: error_at(st->loc, "unexpected statement in a model"); break;
     }
   }
-  int errs = error_count();
+  int ferrs = error_count();
   for (int i = 0; i < m->nargs; i++)
     if (m->args[i]->kind == N_FREEZE) lower_freeze(L, m->args[i]);
-  if (error_count() == errs) apply_freezing(L);
+  if (error_count() == ferrs) apply_freezing(L);
   if (!input) error_at(m->loc, "model '%s' has no input; declare one, e.g. 'input x: [1, 28, 28]'", m->name);
   if (!target) error_at(m->loc, "model '%s' has no target; declare one, e.g. 'target y: class(10)'", m->name);
   if (!loss) error_at(m->loc, "model '%s' has no loss; add e.g. 'loss cross_entropy(logits, y)'", m->name);
+  // (only when nothing else is wrong: a failed embedding call says it first)
+  if (input && g->x && g->info.tokens && !g->info.vocab && error_count() == errs) {
+    error_at(input->loc, "the tokens input '%s' is not read by an embedding", input->name);
+    hint("token ids become float vectors through '%s -> embedding(vocab, dim)'", input->name);
+  }
+  if (loss && g->loss && g->info.steps && !g->info.nclasses)
+    error_at(target->loc, "the tokens target '%s' is not used: give it to cross_entropy with per-step logits [%lld, V]",
+             target->name, (long long)g->info.steps);
 }
 
 // Reads a numeric keyword argument; reports anything else.
@@ -1285,16 +1545,79 @@ static bool num_kwarg(Node *a, double *out, double lo, double hi, bool lo_open, 
   return true;
 }
 
+// schedule=constant(warmup=W) | step(step_size=S, gamma=G, warmup=W)
+//        | cosine(min_lr=M, warmup=W): how the runtime moves lr over the run.
+static void lower_schedule(Node *n, Schedule *sc, double lr) {
+  static const char *const kinds[] = {"constant", "step", "cosine", NULL};
+  static const char *const args[3][4] = {{"warmup", NULL}, {"step_size", "gamma", "warmup", NULL},
+                                         {"min_lr", "warmup", NULL}};
+  if (n->kind != N_CALL) {
+    error_at(n->loc, "a schedule is constant(...), step(...) or cosine(...)");
+    hint("e.g. 'schedule=cosine(warmup=100, min_lr=1e-5)'");
+    return;
+  }
+  int k = 0;
+  while (kinds[k] && strcmp(kinds[k], n->name)) k++;
+  if (!kinds[k]) {
+    error_at(n->loc, "unknown schedule '%s'", n->name);
+    const char *h = closest_word(n->name, kinds);
+    hint(h ? "did you mean '%s'?" : "the schedules are %s", h ? h : "constant, step and cosine");
+    return;
+  }
+  *sc = (Schedule){.kind = (SchedKind)k, .given = true, .gamma = 0.1};
+  bool have_size = false;
+  for (int i = 0; i < n->nargs; i++) {
+    Node *a = n->args[i];
+    if (a->kind != N_KWARG) {
+      error_at(a->loc, "the arguments of %s are given by name", n->name);
+      continue;
+    }
+    int j = 0;
+    while (args[k][j] && strcmp(args[k][j], a->name)) j++;
+    if (!args[k][j]) {
+      error_at(a->loc, "unknown argument '%s' for the %s schedule", a->name, n->name);
+      const char *h = closest_word(a->name, args[k]);
+      if (h) hint("did you mean '%s'?", h);
+      continue;
+    }
+    if (!strcmp(a->name, "warmup")) sc->warmup = int_arg(a->lhs, arena_printf("the %s schedule", n->name), "warmup", 0, 0, (int64_t)1 << 40, a->loc);
+    if (!strcmp(a->name, "step_size")) {
+      sc->step_size = int_arg(a->lhs, "the step schedule", "step_size", 0, 1, (int64_t)1 << 40, a->loc);
+      have_size = true;
+    }
+    if (!strcmp(a->name, "gamma")) num_kwarg(a, &sc->gamma, 0, 1, true, "the step schedule");
+    if (!strcmp(a->name, "min_lr") && num_kwarg(a, &sc->min_lr, 0, 1e6, false, "the cosine schedule") &&
+        sc->min_lr >= lr)
+      error_at(a->lhs->loc, "min_lr (%g) must be below the learning rate (%g)", sc->min_lr, lr);
+  }
+  if (k == SCHED_STEP && !have_size) error_at(n->loc, "the step schedule needs 'step_size' (steps between decays)");
+}
+
+// betas=[B1, B2], as PyTorch writes them.
+static void betas_kwarg(Node *a, Optimizer *o, const char *where) {
+  Node *l = a->lhs;
+  if (l->kind != N_LIST || l->nargs != 2) {
+    error_at(l->loc, "'betas' of %s must be a list of two numbers, such as [0.9, 0.999]", where);
+    return;
+  }
+  Node k1 = {.kind = N_KWARG, .loc = l->args[0]->loc, .name = "beta1", .lhs = l->args[0]};
+  Node k2 = {.kind = N_KWARG, .loc = l->args[1]->loc, .name = "beta2", .lhs = l->args[1]};
+  num_kwarg(&k1, &o->beta1, 0, 1, false, where);
+  num_kwarg(&k2, &o->beta2, 0, 1, false, where);
+}
+
 static void lower_optimizer(Lower *L, Node *sec) {
   Optimizer *o = &L->g->info.opt;
   Node *c = sec->lhs;
   o->loc = c->loc;
-  static const char *const opts[] = {"adam", "sgd", NULL};
-  static const char *const adam_args[] = {"lr", "beta1", "beta2", "eps", "weight_decay", "clip", NULL};
-  static const char *const sgd_args[] = {"lr", "momentum", "weight_decay", "clip", NULL};
+  static const char *const opts[] = {"adam", "adamw", "sgd", NULL};
+  static const char *const adam_args[] = {"lr", "beta1", "beta2", "betas", "eps", "weight_decay", "clip", "schedule",
+                                          NULL};
+  static const char *const sgd_args[] = {"lr", "momentum", "weight_decay", "clip", "schedule", NULL};
   const char *const *names;
-  if (!strcmp(c->name, "adam")) {
-    o->kind = OPT_ADAM;
+  if (!strcmp(c->name, "adam") || !strcmp(c->name, "adamw")) {
+    o->kind = c->name[4] ? OPT_ADAMW : OPT_ADAM;
+    if (o->kind == OPT_ADAMW) o->weight_decay = 0.01;  // PyTorch's default
     names = adam_args;
   } else if (!strcmp(c->name, "sgd")) {
     o->kind = OPT_SGD;
@@ -1302,9 +1625,10 @@ static void lower_optimizer(Lower *L, Node *sec) {
   } else {
     error_at(c->loc, "unknown optimizer '%s'", c->name);
     const char *h = closest_word(c->name, opts);
-    hint(h ? "did you mean '%s'?" : "the optimizers are %s", h ? h : "adam and sgd");
+    hint(h ? "did you mean '%s'?" : "the optimizers are %s", h ? h : "adam, adamw and sgd");
     return;
   }
+  Node *sched = NULL;
   for (int i = 0; i < c->nargs; i++) {
     Node *a = c->args[i];
     Node kw;
@@ -1327,14 +1651,17 @@ static void lower_optimizer(Lower *L, Node *sec) {
     if (!strcmp(a->name, "lr")) num_kwarg(a, &o->lr, 0, 1e6, true, c->name);
     if (!strcmp(a->name, "beta1")) num_kwarg(a, &o->beta1, 0, 1, false, c->name);
     if (!strcmp(a->name, "beta2")) num_kwarg(a, &o->beta2, 0, 1, false, c->name);
+    if (!strcmp(a->name, "betas")) betas_kwarg(a, o, c->name);
     if (!strcmp(a->name, "eps")) num_kwarg(a, &o->eps, 0, 1, true, c->name);
     if (!strcmp(a->name, "momentum")) num_kwarg(a, &o->momentum, 0, 1, false, c->name);
     if (!strcmp(a->name, "weight_decay")) num_kwarg(a, &o->weight_decay, 0, 1, false, c->name);
     if (!strcmp(a->name, "clip")) num_kwarg(a, &o->clip, 0, 1e9, true, c->name);
+    if (!strcmp(a->name, "schedule")) sched = a->lhs;
   }
-  if ((o->beta1 >= 1 || o->beta2 >= 1) && o->kind == OPT_ADAM)
-    error_at(c->loc, "adam's beta1 and beta2 must be below 1");
+  if ((o->beta1 >= 1 || o->beta2 >= 1) && o->kind != OPT_SGD)
+    error_at(c->loc, "%s's beta1 and beta2 must be below 1", c->name);
   if (o->momentum >= 1) error_at(c->loc, "sgd's momentum must be below 1");
+  if (sched) lower_schedule(sched, &o->sched, o->lr);  // after lr, which min_lr must stay below
 }
 
 static const char *str_arg(Node *a, const char *what) {
@@ -1348,11 +1675,13 @@ static const char *str_arg(Node *a, const char *what) {
 // The options of a data source call after its files:
 //   label="NAME" / target="NAME"   (csv) the class or target column, by name
 //   validation=F                   (train only) a fraction held out for validation
+//   vocab="bytes" / vocab="file"   (text) ids are the bytes, or the file's distinct bytes
 static void data_options(Lower *L, Node *c, int nfiles, DataSource *ds, bool is_train) {
   static const char *const csv_opts[] = {"label", "target", "validation", NULL};
   static const char *const idx_opts[] = {"validation", NULL};
-  bool csv = !strcmp(c->name, "csv");
-  const char *const *names = csv ? csv_opts : idx_opts;
+  static const char *const text_opts[] = {"vocab", "validation", NULL};
+  bool csv = !strcmp(c->name, "csv"), text = !strcmp(c->name, "text");
+  const char *const *names = csv ? csv_opts : text ? text_opts : idx_opts;
   for (int i = nfiles; i < c->nargs; i++) {
     Node *a = c->args[i];
     if (a->kind != N_KWARG) {
@@ -1367,7 +1696,14 @@ static void data_options(Lower *L, Node *c, int nfiles, DataSource *ds, bool is_
       error_at(a->loc, "unknown option '%s' for %s", a->name, c->name);
       const char *h = closest_word(a->name, names);
       if (h) hint("did you mean '%s'?", h);
-      else hint("%s takes %s", c->name, csv ? "label=, target= and validation=" : "validation=");
+      else hint("%s takes %s", c->name, csv ? "label=, target= and validation=" : text ? "vocab= and validation=" : "validation=");
+      continue;
+    }
+    if (!strcmp(a->name, "vocab")) {
+      if (a->lhs->kind != N_STR || (strcmp(a->lhs->name, "bytes") && strcmp(a->lhs->name, "file")))
+        error_at(a->lhs->loc, "'vocab' of text is \"bytes\" (the ids are the bytes, 256 of them) or \"file\" (the file's distinct bytes)");
+      else
+        ds->vocab = a->lhs->name;
       continue;
     }
     if (!strcmp(a->name, "validation")) {
@@ -1398,7 +1734,7 @@ static void data_options(Lower *L, Node *c, int nfiles, DataSource *ds, bool is_
 
 static void lower_data(Lower *L, Node *sec) {
   ModelInfo *info = &L->g->info;
-  static const char *const srcs[] = {"idx", "csv", NULL};
+  static const char *const srcs[] = {"idx", "csv", "text", NULL};
   static const char *const keys[] = {"train", "test", NULL};
   for (int i = 0; i < sec->nargs; i++) {
     Node *st = sec->args[i];
@@ -1464,13 +1800,23 @@ static void lower_data(Lower *L, Node *sec) {
       ds->kind = "csv";
       ds->files[0] = str_arg(c->args[0], "the csv file");
       ds->files[1] = "";
+    } else if (!strcmp(c->name, "text")) {
+      if (nfiles != 1) {
+        error_at(c->loc, "text needs one file");
+        continue;
+      }
+      ds->kind = "text";
+      ds->files[0] = str_arg(c->args[0], "the text file");
+      ds->files[1] = "";
+      ds->vocab = "bytes";
     } else {
       error_at(c->loc, "unknown data source '%s'", c->name);
       const char *h = closest_word(c->name, srcs);
-      hint(h ? "did you mean '%s'?" : "the data sources are %s", h ? h : "idx and csv");
+      hint(h ? "did you mean '%s'?" : "the data sources are %s", h ? h : "idx, csv and text");
       continue;
     }
     data_options(L, c, nfiles, ds, ds == &info->train);
+    if (!strcmp(ds->kind, "text")) ds->files[1] = ds->vocab;  // the descriptor's second file field
     *has = true;
   }
 }
@@ -1490,9 +1836,22 @@ static void check_data(Lower *L) {
       error_at(ds[i]->column_loc, "a named target column holds one value, but the model's target is %lld values",
                (long long)info->nclasses);
   }
+  for (int i = 0; i < 2; i++) {
+    if (!(i ? info->has_test : info->has_train) || !info->input.rank) continue;
+    bool text = !strcmp(ds[i]->kind, "text");
+    if (text && (!info->tokens || !info->steps))
+      error_at(ds[i]->loc, "text(...) makes sequences of token ids: the model needs 'input x: tokens[T]' and 'target y: tokens[T]'");
+    else if (!text && (info->tokens || info->steps))
+      error_at(ds[i]->loc, "a model with tokens[T] reads its data with text(\"FILE\"), not %s(...)", ds[i]->kind);
+    else if (text && info->input.d[1] != info->steps)
+      error_at(ds[i]->loc, "text(...) gives the input and the target the same steps, but they are tokens[%lld] and tokens[%lld]",
+               (long long)info->input.d[1], (long long)info->steps);
+  }
   if (info->standardize) {
     bool idx = (info->has_train && !strcmp(ds[0]->kind, "idx")) || (info->has_test && !strcmp(ds[1]->kind, "idx"));
-    if (idx) {
+    if (info->tokens) {
+      error_at(info->standardize_loc, "standardize() works on CSV features, and this model reads token ids");
+    } else if (idx) {
       error_at(info->standardize_loc, "standardize() works on CSV features, and this model reads IDX images");
       hint("IDX images take 'normalize(mean=..., std=...)'");
     }

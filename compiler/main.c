@@ -34,8 +34,11 @@ static void usage(FILE *out) {
           "  --save-every N also every N steps\n"
           "  --resume FILE  continue exactly where a checkpoint left off\n"
           "  --init FILE    load weights only (--init-partial: missing tensors keep their init)\n"
+          "  --merge-lora   with --save: LoRA adapters folded into their base weights\n"
           "  --eval         with --init or --resume: evaluate only (confusion matrix, R^2)\n"
           "  --predict FILE one line per sample of an IDX or CSV input file (--out FILE.csv)\n"
+          "  --sample N     with --init: generate N characters from a tokens model\n"
+          "                 (--temperature X, --prime TEXT)\n"
           "  (a built trainer's --help, and docs/cli.md, say more)\n"
           "\n"
           "check flags: --seed N  --batch N  --tol X\n");

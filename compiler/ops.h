@@ -58,6 +58,10 @@ OP(softmax,   1, F_ANCHOR, "over the last axis")
 OP(xent,      2, F_ANCHOR, "(p[B,K], y) -> -sum_b log p[b, y_b]")
 OP(correct,   2, F_ANCHOR, "(logits[B,K], y) -> number of rows whose argmax is y_b")
 
+// ---- tokens (ops_embed.c) ----
+OP(embed,     2, F_EW | F_GATHER, "(ids i32[B,T], table[V,D]) -> [B,T,D]: row ids[b,t] of the table")
+OP(embed_dw,  2, F_ANCHOR, "(ids i32[B,T], g[B,T,D]) -> [V,D]: each g row added into row ids[b,t]; ia[0] = V")
+
 // ---- loops (ops_loop.c; the machinery is in loop.c) ----
 OP(formal,  0, F_LEAF, "a loop body's view of loop input ia[0] (a step slice, a state or an invariant)")
 OP(loop,    MAXIN, 0, "runs graph loops[ia[0]] over time; inputs: the captured outer values")

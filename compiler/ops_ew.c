@@ -18,7 +18,7 @@ static const char *op_symbol(Op op) {
 static bool shape_binary(Value *v) {
   Shape a = v->in[0]->shape, b = v->in[1]->shape;
   if (v->in[0]->type != T_F32 || v->in[1]->type != T_F32) {
-    error_at(v->loc, "'%s' needs float tensors; class labels can only be used by a loss",
+    error_at(v->loc, "'%s' needs float tensors; class labels can only be used by a loss, token ids by an embedding",
              op_symbol(v->op));
     return false;
   }

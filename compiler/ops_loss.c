@@ -150,7 +150,8 @@ LLVMValueRef emit_xent(Emit *e, Value *v, LLVMValueRef *in) {
 }
 
 //
-// correct: c = #{ b : argmax_k z[b, k] == y_b }   (first maximum wins)
+// correct: c = #{ b : argmax_k z[b, k] == y_b }   (first maximum wins; with
+//          per-step labels, the rows are the (b, t) pairs)
 //
 // not differentiable (a metric)
 bool shape_correct(Value *v) {
@@ -160,19 +161,29 @@ bool shape_correct(Value *v) {
   return true;
 }
 void grad_correct(Builder *b, Value *v, Value *g, Value **dx) {}
+// Rows are every index but the last axis (the steps of a sequence too, for
+// per-step labels); rank 2: this call's rows of the batch.
 LLVMValueRef emit_correct(Emit *e, Value *v, LLVMValueRef *in) {
   Value *Z = v->in[0];
-  int64_t K = Z->shape.d[Z->shape.rank - 1];
+  int r = Z->shape.rank;
+  int64_t K = Z->shape.d[r - 1];
   LLVMValueRef acc = cg_alloca(e, e->f32, 1), best = cg_alloca(e, e->f32, 1), arg = cg_alloca(e, e->i64, 1);
   LLVMBuildStore(B(e), cg_f32(e, 0), acc);
-  LLVMValueRef blo, bhi;
-  cg_rows(e, Z->shape, &blo, &bhi);
+  LLVMValueRef blo = I(e, 0), bhi = row_count(e, Z->shape);
+  if (r == 2) cg_rows(e, Z->shape, &blo, &bhi);
   Loop lb = cg_loop_begin(e, blo, bhi, "b");
-  LLVMValueRef idx[2] = {lb.i, I(e, 0)};
+  LLVMValueRef idx[MAXRANK];
+  LLVMValueRef rem = lb.i;
+  for (int i = r - 2; i >= 0; i--) {
+    LLVMValueRef d = cg_dim(e, Z->shape, i);
+    idx[i] = i == 0 ? rem : LLVMBuildURem(B(e), rem, d, "");
+    if (i) rem = LLVMBuildUDiv(B(e), rem, d, "");
+  }
+  idx[r - 1] = I(e, 0);
   LLVMBuildStore(B(e), cg_load_at(e, Z, idx), best);
   LLVMBuildStore(B(e), I(e, 0), arg);
   Loop lk = cg_loop_begin(e, I(e, 1), I(e, K), "k");
-  idx[1] = lk.i;
+  idx[r - 1] = lk.i;
   LLVMValueRef z = cg_load_at(e, Z, idx), bv = LLVMBuildLoad2(B(e), e->f32, best, "");
   LLVMValueRef gt = LLVMBuildFCmp(B(e), LLVMRealOGT, z, bv, "");
   LLVMBuildStore(B(e), LLVMBuildSelect(B(e), gt, z, bv, ""), best);

@@ -1,10 +1,13 @@
 // optim.c: optimizer updates as IR (phase PH_UPDATE), so the fusion pass can
 // turn each parameter's update into one streaming kernel.
 //
-// Both follow PyTorch's definitions (weight decay is added to the gradient):
+// All follow PyTorch's definitions (sgd and adam add the weight decay to the
+// gradient; adamw decays the weight itself, decoupled from the gradient):
 //   sgd:   g' = g + wd*w;  buf' = mu*buf + g';  w' = w - lr*buf'   (no buf if mu = 0)
 //   adam:  g' = g + wd*w;  m' = b1*m + (1-b1)*g';  v' = b2*v + (1-b2)*g'^2
 //          w' = w - (lr/bc1) * m' / (sqrt(v')/sqrt(bc2) + eps),  bc_i = 1 - b_i^t
+//   adamw: as adam with g' = g, from the decayed weight w * (1 - lr*wd)
+// lr is the runtime's HYP_LR: the schedule's value for this step.
 //
 // With clip=c, the gradients are first scaled to a global norm of at most c,
 // as PyTorch's clip_grad_norm_ does before the step:
@@ -24,7 +27,7 @@ static Value *mul(Builder *b, Value *x, Value *y) { return ir_binary(b, OP_mul, 
 static Value *dvd(Builder *b, Value *x, Value *y) { return ir_binary(b, OP_div, x, y); }
 
 int optimizer_slots(const Optimizer *o) {
-  if (o->kind == OPT_ADAM) return 2;
+  if (o->kind == OPT_ADAM || o->kind == OPT_ADAMW) return 2;
   return o->momentum > 0 ? 1 : 0;
 }
 
@@ -69,9 +72,12 @@ static void update_run(Graph *g, const Optimizer *o, const Param *p0, int64_t n,
   int64_t off = p0->offset, toff = p0->toff;
   Value *w = ir_slab(&b, BUF_PARAM, 0, off, n), *gr = ir_slab(&b, BUF_GRAD, 0, toff, n);
   if (scale) gr = mul(&b, gr, scale);
-  if (o->weight_decay > 0) gr = add(&b, gr, mul(&b, K(&b, o->weight_decay), w));
+  if (o->weight_decay > 0 && o->kind == OPT_ADAMW)
+    w = mul(&b, w, sub(&b, K(&b, 1), mul(&b, lr_of(&b, p0), K(&b, o->weight_decay))));
+  else if (o->weight_decay > 0)
+    gr = add(&b, gr, mul(&b, K(&b, o->weight_decay), w));
   Value *nw;
-  if (o->kind == OPT_ADAM) {
+  if (o->kind == OPT_ADAM || o->kind == OPT_ADAMW) {
     Value *m = ir_slab(&b, BUF_STATE, 0, toff, n), *v = ir_slab(&b, BUF_STATE, 1, toff, n);
     Value *m2 = add(&b, mul(&b, K(&b, o->beta1), m), mul(&b, K(&b, 1 - o->beta1), gr));
     Value *v2 = add(&b, mul(&b, K(&b, o->beta2), v), mul(&b, K(&b, 1 - o->beta2), mul(&b, gr, gr)));

@@ -8,6 +8,7 @@
  *   fitem    = NAME | NAME "." NAME | NAME ".." NAME | "up" "to" NAME
  *   dstmt    = ("train" | "test" | NAME) "=" call | call
  *   type     = "[" INT ("," INT)* "]" | "class" "(" INT ")"
+ *            | NAME "[" INT "]"                        tokens[T]: T token ids
  *   expr     = sum ("->" stage)*          stage = (NAME | call) ("as" NAME)?
  *   sum      = prod (("+" | "-") prod)*   prod  = unary (("*" | "/") unary)*
  *   unary    = "-" unary | primary
@@ -244,6 +245,7 @@ fitem
 
 type
   : '[' dims ']'          { $$ = with_args(mk(P, N_TSHAPE, @$), $2); }
+  | IDENT '[' dims ']'    { $$ = with_args(mk_named(P, N_TSHAPE, @$, $1, NULL), $3); }
   | CLASS '(' NUM ')'     {
                             $$ = mk(P, N_TCLASS, @$);
                             $$->num = $3.v;

@@ -1,10 +1,14 @@
-// data.c - data sets: IDX (raw or gzip) and CSV loading, validation, batching.
+// data.c - data sets: IDX (raw or gzip), CSV and text loading, validation,
+// batching.
 //
 // A data set keeps its inputs as loaded: IDX images as one uint8 slab, CSV
-// features as one float slab. Normalisation happens while a batch is gathered:
+// features as one float slab, a text as its token ids. Normalisation happens
+// while a batch is gathered:
 //   IDX: x = (u8 / 255 - mean) / std     (through a 256-entry table)
 //   CSV: x = (v - mean) / std
-// Targets are int32 class ids [n] or float values [n, width].
+// Targets are int32 class ids [n] or float values [n, width]. A text's sample
+// s is the ids [s*T, s*T + T) as the input and [s*T + 1, s*T + T + 1) as the
+// target, both int32 [n, T] (the input buffer holds them as int32 too).
 //
 // Every error names the file (and for CSV the line), says what was expected and
 // what was found, and makes rt_data_load return NULL.
@@ -30,6 +34,10 @@ typedef struct RtData {
   float *targets;    // [count, width] if !classify
   float lut[256];    // IDX: normalised value of each byte
   float mean, inv_std;
+  int32_t *ids;      // text: the token ids of the whole text [nids], or NULL
+  int64_t nids, T;   // text: ids, and steps per sequence (count = (nids - 1) / T)
+  int nvocab;        // text with vocab="file": the distinct bytes, by id; 0 for bytes
+  unsigned char vocab[256];
 } RtData;
 
 void rt_data_free(RtData *d) {
@@ -38,6 +46,7 @@ void rt_data_free(RtData *d) {
   free(d->f32);
   free(d->labels);
   free(d->targets);
+  free(d->ids);
   free(d);
 }
 
@@ -45,6 +54,14 @@ int64_t rt_data_count(const RtData *d) { return d->count; }
 
 // x: float [n, dim]; y: int32 [n] or float [n, width]. idx: sample numbers.
 void rt_data_batch(const RtData *d, const int64_t *idx, int64_t n, float *x, void *y) {
+  if (d->ids) {
+    for (int64_t r = 0; r < n; r++) {
+      const int32_t *src = d->ids + idx[r] * d->T;
+      memcpy((int32_t *)(void *)x + r * d->T, src, (size_t)d->T * sizeof(int32_t));
+      memcpy((int32_t *)y + r * d->T, src + 1, (size_t)d->T * sizeof(int32_t));
+    }
+    return;
+  }
   for (int64_t r = 0; r < n; r++) {
     int64_t s = idx[r];
     float *xr = x + r * d->dim;
@@ -672,6 +689,130 @@ fail:
   return NULL;
 }
 
+//
+// Text: the bytes of a file (raw or gzip) as token ids, cut into sequences of
+// T steps. vocab="bytes": the id is the byte. vocab="file": the file's distinct
+// bytes in increasing order are ids 0, 1, ... (a test file reuses the training
+// file's vocabulary). Every id must be below `limit`, the model's vocabulary.
+//
+static RtData *text_new(int64_t nids, int64_t T) {
+  RtData *d = calloc(1, sizeof *d);
+  if (!d) return NULL;
+  if (!(d->ids = malloc((size_t)(nids ? nids : 1) * sizeof(int32_t)))) {
+    free(d);
+    return NULL;
+  }
+  d->nids = nids;
+  d->T = T;
+  d->count = (nids - 1) / T;
+  d->dim = T;
+  d->classify = 1;
+  d->width = 1;
+  return d;
+}
+
+RtData *rt_data_load_text(const char *prog, const char *dir, const char *file, const char *vocab, int64_t T,
+                          int64_t limit, const RtData *like) {
+  char *path;
+  int64_t disk, len;
+  gzFile gz = open_data(prog, dir, file, &path, &disk);
+  if (!gz) return NULL;
+  char *buf = read_all(prog, path, gz, &len);
+  gzclose(gz);
+  if (!buf) {
+    free(path);
+    return NULL;
+  }
+  const unsigned char *u = (const unsigned char *)buf;
+  RtData *d = NULL;
+  if (len == 0) {
+    rt_error(prog, "%s: the text file is empty", path);
+    goto out;
+  }
+  if (len < T + 1) {
+    rt_error(prog, "%s: %lld %s make no sequence: one needs %lld (tokens[%lld] and its target, shifted by one)", path,
+             (long long)len, plural((uint64_t)len, "byte", "bytes"), (long long)(T + 1), (long long)T);
+    goto out;
+  }
+  if (!(d = text_new(len, T))) {
+    rt_error(prog, "out of memory");
+    goto out;
+  }
+  int byfile = !strcmp(vocab, "file");
+  int32_t map[256];
+  for (int c = 0; c < 256; c++) map[c] = byfile ? -1 : c;
+  if (byfile && like) {
+    d->nvocab = like->nvocab;
+    memcpy(d->vocab, like->vocab, sizeof d->vocab);
+  } else if (byfile) {
+    int seen[256] = {0};
+    for (int64_t i = 0; i < len; i++) seen[u[i]] = 1;
+    for (int c = 0; c < 256; c++)
+      if (seen[c]) d->vocab[d->nvocab++] = (unsigned char)c;
+    if (d->nvocab > limit) {
+      rt_error(prog, "%s: the text has %d distinct bytes, but the model's vocabulary has %lld ids", path, d->nvocab,
+               (long long)limit);
+      rt_hint("make the embedding's vocab and the output layer at least %d", d->nvocab);
+      goto fail;
+    }
+  }
+  for (int k = 0; byfile && k < d->nvocab; k++) map[d->vocab[k]] = k;
+  for (int64_t i = 0; i < len; i++) {
+    int32_t id = map[u[i]];
+    if (id < 0) {
+      rt_error(prog, "%s: byte 0x%02x at offset %lld is not in the vocabulary of the training text", path, u[i],
+               (long long)i);
+      goto fail;
+    }
+    if (id >= limit) {
+      rt_error(prog, "%s: byte 0x%02x at offset %lld is outside the model's vocabulary of %lld ids", path, u[i],
+               (long long)i, (long long)limit);
+      rt_hint("use vocab=\"file\" (ids for the file's distinct bytes only) or a vocabulary of 256");
+      goto fail;
+    }
+    d->ids[i] = id;
+  }
+  goto out;
+fail:
+  rt_data_free(d);
+  d = NULL;
+out:
+  free(buf);
+  free(path);
+  return d;
+}
+
+// The vocabulary of a text data set (vocab="file"): chars[id] is the byte of
+// id; returns the count, or 0 when the ids are the bytes.
+int rt_data_vocab(const RtData *d, unsigned char *chars) {
+  if (!d || !d->ids) return 0;
+  memcpy(chars, d->vocab, (size_t)d->nvocab);
+  return d->nvocab;
+}
+
+// A text's validation part is its last nv sequences (the end of the file), so
+// that no text is in both parts; the training part keeps the rest.
+static int text_split(const char *prog, RtData **d, int64_t nv, RtData **val) {
+  RtData *s = *d;
+  int64_t cut = (s->count - nv) * s->T;  // the first id of the validation part
+  RtData *t = text_new(cut + 1, s->T), *v = text_new(s->nids - cut, s->T);
+  if (!t || !v) {
+    rt_data_free(t);
+    rt_data_free(v);
+    rt_error(prog, "out of memory");
+    return 1;
+  }
+  memcpy(t->ids, s->ids, (size_t)(cut + 1) * sizeof(int32_t));
+  memcpy(v->ids, s->ids + cut, (size_t)(s->nids - cut) * sizeof(int32_t));
+  t->nvocab = v->nvocab = s->nvocab;
+  memcpy(t->vocab, s->vocab, sizeof s->vocab);
+  memcpy(v->vocab, s->vocab, sizeof s->vocab);
+  rt_data_free(s);
+  *d = t;
+  *val = v;
+  return 0;
+}
+
 // Loads a data set for a model whose per-sample input is in_dims[0..in_rank)
 // and whose target is `width` classes (classify) or `width` values. `column`
 // names a CSV file's target column (NULL or "": the last ones).
@@ -776,6 +917,7 @@ int rt_data_split(const char *prog, RtData **d, double frac, uint64_t rng[4], Rt
              nv < 1 ? "no validation samples" : "no training samples");
     return 1;
   }
+  if ((*d)->ids) return text_split(prog, d, nv, val);
   int64_t *perm = malloc((size_t)n * sizeof *perm);
   if (!perm) {
     rt_error(prog, "out of memory");

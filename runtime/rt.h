@@ -17,6 +17,8 @@ void rt_error(const char *prog, const char *fmt, ...) __attribute__((format(prin
 void rt_hint(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 double rt_now(void);
 float *rt_alloc_floats(const char *prog, const char *what, int64_t n);
+float *rt_alloc_lazy(const char *prog, const char *what, int64_t n);  // zero pages, mapped when written
+void rt_free_lazy(float *p, int64_t n);
 int rt_flag_value(const char *prog, int argc, char **argv, int *i, const char *name, const char **val);
 int rt_parse_int(const char *prog, const char *flag, const char *s, int64_t min, int64_t *out);
 int rt_parse_pos_real(const char *prog, const char *flag, const char *s, double *out);
@@ -29,6 +31,9 @@ RtData *rt_data_load(const char *prog, const char *dir, const char *kind, const 
                      double mean, double std);
 RtData *rt_data_load_inputs(const char *prog, const char *file, const char *column, int in_rank,
                             const int64_t *in_dims, int classify, int64_t width, double mean, double std);
+RtData *rt_data_load_text(const char *prog, const char *dir, const char *file, const char *vocab, int64_t T,
+                          int64_t limit, const RtData *like);
+int rt_data_vocab(const RtData *d, unsigned char *chars);
 int64_t rt_data_count(const RtData *d);
 void rt_data_batch(const RtData *d, const int64_t *idx, int64_t n, float *x, void *y);
 void rt_data_free(RtData *d);
@@ -81,6 +86,23 @@ int rt_model_nparams(const RtModel *r);
 int64_t rt_model_input_numel(const RtModel *r);
 int64_t rt_model_target(const RtModel *r, int *classify);
 const char *rt_model_param(const RtModel *r, int i, int64_t *offset, int64_t *numel, char *shape, size_t cap);
+// A tokens[T] model: the input's vocabulary (0 if the input is not tokens) and
+// the target's ids per sample (0 if it is not a tokens[T] target).
+int64_t rt_model_tokens(const RtModel *r, int64_t *steps);
+const char *rt_model_text_vocab(const RtModel *r);  // the training text's vocab= mode, or NULL
+const FnnModel *rt_model_compiled(const RtModel *r);
+
+// sample.c: --sample N, after the weights are loaded into a's parameter slab.
+typedef struct {
+  const char *prog;
+  int64_t n, seed;
+  double temperature;
+  const char *prime;    // or NULL
+  const char *ckpt;     // the checkpoint the weights came from (its vocabulary)
+} RtSampleOpts;
+int rt_sample(const RtModel *r, FnnArgs *a, const RtSampleOpts *o);
 int64_t rt_model_param_grad(const RtModel *r, int i);
+int rt_model_param_frozen(const RtModel *r, int i);
+int rt_model_param_zero(const RtModel *r, int i);
 
 #endif

@@ -22,7 +22,7 @@
 // The model descriptor (format: docs/architecture.md, written by compiler/entry.c).
 //
 #define RT_MAXRANK 8
-enum { INIT_KAIMING, INIT_BIAS, INIT_ZERO, INIT_ONE };
+enum { INIT_KAIMING, INIT_BIAS, INIT_ZERO, INIT_ONE, INIT_NORMAL };
 
 typedef struct {
   char *name;
@@ -32,6 +32,13 @@ typedef struct {
   int rank;
   int64_t dims[RT_MAXRANK];
 } RtParam;
+
+// A LoRA adapter (a `lora` descriptor line): W' = W + scale * B A, parameter
+// indices of the base weight W [O, ...], its bias (or -1), A [R, ...] and B [O, R, ...].
+typedef struct {
+  int base, bias, a, b;
+  double scale;
+} RtLora;
 
 typedef struct {
   int present;
@@ -47,10 +54,19 @@ typedef struct RtModel {
   int64_t in_dims[RT_MAXRANK], in_numel;
   int classify;
   int64_t width;  // classes, or target values per sample
+  int64_t vocab_in;  // tokens[T] input: ids below this; 0 for a float input
+  int64_t steps;     // tokens[T] target: class ids per sample; 0 for one class or values
+  int nvocab;        // the training text's vocabulary (vocab="file"), once loaded
+  unsigned char vocab[256];
   int64_t batch, epochs, seed;
   int shuffle;
-  int adam;
+  int adam;         // adam or adamw: two state slots and Adam's bias corrections
+  const char *opt;  // adam, adamw or sgd
   double lr, beta1, beta2, eps, momentum, weight_decay;
+  int sched;                 // -1: none; else constant, step, cosine (after warmup)
+  int64_t warmup, step_size; // the schedule's steps
+  double gamma, min_lr;
+  double lr_now;             // the lr of the last step (the log's lr column), NAN before one
   double mean, std;
   int standardize;    // CSV features by the training rows' mean and std
   double validation;  // the fraction of the training data held out, or 0
@@ -63,6 +79,8 @@ typedef struct RtModel {
   const char *kentry[512], *kname[512];
   int nparams;
   RtParam *params;
+  int nlora;
+  RtLora *lora;
   // Slabs, from rt_model_setup.
   float *pslab, *gslab, *sslab, *wslab, *xslab;
 } RtModel;
@@ -70,11 +88,12 @@ typedef struct RtModel {
 void rt_model_free(RtModel *r) {
   if (!r) return;
   free(r->pslab);
-  free(r->gslab);
-  free(r->sslab);
+  rt_free_lazy(r->gslab, r->param_floats);
+  rt_free_lazy(r->sslab, r->state_floats);
   free(r->wslab);
   free(r->xslab);
   free(r->params);
+  free(r->lora);
   free(r->text);
   free(r);
 }
@@ -147,6 +166,27 @@ static int tok_dims(char **tok, int ntok, int *rank, int64_t *dims, int64_t *num
 }
 
 // Parses the descriptor; NULL (after an internal error message) if malformed.
+// Reads `lora BASE BIAS A B SCALE`: the four parameters must exist and fit
+// together (B A has W's shape, flattened to [O, R] and [R, rest]). Returns 0,
+// or 1 if the line is bad.
+static int lora_line(RtModel *r, char **tok) {
+  int64_t ix[4];
+  double scale;
+  for (int i = 0; i < 4; i++)
+    if (tok_int(tok[1 + i], i == 1 ? -1 : 0, &ix[i]) || ix[i] >= r->nparams) return 1;
+  if (tok_real(tok[5], &scale) || !(scale > 0)) return 1;
+  const RtParam *w = &r->params[ix[0]], *a = &r->params[ix[2]], *b = &r->params[ix[3]];
+  int64_t rank = a->rank > 0 ? a->dims[0] : 0;
+  if (w->rank < 2 || a->rank < 2 || b->rank < 2 || rank < 1 || b->dims[0] != w->dims[0] || b->dims[1] != rank ||
+      b->numel != w->dims[0] * rank || a->numel != rank * (w->numel / w->dims[0]))
+    return 1;
+  RtLora *nl = realloc(r->lora, sizeof *nl * (size_t)(r->nlora + 1));
+  if (!nl) return 1;
+  r->lora = nl;
+  r->lora[r->nlora++] = (RtLora){(int)ix[0], (int)ix[1], (int)ix[2], (int)ix[3], scale};
+  return 0;
+}
+
 RtModel *rt_model_open(const FnnModel *m) {
   RtModel *r = calloc(1, sizeof *r);
   if (!r || !m || !m->desc || !(r->text = strdup(m->desc))) {
@@ -155,12 +195,14 @@ RtModel *rt_model_open(const FnnModel *m) {
     return NULL;
   }
   r->m = m;
+  r->sched = -1;
+  r->lr_now = NAN;
   enum { R_FNN, R_MODEL, R_INPUT, R_TARGET, R_BATCH, R_EPOCHS, R_SEED, R_SHUFFLE, R_OPT, R_NORM, R_TRAIN, R_TEST,
-         R_PARAMS, R_STATE, R_WORK, R_SCRATCH, R_END, R_STD, R_VALID, R_COUNT };
+         R_PARAMS, R_STATE, R_WORK, R_SCRATCH, R_END, R_STD, R_VALID, R_TOKENS, R_STEPS, R_SCHED, R_COUNT };
   static const char *const recs[R_COUNT] = {"fnn",   "model",  "input",     "target", "batch", "epochs",
                                             "seed",  "shuffle", "optimizer", "normalize", "train", "test",
                                             "params", "state",  "work",      "scratch", "end", "standardize",
-                                            "validation"};
+                                            "validation", "tokens", "steps", "schedule"};
   int seen[R_COUNT] = {0};
   int nparam_seen = 0;
   int lineno = 0;
@@ -177,6 +219,12 @@ RtModel *rt_model_open(const FnnModel *m) {
       }
     // `param` lines follow `params` and come before `state`.
     int is_param = nt > 0 && !strcmp(tok[0], "param");
+    if (nt > 0 && !strcmp(tok[0], "lora")) {
+      // `lora BASE BIAS A B SCALE` lines follow the `param` lines.
+      if (nt != 6 || !seen[R_PARAMS] || seen[R_STATE] || nparam_seen != r->nparams || lora_line(r, tok)) goto bad;
+      line = nl ? nl + 1 : NULL;
+      continue;
+    }
     if (nt == 4 && !strcmp(tok[0], "kernel") && seen[R_SCRATCH] && !seen[R_END]) {
       int64_t id;
       if (tok_int(tok[1], 0, &id) || id != r->nkernels || r->nkernels >= 512) goto bad;
@@ -190,10 +238,10 @@ RtModel *rt_model_open(const FnnModel *m) {
     if (is_param) {
       if (!seen[R_PARAMS] || seen[R_STATE] || nparam_seen >= r->nparams || nt < 7) goto bad;
       RtParam *p = &r->params[nparam_seen++];
-      static const char *const inits[] = {"kaiming_uniform", "bias_uniform", "zero", "one"};
+      static const char *const inits[] = {"kaiming_uniform", "bias_uniform", "zero", "one", "normal"};
       p->name = tok[1];
       p->init = -1;
-      for (int i = 0; i < 4; i++)
+      for (int i = 0; i < 5; i++)
         if (nt > 5 && !strcmp(tok[5], inits[i])) p->init = i;
       int used = tok_dims(tok + 6, nt - 6, &p->rank, p->dims, &p->numel);
       if (!*p->name || tok_int(tok[2], 0, &p->offset) || tok_int(tok[3], -1, &p->toff) ||
@@ -238,10 +286,12 @@ RtModel *rt_model_open(const FnnModel *m) {
       r->shuffle = ok && tok[1][0] == '1';
       break;
     case R_OPT:
-      ok = nt == 8 && (!strcmp(tok[1], "adam") || !strcmp(tok[1], "sgd")) && !tok_real(tok[2], &r->lr) &&
-           !tok_real(tok[3], &r->beta1) && !tok_real(tok[4], &r->beta2) && !tok_real(tok[5], &r->eps) &&
-           !tok_real(tok[6], &r->momentum) && !tok_real(tok[7], &r->weight_decay) && r->lr > 0;
-      r->adam = nt == 8 && !strcmp(tok[1], "adam");
+      ok = nt == 8 && (!strcmp(tok[1], "adam") || !strcmp(tok[1], "adamw") || !strcmp(tok[1], "sgd")) &&
+           !tok_real(tok[2], &r->lr) && !tok_real(tok[3], &r->beta1) && !tok_real(tok[4], &r->beta2) &&
+           !tok_real(tok[5], &r->eps) && !tok_real(tok[6], &r->momentum) && !tok_real(tok[7], &r->weight_decay) &&
+           r->lr > 0;
+      r->adam = nt == 8 && strcmp(tok[1], "sgd") != 0;
+      r->opt = nt > 1 ? tok[1] : "";
       break;
     case R_NORM:
       ok = nt == 3 && !tok_real(tok[1], &r->mean) && !tok_real(tok[2], &r->std) && r->std != 0;
@@ -249,8 +299,8 @@ RtModel *rt_model_open(const FnnModel *m) {
     case R_TRAIN:
     case R_TEST: {
       RtSource *s = k == R_TRAIN ? &r->train : &r->test;
-      ok = (nt == 4 || nt == 5) && (!strcmp(tok[1], "idx") || !strcmp(tok[1], "csv")) && *tok[2] &&
-           (!strcmp(tok[1], "csv") || *tok[3]);
+      ok = (nt == 4 || nt == 5) && (!strcmp(tok[1], "idx") || !strcmp(tok[1], "csv") || !strcmp(tok[1], "text")) &&
+           *tok[2] && (!strcmp(tok[1], "csv") || *tok[3]);
       s->present = 1;
       s->kind = tok[1];
       s->files[0] = nt > 2 ? tok[2] : NULL;
@@ -265,6 +315,21 @@ RtModel *rt_model_open(const FnnModel *m) {
     case R_VALID:
       ok = nt == 2 && !tok_real(tok[1], &r->validation) && r->validation > 0 && r->validation < 1;
       break;
+    case R_TOKENS:
+      ok = nt == 2 && !tok_int(tok[1], 2, &r->vocab_in) && r->vocab_in <= ((int64_t)1 << 31);
+      break;
+    case R_STEPS:
+      ok = nt == 2 && !tok_int(tok[1], 1, &r->steps) && r->steps <= ((int64_t)1 << 31);
+      break;
+    case R_SCHED: {
+      static const char *const kinds[] = {"constant", "step", "cosine"};
+      r->sched = -1;
+      for (int i = 0; nt == 6 && i < 3; i++)
+        if (!strcmp(tok[1], kinds[i])) r->sched = i;
+      ok = r->sched >= 0 && !tok_int(tok[2], 0, &r->warmup) && !tok_int(tok[3], 0, &r->step_size) &&
+           !tok_real(tok[4], &r->gamma) && !tok_real(tok[5], &r->min_lr) && (r->sched != 1 || r->step_size > 0);
+      break;
+    }
     case R_PARAMS: {
       int64_t count;
       ok = nt == 3 && !tok_int(tok[1], 0, &r->param_floats) && !tok_int(tok[2], 0, &count) &&
@@ -301,7 +366,7 @@ RtModel *rt_model_open(const FnnModel *m) {
     line = nl ? nl + 1 : NULL;
   }
   for (int k = 0; k < R_COUNT; k++)
-    if (k != R_TRAIN && k != R_TEST && k != R_STD && k != R_VALID && !seen[k]) {
+    if (k != R_TRAIN && k != R_TEST && k != R_STD && k != R_VALID && k != R_TOKENS && k != R_STEPS && k != R_SCHED && !seen[k]) {
       lineno++;
       goto bad;
     }
@@ -318,8 +383,8 @@ bad:
 // defaults. Fills the slab pointers of *a. Returns 0, or 1 after an error.
 int rt_model_setup(RtModel *r, const char *prog, int64_t batch, uint64_t seed, FnnArgs *a) {
   free(r->pslab);
-  free(r->gslab);
-  free(r->sslab);
+  rt_free_lazy(r->gslab, r->param_floats);
+  rt_free_lazy(r->sslab, r->state_floats);
   free(r->wslab);
   free(r->xslab);
   r->pslab = r->gslab = r->sslab = r->wslab = r->xslab = NULL;
@@ -328,8 +393,8 @@ int rt_model_setup(RtModel *r, const char *prog, int64_t batch, uint64_t seed, F
     return 1;
   }
   if (!(r->pslab = rt_alloc_floats(prog, "the parameters", r->param_floats)) ||
-      !(r->gslab = rt_alloc_floats(prog, "the gradients", r->train_floats)) ||
-      !(r->sslab = rt_alloc_floats(prog, "the optimizer state", r->state_floats)) ||
+      !(r->gslab = rt_alloc_lazy(prog, "the gradients", r->train_floats)) ||
+      !(r->sslab = rt_alloc_lazy(prog, "the optimizer state", r->state_floats)) ||
       !(r->wslab = rt_alloc_floats(prog, "the workspace", r->work_per_n * batch + r->work_fixed)) ||
       !(r->xslab = rt_alloc_floats(prog, "the scratch", r->scratch_floats * fnn_threads() + 16)))
     return 1;
@@ -348,6 +413,9 @@ int rt_model_setup(RtModel *r, const char *prog, int64_t batch, uint64_t seed, F
         break;
       case INIT_ZERO:
         w[j] = 0;
+        break;
+      case INIT_NORMAL:
+        w[j] = (float)rt_rng_normal(s);
         break;
       default:
         w[j] = 1;
@@ -373,6 +441,19 @@ int64_t rt_model_target(const RtModel *r, int *classify) {
   *classify = r->classify;
   return r->width;
 }
+int64_t rt_model_tokens(const RtModel *r, int64_t *steps) {
+  *steps = r->steps;
+  return r->vocab_in;
+}
+const char *rt_model_text_vocab(const RtModel *r) {
+  return r->train.present && !strcmp(r->train.kind, "text") ? r->train.files[1] : NULL;
+}
+const FnnModel *rt_model_compiled(const RtModel *r) { return r->m; }
+// int32 target ids per sample (classifiers), and the floats of eval_step's
+// outputs per sample (the probabilities of every step, or the values).
+static int64_t y_ints(const RtModel *r) { return r->steps ? r->steps : 1; }
+static int64_t out_floats(const RtModel *r) { return (r->steps ? r->steps : 1) * r->width; }
+
 // Parameter i's offset in the gradient slab, or -1 if it is frozen (no gradient).
 int64_t rt_model_param_grad(const RtModel *r, int i) { return r->params[i].toff; }
 // Parameter i: its name; its offset and size in floats; its shape as "[32,1,3,3]".
@@ -386,6 +467,10 @@ const char *rt_model_param(const RtModel *r, int i, int64_t *offset, int64_t *nu
   if (k < cap) snprintf(shape + k, cap - k, "]");
   return p->name;
 }
+// Is parameter i frozen (no gradient, no update)?
+int rt_model_param_frozen(const RtModel *r, int i) { return r->params[i].toff < 0; }
+// Is parameter i initialised to zeros (LoRA's B)?
+int rt_model_param_zero(const RtModel *r, int i) { return r->params[i].init == INIT_ZERO; }
 
 // "1.6 MB": bytes in a short human form.
 static const char *fmt_bytes(double b, char *buf, size_t cap) {
@@ -437,6 +522,10 @@ typedef struct {
   const char *predict, *pred_out;    // --predict FILE, --out FILE
   const char *plot;                  // --plot FILE.svg
   int64_t log_every;                 // --log-every N: 0 = per epoch only
+  int64_t sample;                    // --sample N: characters to generate, 0 = off
+  double temperature;                // --temperature X (0 if not given)
+  const char *prime;                 // --prime TEXT
+  int merge_lora;                    // --merge-lora: save W + scale*B*A, without the adapters
   int argc;
   char **argv;
 } Opts;
@@ -444,7 +533,7 @@ typedef struct {
 static const char *const train_flags[] = {"--epochs", "--batch", "--lr",    "--seed",  "--threads", "--data",
                                           "--log",    "--steps", "--quiet", "--profile", "--help", "--save",
                                           "--save-every", "--resume", "--init", "--init-partial", "--eval", "--predict",
-                                          "--out", "--plot", "--log-every", NULL};
+                                          "--out", "--plot", "--log-every", "--sample", "--temperature", "--prime", "--merge-lora", NULL};
 
 static void usage(const RtModel *r, const char *prog) {
   printf("usage: %s [flags]\n"
@@ -464,12 +553,15 @@ static void usage(const RtModel *r, const char *prog) {
          "  --save-every N also save every N steps (needs --save)\n"
          "  --resume FILE  continue training exactly from a checkpoint\n"
          "  --init FILE    load the weights only (pretrained); --init-partial allows missing tensors\n"
+         "  --merge-lora   --save the LoRA adapters folded into their base weights (a plain checkpoint)\n"
          "  --eval         with --init or --resume: evaluate on the test set, no training\n"
          "  --predict FILE with --init or --resume: the model's output for each sample of FILE\n"
          "                 (IDX images or CSV) to stdout, one line each; --out FILE.csv writes CSV\n"
          "  --log-every N  also a --log row (and --plot point) every N steps\n"
-         "  --plot FILE    draw the training curves as an SVG chart\n",
-         prog, r->name, (long long)r->epochs, (long long)r->batch, r->adam ? "adam" : "sgd", r->lr,
+         "  --plot FILE    draw the training curves as an SVG chart\n"
+         "  --sample N     with --init or --resume (tokens models): generate N characters;\n"
+         "                 --temperature X (default 1) and --prime TEXT (the text to start from)\n",
+         prog, r->name, (long long)r->epochs, (long long)r->batch, r->opt, r->lr,
          (long long)r->seed);
 }
 
@@ -508,8 +600,12 @@ static int parse_flags(const RtModel *r, Opts *o, int argc, char **argv) {
       o->eval = 1;
       continue;
     }
+    if (!strcmp(a, "--merge-lora")) {
+      o->merge_lora = 1;
+      continue;
+    }
     if (!strncmp(a, "--quiet=", 8) || !strncmp(a, "--help=", 7) || !strncmp(a, "--profile=", 10) ||
-        !strncmp(a, "--init-partial=", 15) || !strncmp(a, "--eval=", 7)) {
+        !strncmp(a, "--init-partial=", 15) || !strncmp(a, "--eval=", 7) || !strncmp(a, "--merge-lora=", 13)) {
       rt_error(o->prog, "'%.*s' takes no value", (int)strcspn(a, "="), a);
       return 1;
     }
@@ -557,6 +653,17 @@ static int parse_flags(const RtModel *r, Opts *o, int argc, char **argv) {
       o->plot = v;
     } else if ((k = rt_flag_value(o->prog, argc, argv, &i, "--log-every", &v))) {
       if (k < 0 || rt_parse_int(o->prog, "--log-every", v, 1, &o->log_every)) return 1;
+    } else if ((k = rt_flag_value(o->prog, argc, argv, &i, "--sample", &v))) {
+      if (k < 0 || rt_parse_int(o->prog, "--sample", v, 1, &o->sample)) return 1;
+    } else if ((k = rt_flag_value(o->prog, argc, argv, &i, "--temperature", &v))) {
+      if (k < 0 || rt_parse_pos_real(o->prog, "--temperature", v, &o->temperature)) return 1;
+    } else if ((k = rt_flag_value(o->prog, argc, argv, &i, "--prime", &v))) {
+      if (k < 0) return 1;
+      if (!*v) {
+        rt_error(o->prog, "'--prime' needs some text to start from");
+        return 1;
+      }
+      o->prime = v;
     } else {
       rt_unknown_flag(o->prog, a, train_flags);
       return 1;
@@ -564,6 +671,19 @@ static int parse_flags(const RtModel *r, Opts *o, int argc, char **argv) {
   }
   if (o->save_every && !o->save) {
     rt_error(o->prog, "'--save-every' needs '--save FILE' (the file to save to)");
+    return 1;
+  }
+  if (r->sched == 2 && o->lr <= r->min_lr) {
+    rt_error(o->prog, "--lr %g is not above the cosine schedule's min_lr %g", o->lr, r->min_lr);
+    return 1;
+  }
+  if (o->merge_lora && !o->save) {
+    rt_error(o->prog, "'--merge-lora' needs '--save FILE' (the file to write the merged weights to)");
+    return 1;
+  }
+  if (o->merge_lora && !r->nlora) {
+    rt_error(o->prog, "'--merge-lora': the model '%s' has no LoRA adapters", r->name);
+    rt_hint("attach one with 'dense(N, lora=lora(rank=R, alpha=A))'");
     return 1;
   }
   if (o->init && o->resume) {
@@ -589,6 +709,28 @@ static int parse_flags(const RtModel *r, Opts *o, int argc, char **argv) {
   if (o->predict && (o->eval || o->save || o->steps >= 0 || o->log || o->plot)) {
     rt_error(o->prog, "'--predict' does not train or evaluate: it takes no '%s'",
              o->eval ? "--eval" : o->save ? "--save" : o->steps >= 0 ? "--steps" : o->log ? "--log" : "--plot");
+    return 1;
+  }
+  if ((o->temperature > 0 || o->prime) && !o->sample) {
+    rt_error(o->prog, "'%s' needs '--sample N' (the characters to generate)", o->prime ? "--prime" : "--temperature");
+    return 1;
+  }
+  if (o->sample && !o->init && !o->resume) {
+    rt_error(o->prog, "'--sample' needs '--init FILE' or '--resume FILE' (the trained weights)");
+    return 1;
+  }
+  if (o->sample && (o->eval || o->predict || o->save || o->steps >= 0 || o->log || o->plot)) {
+    rt_error(o->prog, "'--sample' does not train or evaluate: it takes no '%s'",
+             o->eval ? "--eval" : o->predict ? "--predict" : o->save ? "--save" : o->steps >= 0 ? "--steps" : o->log ? "--log" : "--plot");
+    return 1;
+  }
+  if (o->predict && (r->vocab_in || r->steps)) {
+    rt_error(o->prog, "'--predict' reads IDX or CSV inputs, but the model '%s' reads tokens; use '--sample N'", r->name);
+    return 1;
+  }
+  if (o->sample && (!r->vocab_in || !r->steps)) {
+    rt_error(o->prog, "'--sample' generates text from a model with 'input x: tokens[T]' and a tokens[T] target; '%s' is not one",
+             r->name);
     return 1;
   }
   if (o->pred_out && !o->predict) {
@@ -664,12 +806,13 @@ static void bar_draw(Bar *b, int force, int64_t epoch, int64_t epochs, int64_t d
 }
 
 typedef struct {
-  double loss, acc;  // acc < 0: none (regression)
+  double loss, acc;  // acc < 0: none (regression); per step for tokens[T] targets
+  double bpc;        // tokens[T] targets: bits per character, loss / ln 2; NAN otherwise
   double r2;         // regression: the coefficient of determination; NAN for classifiers
   int have;
 } EvalResult;
 
-static const EvalResult no_eval = {0, -1, NAN, 0};
+static const EvalResult no_eval = {0, -1, NAN, NAN, 0};
 
 static int64_t argmax(const float *p, int64_t k) {
   int64_t best = 0;
@@ -685,7 +828,7 @@ static int64_t argmax(const float *p, int64_t k) {
 // cm[true * K + predicted] from the probabilities it writes.
 static EvalResult evaluate(const RtModel *r, FnnArgs *a, const RtData *d, int64_t batch, float *x, void *y,
                            int64_t *idx, float *out, int64_t *cm) {
-  EvalResult e = {0, -1, NAN, 1};
+  EvalResult e = {0, -1, NAN, NAN, 1};
   int64_t n = rt_data_count(d), W = r->width;
   double loss = 0, correct = 0;
   double *ss = r->classify ? NULL : calloc((size_t)(3 * W), sizeof(double));  // per value: sum t, sum t^2, sum (p - t)^2
@@ -705,7 +848,7 @@ static EvalResult evaluate(const RtModel *r, FnnArgs *a, const RtData *d, int64_
     loss += (double)out[FNN_OUT_LOSS] * (double)m;
     correct += out[FNN_OUT_CORRECT];
     const float *pred = out + FNN_OUT_ROWS;
-    for (int64_t i = 0; cm && i < m; i++) {
+    for (int64_t i = 0; cm && !r->steps && i < m; i++) {
       int32_t t = ((const int32_t *)y)[i];
       cm[t * W + argmax(pred + i * W, W)]++;
     }
@@ -718,7 +861,8 @@ static EvalResult evaluate(const RtModel *r, FnnArgs *a, const RtData *d, int64_
       }
   }
   e.loss = loss / (double)n;
-  if (r->classify) e.acc = correct / (double)n;
+  if (r->classify) e.acc = correct / ((double)n * (double)y_ints(r));  // per step for tokens[T] targets
+  if (r->steps) e.bpc = e.loss / log(2.0);
   if (ss) {
     double sum = 0;
     int64_t used = 0;
@@ -735,13 +879,37 @@ static EvalResult evaluate(const RtModel *r, FnnArgs *a, const RtData *d, int64_
   return e;
 }
 
+// The learning rate of step t (0-based) of a run of `total` steps: what
+// PyTorch's schedulers give when scheduler.step() follows every
+// optimizer.step() (per step, not per epoch). The first W = warmup steps are
+// LinearLR(start_factor=1/W, total_iters=W-1), base*(t+1)/W; from step W on
+// (SequentialLR with milestone W), at t' = t - W:
+//   constant  base
+//   step      StepLR(step_size, gamma): base * gamma^floor(t'/step_size)
+//   cosine    CosineAnnealingLR(T_max = total - W, eta_min = min_lr):
+//             min_lr + (base - min_lr) * (1 + cos(pi t'/T_max)) / 2
+static double sched_lr(const RtModel *r, double base, int64_t t, int64_t total) {
+  if (r->sched < 0) return base;
+  if (t < r->warmup) return base * (double)(t + 1) / (double)r->warmup;
+  t -= r->warmup;
+  if (r->sched == 1) return base * pow(r->gamma, (double)(t / r->step_size));
+  if (r->sched == 2) {
+    int64_t T = total - r->warmup > 0 ? total - r->warmup : 1;
+    if (t > T) t = T;
+    return r->min_lr + (base - r->min_lr) * (1 + cos(3.14159265358979323846 * (double)t / (double)T)) / 2;
+  }
+  return base;
+}
+
 // The --log CSV. The first 7 columns are always there; regression models add
 // test_r2, and a validation set adds val_loss and val_acc (or val_r2).
 static void log_header(FILE *f, const RtModel *r, int val) {
   if (!f) return;
   fprintf(f, "epoch,step,train_loss,test_loss,test_acc,images_per_s,elapsed_s");
   if (!r->classify) fprintf(f, ",test_r2");
-  if (val) fprintf(f, r->classify ? ",val_loss,val_acc" : ",val_loss,val_r2");
+  if (r->steps) fprintf(f, ",test_bpc");
+  if (val) fprintf(f, r->steps ? ",val_loss,val_acc,val_bpc" : r->classify ? ",val_loss,val_acc" : ",val_loss,val_r2");
+  if (r->sched >= 0) fprintf(f, ",lr");
   fprintf(f, "\n");
   fflush(f);
 }
@@ -765,10 +933,13 @@ static void log_row(FILE *f, const RtModel *r, int val, double epoch, int64_t st
   put_num(f, ev.have && ev.acc >= 0, ev.acc);
   fprintf(f, ",%.1f,%.3f", rate, elapsed);
   if (!r->classify) put_num(f, ev.have, ev.r2);
+  if (r->steps) put_num(f, ev.have, ev.bpc);
   if (val) {
     put_num(f, vv.have, vv.loss);
     put_num(f, vv.have, r->classify ? vv.acc : vv.r2);
+    if (r->steps) put_num(f, vv.have, vv.bpc);
   }
+  if (r->sched >= 0) put_num(f, 1, r->lr_now);
   fputc('\n', f);
   fflush(f);
 }
@@ -778,6 +949,7 @@ static void print_metrics(const char *what, EvalResult ev) {
   if (!ev.have) return;
   printf("  %s_loss %s", what, fmt_loss(b, sizeof b, ev.loss));
   if (ev.acc >= 0) printf("  %s_acc %.2f%%", what, 100 * ev.acc);
+  if (isfinite(ev.bpc)) printf("  %s_bpc %.4f", what, ev.bpc);
   if (isfinite(ev.r2)) printf("  %s_r2 %.4f", what, ev.r2);
 }
 
@@ -863,11 +1035,51 @@ static void free_names(char **nm, int n) {
   free(nm);
 }
 
+// --merge-lora: W + scale * B A for each adapter, with B [O, R] and A
+// [R, K] (K = the rest of W's shape, flattened), computed in double. Points
+// the base weights of t (the parameters, in order) at the merged copies in
+// merged[] and drops the adapters' tensors. Returns the new count, or -1.
+static int merge_lora(const RtModel *r, RtCkTensor *t, int n, float **merged) {
+  for (int l = 0; l < r->nlora; l++) {
+    const RtLora *lo = &r->lora[l];
+    const RtParam *w = &r->params[lo->base], *pa = &r->params[lo->a];
+    int64_t O = w->dims[0], R = pa->dims[0], K = w->numel / O;
+    const float *W = r->pslab + w->offset, *A = r->pslab + pa->offset, *B = r->pslab + r->params[lo->b].offset;
+    float *m = merged[l] = malloc(sizeof(float) * (size_t)w->numel);
+    if (!m) return -1;
+    for (int64_t o = 0; o < O; o++)
+      for (int64_t k = 0; k < K; k++) {
+        double acc = 0;
+        for (int64_t j = 0; j < R; j++) acc += (double)B[o * R + j] * (double)A[j * K + k];
+        m[o * K + k] = (float)((double)W[o * K + k] + lo->scale * acc);
+      }
+    t[lo->base].data = m;
+  }
+  int k = 0;
+  for (int i = 0; i < n; i++) {
+    int adapter = 0;
+    for (int l = 0; l < r->nlora; l++) adapter |= i == r->lora[l].a || i == r->lora[l].b;
+    if (!adapter) t[k++] = t[i];
+  }
+  return k;
+}
+
 static int ck_save(const RtModel *r, const Opts *o, const Progress *pr) {
   RtCkTensor *t;
   char **nm;
-  int n = ck_tensors(r, 1, &t, &nm);
-  if (n < 0) {
+  // A merged checkpoint holds the weights only: the adapters' optimizer state
+  // has no place in the original architecture.
+  int n = ck_tensors(r, !o->merge_lora, &t, &nm), nt = n;
+  float **merged = o->merge_lora && n >= 0 ? calloc((size_t)r->nlora + 1, sizeof *merged) : NULL;
+  if (n >= 0 && o->merge_lora) nt = merged ? merge_lora(r, t, n, merged) : -1;
+  if (n < 0 || nt < 0) {
+    if (merged)
+      for (int l = 0; l < r->nlora; l++) free(merged[l]);
+    free(merged);
+    if (n >= 0) {
+      free(t);
+      free_names(nm, n);
+    }
     rt_error(o->prog, "out of memory");
     return 1;
   }
@@ -886,6 +1098,9 @@ static int ck_save(const RtModel *r, const Opts *o, const Progress *pr) {
   for (int i = 1; i < o->argc; i++) fl += strlen(o->argv[i]) + 1;
   char *flags = malloc(fl);
   if (!flags) {
+    if (merged)
+      for (int l = 0; l < r->nlora; l++) free(merged[l]);
+    free(merged);
     free(t);
     free_names(nm, n);
     rt_error(o->prog, "out of memory");
@@ -904,14 +1119,42 @@ static int ck_save(const RtModel *r, const Opts *o, const Progress *pr) {
                         "seed",      v[3],
                         "batch",     v[4],
                         "lr",        v[5],
-                        "optimizer", r->adam ? "adam" : "sgd",
+                        "optimizer", r->opt,
                         "epochs",    v[6],
                         "threads",   v[7],
                         "log",       o->log ? o->log : "",
                         "epoch_loss_sum", v[8],
                         "epoch_rows", v[9],
                         "flags",     flags};
-  int rc = rt_ck_save(o->prog, o->save, t, n, meta, (int)(sizeof meta / sizeof meta[0] / 2));
+  // A text vocabulary (vocab="file") goes with the weights, so that --sample
+  // can map ids back to characters: "vocab" is its bytes in id order, in hex.
+  char hex[2 * 256 + 1];
+  for (int i = 0; i < r->nvocab; i++) snprintf(hex + 2 * i, 3, "%02x", r->vocab[i]);
+  hex[2 * r->nvocab] = 0;
+  const char *vmeta[] = {"vocab", hex};
+  int nmeta = (int)(sizeof meta / sizeof meta[0] / 2);
+  const char **all = malloc(sizeof(char *) * (size_t)(2 * nmeta + 2));
+  if (!all) {
+    if (merged)
+      for (int l = 0; l < r->nlora; l++) free(merged[l]);
+    free(merged);
+    free(flags);
+    free(t);
+    free_names(nm, n);
+    rt_error(o->prog, "out of memory");
+    return 1;
+  }
+  memcpy(all, meta, sizeof meta);
+  if (r->nvocab) {
+    all[2 * nmeta] = vmeta[0];
+    all[2 * nmeta + 1] = vmeta[1];
+    nmeta++;
+  }
+  int rc = rt_ck_save(o->prog, o->save, t, nt, all, nmeta);
+  free(all);
+  if (merged)
+    for (int l = 0; l < r->nlora; l++) free(merged[l]);
+  free(merged);
   free(flags);
   free(t);
   free_names(nm, n);
@@ -1060,9 +1303,9 @@ static int ck_resume(RtModel *r, const Opts *o, Progress *pr) {
     rt_error(o->prog, "%s: the checkpoint is of the model '%.60s', not '%s'", file, model ? model : "(none)", r->name);
     goto out;
   }
-  if (!opt || strcmp(opt, r->adam ? "adam" : "sgd")) {
+  if (!opt || strcmp(opt, r->opt)) {
     rt_error(o->prog, "%s: the checkpoint was trained with the optimizer '%.20s', the model uses '%s'", file,
-             opt ? opt : "(none)", r->adam ? "adam" : "sgd");
+             opt ? opt : "(none)", r->opt);
     goto out;
   }
   if (meta_int(o->prog, file, c, "step", &pr->step) || meta_int(o->prog, file, c, "epoch", &pr->epoch) ||
@@ -1105,6 +1348,23 @@ static int ck_resume(RtModel *r, const Opts *o, Progress *pr) {
 out:
   rt_ck_free(c);
   return rc;
+}
+
+// --resume on a text with vocab="file": the checkpoint's ids must mean the
+// same characters as the text's now. Returns 0, or 1 after an error.
+static int ck_same_vocab(const RtModel *r, const Opts *o) {
+  RtCk *c = rt_ck_load(o->prog, o->resume);
+  if (!c) return 1;
+  char hex[2 * 256 + 1];
+  for (int i = 0; i < r->nvocab; i++) snprintf(hex + 2 * i, 3, "%02x", r->vocab[i]);
+  hex[2 * r->nvocab] = 0;
+  const char *v = rt_ck_meta(c, "vocab");
+  int bad = !v || strcmp(v, hex);
+  if (bad)
+    rt_error(o->prog, "%s: the checkpoint's vocabulary is not the one of the training text (%d characters)%s", o->resume,
+             r->nvocab, v ? "" : ": it has none");
+  rt_ck_free(c);
+  return bad;
 }
 
 // SIGINT / SIGTERM during training: finish the step, save, exit 128 + signal.
@@ -1212,9 +1472,9 @@ static void curves_add(Curves *c, double epoch, int interval, double train, Eval
   w->interval = interval;
   w->train = train;
   w->test_loss = ev.have ? ev.loss : NAN;
-  w->test_m = !ev.have ? NAN : classify ? ev.acc : ev.r2;
+  w->test_m = !ev.have ? NAN : classify ? (ev.acc >= 0 ? ev.acc : NAN) : ev.r2;
   w->val_loss = vv.have ? vv.loss : NAN;
-  w->val_m = !vv.have ? NAN : classify ? vv.acc : vv.r2;
+  w->val_m = !vv.have ? NAN : classify ? (vv.acc >= 0 ? vv.acc : NAN) : vv.r2;
 }
 
 // Writes the chart: train loss (every --log-every interval if there are any,
@@ -1262,7 +1522,23 @@ typedef struct {
   RtData *train, *val, *test, *pred;
 } Sets;
 
-static int load_sets(const RtModel *r, const Opts *o, Sets *d) {
+// One data source. A text's ids must be below both the input's vocabulary and
+// the classes of the output; a test text with vocab="file" takes the training
+// text's vocabulary (`train`).
+static RtData *load_source(const RtModel *r, const Opts *o, const RtSource *src, const RtData *train) {
+  if (!strcmp(src->kind, "text")) {
+    int64_t limit = r->vocab_in < r->width ? r->vocab_in : r->width;
+    if (!r->vocab_in || !r->steps || r->in_rank != 1) {
+      rt_error(o->prog, "text(...) data need a model with 'input x: tokens[T]' and a tokens[T] target");
+      return NULL;
+    }
+    return rt_data_load_text(o->prog, o->data, src->files[0], src->files[1], r->steps, limit, train);
+  }
+  return rt_data_load(o->prog, o->data, src->kind, src->files[0], src->files[1], src->column, r->in_rank, r->in_dims,
+                      r->classify, r->width, r->mean, r->std);
+}
+
+static int load_sets(RtModel *r, const Opts *o, Sets *d) {
   int training = !o->eval && !o->predict;
   if (training || r->standardize) {
     if (!r->train.present) {
@@ -1271,9 +1547,9 @@ static int load_sets(const RtModel *r, const Opts *o, Sets *d) {
       rt_hint("add 'train = idx(...)' or 'train = csv(...)' to its data section");
       return 1;
     }
-    d->train = rt_data_load(o->prog, o->data, r->train.kind, r->train.files[0], r->train.files[1], r->train.column,
-                            r->in_rank, r->in_dims, r->classify, r->width, r->mean, r->std);
+    d->train = load_source(r, o, &r->train, NULL);
     if (!d->train) return 1;
+    r->nvocab = rt_data_vocab(d->train, r->vocab);
     if (r->validation > 0) {
       uint64_t s[4];
       rt_rng_seed(s, (uint64_t)o->seed, STREAM_SPLIT);
@@ -1285,8 +1561,16 @@ static int load_sets(const RtModel *r, const Opts *o, Sets *d) {
     return 1;
   }
   if (r->test.present && !o->predict) {
-    d->test = rt_data_load(o->prog, o->data, r->test.kind, r->test.files[0], r->test.files[1], r->test.column,
-                           r->in_rank, r->in_dims, r->classify, r->width, r->mean, r->std);
+    if (!strcmp(r->test.kind, "text") && !strcmp(r->test.files[1], "file") && !d->train) {
+      // --eval: the test text's ids are those of the training text's vocabulary.
+      if (!r->train.present || strcmp(r->train.kind, "text")) {
+        rt_error(o->prog, "the test text of '%s' uses the vocabulary of the training text, and the model has none", r->name);
+        return 1;
+      }
+      if (!(d->train = load_source(r, o, &r->train, NULL))) return 1;
+      r->nvocab = rt_data_vocab(d->train, r->vocab);
+    }
+    d->test = load_source(r, o, &r->test, d->train);
     if (!d->test) return 1;
   }
   if (o->predict) {
@@ -1340,6 +1624,12 @@ int fnn_main(const FnnModel *m, int argc, char **argv) {
   if (o.save && rt_ck_check_writable(o.prog, o.save)) goto out;
   if (o.init && ck_init(r, &o)) goto out;
   if (o.resume && ck_resume(r, &o, &pr)) goto out;
+  if (o.sample) {
+    RtSampleOpts so = {o.prog, o.sample, o.seed, o.temperature > 0 ? o.temperature : 1.0, o.prime,
+                       o.init ? o.init : o.resume};
+    rc = rt_sample(r, &a, &so);
+    goto out;
+  }
   if (o.profile && !(a.prof = rt_prof_new(r->nkernels))) {
     rt_error(o.prog, "out of memory");
     goto out;
@@ -1370,10 +1660,11 @@ int fnn_main(const FnnModel *m, int argc, char **argv) {
     fclose(pf);
   }
   if (load_sets(r, &o, &ds)) goto out;
+  if (o.resume && r->nvocab && ck_same_vocab(r, &o)) goto out;
   int64_t ntrain = ds.train && !o.eval && !o.predict ? rt_data_count(ds.train) : 1;
   x = rt_alloc_floats(o.prog, "the input batch", o.batch * r->in_numel);
-  yf = rt_alloc_floats(o.prog, "the target batch", o.batch * (r->classify ? 1 : r->width));
-  out = rt_alloc_floats(o.prog, "the outputs", FNN_OUT_ROWS + o.batch * r->width);
+  yf = rt_alloc_floats(o.prog, "the target batch", o.batch * (r->classify ? y_ints(r) : r->width));
+  out = rt_alloc_floats(o.prog, "the outputs", FNN_OUT_ROWS + o.batch * out_floats(r));
   idx = malloc(sizeof(int64_t) * (size_t)o.batch);
   perm = malloc(sizeof(int64_t) * (size_t)ntrain);
   if (!x || !yf || !out || !idx || !perm) {
@@ -1387,7 +1678,7 @@ int fnn_main(const FnnModel *m, int argc, char **argv) {
   int val = ds.val != NULL && !o.eval;
   log_header(logf, r, val);
   if (o.eval) {
-    if (r->classify && !(cm = calloc((size_t)(r->width * r->width), sizeof *cm))) {
+    if (r->classify && !r->steps && !(cm = calloc((size_t)(r->width * r->width), sizeof *cm))) {
       rt_error(o.prog, "out of memory");
       goto out;
     }
@@ -1455,7 +1746,8 @@ int fnn_main(const FnnModel *m, int argc, char **argv) {
       int64_t s0 = b * o.batch, n = ntrain - s0 < o.batch ? ntrain - s0 : o.batch;
       rt_data_batch(ds.train, perm + s0, n, x, yf);
       step++;
-      hyper[FNN_HYP_LR] = (float)o.lr;
+      r->lr_now = sched_lr(r, o.lr, step - 1, o.steps >= 0 ? o.steps : o.epochs * per_epoch);
+      hyper[FNN_HYP_LR] = (float)r->lr_now;
       hyper[FNN_HYP_BC1] = (float)(1.0 - pow(r->beta1, (double)step));
       hyper[FNN_HYP_BC2] = (float)(1.0 - pow(r->beta2, (double)step));
       hyper[FNN_HYP_INVN] = 1.0f / (float)n;

@@ -9,7 +9,9 @@
 # every saved tensor must match w - dL/dw, so both the forward pass and every
 # gradient agree. lstm_bptt2 checks truncated backpropagation through time
 # (train { bptt=2 }: PyTorch detaches the states before the last 2 steps),
-# gru_clip gradient clipping by global norm (sgd(clip=0.05)).
+# gru_clip gradient clipping by global norm (sgd(clip=0.05)), charlm an
+# embedding, an lstm and a linear layer on every step of a text with the
+# per-step cross-entropy (nn.Embedding, cross_entropy over the reshaped steps).
 # Needs /usr/bin/python3 (no numpy, no torch) to compare.
 . "$(dirname "$0")/lib.sh"
 PY=/usr/bin/python3
@@ -21,7 +23,7 @@ need_fnnc
 make_tmp
 
 P=tests/parity
-for name in rnn_tanh rnn_relu lstm gru lstm_2layer_bidir gru_bidir lstm_bptt2 gru_clip; do
+for name in rnn_tanh rnn_relu lstm gru lstm_2layer_bidir gru_bidir lstm_bptt2 gru_clip charlm; do
 	bin/fnnc run $P/$name.fnn --data $P --init $P/$name.init.st --steps 1 --threads 1 --quiet \
 		--save "$tmp/$name.st" --log "$tmp/$name.csv" >/dev/null 2>"$tmp/err" ||
 		fail "$name: fnnc run: exit $?: $(tail -n 5 "$tmp/err")"

@@ -12,6 +12,10 @@
 #   NAME.init.st      the weights (safetensors, state_dict names)
 #   NAME.step.st      the weights after one SGD step with lr=1: w - dL/dw
 #   NAME.loss         the loss before the step
+# The text case (text_case) is an embedding, an lstm and a linear layer on
+# every step with the per-step cross-entropy, on NAME.txt (instead of the CSV)
+# cut into sequences as fnnc's text(..., vocab="file") cuts it.
+# `make_fixtures.py NAME...` writes only the cases named.
 import json
 import os
 import struct
@@ -73,6 +77,42 @@ def case(name, kind, layers=1, bidir=False, nonlin="tanh", seed=0, bptt=0, clip=
     print(name, "loss %.6f" % loss.item(), file=sys.stderr)
 
 
+class TextNet(torch.nn.Module):
+    def __init__(self, vocab, dim, hidden):
+        super().__init__()
+        self.emb = torch.nn.Embedding(vocab, dim)
+        self.rnn = torch.nn.LSTM(dim, hidden, batch_first=True)
+        self.fc = torch.nn.Linear(hidden, vocab)
+
+    def forward(self, x):
+        out, _ = self.rnn(self.emb(x))
+        return self.fc(out)
+
+
+def text_case(name, text, steps, vocab, seed):
+    torch.manual_seed(seed)
+    net = TextNet(vocab, 3, 4)
+    with open(os.path.join(HERE, name + ".txt"), "wb") as f:
+        f.write(text)
+    ids = {c: i for i, c in enumerate(sorted(set(text)))}
+    n = (len(text) - 1) // steps
+    seq = torch.tensor([ids[c] for c in text])
+    x = torch.stack([seq[i * steps : i * steps + steps] for i in range(n)])
+    y = torch.stack([seq[i * steps + 1 : i * steps + steps + 1] for i in range(n)])
+    write_st(os.path.join(HERE, name + ".init.st"), net.state_dict())
+    loss = torch.nn.functional.cross_entropy(net(x).reshape(-1, vocab), y.reshape(-1))
+    loss.backward()
+    write_st(os.path.join(HERE, name + ".step.st"), {k: p - p.grad for k, p in net.named_parameters()})
+    with open(os.path.join(HERE, name + ".loss"), "w") as f:
+        f.write("%.9g\n" % loss.item())
+    print(name, "loss %.6f" % loss.item(), file=sys.stderr)
+
+
+only = set(sys.argv[1:])
+if not only or "charlm" in only:
+    text_case("charlm", b"the cat sat on the mat; the dog ran to the cat.", 6, 20, seed=9)
+if only:
+    sys.exit(0)
 case("rnn_tanh", "rnn", seed=1)
 case("rnn_relu", "rnn", nonlin="relu", seed=2)
 case("lstm", "lstm", seed=3)
