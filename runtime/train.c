@@ -88,7 +88,7 @@ typedef struct RtModel {
 void rt_model_free(RtModel *r) {
   if (!r) return;
   free(r->pslab);
-  rt_free_lazy(r->gslab, r->param_floats);
+  rt_free_lazy(r->gslab, r->train_floats);  // the trainable parameters only, as allocated
   rt_free_lazy(r->sslab, r->state_floats);
   free(r->wslab);
   free(r->xslab);
@@ -383,7 +383,7 @@ bad:
 // defaults. Fills the slab pointers of *a. Returns 0, or 1 after an error.
 int rt_model_setup(RtModel *r, const char *prog, int64_t batch, uint64_t seed, FnnArgs *a) {
   free(r->pslab);
-  rt_free_lazy(r->gslab, r->param_floats);
+  rt_free_lazy(r->gslab, r->train_floats);  // the trainable parameters only, as allocated
   rt_free_lazy(r->sslab, r->state_floats);
   free(r->wslab);
   free(r->xslab);
