@@ -1355,7 +1355,8 @@ static void apply_freezing(Lower *L) {
     Layer *l = dot ? find_layer(L, arena_strndup(p->name, (size_t)(dot - p->name))) : NULL;
     if (!l) continue;
     bool bias = !strncmp(dot + 1, "bias", 4);
-    p->frozen = bias ? l->freeze_b : l->freeze_w;
+    // (a LoRA adapter's base is frozen already; its adapters count as weights)
+    p->frozen = p->frozen || (bias ? l->freeze_b : l->freeze_w);
     p->lr_mult = l->lr_mult;
     trainable += !p->frozen;
   }

@@ -37,7 +37,7 @@ static struct {
   void *ctx;
   int nchunks;                // chunks of the current call (its thread count)
   _Atomic uint64_t next[MAX_THREADS];  // per chunk: gen << 32 | next task index
-  int64_t end[MAX_THREADS];   // per chunk: one past its last task (set before publishing)
+  _Atomic int64_t end[MAX_THREADS];  // per chunk: one past its last task (set before publishing)
   _Atomic int64_t done;       // tasks of the current call that have finished
   _Atomic uint32_t published; // gen, readable without the lock
   _Atomic int sleepers;       // workers waiting on `start`
@@ -47,7 +47,7 @@ static struct {
 static void run_chunk(uint32_t gen, FnnTask task, void *ctx, int c, int64_t tid) {
   for (;;) {
     uint64_t v = atomic_load(&P.next[c]);
-    if ((uint32_t)(v >> 32) != gen || (int64_t)(v & 0xffffffffu) >= P.end[c]) return;
+    if ((uint32_t)(v >> 32) != gen || (int64_t)(v & 0xffffffffu) >= atomic_load(&P.end[c])) return;
     if (!atomic_compare_exchange_weak(&P.next[c], &v, v + 1)) continue;
     task(ctx, (int64_t)(v & 0xffffffffu), tid);
     atomic_fetch_add(&P.done, 1);
@@ -144,9 +144,14 @@ void fnn_parallel(FnnTask task, void *ctx, int64_t ntasks) {
   P.task = task;
   P.ctx = ctx;
   P.nchunks = P.nthreads;
+  // First retire every chunk under the new generation: a worker still in
+  // run_chunk for the previous call must fail its claim (its compare-exchange
+  // sees a changed word) before end[] changes under it; otherwise it could
+  // claim an index past the old call's end and run the old kernel with it.
+  for (int c = 0; c <= P.started; c++) atomic_store(&P.next[c], (uint64_t)gen << 32 | 0xffffffffu);
   atomic_store(&P.done, 0);
   for (int c = 0; c < P.nchunks; c++) {
-    P.end[c] = ntasks * (c + 1) / P.nchunks;
+    atomic_store(&P.end[c], ntasks * (c + 1) / P.nchunks);
     atomic_store(&P.next[c], (uint64_t)gen << 32 | (uint64_t)(ntasks * c / P.nchunks));
   }
   atomic_store_explicit(&P.published, gen, memory_order_release);

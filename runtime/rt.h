@@ -17,8 +17,6 @@ void rt_error(const char *prog, const char *fmt, ...) __attribute__((format(prin
 void rt_hint(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 double rt_now(void);
 float *rt_alloc_floats(const char *prog, const char *what, int64_t n);
-float *rt_alloc_lazy(const char *prog, const char *what, int64_t n);  // zero pages, mapped when written
-void rt_free_lazy(float *p, int64_t n);
 int rt_flag_value(const char *prog, int argc, char **argv, int *i, const char *name, const char **val);
 int rt_parse_int(const char *prog, const char *flag, const char *s, int64_t min, int64_t *out);
 int rt_parse_pos_real(const char *prog, const char *flag, const char *s, double *out);

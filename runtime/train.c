@@ -88,8 +88,8 @@ typedef struct RtModel {
 void rt_model_free(RtModel *r) {
   if (!r) return;
   free(r->pslab);
-  rt_free_lazy(r->gslab, r->train_floats);  // the trainable parameters only, as allocated
-  rt_free_lazy(r->sslab, r->state_floats);
+  free(r->gslab);
+  free(r->sslab);
   free(r->wslab);
   free(r->xslab);
   free(r->params);
@@ -383,8 +383,8 @@ bad:
 // defaults. Fills the slab pointers of *a. Returns 0, or 1 after an error.
 int rt_model_setup(RtModel *r, const char *prog, int64_t batch, uint64_t seed, FnnArgs *a) {
   free(r->pslab);
-  rt_free_lazy(r->gslab, r->train_floats);  // the trainable parameters only, as allocated
-  rt_free_lazy(r->sslab, r->state_floats);
+  free(r->gslab);
+  free(r->sslab);
   free(r->wslab);
   free(r->xslab);
   r->pslab = r->gslab = r->sslab = r->wslab = r->xslab = NULL;
@@ -393,8 +393,8 @@ int rt_model_setup(RtModel *r, const char *prog, int64_t batch, uint64_t seed, F
     return 1;
   }
   if (!(r->pslab = rt_alloc_floats(prog, "the parameters", r->param_floats)) ||
-      !(r->gslab = rt_alloc_lazy(prog, "the gradients", r->train_floats)) ||
-      !(r->sslab = rt_alloc_lazy(prog, "the optimizer state", r->state_floats)) ||
+      !(r->gslab = rt_alloc_floats(prog, "the gradients", r->train_floats)) ||
+      !(r->sslab = rt_alloc_floats(prog, "the optimizer state", r->state_floats)) ||
       !(r->wslab = rt_alloc_floats(prog, "the workspace", r->work_per_n * batch + r->work_fixed)) ||
       !(r->xslab = rt_alloc_floats(prog, "the scratch", r->scratch_floats * fnn_threads() + 16)))
     return 1;

@@ -14,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <time.h>
 
 //
@@ -116,28 +115,6 @@ float *rt_alloc_floats(const char *prog, const char *what, int64_t n) {
   }
   memset(p, 0, bytes);
   return p;
-}
-
-// The same, but its pages are mapped on first write: floats never written
-// (the gradients and optimizer state of frozen parameters) cost no memory.
-// Free it with rt_free_lazy and the same n.
-static size_t lazy_bytes(int64_t n) { return n > 0 ? (size_t)n * sizeof(float) : 64; }
-
-float *rt_alloc_lazy(const char *prog, const char *what, int64_t n) {
-  if (n < 0 || (uint64_t)n > (SIZE_MAX - 64) / sizeof(float)) {
-    rt_error(prog, "cannot allocate %s: %lld floats is too many", what, (long long)n);
-    return NULL;
-  }
-  void *p = mmap(NULL, lazy_bytes(n), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (p == MAP_FAILED) {
-    rt_error(prog, "cannot allocate %s (%.1f MB)", what, (double)lazy_bytes(n) / 1048576.0);
-    return NULL;
-  }
-  return p;
-}
-
-void rt_free_lazy(float *p, int64_t n) {
-  if (p) munmap(p, lazy_bytes(n));
 }
 
 //
