@@ -235,7 +235,9 @@ static bool split_args(Lower *L, Node *call, const LayerSpec *spec, Node *piped,
       while (j < nargs && strcmp(spec->args[j], a->name)) j++;
       if (j == nargs) {
         error_at(a->loc, "unknown argument '%s' for %s", a->name, spec->name);
+        static const char *const ft_opts[] = {"trainable", "lr_mult", NULL};
         const char *c = closest_word(a->name, spec->args);
+        if (!c && spec->has_params) c = closest_word(a->name, ft_opts);
         if (c)
           hint("did you mean '%s'?", c);
         else if (nargs)
@@ -851,7 +853,6 @@ static Value *apply_layer(Lower *L, Layer *layer, Value **x, Node *site) {
   unreachable();
 }
 
-// Looks up or creates the layer a call site refers to.
 // The fine-tuning options of a layer with parameters:
 //   trainable=false   every tensor frozen      trainable=bias   only the biases train
 //   lr_mult=F         its learning rate is F times the optimizer's
@@ -881,6 +882,7 @@ static bool layer_options(Lower *L, Layer *l, Args *cfg) {
   return true;
 }
 
+// Looks up or creates the layer a call site refers to.
 static Layer *make_layer(Lower *L, const LayerSpec *spec, Node *call, Args *cfg) {
   Layer *l = arena_alloc(sizeof(Layer));
   l->spec = spec;

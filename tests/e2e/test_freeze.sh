@@ -184,3 +184,14 @@ for k in ("dense1.weight", "dense1.bias", "dense2.weight", "dense2.bias"):
     bad |= not ok
 sys.exit(bad)
 PYEOF
+
+# models/finetune.fnn (make finetune-demo): its training step has no convolution
+# gradient kernels, and the summary counts the frozen convolutions.
+bin/fnnc models/finetune.fnn --emit=fused >"$tmp/ft.fused" 2>"$tmp/err" || fail "finetune.fnn: $(cat "$tmp/err")"
+sed -n '/^# train_step/,/^# eval_step/p' "$tmp/ft.fused" | grep '^kernel' >"$tmp/ft.k"
+grep -q 'conv2d_dw\|conv2d_dx' "$tmp/ft.k" && fail "finetune.fnn: convolution gradients in the training step: $(grep conv2d_d "$tmp/ft.k")"
+grep -q 'grad fc.weight' "$tmp/ft.k" && grep -q 'grad head.weight' "$tmp/ft.k" || fail "finetune.fnn: expected the head's gradients"
+bin/fnnc run models/finetune.fnn --steps 0 >"$tmp/out" 2>"$tmp/err" || fail "finetune.fnn --steps 0: $(cat "$tmp/err")"
+grep -q '^finetune: 421642 parameters: 402826 trainable, 18816 frozen$' "$tmp/out" ||
+	fail "finetune.fnn: unexpected summary: $(cat "$tmp/out")"
+echo "models/finetune.fnn: no convolution gradients, 18816 frozen parameters"
