@@ -81,6 +81,37 @@ void rt_data_batch(const RtData *d, const int64_t *idx, int64_t n, float *x, voi
   }
 }
 
+// rt_data_batch with the rows split between the pool's threads (one
+// contiguous block each): the gather of a random batch is mostly cache and
+// TLB misses, which two cores wait out side by side. Every row is written by
+// exactly one task, so the batch is the same for any thread count.
+typedef struct {
+  const RtData *d;
+  const int64_t *idx;
+  int64_t n, parts;
+  float *x;
+  void *y;
+} BatchJob;
+
+static void batch_part(void *ctx, int64_t t, int64_t tid) {
+  const BatchJob *j = ctx;
+  int64_t r0 = j->n * t / j->parts, r1 = j->n * (t + 1) / j->parts;
+  const RtData *d = j->d;
+  int64_t xw = d->ids ? d->T : d->dim, yw = d->ids ? d->T : d->classify ? 1 : d->width;
+  size_t ysz = d->ids || d->classify ? sizeof(int32_t) : sizeof(float);
+  rt_data_batch(d, j->idx + r0, r1 - r0, (float *)(void *)((char *)j->x + (size_t)(r0 * xw) * sizeof(float)),
+                (char *)j->y + (size_t)(r0 * yw) * ysz);
+}
+
+void rt_data_batch_parallel(const RtData *d, const int64_t *idx, int64_t n, float *x, void *y) {
+  BatchJob j = {d, idx, n, fnn_threads() < n ? fnn_threads() : n, x, y};
+  if (j.parts <= 1) {
+    rt_data_batch(d, idx, n, x, y);
+    return;
+  }
+  fnn_parallel(batch_part, &j, j.parts);
+}
+
 //
 // Files: paths resolve against the data directory; PATH.gz stands in for a
 // missing PATH. gzopen reads raw and gzip files alike.

@@ -1744,7 +1744,7 @@ int fnn_main(const FnnModel *m, int argc, char **argv) {
         break;
       }
       int64_t s0 = b * o.batch, n = ntrain - s0 < o.batch ? ntrain - s0 : o.batch;
-      rt_data_batch(ds.train, perm + s0, n, x, yf);
+      rt_data_batch_parallel(ds.train, perm + s0, n, x, yf);
       step++;
       r->lr_now = sched_lr(r, o.lr, step - 1, o.steps >= 0 ? o.steps : o.epochs * per_epoch);
       hyper[FNN_HYP_LR] = (float)r->lr_now;
