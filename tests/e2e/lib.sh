@@ -68,6 +68,15 @@ need_fnnc() {
 	[ -x bin/fnnc ] || fail "bin/fnnc is missing (run 'make all')"
 }
 
+# need_python: sets PY to the system Python, or ends the test as skipped.
+need_python() {
+	PY=/usr/bin/python3
+	if ! [ -x $PY ]; then
+		echo "SKIP: $PY is not available"
+		exit 0
+	fi
+}
+
 need_mnist() {
 	M=data/mnist
 	for f in train-images-idx3-ubyte train-labels-idx1-ubyte t10k-images-idx3-ubyte t10k-labels-idx1-ubyte; do

@@ -18,11 +18,7 @@
 # not above a cosine schedule's min_lr is an error.
 # Needs /usr/bin/python3 (no numpy, no torch) to compare.
 . "$(dirname "$0")/lib.sh"
-PY=/usr/bin/python3
-if ! [ -x $PY ]; then
-	echo "SKIP: $PY is not available"
-	exit 0
-fi
+need_python
 need_fnnc
 make_tmp
 P=tests/parity
@@ -100,21 +96,9 @@ for name in adamw sgd_wd adam_wd; do
 	bin/fnnc run $P/$name.fnn --data $P --init $P/adamw.init.st --threads 1 --quiet --save "$tmp/$name.st" \
 		>/dev/null 2>"$tmp/err" || fail "$name: exit $?: $(tail -n 5 "$tmp/err")"
 	$PY - "$P/$name.steps.st" "$tmp/$name.st" "$name" <<'PYEOF' || exit 1
-import json, struct, sys
-
-def load(path):
-    with open(path, "rb") as f:
-        raw = f.read()
-    n = struct.unpack("<Q", raw[:8])[0]
-    head = json.loads(raw[8:8 + n])
-    data = raw[8 + n:]
-    out = {}
-    for k, v in head.items():
-        if k == "__metadata__":
-            continue
-        a, b = v["data_offsets"]
-        out[k] = struct.unpack("<%df" % ((b - a) // 4), data[a:b])
-    return out
+import sys
+sys.path.insert(0, "tests/e2e")
+from st_read import floats as load
 
 want, got, name = load(sys.argv[1]), load(sys.argv[2]), sys.argv[3]
 bad = 0

@@ -17,11 +17,7 @@
 #     initialisation): that layer moves a quarter as far, the others as far.
 # Needs /usr/bin/python3 (no numpy) to read the checkpoints.
 . "$(dirname "$0")/lib.sh"
-PY=/usr/bin/python3
-if ! [ -x $PY ]; then
-	echo "SKIP: $PY is not available"
-	exit 0
-fi
+need_python
 need_fnnc
 need_mnist
 make_tmp
@@ -65,16 +61,9 @@ cmp -s "$tmp/t1.cut" "$tmp/t2.cut" || fail "--threads 1 and 2 differ: $(tail -n1
 echo "threads 1 and 2: $(tail -n1 "$tmp/t1.cut")"
 
 $PY - "$tmp/init.st" "$tmp/t1.st" "$tmp/t2.st" <<'PYEOF' || exit 1
-import json, struct, sys
-
-def load(path):
-    with open(path, "rb") as f:
-        raw = f.read()
-    n = struct.unpack("<Q", raw[:8])[0]
-    head = json.loads(raw[8:8 + n])
-    head.pop("__metadata__", None)
-    base = 8 + n
-    return {k: raw[base + v["data_offsets"][0]:base + v["data_offsets"][1]] for k, v in head.items()}
+import sys
+sys.path.insert(0, "tests/e2e")
+from st_read import raw as load
 
 init, t1, t2 = (load(p) for p in sys.argv[1:4])
 frozen = ["conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias", "dense1.weight"]
@@ -153,20 +142,9 @@ for m in lm lm4; do
 		fail "$m: exit $?: $(cat "$tmp/err")"
 done
 $PY - "$tmp/lm.0.st" "$tmp/lm.1.st" "$tmp/lm4.0.st" "$tmp/lm4.1.st" <<'PYEOF' || exit 1
-import json, struct, sys
-
-def load(path):
-    with open(path, "rb") as f:
-        raw = f.read()
-    n = struct.unpack("<Q", raw[:8])[0]
-    head = json.loads(raw[8:8 + n])
-    head.pop("__metadata__", None)
-    base = 8 + n
-    out = {}
-    for k, v in head.items():
-        b = raw[base + v["data_offsets"][0]:base + v["data_offsets"][1]]
-        out[k] = struct.unpack("<%df" % (len(b) // 4), b)
-    return out
+import sys
+sys.path.insert(0, "tests/e2e")
+from st_read import floats as load
 
 a0, a1, b0, b1 = (load(p) for p in sys.argv[1:5])
 bad = 0

@@ -17,11 +17,7 @@
 #   - --merge-lora without --save, or on a model without adapters, is an error.
 # Needs /usr/bin/python3 to read the checkpoints.
 . "$(dirname "$0")/lib.sh"
-PY=/usr/bin/python3
-if ! [ -x $PY ]; then
-	echo "SKIP: $PY is not available"
-	exit 0
-fi
+need_python
 need_fnnc
 need_mnist
 make_tmp
@@ -38,20 +34,9 @@ grep -q "lora_A" "$tmp/err" || fail "--init-partial should list the adapters as 
 run $A --init "$tmp/adapt.st" --steps 0 --save "$tmp/merged.st" --merge-lora >/dev/null
 
 $PY - "$tmp/base.st" "$tmp/adapt.st" "$tmp/merged.st" <<'PYEOF' || exit 1
-import json, struct, sys
-
-def load(path):
-    with open(path, "rb") as f:
-        raw = f.read()
-    n = struct.unpack("<Q", raw[:8])[0]
-    head = json.loads(raw[8:8 + n])
-    data = raw[8 + n:]
-    out = {}
-    for k, v in head.items():
-        if k != "__metadata__":
-            a, b = v["data_offsets"]
-            out[k] = data[a:b]
-    return out
+import sys
+sys.path.insert(0, "tests/e2e")
+from st_read import raw as load
 
 base, adapt, merged = (load(p) for p in sys.argv[1:4])
 bad = []

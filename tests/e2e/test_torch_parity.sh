@@ -14,11 +14,7 @@
 # per-step cross-entropy (nn.Embedding, cross_entropy over the reshaped steps).
 # Needs /usr/bin/python3 (no numpy, no torch) to compare.
 . "$(dirname "$0")/lib.sh"
-PY=/usr/bin/python3
-if ! [ -x $PY ]; then
-	echo "SKIP: $PY is not available"
-	exit 0
-fi
+need_python
 need_fnnc
 make_tmp
 
@@ -29,21 +25,9 @@ for name in rnn_tanh rnn_relu lstm gru lstm_2layer_bidir gru_bidir lstm_bptt2 gr
 		fail "$name: fnnc run: exit $?: $(tail -n 5 "$tmp/err")"
 	loss=$(sed -n 2p "$tmp/$name.csv" | cut -d, -f3)
 	$PY - "$P/$name.step.st" "$tmp/$name.st" "$(cat $P/$name.loss)" "$loss" "$name" <<'PYEOF' || exit 1
-import json, struct, sys
-
-def load(path):
-    with open(path, "rb") as f:
-        raw = f.read()
-    n = struct.unpack("<Q", raw[:8])[0]
-    head = json.loads(raw[8:8 + n])
-    data = raw[8 + n:]
-    out = {}
-    for k, v in head.items():
-        if k == "__metadata__":
-            continue
-        a, b = v["data_offsets"]
-        out[k] = struct.unpack("<%df" % ((b - a) // 4), data[a:b])
-    return out
+import sys
+sys.path.insert(0, "tests/e2e")
+from st_read import floats as load
 
 want, got = load(sys.argv[1]), load(sys.argv[2])
 wl, gl, name = float(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
