@@ -22,17 +22,7 @@ STEPS=${BENCH_ACT_STEPS:-300}
 FNNC=bin/fnnc
 mkdir -p "$OUT"
 
-median() {
-  grep -E '^[0-9.eE+-]+$' | sort -g |
-    awk '{a[NR] = $1} END {
-      if (NR == 0) print "-"; else if (NR % 2) print a[(NR + 1) / 2];
-      else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
-}
-# The images_per_s of the last row of a trainer's CSV log.
-rate_of() {
-  awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "images_per_s") c = i }
-    NR > 1 { v = $c } END { if (c && v != "") print v }' "$1" 2>/dev/null
-}
+. bench/lib.sh
 # The milliseconds of the transcendental kernels in a --profile report.
 kernel_ms() {
   awk '($1 == "train_step" || $1 == "eval_step") && $2 ~ /tanh|sigmoid|exp|log/ { ms += $3 }
@@ -57,7 +47,7 @@ for m in act act_ew; do
     i=$((i + 1))
     for v in libm inline; do
       "$OUT/${m}_$v" --steps "$STEPS" --threads 1 --quiet --log "$OUT/${m}_$v.csv" >/dev/null 2>>"$OUT/${m}_$v.err" &&
-        rate_of "$OUT/${m}_$v.csv" >>"$OUT/${m}_$v.rates"
+        csv_field "$OUT/${m}_$v.csv" images_per_s >>"$OUT/${m}_$v.rates"
     done
   done
   for v in libm inline; do

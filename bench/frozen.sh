@@ -21,17 +21,7 @@ STEPS=${BENCH_FROZEN_STEPS:-150}
 FNNC=bin/fnnc
 mkdir -p "$OUT"
 
-median() {
-  grep -E '^[0-9.eE+-]+$' | sort -g |
-    awk '{a[NR] = $1} END {
-      if (NR == 0) print "-"; else if (NR % 2) print a[(NR + 1) / 2];
-      else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
-}
-best() { grep -E '^[0-9.eE+-]+$' | sort -g | tail -n 1 | grep . || echo -; }
-rate_of() {
-  awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "images_per_s") c = i }
-    NR > 1 { v = $c } END { if (c && v != "") print v }' "$1" 2>/dev/null
-}
+. bench/lib.sh
 num() { case $1 in '' | -) echo "-" ;; *) printf '%.0f\n' "$1" ;; esac; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b + 0 == 0) print "-"; else printf "%.2fx\n", a / b }'; }
 
@@ -50,7 +40,7 @@ for t in 1 2; do
     i=$((i + 1))
     for v in full frozen; do
       "$OUT/cnn_$v" --data data --steps "$STEPS" --threads $t --quiet --log "$OUT/cnn_${v}_t$t.csv" \
-        >/dev/null 2>>"$OUT/cnn_$v.err" && rate_of "$OUT/cnn_${v}_t$t.csv" >>"$OUT/cnn_${v}_t$t.rates"
+        >/dev/null 2>>"$OUT/cnn_$v.err" && csv_field "$OUT/cnn_${v}_t$t.csv" images_per_s >>"$OUT/cnn_${v}_t$t.rates"
     done
   done
   fm=$(median <"$OUT/cnn_full_t$t.rates") zm=$(median <"$OUT/cnn_frozen_t$t.rates")

@@ -24,7 +24,7 @@ OUT=build/bench
 mkdir -p "$OUT"
 TIME=/usr/bin/time
 [ -x $TIME ] || { echo "bench/lora.sh: /usr/bin/time is missing (apt-get install time)" >&2; exit 1; }
-median() { sort -g | awk '{a[NR] = $1} END { if (NR) print a[int((NR + 1) / 2)]; else print "-" }'; }
+. bench/lib.sh
 EP=${LORA_EPOCHS:+--epochs $LORA_EPOCHS}
 
 sed -e 's/, lora=lora([^)]*)//' -e 's/^model lora/model lora_full/' models/lora.fnn >"$OUT/lora_full.fnn"

@@ -16,7 +16,7 @@ STEPS=${SEQ_STEPS:-100}
 TSTEPS=${SEQ_TORCH_STEPS:-20}
 OUT=build/bench
 mkdir -p "$OUT"
-median() { sort -g | awk '{a[NR] = $1} END { if (NR) print a[int((NR + 1) / 2)]; else print "-" }'; }
+. bench/lib.sh
 
 bin/fnnc models/seqmnist.fnn -o "$OUT/seqmnist" || exit 1
 for t in 1 2; do
