@@ -215,7 +215,7 @@ int fnn_check(const FnnModel *m, int argc, char **argv) {
     int64_t off, numel;
     char shape[160];
     rt_model_param(r, i, &off, &numel, shape, sizeof shape);
-    if (!rt_model_param_zero(r, i) || rt_model_param_frozen(r, i)) continue;
+    if (!rt_model_param_zero(r, i) || rt_model_param_grad(r, i) < 0) continue;
     uint64_t zs[4];
     rt_rng_seed(zs, (uint64_t)seed, STREAM_ZERO + (uint64_t)i);
     for (int64_t j = 0; j < numel; j++) a.params[off + j] = (float)(rt_rng_unit(zs) - 0.5);
@@ -257,7 +257,7 @@ int fnn_check(const FnnModel *m, int argc, char **argv) {
     if (rt_model_param_grad(r, i) < 0) continue;  // frozen: no gradient, nothing to check
     uint64_t cs[4];
     rt_rng_seed(cs, (uint64_t)seed, STREAM_COORDS + (uint64_t)i);
-    int n = rt_model_param_frozen(r, i) ? 0 : numel < MAXTRY ? (int)numel : MAXTRY;
+    int n = numel < MAXTRY ? (int)numel : MAXTRY;
     for (int k = 0; k < n; k++) {
       int dup;
       do {

@@ -101,7 +101,6 @@ typedef struct {
 } RtSampleOpts;
 int rt_sample(const RtModel *r, FnnArgs *a, const RtSampleOpts *o);
 int64_t rt_model_param_grad(const RtModel *r, int i);
-int rt_model_param_frozen(const RtModel *r, int i);
 int rt_model_param_zero(const RtModel *r, int i);
 
 #endif
