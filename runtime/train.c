@@ -467,8 +467,6 @@ const char *rt_model_param(const RtModel *r, int i, int64_t *offset, int64_t *nu
   if (k < cap) snprintf(shape + k, cap - k, "]");
   return p->name;
 }
-// Is parameter i frozen (no gradient, no update)?
-int rt_model_param_frozen(const RtModel *r, int i) { return r->params[i].toff < 0; }
 // Is parameter i initialised to zeros (LoRA's B)?
 int rt_model_param_zero(const RtModel *r, int i) { return r->params[i].init == INIT_ZERO; }
 
@@ -1065,23 +1063,24 @@ static int merge_lora(const RtModel *r, RtCkTensor *t, int n, float **merged) {
 }
 
 static int ck_save(const RtModel *r, const Opts *o, const Progress *pr) {
-  RtCkTensor *t;
-  char **nm;
+  RtCkTensor *t = NULL;
+  char **nm = NULL, *flags = NULL;
+  int rc = 1;
   // A merged checkpoint holds the weights only: the adapters' optimizer state
   // has no place in the original architecture.
   int n = ck_tensors(r, !o->merge_lora, &t, &nm), nt = n;
   float **merged = o->merge_lora && n >= 0 ? calloc((size_t)r->nlora + 1, sizeof *merged) : NULL;
   if (n >= 0 && o->merge_lora) nt = merged ? merge_lora(r, t, n, merged) : -1;
-  if (n < 0 || nt < 0) {
-    if (merged)
-      for (int l = 0; l < r->nlora; l++) free(merged[l]);
-    free(merged);
-    if (n >= 0) {
-      free(t);
-      free_names(nm, n);
-    }
+  size_t fl = 1;
+  for (int i = 1; i < o->argc; i++) fl += strlen(o->argv[i]) + 1;
+  if (n < 0 || nt < 0 || !(flags = malloc(fl))) {
     rt_error(o->prog, "out of memory");
-    return 1;
+    goto out;
+  }
+  flags[0] = 0;
+  for (int i = 1; i < o->argc; i++) {
+    if (i > 1) strcat(flags, " ");
+    strcat(flags, o->argv[i]);
   }
   char v[12][64];
   snprintf(v[0], 64, "%lld", (long long)pr->step);
@@ -1094,23 +1093,11 @@ static int ck_save(const RtModel *r, const Opts *o, const Progress *pr) {
   snprintf(v[7], 64, "%lld", (long long)o->threads);
   snprintf(v[8], 64, "%.17g", pr->loss_sum);
   snprintf(v[9], 64, "%lld", (long long)pr->seen);
-  size_t fl = 1;
-  for (int i = 1; i < o->argc; i++) fl += strlen(o->argv[i]) + 1;
-  char *flags = malloc(fl);
-  if (!flags) {
-    if (merged)
-      for (int l = 0; l < r->nlora; l++) free(merged[l]);
-    free(merged);
-    free(t);
-    free_names(nm, n);
-    rt_error(o->prog, "out of memory");
-    return 1;
-  }
-  flags[0] = 0;
-  for (int i = 1; i < o->argc; i++) {
-    if (i > 1) strcat(flags, " ");
-    strcat(flags, o->argv[i]);
-  }
+  // A text vocabulary (vocab="file") goes with the weights, so that --sample
+  // can map ids back to characters: "vocab" is its bytes in id order, in hex.
+  char hex[2 * 256 + 1];
+  for (int i = 0; i < r->nvocab; i++) snprintf(hex + 2 * i, 3, "%02x", r->vocab[i]);
+  hex[2 * r->nvocab] = 0;
   const char *meta[] = {"format",    CK_FORMAT,
                         "model",     r->name,
                         "step",      v[0],
@@ -1125,39 +1112,19 @@ static int ck_save(const RtModel *r, const Opts *o, const Progress *pr) {
                         "log",       o->log ? o->log : "",
                         "epoch_loss_sum", v[8],
                         "epoch_rows", v[9],
-                        "flags",     flags};
-  // A text vocabulary (vocab="file") goes with the weights, so that --sample
-  // can map ids back to characters: "vocab" is its bytes in id order, in hex.
-  char hex[2 * 256 + 1];
-  for (int i = 0; i < r->nvocab; i++) snprintf(hex + 2 * i, 3, "%02x", r->vocab[i]);
-  hex[2 * r->nvocab] = 0;
-  const char *vmeta[] = {"vocab", hex};
-  int nmeta = (int)(sizeof meta / sizeof meta[0] / 2);
-  const char **all = malloc(sizeof(char *) * (size_t)(2 * nmeta + 2));
-  if (!all) {
-    if (merged)
-      for (int l = 0; l < r->nlora; l++) free(merged[l]);
-    free(merged);
-    free(flags);
-    free(t);
-    free_names(nm, n);
-    rt_error(o->prog, "out of memory");
-    return 1;
-  }
-  memcpy(all, meta, sizeof meta);
-  if (r->nvocab) {
-    all[2 * nmeta] = vmeta[0];
-    all[2 * nmeta + 1] = vmeta[1];
-    nmeta++;
-  }
-  int rc = rt_ck_save(o->prog, o->save, t, nt, all, nmeta);
-  free(all);
+                        "flags",     flags,
+                        "vocab",     hex};  // last: left out without a vocabulary
+  int nmeta = (int)(sizeof meta / sizeof meta[0] / 2) - (r->nvocab ? 0 : 1);
+  rc = rt_ck_save(o->prog, o->save, t, nt, meta, nmeta);
+out:
   if (merged)
     for (int l = 0; l < r->nlora; l++) free(merged[l]);
   free(merged);
   free(flags);
-  free(t);
-  free_names(nm, n);
+  if (n >= 0) {
+    free(t);
+    free_names(nm, n);
+  }
   return rc;
 }
 
