@@ -29,16 +29,7 @@ ok_csv "$DEST/train.csv" 355 && ok_csv "$DEST/test.csv" 89 && exit 0
 
 SRC=$(ls -d /usr/lib/python3/dist-packages/sklearn/datasets/data 2>/dev/null || true)
 if [ -z "$SRC" ] || [ ! -f "$SRC/diabetes_data_raw.csv.gz" ]; then
-	cmd="apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3-sklearn"
-	command -v apt-get >/dev/null 2>&1 || die "sklearn's data files are missing and there is no apt-get to install python3-sklearn"
-	echo "fetch-diabetes: installing the Debian package python3-sklearn (for its data files)" >&2
-	if [ "$(id -u)" -eq 0 ]; then
-		sh -c "$cmd" >&2 || die "could not install python3-sklearn"
-	elif command -v sudo >/dev/null 2>&1; then
-		sudo sh -c "$cmd" >&2 || die "could not install python3-sklearn"
-	else
-		die "not root and no sudo; run as root: $cmd"
-	fi
+	sh "$(dirname "$0")/apt-install.sh" python3-sklearn || die "sklearn's data files are missing and python3-sklearn could not be installed"
 	SRC=/usr/lib/python3/dist-packages/sklearn/datasets/data
 fi
 X=$SRC/diabetes_data_raw.csv.gz

@@ -27,16 +27,7 @@ have_all() {
 }
 
 if ! have_all; then
-	cmd="apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends dataset-fashion-mnist"
-	command -v apt-get >/dev/null 2>&1 || die "$SRC is missing and there is no apt-get to install dataset-fashion-mnist"
-	echo "fetch-fashion: installing the Debian package dataset-fashion-mnist" >&2
-	if [ "$(id -u)" -eq 0 ]; then
-		sh -c "$cmd" >&2 || die "could not install dataset-fashion-mnist"
-	elif command -v sudo >/dev/null 2>&1; then
-		sudo sh -c "$cmd" >&2 || die "could not install dataset-fashion-mnist"
-	else
-		die "not root and no sudo; run as root: $cmd"
-	fi
+	sh "$(dirname "$0")/apt-install.sh" dataset-fashion-mnist || die "$SRC is missing and dataset-fashion-mnist could not be installed"
 	have_all || die "dataset-fashion-mnist is installed but $SRC lacks its files"
 fi
 

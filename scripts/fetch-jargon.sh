@@ -21,16 +21,7 @@ die() {
 DEST=$1/jargon
 
 if [ ! -f "$SRC" ]; then
-	cmd="apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends dict-jargon"
-	command -v apt-get >/dev/null 2>&1 || die "$SRC is missing and there is no apt-get to install dict-jargon"
-	echo "fetch-jargon: installing the Debian package dict-jargon" >&2
-	if [ "$(id -u)" -eq 0 ]; then
-		sh -c "$cmd" >&2 || die "could not install dict-jargon"
-	elif command -v sudo >/dev/null 2>&1; then
-		sudo sh -c "$cmd" >&2 || die "could not install dict-jargon"
-	else
-		die "not root and no sudo; run as root: $cmd"
-	fi
+	sh "$(dirname "$0")/apt-install.sh" dict-jargon || die "$SRC is missing and dict-jargon could not be installed"
 	[ -f "$SRC" ] || die "dict-jargon is installed but $SRC is missing"
 fi
 
