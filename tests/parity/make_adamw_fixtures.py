@@ -16,27 +16,15 @@
 #   sched_NAME.lr    the learning rate of each of 12 steps under torch's
 #                    schedulers, one per line, for the schedules of
 #                    tests/parity/sched_NAME.fnn
-import json
 import math
 import os
-import struct
 import sys
 
 import torch
 
+from st_write import write_st
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def write_st(path, tensors):
-    header, data = {}, b""
-    for name, t in tensors.items():
-        raw = t.detach().contiguous().float().numpy().tobytes()
-        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [len(data), len(data) + len(raw)]}
-        data += raw
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * (-len(h) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)) + h + data)
 
 
 def scheduler(opt, kind, total, warmup=0, step_size=1, gamma=0.1, min_lr=0.0):

@@ -16,12 +16,12 @@
 # every step with the per-step cross-entropy, on NAME.txt (instead of the CSV)
 # cut into sequences as fnnc's text(..., vocab="file") cuts it.
 # `make_fixtures.py NAME...` writes only the cases named.
-import json
 import os
-import struct
 import sys
 
 import torch
+
+from st_write import write_st
 
 T, F, H, K, N = 5, 3, 4, 3, 6
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -44,18 +44,6 @@ class Net(torch.nn.Module):
         else:
             out, _ = self.rnn(x)
         return self.fc(out[:, -1, :])
-
-
-def write_st(path, tensors):
-    header, data = {}, b""
-    for name, t in tensors.items():
-        raw = t.detach().contiguous().float().numpy().tobytes()
-        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [len(data), len(data) + len(raw)]}
-        data += raw
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * (-len(h) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)) + h + data)
 
 
 def case(name, kind, layers=1, bidir=False, nonlin="tanh", seed=0, bptt=0, clip=0):
