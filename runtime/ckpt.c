@@ -262,18 +262,11 @@ static int jexpect(Js *j, char c) {
   return 0;
 }
 
-static int hexval(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
 static int hex4(Js *j, unsigned *out) {
   if (j->end - j->s < 4) return jfail(j, "bad JSON header: a \\u escape is cut short");
   unsigned v = 0;
   for (int i = 0; i < 4; i++) {
-    int h = hexval(j->s[i]);
+    int h = rt_hexval(j->s[i]);
     if (h < 0) return jfail(j, "bad JSON header: bad \\u escape");
     v = v * 16 + (unsigned)h;
   }

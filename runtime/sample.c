@@ -22,13 +22,6 @@
 
 #define STREAM_SAMPLE 0x30000u
 
-static int hexval(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
 // The vocabulary: chars[id] for ids below *n. Returns 0, or 1 after an error.
 static int load_vocab(const RtModel *r, const RtSampleOpts *o, int64_t limit, unsigned char *chars, int *n) {
   RtCk *c = rt_ck_load(o->prog, o->ckpt);
@@ -44,7 +37,7 @@ static int load_vocab(const RtModel *r, const RtSampleOpts *o, int64_t limit, un
     }
     *n = (int)(len / 2);
     for (int i = 0; i < *n; i++) {
-      int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
+      int hi = rt_hexval(hex[2 * i]), lo = rt_hexval(hex[2 * i + 1]);
       if (hi < 0 || lo < 0 || seen[16 * hi + lo]++) {
         rt_error(o->prog, "%s: the metadata 'vocab' is not a vocabulary (bad or repeated byte at id %d)", o->ckpt, i);
         goto out;

@@ -1062,6 +1062,13 @@ static int merge_lora(const RtModel *r, RtCkTensor *t, int n, float **merged) {
   return k;
 }
 
+// The text vocabulary as checkpoints keep it: its bytes in id order, as hex
+// pairs ("0a2021": newline, space, '!'); hex has room for 2 * 256 + 1 chars.
+static void vocab_hex(const RtModel *r, char *hex) {
+  for (int i = 0; i < r->nvocab; i++) snprintf(hex + 2 * i, 3, "%02x", r->vocab[i]);
+  hex[2 * r->nvocab] = 0;
+}
+
 static int ck_save(const RtModel *r, const Opts *o, const Progress *pr) {
   RtCkTensor *t = NULL;
   char **nm = NULL, *flags = NULL;
@@ -1096,8 +1103,7 @@ static int ck_save(const RtModel *r, const Opts *o, const Progress *pr) {
   // A text vocabulary (vocab="file") goes with the weights, so that --sample
   // can map ids back to characters: "vocab" is its bytes in id order, in hex.
   char hex[2 * 256 + 1];
-  for (int i = 0; i < r->nvocab; i++) snprintf(hex + 2 * i, 3, "%02x", r->vocab[i]);
-  hex[2 * r->nvocab] = 0;
+  vocab_hex(r, hex);
   const char *meta[] = {"format",    CK_FORMAT,
                         "model",     r->name,
                         "step",      v[0],
@@ -1323,8 +1329,7 @@ static int ck_same_vocab(const RtModel *r, const Opts *o) {
   RtCk *c = rt_ck_load(o->prog, o->resume);
   if (!c) return 1;
   char hex[2 * 256 + 1];
-  for (int i = 0; i < r->nvocab; i++) snprintf(hex + 2 * i, 3, "%02x", r->vocab[i]);
-  hex[2 * r->nvocab] = 0;
+  vocab_hex(r, hex);
   const char *v = rt_ck_meta(c, "vocab");
   int bad = !v || strcmp(v, hex);
   if (bad)

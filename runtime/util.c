@@ -99,6 +99,14 @@ double rt_now(void) {
   return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
+// The value of a hexadecimal digit, or -1.
+int rt_hexval(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
 // A zeroed, 64-byte aligned slab of `n` floats (never NULL on success, even for
 // n == 0). On failure prints "cannot allocate" naming `what` and returns NULL.
 float *rt_alloc_floats(const char *prog, const char *what, int64_t n) {
