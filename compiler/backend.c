@@ -31,6 +31,7 @@
 #include <llvm-c/LLJITUtils.h>
 #include <llvm-c/Linker.h>
 #include <llvm-c/Orc.h>
+#include <llvm-c/Support.h>
 #include <llvm-c/Target.h>
 #include <llvm-c/Transforms/PassBuilder.h>
 
@@ -64,6 +65,15 @@ static void init_native_target(void) {
   if (done) return;
   if (LLVMInitializeNativeTarget() || LLVMInitializeNativeAsmPrinter() || LLVMInitializeNativeAsmParser())
     die("LLVM has no native target for this host");
+  // FNNC_LLVM_ARGS="-time-passes ...": LLVM's own options, for debugging (the copy
+  // stays: the options may keep pointers into it).
+  const char *extra = getenv("FNNC_LLVM_ARGS");
+  if (extra && *extra) {
+    char *copy = strdup(extra), *argv[64] = {"fnnc"};
+    int argc = 1;
+    for (char *tok = strtok(copy, " "); tok && argc < 63; tok = strtok(NULL, " ")) argv[argc++] = tok;
+    LLVMParseCommandLineOptions(argc, (const char *const *)argv, NULL);
+  }
   done = true;
 }
 
@@ -120,8 +130,9 @@ LLVMTargetMachineRef backend_target_machine(void) {
 // Compiling in parts
 //
 // The module is compiled in parts, each in its own LLVMContext with its own
-// target machine, on a small pool of threads. A part is a bitcode copy of the
-// whole module with every definition it does not own removed; one thread takes
+// target machine, on a small pool of threads. A part is a lazily read bitcode
+// copy of the whole module with every definition it does not own removed
+// before its body is ever parsed (read_part); one thread takes
 // it through its pipeline and code generation straight to an object file, so the parts
 // never meet again as IR (the JIT and the linker join the objects). The cut:
 //   - Only direct calls cross parts (the JIT resolves them by name, wherever
@@ -139,7 +150,7 @@ LLVMTargetMachineRef backend_target_machine(void) {
 //   - Each kind of code has its own parts and its own pipeline (kind_of).
 //   - Within an entry and kind, groups are spread over parts of about
 //     PART_COST, biggest first into the lightest, so the threads stay busy to
-//     the end and each part pays for one bitcode read.
+//     the end; each part pays for reading the module's headers once.
 // The cut depends on the module only, never on the number of threads, so
 // neither does the code.
 
@@ -344,7 +355,8 @@ typedef enum { KIND_GLUE, KIND_VECTOR, KIND_LOOPS, NKIND } Kind;
 static const int kind_weight[NKIND] = {[KIND_GLUE] = 1, [KIND_VECTOR] = 3, [KIND_LOOPS] = 10};
 
 // Parts of about this cost (600 instructions of loops). Smaller parts balance
-// the threads better but each reads the whole module's bitcode once.
+// the threads better but each reads the module's headers (types, globals,
+// declarations) and creates a target machine: about 1 ms.
 #define PART_COST 6000
 
 // A module cut into parts, kept as bitcode until the parts are compiled.
@@ -554,18 +566,60 @@ static void plan_free(Plan *p) {
   free(p);
 }
 
-// Removes from the part's copy of the module what the part does not own.
-static const char *strip_part(LLVMModuleRef m, const Plan *p, int part) {
+// A declaration like fn (name, type, attributes) in fn's place; fn goes.
+static void replace_by_declaration(LLVMModuleRef m, LLVMValueRef fn) {
+  size_t len;
+  char *name = xstrdup(LLVMGetValueName2(fn, &len));
+  LLVMSetValueName2(fn, "", 0);
+  LLVMValueRef decl = LLVMAddFunction(m, name, LLVMGlobalGetValueType(fn));
+  free(name);
+  // The function's attributes, the return value's, then each parameter's.
+  for (long k = -1; k <= (long)LLVMCountParams(fn); k++) {
+    LLVMAttributeIndex idx = k < 0 ? (LLVMAttributeIndex)LLVMAttributeFunctionIndex : (LLVMAttributeIndex)k;
+    unsigned n = LLVMGetAttributeCountAtIndex(fn, idx);
+    LLVMAttributeRef *attrs = xcalloc(n + 1, sizeof *attrs);
+    LLVMGetAttributesAtIndex(fn, idx, attrs);
+    for (unsigned j = 0; j < n; j++) LLVMAddAttributeAtIndex(decl, idx, attrs[j]);
+    free(attrs);
+  }
+  LLVMReplaceAllUsesWith(fn, decl);
+  LLVMDeleteFunction(fn);
+}
+
+// Reads the part's copy of the module: lazily, so that only the bodies of the
+// part's own functions are parsed. The functions of other parts go before any
+// body is read (those this part calls become declarations); reading the rest
+// then materialises just this part; globals it does not use go last.
+static const char *read_part(LLVMContextRef ctx, const Plan *p, int part, LLVMModuleRef *out) {
+  LLVMMemoryBufferRef in = LLVMCreateMemoryBufferWithMemoryRange(LLVMGetBufferStart(p->bc), LLVMGetBufferSize(p->bc),
+                                                                 "fnnc-part", 0);
+  LLVMModuleRef m = NULL;
+  // The lazy module keeps the (non-owning) buffer; on failure the reader frees it.
+  if (LLVMGetBitcodeModuleInContext2(ctx, in, &m)) return "cannot read the module's bitcode back";
+  *out = m;
   int nfn;
   if (list_defs(m, NULL, &nfn) != p->n || nfn != p->nfn) return "the module changed in a bitcode round trip";
   LLVMValueRef *v = xcalloc((size_t)p->n, sizeof *v);
   list_defs(m, v, NULL);
+  bool *need = xcalloc((size_t)p->n, sizeof *need);
+  for (int i = 0; i < p->n; i++)
+    if (p->owner[i] == part)
+      for (int k = p->ref_start[i]; k < p->ref_start[i + 1]; k++) need[p->ref[k]] = true;
   const char *err = NULL;
-  for (int i = 0; i < p->nfn; i++)
-    if (p->owner[i] != part) delete_body(v[i]);
-  for (int i = 0; i < p->nfn; i++)
-    if (p->owner[i] != part && !LLVMGetFirstUse(v[i])) LLVMDeleteFunction(v[i]);
-    else if (p->owner[i] != part && local_linkage(v[i])) err = "an internal function is used outside its part";
+  for (int i = 0; i < p->nfn && !err; i++) {
+    if (p->owner[i] == part) continue;
+    if (!need[i] && !LLVMGetFirstUse(v[i])) LLVMDeleteFunction(v[i]);
+    else if (local_linkage(v[i])) err = "an internal function is used outside its part";
+    else replace_by_declaration(m, v[i]);
+  }
+  free(need);
+  // Running an empty (legacy) function pass manager on a function reads its body.
+  if (!err) {
+    LLVMPassManagerRef fpm = LLVMCreateFunctionPassManagerForModule(m);
+    for (int i = 0; i < p->nfn; i++)
+      if (p->owner[i] == part) LLVMRunFunctionPassManager(fpm, v[i]);
+    LLVMDisposePassManager(fpm);
+  }
   for (int i = p->nfn; i < p->n && !err; i++) {
     if (p->owner[i] == part) continue;
     if (!LLVMGetFirstUse(v[i])) LLVMDeleteGlobal(v[i]);
@@ -638,12 +692,8 @@ static void part_worker(void *arg, int part) {
   job->thread[part] = pthread_self();
   double t0 = thread_seconds();
   LLVMContextRef ctx = LLVMContextCreate();
-  LLVMMemoryBufferRef in = LLVMCreateMemoryBufferWithMemoryRange(LLVMGetBufferStart(p->bc), LLVMGetBufferSize(p->bc),
-                                                                 "fnnc-part", 0);
   LLVMModuleRef m = NULL;
-  bool bad = LLVMParseBitcodeInContext2(ctx, in, &m);
-  LLVMDisposeMemoryBuffer(in);
-  const char *err = bad ? "cannot read the module's bitcode back" : strip_part(m, p, part);
+  const char *err = read_part(ctx, p, part, &m);
   if (err) {
     job->err[part] = xstrdup(err);
   } else {

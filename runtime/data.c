@@ -12,7 +12,6 @@
 //
 // Every error names the file (and for CSV the line), says what was expected and
 // what was found, and makes rt_data_load return NULL.
-#define _DEFAULT_SOURCE 1  // madvise(MADV_HUGEPAGE)
 #include "rt.h"
 
 #include <errno.h>
@@ -267,21 +266,6 @@ static int check_raw_size(const char *prog, const char *path, gzFile gz, int64_t
   return -1;
 }
 
-// Batches read rows from all over a data set, and with 4 KB pages almost every
-// row is a TLB miss whose page walk (nested, in a virtual machine) costs
-// microseconds. Big payloads ask for transparent huge pages, where the system
-// allows them; nothing changes where it does not.
-static void advise_huge(void *p, int64_t bytes) {
-#ifdef MADV_HUGEPAGE
-  enum { HUGE = 2 << 20 };
-  if (!p || bytes < 2 * HUGE) return;
-  uintptr_t a = ((uintptr_t)p + 4095) & ~(uintptr_t)4095, end = ((uintptr_t)p + (uintptr_t)bytes) & ~(uintptr_t)4095;
-  if (end > a) madvise((void *)a, end - a, MADV_HUGEPAGE);
-#else
-  (void)p, (void)bytes;
-#endif
-}
-
 // Reads exactly `payload` bytes after the header into a new buffer and checks
 // that nothing follows; NULL after an error. A gzip file's size is only known
 // by reading it, so its buffer grows with the data rather than trusting the
@@ -295,7 +279,7 @@ static uint8_t *read_payload(const char *prog, const char *path, gzFile gz, int6
   }
   int64_t cap = gzdirect(gz) || payload < (1 << 26) ? payload : (1 << 26), got = 0;
   uint8_t *buf = malloc(cap ? (size_t)cap : 1);
-  advise_huge(buf, cap);
+  rt_advise_huge(buf, cap);
   for (;;) {
     if (!buf) {
       rt_error(prog, "%s: cannot allocate %.1f MB for %s", path, (double)cap / 1048576.0, what);
@@ -312,7 +296,7 @@ static uint8_t *read_payload(const char *prog, const char *path, gzFile gz, int6
     uint8_t *nb = realloc(buf, (size_t)cap);
     if (!nb) free(buf);
     buf = nb;
-    advise_huge(buf, cap);
+    rt_advise_huge(buf, cap);
   }
   if (got < payload) {
     rt_error(prog, "%s: truncated: expected %lld bytes of data for %s, found %lld", path, (long long)payload, what,

@@ -18,6 +18,7 @@ void rt_hint(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 double rt_now(void);
 int rt_hexval(char c);  // a hexadecimal digit's value, or -1
 float *rt_alloc_floats(const char *prog, const char *what, int64_t n);
+void rt_advise_huge(void *p, int64_t bytes);
 int rt_flag_value(const char *prog, int argc, char **argv, int *i, const char *name, const char **val);
 int rt_parse_int(const char *prog, const char *flag, const char *s, int64_t min, int64_t *out);
 int rt_parse_pos_real(const char *prog, const char *flag, const char *s, double *out);
