@@ -603,8 +603,9 @@ static void call_parallel(Emit *e, Program *p, Kernel *k, LLVMValueRef kfn, Valu
       rows = block_size(e, e->n, nt, k->row_align > 0 ? k->row_align : 8, &ntasks);
     }
   } else {
-    rows = cg_i64(e, PAR_ROWS);
-    ntasks = LLVMBuildSDiv(B(e), LLVMBuildAdd(B(e), e->n, cg_i64(e, PAR_ROWS - 1), ""), cg_i64(e, PAR_ROWS), "");
+    int part = kernel_partials(k);
+    rows = cg_i64(e, part);
+    ntasks = LLVMBuildSDiv(B(e), LLVMBuildAdd(B(e), e->n, cg_i64(e, part - 1), ""), cg_i64(e, part), "");
   }
   LLVMValueRef ctxa = cg_alloca(e, e->i64, na + 3);
   for (int j = 0; j < na + 3; j++) {

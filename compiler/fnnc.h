@@ -220,8 +220,9 @@ struct Value {
   bool dead;
   int group;        // fuse.c: kernel index, -1 for leaves and views
   bool materialized;// fuse.c: written to a buffer
-  bool partial;     // fuse.c: a reduction over the batch in a parallel kernel; each
-                    // task accumulates its own slot, summed in a fixed order after
+  int partial;      // fuse.c: a reduction over the batch in a parallel kernel; each
+                    // task of this many rows accumulates its own slot, summed in a
+                    // fixed order after (0: not partial)
 };
 #define GROUP_INLINE (-2)  // fuse.c: recomputed wherever it is read (scalar math, pool prologue)
 
@@ -537,6 +538,9 @@ typedef struct {
 // Rows per parallel task. Fixed, so reductions over the batch add the same
 // partial sums in the same order whatever the number of threads.
 #define PAR_ROWS 4
+// Rows per task of a convolution's weight gradient, which sums a whole filter
+// bank per task: few tasks, so few banks to add up.
+#define DW_ROWS 32
 
 struct Program {
   Graph *g;
@@ -560,9 +564,9 @@ int gemm_nt_block_rows(int64_t N);  // rows per block of an x . W^T product
 int64_t split_align(int64_t rows);
 int64_t anchor_scratch(Value *a);
 bool conv_direct(Value *a);
-// Does a parallel kernel reduce over its rows into partial slots (so its tasks
-// must be the fixed PAR_ROWS blocks)?
-bool kernel_partials(Kernel *k);  // a convolution anchor runs on padded planes, not im2col
+// Does a parallel kernel reduce over its rows into partial slots? Then its
+// tasks must be the fixed blocks of this many rows (else 0).
+int kernel_partials(Kernel *k);  // a convolution anchor runs on padded planes, not im2col
 void fused_dump(FILE *out, Program *p);  // --emit=fused
 
 //

@@ -56,6 +56,13 @@ static void add_member(Kernel *k, Value *v) {
 
 static bool is_buffer(Value *v) { return (op_info[v->op].flags & (F_LEAF | F_VIEW)) || v->group == GROUP_INLINE; }
 
+// A convolution's weight gradient over a batch splits the images between the
+// threads, each summing a whole filter bank over its images (DW_ROWS per task,
+// added in task order): split by output channels instead, every thread would
+// read every image's activations and gradients, which the other thread wrote,
+// through the caches of both cores. The bank is small; the images are not.
+static bool dw_by_images(Value *a) { return a->op == OP_conv2d_dw && shape_batched(a->in[0]->shape); }
+
 static bool takes_epilogue(Value *a) {
   switch (a->op) {
   case OP_matmul:
@@ -96,6 +103,7 @@ static bool readable_in(Kernel *k, Value *u) {
 static bool can_join(Fuser *f, Kernel *k, Value *v) {
   if (k->kind == K_LOOP) return false;
   if (k->kind == K_ANCHOR && !takes_epilogue(k->anchor)) return false;
+  if (k->kind == K_ANCHOR && dw_by_images(k->anchor)) return false;  // complete only after its tasks
   if (!shape_fits(k, v) || !phase_fits(k, v)) return false;
   if (k->kind == K_ANCHOR && v->op == OP_sum && k->anchor->op != OP_softmax && k->anchor->op != OP_conv2d_dx &&
       k->anchor->op != OP_maxpool_dx)
@@ -417,10 +425,10 @@ int64_t anchor_scratch(Value *a) {
   }
 }
 
-bool kernel_partials(Kernel *k) {
+int kernel_partials(Kernel *k) {
   for (int i = 0; i < k->members.len; i++)
-    if (((Value *)k->members.data[i])->partial) return true;
-  return false;
+    if (((Value *)k->members.data[i])->partial) return ((Value *)k->members.data[i])->partial;
+  return 0;
 }
 
 // Does a member reduce over the batch axis (its result has no batch axis)?
@@ -485,7 +493,11 @@ static bool parallel_rows(Kernel *k) {
   // Weight gradients (a contraction over the batch): tasks take blocks of
   // output rows and contract the whole batch, in the same order as one thread.
   Value *a = k->anchor;
-  if (a && shape_batched(a->in[0]->shape) && (a->op == OP_conv2d_dw || (a->op == OP_matmul && a->ia[0] && !a->ia[1]))) {
+  if (a && dw_by_images(a)) {
+    a->partial = DW_ROWS;
+    return true;
+  }
+  if (a && shape_batched(a->in[0]->shape) && a->op == OP_matmul && a->ia[0] && !a->ia[1]) {
     k->par_out = split_align(a->shape.d[0]);
     return true;
   }
@@ -538,7 +550,7 @@ static bool parallel_rows(Kernel *k) {
   }
   for (int i = 0; i < k->members.len; i++) {
     Value *m = k->members.data[i];
-    if (reduces_batch(m)) m->partial = true;
+    if (reduces_batch(m)) m->partial = PAR_ROWS;
   }
   return true;
 }
@@ -669,7 +681,7 @@ Program *fuse(Graph *g, Entry e) {
     Value *v = g->values.data[i];
     v->group = -1;
     v->materialized = false;
-    v->partial = false;
+    v->partial = 0;
     if (v->dead) continue;
     for (int j = 0; j < v->nin; j++) vec_push(&f.consumers[v->in[j]->id], v);
   }
@@ -722,7 +734,7 @@ Program *fuse(Graph *g, Entry e) {
     k->par = parallel_rows(k);
   }
   plan_workspace(&f);
-  // Partial slots: one per task, ceil(n / PAR_ROWS) <= n / PAR_ROWS + 1 of them.
+  // Partial slots: one per task, ceil(n / rows) <= n / rows + 1 of them.
   p->part_per_n = arena_alloc(sizeof(int64_t) * (size_t)nv);
   p->part_fixed = arena_alloc(sizeof(int64_t) * (size_t)nv);
   for (int i = 0; i < nv; i++) {
@@ -732,7 +744,7 @@ Program *fuse(Graph *g, Entry e) {
     int64_t n = (shape_numel(v->shape) + 15) & ~(int64_t)15;
     p->part_per_n[i] = p->work_total_per_n;
     p->part_fixed[i] = p->work_total_fixed;
-    p->work_total_per_n += (n + PAR_ROWS - 1) / PAR_ROWS;
+    p->work_total_per_n += (n + v->partial - 1) / v->partial;
     p->work_total_fixed += n;
   }
   for (int i = 0; i < p->kernels.len; i++) {
@@ -823,11 +835,11 @@ void fused_dump(FILE *out, Program *p) {
       dump_ref(out, g, num, k->outputs.data[j]);
     }
     fprintf(out, ")\n");
-    bool partials = kernel_partials(k);
+    int partials = kernel_partials(k);
     const char *par = k->par_params ? "; one block of each parameter's rows per thread"
                       : k->par_out  ? "; one block of output rows per thread"
                       : k->par_cols ? "; one block of output columns per thread"
-                      : k->par && partials ? arena_printf("; tasks of %d rows", PAR_ROWS)
+                      : k->par && partials ? arena_printf("; tasks of %d rows", partials)
                       : k->par             ? "; one block of rows per thread"
                                            : "";
     if (k->kind == K_LOOP) {

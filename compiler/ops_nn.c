@@ -410,6 +410,17 @@ bool shape_conv2d_dw(Value *v) {
   return true;
 }
 void grad_conv2d_dw(Builder *b, Value *v, Value *g, Value **dx) {}
+// The output channels [o0, o1) and images [b0, b1) of a call: a task of a
+// split by output channels takes its block of channels over the whole batch;
+// otherwise (fuse.c, dw_by_images) its block of images for every channel.
+static void dw_ranges(Emit *e, int64_t O, LLVMValueRef *o0, LLVMValueRef *o1, LLVMValueRef *b0, LLVMValueRef *b1) {
+  bool by_out = e->k->par_out != 0;
+  *o0 = by_out ? e->lo : I(e, 0);
+  *o1 = by_out ? e->hi : I(e, O);
+  *b0 = by_out ? I(e, 0) : e->lo;
+  *b1 = by_out ? e->n : e->hi;
+}
+
 // Direct: per image the input goes transposed and padded into xT
 // [Hp*Wp (+ slack), C] and this task's rows of g into gw [O, OH*Wp] (columns
 // ow >= OW stay zero); then for each tap one GEMM over the padded positions q
@@ -424,14 +435,15 @@ static void emit_conv2d_dw_direct(Emit *e, Value *v) {
   LLVMValueRef gw = cg_gep(e, e->f32, xT, I(e, (Hp * Wp + Wp) * C));
   LLVMValueRef acc = cg_gep(e, e->f32, gw, I(e, O * P));
   LLVMValueRef out = cg_gep(e, e->f32, acc, I(e, (O + 8) * kk * C));
-  LLVMValueRef o0 = e->k->par_out ? e->lo : I(e, 0), o1 = e->k->par_out ? e->hi : I(e, O);
+  LLVMValueRef o0, o1, b0, b1;
+  dw_ranges(e, O, &o0, &o1, &b0, &b1);
   LLVMValueRef rows = LLVMBuildSub(B(e), o1, o0, "");
   cg_zero(e, xT, I(e, (Hp * Wp + Wp) * C));
   cg_zero(e, cg_gep(e, e->f32, gw, MUL(e, o0, I(e, P))), MUL(e, rows, I(e, P)));
   cg_zero(e, cg_gep(e, e->f32, acc, MUL(e, o0, I(e, kk * C))), MUL(e, ADD(e, rows, I(e, 8)), I(e, kk * C)));
   int mr, nv;
   gemm_tile(O, C, &mr, &nv);
-  Loop lb = cg_loop_begin(e, I(e, 0), e->n, "b");
+  Loop lb = cg_loop_begin(e, b0, b1, "b");
   {
     Loop lh = cg_loop_begin(e, I(e, 0), I(e, H), "h");
     Loop lw = cg_loop_begin(e, I(e, 0), I(e, Wd), "w");
@@ -488,10 +500,11 @@ LLVMValueRef emit_conv2d_dw(Emit *e, Value *v, LLVMValueRef *in) {
   int64_t O = v->shape.d[0], C = v->shape.d[1], KH = v->shape.d[2], KW = v->shape.d[3];
   int64_t OH = G->shape.d[2], OW = G->shape.d[3], P = OH * OW, ckk = C * KH * KW, ldc = (ckk + 3) & ~(int64_t)3;
   LLVMValueRef col = e->scratch, acc = cg_gep(e, e->f32, e->scratch, I(e, P * ckk));
-  LLVMValueRef o0 = e->k->par_out ? e->lo : I(e, 0), o1 = e->k->par_out ? e->hi : I(e, O);
+  LLVMValueRef o0, o1, b0, b1;
+  dw_ranges(e, O, &o0, &o1, &b0, &b1);
   LLVMValueRef acc0 = cg_gep(e, e->f32, acc, MUL(e, o0, I(e, ldc)));
   cg_zero(e, acc0, MUL(e, ADD(e, LLVMBuildSub(B(e), o1, o0, ""), I(e, 4)), I(e, ldc)));
-  Loop lb = cg_loop_begin(e, I(e, 0), e->n, "b");
+  Loop lb = cg_loop_begin(e, b0, b1, "b");
   im2col(e, X, lb.i, KH, KW, s, p, OH, OW, col);
   LLVMValueRef gb = cg_gep(e, e->f32, e->ptr[G->id], ADD(e, MUL(e, lb.i, I(e, O * P)), MUL(e, o0, I(e, P))));
   GemmNT g = {.M = O, .N = ckk, .lda = P, .ldb = P, .ldc = ldc, .K = I(e, P), .a = gb, .b = col, .c = acc0,
