@@ -163,6 +163,12 @@ void cg_store_at(Emit *e, Value *v, LLVMValueRef *idx, LLVMValueRef x) {
   LLVMBuildStore(B(e), x, cg_gep(e, elem_type(e, v), e->ptr[v->id], off));
 }
 
+// Kernel.post (a max-pool of the convolution's output) over image b, whose
+// output planes the epilogue has just written.
+void cg_post(Emit *e, LLVMValueRef b) {
+  if (e->k->post) emit_maxpool_image(e, e->k->post, b);
+}
+
 // The element of input u of a member at the current index: computed in this
 // iteration if u is a member, else read.
 static LLVMValueRef operand(Emit *e, Value *u) {
@@ -238,7 +244,7 @@ void cg_epilogue(Emit *e, LLVMValueRef *outer_idx, int tdims, LLVMValueRef tile)
   if (a->materialized) cg_store_at(e, a, e->idx, av);
   for (int i = 0; i < e->k->members.len; i++) {
     Value *m = e->k->members.data[i];
-    if (m == a || m->op == OP_xent) continue;
+    if (m == a || m->op == OP_xent || m == e->k->post) continue;
     eval_member(e, m);
   }
   if (flat) {

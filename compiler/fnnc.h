@@ -529,6 +529,8 @@ typedef struct {
   bool par_params; // the optimizer's update over a run of the parameter slab: task t
                    // updates block t of each parameter's rows (split_rows), the rows
                    // its thread computed the gradient of and reads in x . W^T
+  Value *post;     // a max-pool over the anchor's output (a convolution), run per image
+                   // once its tile is finished: it reads the plane while it is in cache
   int64_t par_cols;// instead of rows, one block of the output's columns (last axis) per
                    // thread, a multiple of par_cols wide, over the whole batch: x . W^T
                    // reads only its threads' rows of W, the same ones its weight gradient
@@ -635,6 +637,8 @@ LLVMValueRef cg_max_i64(Emit *e, LLVMValueRef a, LLVMValueRef b);
 // its output; rows of the last axis tile_ld apart if that is set) and
 // idx[0..rank-tdims) fix the outer axes.
 void cg_epilogue(Emit *e, LLVMValueRef *outer_idx, int tdims, LLVMValueRef tile);
+void cg_post(Emit *e, LLVMValueRef b);  // Kernel.post over image b
+void emit_maxpool_image(Emit *e, Value *v, LLVMValueRef b);  // ops_nn.c
 
 // vmath.c: exp, log, tanh and sigmoid as straight-line float IR (no calls), so
 // the loops that use them vectorize. x is a float or a vector of floats; the

@@ -95,7 +95,7 @@ static bool phase_fits(Kernel *k, Value *v) {
 
 // Is v, read by a member of k at the same index, computed in the same iteration?
 static bool readable_in(Kernel *k, Value *u) {
-  if (u->group != k->id) return false;
+  if (u->group != k->id || u == k->post) return false;
   if (u->op == OP_sum || u->op == OP_xent || u->op == OP_store) return false;
   return true;
 }
@@ -252,6 +252,17 @@ static bool pool_prologue(Fuser *f, Value *v) {
   return c->len == 1 && ((Value *)c->data[0])->op == OP_maxpool;
 }
 
+// A max-pool of a convolution's output (after its epilogue: bias, ReLU) runs
+// in the convolution's kernel, over each image as soon as its output planes
+// are written, while they are still in cache; as a kernel of its own it would
+// read the whole batch's output back from memory.
+static bool pool_after_conv(Fuser *f, Value *v) {
+  Value *u = v->in[0];
+  Kernel *k = kernel_of(f, u);
+  if (v->op != OP_maxpool || !k || k->kind != K_ANCHOR || k->anchor->op != OP_conv2d || k->post) return false;
+  return shape_batched(k->shape) && shape_eq(u->shape, k->shape) && k->anchor->phase == v->phase;
+}
+
 static void place(Fuser *f, Value *v) {
   unsigned fl = op_info[v->op].flags;
   if (fl & (F_LEAF | F_VIEW)) return;
@@ -262,6 +273,12 @@ static void place(Fuser *f, Value *v) {
   if (v->op == OP_loopout) {
     add_member(kernel_of(f, v->in[0]), v);
     v->materialized = true;
+    return;
+  }
+  if (pool_after_conv(f, v)) {
+    Kernel *k = kernel_of(f, v->in[0]);
+    add_member(k, v);
+    k->post = v;
     return;
   }
   if (inlinable_scalar(v) || pool_prologue(f, v)) {
@@ -852,8 +869,9 @@ void fused_dump(FILE *out, Program *p) {
     if (k->kind == K_ANCHOR) {
       Value *a = k->anchor;
       bool conv = a->op == OP_conv2d || a->op == OP_conv2d_dx || a->op == OP_conv2d_dw;
-      fprintf(out, "  # %s%s loops over %s, epilogue per tile%s\n", op_info[a->op].name,
-              conv ? (conv_direct(a) ? " (direct, padded planes)" : " (im2col)") : "", shape_str(k->shape), par);
+      fprintf(out, "  # %s%s loops over %s, epilogue per tile%s%s\n", op_info[a->op].name,
+              conv ? (conv_direct(a) ? " (direct, padded planes)" : " (im2col)") : "", shape_str(k->shape),
+              k->post ? ", then the pool per image" : "", par);
     }
     else
       fprintf(out, "  # loop over %s%s\n", shape_str(k->shape), par);
