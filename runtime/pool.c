@@ -27,6 +27,17 @@
 
 enum { MAX_THREADS = 64 };
 
+// A chunk's claim word and end, and each thread's count of finished tasks, on
+// cache lines of their own: a thread claiming from its own chunk, or counting
+// its own tasks, then never takes the line away from the other threads.
+typedef struct {
+  _Alignas(64) _Atomic uint64_t next;  // gen << 32 | next task index
+  _Atomic int64_t end;                 // one past the chunk's last task (set before publishing)
+} Chunk;
+typedef struct {
+  _Alignas(64) _Atomic int64_t n;
+} Finished;
+
 static struct {
   pthread_mutex_t mu;
   pthread_cond_t start;
@@ -36,9 +47,8 @@ static struct {
   FnnTask task;               // the current call (under mu)
   void *ctx;
   int nchunks;                // chunks of the current call (its thread count)
-  _Atomic uint64_t next[MAX_THREADS];  // per chunk: gen << 32 | next task index
-  _Atomic int64_t end[MAX_THREADS];  // per chunk: one past its last task (set before publishing)
-  _Atomic int64_t done;       // tasks of the current call that have finished
+  Chunk chunk[MAX_THREADS];
+  Finished finished[MAX_THREADS];  // per thread: tasks of the current call it has finished
   _Atomic uint32_t published; // gen, readable without the lock
   _Atomic int sleepers;       // workers waiting on `start`
 } P = {.mu = PTHREAD_MUTEX_INITIALIZER, .start = PTHREAD_COND_INITIALIZER, .nthreads = 1};
@@ -46,11 +56,13 @@ static struct {
 // Claims and runs the tasks of chunk c of generation `gen` until none are left.
 static void run_chunk(uint32_t gen, FnnTask task, void *ctx, int c, int64_t tid) {
   for (;;) {
-    uint64_t v = atomic_load(&P.next[c]);
-    if ((uint32_t)(v >> 32) != gen || (int64_t)(v & 0xffffffffu) >= atomic_load(&P.end[c])) return;
-    if (!atomic_compare_exchange_weak(&P.next[c], &v, v + 1)) continue;
+    Chunk *ch = &P.chunk[c];
+    uint64_t v = atomic_load(&ch->next);
+    if ((uint32_t)(v >> 32) != gen || (int64_t)(v & 0xffffffffu) >= atomic_load(&ch->end)) return;
+    if (!atomic_compare_exchange_weak(&ch->next, &v, v + 1)) continue;
     task(ctx, (int64_t)(v & 0xffffffffu), tid);
-    atomic_fetch_add(&P.done, 1);
+    atomic_store_explicit(&P.finished[tid].n, atomic_load_explicit(&P.finished[tid].n, memory_order_relaxed) + 1,
+                          memory_order_release);
   }
 }
 
@@ -134,6 +146,13 @@ void fnn_set_threads(int n) {
   pthread_mutex_unlock(&P.mu);
 }
 
+// Tasks of the current call finished so far, by all threads.
+static int64_t finished_tasks(void) {
+  int64_t n = 0;
+  for (int t = 0; t <= P.started && t < MAX_THREADS; t++) n += atomic_load_explicit(&P.finished[t].n, memory_order_acquire);
+  return n;
+}
+
 void fnn_parallel(FnnTask task, void *ctx, int64_t ntasks) {
   if (P.nthreads <= 1 || ntasks <= 1) {
     for (int64_t t = 0; t < ntasks; t++) task(ctx, t, 0);
@@ -148,17 +167,19 @@ void fnn_parallel(FnnTask task, void *ctx, int64_t ntasks) {
   // run_chunk for the previous call must fail its claim (its compare-exchange
   // sees a changed word) before end[] changes under it; otherwise it could
   // claim an index past the old call's end and run the old kernel with it.
-  for (int c = 0; c <= P.started; c++) atomic_store(&P.next[c], (uint64_t)gen << 32 | 0xffffffffu);
-  atomic_store(&P.done, 0);
+  for (int c = 0; c <= P.started; c++) {
+    atomic_store(&P.chunk[c].next, (uint64_t)gen << 32 | 0xffffffffu);
+    atomic_store(&P.finished[c].n, 0);
+  }
   for (int c = 0; c < P.nchunks; c++) {
-    atomic_store(&P.end[c], ntasks * (c + 1) / P.nchunks);
-    atomic_store(&P.next[c], (uint64_t)gen << 32 | (uint64_t)(ntasks * c / P.nchunks));
+    atomic_store(&P.chunk[c].end, ntasks * (c + 1) / P.nchunks);
+    atomic_store(&P.chunk[c].next, (uint64_t)gen << 32 | (uint64_t)(ntasks * c / P.nchunks));
   }
   atomic_store_explicit(&P.published, gen, memory_order_release);
   if (atomic_load(&P.sleepers)) pthread_cond_broadcast(&P.start);
   pthread_mutex_unlock(&P.mu);
   run_tasks(gen, task, ctx, P.nchunks, 0);
   // Wait for the tasks other threads claimed; they are short.
-  for (int spins = 0; atomic_load(&P.done) < ntasks; spins++)
+  for (int spins = 0; finished_tasks() < ntasks; spins++)
     if (spins > 1000) sched_yield();
 }
