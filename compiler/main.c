@@ -271,5 +271,6 @@ int main(int argc, char **argv) {
   lap("JIT shut down", &t);
   LLVMDisposeTargetMachine(cg.tm);
   arena_free_all();
+  if (getenv("FNNC_TIME")) fprintf(stderr, "fnnc: %.3f s since main started\n", now() - t0);
   return rc;
 }
