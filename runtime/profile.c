@@ -4,7 +4,8 @@
 // with FnnArgs.prof; the trainer points that at an FnnProf when --profile is
 // given (NULL otherwise, which makes both calls return at once).
 //
-// Besides each kernel's total it keeps the fastest call, which a machine
+// Besides each kernel's total it keeps the fastest call with a full batch
+// (rt_prof_rows: an epoch's last batch may be shorter), which a machine
 // shared with other work disturbs far less than the total (a preempted call is
 // slow, never fast), and the time outside the first entry's kernels: before
 // its first kernel (the batch gather, the loss readback, logging, and any
@@ -21,9 +22,11 @@
 typedef struct {
   int64_t n;
   double *sec, *min;
+  double *min_short;  // the fastest call of a short batch, for kernels never given a full one
   int64_t *calls;
   double *gap;      // per kernel: time since the previous kernel call ended
   double last_end;  // when the previous kernel call ended (0: none yet)
+  int short_batch;  // the current step has fewer rows than a full batch
 } FnnProf;
 
 static double now(void) {
@@ -39,9 +42,17 @@ void fnn_prof_end(void *prof, int64_t kernel, double t0) {
   if (!p || kernel < 0 || kernel >= p->n) return;
   double t1 = now(), dt = t1 - t0;
   p->sec[kernel] += dt;
-  if (!p->calls[kernel]++ || dt < p->min[kernel]) p->min[kernel] = dt;
+  // The fastest call is a full batch's: the last, shorter batch of an epoch
+  // would otherwise set it for kernels whose work scales with the rows.
+  double *m = p->short_batch ? p->min_short : p->min;
+  if (m[kernel] == 0 || dt < m[kernel]) m[kernel] = dt;
+  p->calls[kernel]++;
   if (p->last_end > 0 && t0 > p->last_end) p->gap[kernel] += t0 - p->last_end;
   p->last_end = t1;
+}
+
+void rt_prof_rows(void *prof, int64_t rows, int64_t batch) {
+  if (prof) ((FnnProf *)prof)->short_batch = rows < batch;
 }
 
 void *rt_prof_new(int64_t nkernels) {
@@ -50,11 +61,13 @@ void *rt_prof_new(int64_t nkernels) {
   p->n = nkernels;
   p->sec = calloc((size_t)(nkernels + 1), sizeof(double));
   p->min = calloc((size_t)(nkernels + 1), sizeof(double));
+  p->min_short = calloc((size_t)(nkernels + 1), sizeof(double));
   p->gap = calloc((size_t)(nkernels + 1), sizeof(double));
   p->calls = calloc((size_t)(nkernels + 1), sizeof(int64_t));
-  if (!p->sec || !p->min || !p->gap || !p->calls) {
+  if (!p->sec || !p->min || !p->min_short || !p->gap || !p->calls) {
     free(p->sec);
     free(p->min);
+    free(p->min_short);
     free(p->gap);
     free(p->calls);
     free(p);
@@ -81,6 +94,8 @@ void rt_prof_print(void *prof, const char *const *entry, const char *const *name
       order[j] = order[j - 1];
       order[j - 1] = t;
     }
+  for (int64_t i = 0; i < p->n; i++)
+    if (p->min[i] == 0) p->min[i] = p->min_short[i];
   fprintf(stderr, "profile: %.1f ms in kernels\n", total * 1e3);
   fprintf(stderr, "  %-11s %-36s %10s %7s %7s %9s\n", "entry", "kernel", "ms", "share", "calls", "min_us");
   for (int64_t k = 0; k < p->n; k++) {
@@ -108,6 +123,7 @@ void rt_prof_free(void *prof) {
   if (!p) return;
   free(p->sec);
   free(p->min);
+  free(p->min_short);
   free(p->gap);
   free(p->calls);
   free(p);

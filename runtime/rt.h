@@ -74,6 +74,7 @@ int rt_ck_check_writable(const char *prog, const char *path);
 
 // profile.c
 void *rt_prof_new(int64_t nkernels);
+void rt_prof_rows(void *prof, int64_t rows, int64_t batch);  // before each step: is it a full batch?
 void rt_prof_print(void *prof, const char *const *entry, const char *const *name);
 void rt_prof_free(void *prof);
 

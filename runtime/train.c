@@ -842,6 +842,7 @@ static EvalResult evaluate(const RtModel *r, FnnArgs *a, const RtData *d, int64_
     hyper[FNN_HYP_INVN] = 1.0f / (float)m;
     out[FNN_OUT_LOSS] = out[FNN_OUT_CORRECT] = 0;
     a->n = m;
+    rt_prof_rows(a->prof, m, batch);
     r->m->eval_step(a);
     loss += (double)out[FNN_OUT_LOSS] * (double)m;
     correct += out[FNN_OUT_CORRECT];
@@ -1398,6 +1399,7 @@ static int predict(const RtModel *r, FnnArgs *a, const Opts *o, const RtData *d,
     rt_data_batch(d, idx, m, x, y);
     hyper[FNN_HYP_INVN] = 1.0f / (float)m;
     a->n = m;
+    rt_prof_rows(a->prof, m, o->batch);
     r->m->eval_step(a);
     for (int64_t i = 0; i < m; i++) {
       const float *p = out + FNN_OUT_ROWS + i * W;
@@ -1729,6 +1731,7 @@ int fnn_main(const FnnModel *m, int argc, char **argv) {
       a.hyper = hyper;
       a.out = out;
       a.n = n;
+      rt_prof_rows(a.prof, n, o.batch);
       r->m->train_step(&a);
       if (!isfinite(out[FNN_OUT_LOSS]) && !warned) {
         bar_clear(&bar);
