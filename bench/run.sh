@@ -5,7 +5,8 @@
 # one table and writes the same table to build/bench/results.txt:
 #   - the machine's FMA peak (bench/peak.c) on 1 and 2 threads;
 #   - for models/mnist.fnn (the CNN) and models/mlp.fnn, on --threads 1 and 2:
-#     training images/s of the AOT trainer (median of RUNS runs), the GFLOP/s
+#     training images/s of the AOT trainer (median of RUNS runs, the thread
+#     counts taking turns run by run), the GFLOP/s
 #     that makes and its share of the peak, peak RSS, the final test accuracy;
 #   - compile time of `fnnc run MODEL --steps 0` (median of RUNS): wall, CPU,
 #     and LLVM's optimisation and code generation CPU time;
@@ -174,12 +175,16 @@ for m in mnist mlp; do
     done
     continue
   fi
+  # The thread counts take turns, run by run: the machine's speed drifts over
+  # minutes, and the 2-thread/1-thread ratio should not measure that drift.
   for t in $THREADS; do
     : >"$OUT/${m}_t$t.rates"
     : >"$OUT/${m}_t$t.rss"
-    i=0
-    while [ $i -lt "$RUNS" ]; do
-      i=$((i + 1))
+  done
+  i=0
+  while [ $i -lt "$RUNS" ]; do
+    i=$((i + 1))
+    for t in $THREADS; do
       say "train $m --steps $steps --threads $t (run $i/$RUNS)"
       log=$OUT/${m}_t${t}_r$i.csv
       if [ -n "$TIME" ]; then
@@ -198,6 +203,8 @@ for m in mnist mlp; do
       fi
       csv_field "$log" images_per_s >>"$OUT/${m}_t$t.rates"
     done
+  done
+  for t in $THREADS; do
     rate=$(median <"$OUT/${m}_t$t.rates")
     # peak RSS: the largest of the runs, in MB (time's %M is in KiB)
     rss=$(awk '$1 ~ /^[0-9]+$/ && $1 > r { r = $1 } END { print r ? r / 1024 : "-" }' "$OUT/${m}_t$t.rss")
@@ -205,8 +212,8 @@ for m in mnist mlp; do
     acc=$(csv_field "$OUT/${m}_t${t}_r1.csv" test_acc)
     loss=$(csv_field "$OUT/${m}_t${t}_r1.csv" test_loss)
     echo "$m $t $steps $rate $rss $cpu $acc $loss" >>"$ROWS"
-    torch_run $m "$t" "$steps"
   done
+  for t in $THREADS; do torch_run $m "$t" "$steps"; done
 done
 
 # --- 6. Per-kernel profile of the CNN ----------------------------------------------
@@ -230,11 +237,11 @@ FAST=$OUT/fastest.txt
 for m in mnist mlp; do
   if [ $m = mnist ]; then steps=$((CNN_STEPS / 2)); else steps=$MLP_STEPS; fi
   [ -x "$OUT/$m" ] || continue
-  for t in $THREADS; do
-    say "fastest calls: $m --steps $steps --threads $t --profile (x$RUNS)"
-    i=0
-    while [ $i -lt "$RUNS" ]; do
-      i=$((i + 1))
+  say "fastest calls: $m --steps $steps --threads $THREADS --profile (x$RUNS, taking turns)"
+  i=0
+  while [ $i -lt "$RUNS" ]; do
+    i=$((i + 1))
+    for t in $THREADS; do
       "$OUT/$m" --steps "$steps" --batch $BATCH --threads "$t" --quiet --profile 2>&1 >/dev/null |
         sed -n "s/^profile: train_step: \([0-9.]*\) us per call.*/$m $t \1/p" >>"$FAST"
     done
