@@ -6,7 +6,8 @@
 #   golden     tests/golden/NAME.fnn against each of NAME.ast .ir .grad .fused
 #              (stdout of --emit=STAGE, exit 0) and NAME.err (stderr of
 #              --emit=ir, exit 1); run from tests/golden so paths are NAME.fnn
-#   gradcheck  fnnc check tests/gradcheck/NAME.fnn exits 0
+#   gradcheck  fnnc check tests/gradcheck/NAME.fnn exits 0 (with the flags of
+#              its "# check: FLAGS" line, if it has one)
 #   scripts    every executable tests/*/test_*.sh exits 0 (log in build/tests/logs)
 #   runtime    tests/runtime/run.sh, its PASS/FAIL lines counted here (FILTER
 #              is passed on to it in the environment)
@@ -169,7 +170,10 @@ gradcheck_group() {
 		name=${name%.fnn}
 		t="$1/$name"
 		selected "$t" || continue
-		run_to 300 "$2" check "$f" >"$tmp/out" 2>&1
+		# A "# check: FLAGS" line passes FLAGS to fnnc check (e.g. --batch 40).
+		flags=$(sed -n 's/^# check: //p' "$f" | head -n 1)
+		# shellcheck disable=SC2086
+		run_to 300 "$2" check "$f" $flags >"$tmp/out" 2>&1
 		st=$?
 		if [ "$st" -eq 0 ]; then
 			ok "$t"
