@@ -8,7 +8,8 @@
 #     training images/s of the AOT trainer (median of RUNS runs, the thread
 #     counts taking turns run by run), the GFLOP/s
 #     that makes and its share of the peak, peak RSS, the final test accuracy;
-#   - compile time of `fnnc run MODEL --steps 0` (median of RUNS): wall, CPU,
+#   - compile time of `fnnc run MODEL --steps 0` (median and range of at
+#     least 9 runs): wall, CPU,
 #     and LLVM's optimisation and code generation CPU time;
 #   - the top kernels of a --profile run of the CNN on one thread;
 #   - each model's step cost from the fastest call of each kernel on 1 and 2
@@ -104,14 +105,18 @@ peak_for() { if [ "$1" = 1 ]; then echo "$PEAK1"; else echo "$PEAK2"; fi; }
 # --- 4. Compile time ----------------------------------------------------------
 # fnnc run MODEL --steps 0 with FNNC_TIME=1: the wall time, the user+sys CPU
 # time, and the CPU time the compile threads spent in LLVM (reading and
-# optimising the parts, generating code) for the training step.
+# optimising the parts, generating code) for the training step. A run takes
+# a fraction of a second and the machine's speed drifts, so there are at
+# least 9 runs, and the range is printed with the median.
+CRUNS=$RUNS
+[ "$CRUNS" -ge 9 ] || CRUNS=9
 for m in mnist mlp; do
-  say "compile time: fnnc run models/$m.fnn --steps 0 (x$RUNS)"
+  say "compile time: fnnc run models/$m.fnn --steps 0 (x$CRUNS)"
   : >"$OUT/compile_$m.txt"
   : >"$OUT/compile_${m}_cpu.txt"
   : >"$OUT/compile_${m}_llvm.txt"
   i=0
-  while [ $i -lt "$RUNS" ]; do
+  while [ $i -lt "$CRUNS" ]; do
     i=$((i + 1))
     t0=$(now_ns)
     if FNNC_TIME=1 ${TIME:+$TIME -f "%U %S" -o "$OUT/compile_$m.cpu"} "$FNNC" run "models/$m.fnn" --steps 0 \
@@ -129,10 +134,12 @@ done
 # compile_line MODEL: "W s wall, C s CPU (LLVM CPU: optimisation O s, code generation G s)"
 compile_line() {
   w=$(median <"$OUT/compile_$1.txt")
+  lo=$(sort -n "$OUT/compile_$1.txt" | head -n 1)
+  hi=$(sort -n "$OUT/compile_$1.txt" | tail -n 1)
   c=$(median <"$OUT/compile_${1}_cpu.txt")
   o=$(awk '{ print $1 }' "$OUT/compile_${1}_llvm.txt" | median)
   g=$(awk '{ print $2 }' "$OUT/compile_${1}_llvm.txt" | median)
-  echo "$(fmt %.2f "$w") s wall, $(fmt %.2f "$c") s CPU (LLVM CPU: optimisation $(fmt %.2f "$o") s," \
+  echo "$(fmt %.2f "$w") s wall ($(fmt %.2f "$lo")-$(fmt %.2f "$hi")), $(fmt %.2f "$c") s CPU (LLVM CPU: optimisation $(fmt %.2f "$o") s," \
     "code generation $(fmt %.2f "$g") s)"
 }
 
@@ -291,7 +298,7 @@ T_END=$(now_ns)
   echo "  by width (wall GFLOP/s): $PEAK_ISA"
   echo "training FLOPs per image: CNN $(fmt %.2f "$(div $CNN_FLOPS 1e6)") MFLOP," \
     "MLP $(fmt %.3f "$(div $MLP_FLOPS 1e6)") MFLOP (contractions only: 2 x (3 x fwd MACs - first layer's))"
-  echo "compile time (fnnc run MODEL --steps 0, medians of $RUNS; FNNC_TIME=1 shows every stage):"
+  echo "compile time (fnnc run MODEL --steps 0, medians of $CRUNS; FNNC_TIME=1 shows every stage):"
   echo "  CNN $(compile_line mnist)"
   echo "  MLP $(compile_line mlp)"
   echo
