@@ -1005,13 +1005,15 @@ Jit *jit_new(void) {
   } hostsyms[] = {{"fnn_parallel", (void *)&fnn_parallel},
                   {"fnn_prof_begin", (void *)&fnn_prof_begin},
                   {"fnn_prof_end", (void *)&fnn_prof_end},
-                  {"fnn_threads", (void *)&fnn_threads}};
-  LLVMOrcCSymbolMapPair host[4];
-  for (int i = 0; i < 4; i++)
+                  {"fnn_threads", (void *)&fnn_threads},
+                  {"fnn_sum_slots", (void *)&fnn_sum_slots}};
+  enum { NHOST = sizeof hostsyms / sizeof hostsyms[0] };
+  LLVMOrcCSymbolMapPair host[NHOST];
+  for (int i = 0; i < NHOST; i++)
     host[i] = (LLVMOrcCSymbolMapPair){LLVMOrcLLJITMangleAndIntern(lljit, hostsyms[i].name),
                                       {(LLVMOrcExecutorAddress)(uintptr_t)hostsyms[i].addr,
                                        {LLVMJITSymbolGenericFlagsExported | LLVMJITSymbolGenericFlagsCallable, 0}}};
-  e = LLVMOrcJITDylibDefine(LLVMOrcLLJITGetMainJITDylib(lljit), LLVMOrcAbsoluteSymbols(host, 4));
+  e = LLVMOrcJITDylibDefine(LLVMOrcLLJITGetMainJITDylib(lljit), LLVMOrcAbsoluteSymbols(host, NHOST));
   if (e) {
     report_llvm_error("cannot define the runtime's symbols in the JIT", e);
     return NULL;

@@ -625,21 +625,18 @@ static void call_parallel(Emit *e, Program *p, Kernel *k, LLVMValueRef kfn, Valu
   if (!pfn) pfn = LLVMAddFunction(cg->mod, "fnn_parallel", pty);
   LLVMValueRef pargs[3] = {tfn, ctxa, ntasks};
   LLVMBuildCall2(B(e), pty, pfn, pargs, 3, "");
-  // out[i] = sum over tasks t (in order) of part[t][i]
+  // out[i] = sum over tasks t (in order) of part[t][i]: fnn_sum_slots, in the
+  // runtime (the entry's own code is compiled for size, not for loops).
+  LLVMTypeRef sp[5] = {e->ptrty, e->ptrty, e->i64, e->i64, e->i64};
+  LLVMTypeRef sty = LLVMFunctionType(LLVMVoidTypeInContext(cg->ctx), sp, 5, 0);
   for (int j = k->inputs.len; j < na; j++) {
     Value *v = kargs[j];
     if (!v->partial) continue;
-    LLVMValueRef out = entry_ptr(e, p, slot, v), part = bufs[j];
-    Loop li = cg_loop_begin(e, cg_i64(e, 0), cg_i64(e, shape_numel(v->shape)), "i");
-    LLVMValueRef acc = cg_alloca(e, e->f32, 1);
-    LLVMBuildStore(B(e), cg_f32(e, 0), acc);
-    Loop lt = cg_loop_begin(e, cg_i64(e, 0), ntasks, "t");
-    LLVMValueRef off = LLVMBuildAdd(B(e), LLVMBuildMul(B(e), lt.i, cg_i64(e, part_stride(v)), ""), li.i, "");
-    LLVMValueRef x = LLVMBuildLoad2(B(e), e->f32, cg_gep(e, e->f32, part, off), "");
-    LLVMBuildStore(B(e), LLVMBuildFAdd(B(e), LLVMBuildLoad2(B(e), e->f32, acc, ""), x, ""), acc);
-    cg_loop_end_scalar(e, &lt);
-    LLVMBuildStore(B(e), LLVMBuildLoad2(B(e), e->f32, acc, ""), cg_gep(e, e->f32, out, li.i));
-    cg_loop_end(e, &li);
+    LLVMValueRef sfn = LLVMGetNamedFunction(cg->mod, "fnn_sum_slots");
+    if (!sfn) sfn = LLVMAddFunction(cg->mod, "fnn_sum_slots", sty);
+    LLVMValueRef sargs[5] = {entry_ptr(e, p, slot, v), bufs[j], cg_i64(e, part_stride(v)),
+                             cg_i64(e, shape_numel(v->shape)), ntasks};
+    LLVMBuildCall2(B(e), sty, sfn, sargs, 5, "");
   }
 }
 

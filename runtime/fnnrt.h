@@ -57,6 +57,9 @@ typedef void (*FnnTask)(void *ctx, int64_t task, int64_t tid);
 void fnn_parallel(FnnTask task, void *ctx, int64_t ntasks);
 void fnn_set_threads(int n);  // 1..64; starts or resizes the pool
 int fnn_threads(void);
+// out[i] = ((0 + part[i]) + part[stride + i]) + ... over ntasks slots, in task
+// order: the partial sums of a parallel reduction (pool.c).
+void fnn_sum_slots(float *out, const float *part, int64_t stride, int64_t n, int64_t ntasks);
 
 // Kernel timing (profile.c). Compiled steps call these around every kernel;
 // with prof == NULL they do nothing. `kernel` numbers the descriptor's
