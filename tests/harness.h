@@ -28,6 +28,13 @@ void fnn_parallel(FnnTask task, void *ctx, int64_t ntasks) {
   for (int64_t i = 0; i < ntasks; i++) task(ctx, i, 0);
 }
 int fnn_threads(void) { return 1; }
+void fnn_sum_slots(float *out, const float *part, int64_t stride, int64_t n, int64_t ntasks) {
+  for (int64_t i = 0; i < n; i++) {
+    float acc = 0.0f;
+    for (int64_t t = 0; t < ntasks; t++) acc += part[t * stride + i];
+    out[i] = acc;
+  }
+}
 double fnn_prof_begin(void *prof) { return 0; }
 void fnn_prof_end(void *prof, int64_t kernel, double t0) {}
 
