@@ -1785,31 +1785,24 @@ static void lower_data(Lower *L, Node *sec) {
     ds->loc = c->loc;
     int nfiles = 0;
     while (nfiles < c->nargs && c->args[nfiles]->kind != N_KWARG) nfiles++;
-    if (!strcmp(c->name, "idx")) {
-      if (nfiles != 2) {
-        error_at(c->loc, "idx needs two files: images and labels");
+    // The sources: their files (positional arguments) and what each one is.
+    static const struct {
+      const char *name, *wrong_count, *what[2];
+      int nfiles;
+    } kinds[] = {{"idx", "idx needs two files: images and labels", {"the image file", "the label file"}, 2},
+                 {"csv", "csv needs one file", {"the csv file"}, 1},
+                 {"text", "text needs one file", {"the text file"}, 1}};
+    int kind = 0;
+    while (kind < 3 && strcmp(c->name, kinds[kind].name)) kind++;
+    if (kind < 3) {
+      if (nfiles != kinds[kind].nfiles) {
+        error_at(c->loc, "%s", kinds[kind].wrong_count);
         continue;
       }
-      ds->kind = "idx";
-      ds->files[0] = str_arg(c->args[0], "the image file");
-      ds->files[1] = str_arg(c->args[1], "the label file");
-    } else if (!strcmp(c->name, "csv")) {
-      if (nfiles != 1) {
-        error_at(c->loc, "csv needs one file");
-        continue;
-      }
-      ds->kind = "csv";
-      ds->files[0] = str_arg(c->args[0], "the csv file");
+      ds->kind = kinds[kind].name;
       ds->files[1] = "";
-    } else if (!strcmp(c->name, "text")) {
-      if (nfiles != 1) {
-        error_at(c->loc, "text needs one file");
-        continue;
-      }
-      ds->kind = "text";
-      ds->files[0] = str_arg(c->args[0], "the text file");
-      ds->files[1] = "";
-      ds->vocab = "bytes";
+      for (int f = 0; f < nfiles; f++) ds->files[f] = str_arg(c->args[f], kinds[kind].what[f]);
+      if (!strcmp(ds->kind, "text")) ds->vocab = "bytes";
     } else {
       error_at(c->loc, "unknown data source '%s'", c->name);
       const char *h = closest_word(c->name, srcs);

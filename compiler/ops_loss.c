@@ -24,6 +24,15 @@ static LLVMValueRef row_count(Emit *e, Shape s) {
   return n;
 }
 
+// The outer indices idx[0 .. rank-2] of flat row `row` of a [..., K] tensor.
+static void row_indices(Emit *e, Shape s, LLVMValueRef row, LLVMValueRef *idx) {
+  for (int i = s.rank - 2; i >= 0; i--) {
+    LLVMValueRef d = cg_dim(e, s, i);
+    idx[i] = i == 0 ? row : LLVMBuildURem(B(e), row, d, "");
+    if (i) row = LLVMBuildUDiv(B(e), row, d, "");
+  }
+}
+
 //
 // softmax: p[r, k] = exp(z[r,k] - max_j z[r,j]) / sum_j exp(z[r,j] - max_j z[r,j])
 //
@@ -60,14 +69,7 @@ LLVMValueRef emit_softmax(Emit *e, Value *v, LLVMValueRef *in) {
   if (r == 2) cg_rows(e, v->shape, &rlo, &rhi);
   Loop lr = cg_loop_begin(e, rlo, rhi, "row");
   LLVMValueRef idx[MAXRANK];
-  {
-    LLVMValueRef rem = lr.i;
-    for (int i = r - 2; i >= 0; i--) {
-      LLVMValueRef d = cg_dim(e, v->shape, i);
-      idx[i] = i == 0 ? rem : LLVMBuildURem(B(e), rem, d, "");
-      if (i) rem = LLVMBuildUDiv(B(e), rem, d, "");
-    }
-  }
+  row_indices(e, v->shape, lr.i, idx);
   // max
   LLVMValueRef mx = cg_alloca(e, e->f32, 1);
   LLVMBuildStore(B(e), cg_f32(e, -3.4028234663852886e38), mx);
@@ -173,12 +175,7 @@ LLVMValueRef emit_correct(Emit *e, Value *v, LLVMValueRef *in) {
   if (r == 2) cg_rows(e, Z->shape, &blo, &bhi);
   Loop lb = cg_loop_begin(e, blo, bhi, "b");
   LLVMValueRef idx[MAXRANK];
-  LLVMValueRef rem = lb.i;
-  for (int i = r - 2; i >= 0; i--) {
-    LLVMValueRef d = cg_dim(e, Z->shape, i);
-    idx[i] = i == 0 ? rem : LLVMBuildURem(B(e), rem, d, "");
-    if (i) rem = LLVMBuildUDiv(B(e), rem, d, "");
-  }
+  row_indices(e, Z->shape, lb.i, idx);
   idx[r - 1] = I(e, 0);
   LLVMBuildStore(B(e), cg_load_at(e, Z, idx), best);
   LLVMBuildStore(B(e), I(e, 0), arg);
