@@ -1,6 +1,6 @@
 #!/bin/sh
 # tests/runtime/run.sh - tests of the runtime library (runtime/*.c) through
-# test doubles of a compiled model (fixture.c, aot_stub.c): flag errors, the
+# test doubles of a compiled model (fixture.c, aot_double.c): flag errors, the
 # descriptor, IDX and CSV loading and their errors, logging, output modes,
 # determinism, a real training run, and the gradient check.
 #
@@ -35,7 +35,7 @@ fi
 # shellcheck disable=SC2086
 cc $CFLAGS tests/runtime/fixture.c $LIB -lz -lm -lpthread -o "$T/fixture" || exit 1
 # shellcheck disable=SC2086
-cc $CFLAGS -Wno-unused-parameter tests/runtime/aot_stub.c $AOT $LIB -lz -lm -lpthread -o "$T/stub" || exit 1
+cc $CFLAGS -Wno-unused-parameter tests/runtime/aot_double.c $AOT $LIB -lz -lm -lpthread -o "$T/stub" || exit 1
 F=$T/fixture
 
 npass=0

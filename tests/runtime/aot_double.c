@@ -1,4 +1,4 @@
-// aot_stub.c - a TEST DOUBLE for a generated object file: it defines the four
+// aot_double.c - a TEST DOUBLE for a generated object file: it defines the four
 // symbols runtime/aot_main.c expects (fnn_desc and the three entry points), so
 // tests/runtime/run.sh can link and run an "ahead-of-time trainer" without the
 // compiler. The entry points only report a constant loss.
