@@ -196,7 +196,7 @@ int fnn_check(const FnnModel *m, int argc, char **argv) {
   int rc = 1, classify, np = rt_model_nparams(r);
   int64_t width = rt_model_target(r, &classify), dim = rt_model_input_numel(r);
   int64_t steps, vocab = rt_model_tokens(r, &steps);  // tokens: ids below vocab; steps target ids per row
-  int64_t ny = classify ? (steps ? steps : 1) : width;
+  int64_t ny = rt_model_y_words(r);
   float *x = NULL, *y = NULL, *eout = NULL;
   int64_t(*cand)[MAXTRY] = calloc((size_t)np + 1, sizeof *cand);
   int *ncand = calloc((size_t)np + 1, sizeof *ncand);
@@ -208,7 +208,7 @@ int fnn_check(const FnnModel *m, int argc, char **argv) {
   if (rt_model_setup(r, prog, batch, (uint64_t)seed, &a) ||
       !(x = rt_alloc_floats(prog, "the input batch", batch * dim)) ||
       !(y = rt_alloc_floats(prog, "the target batch", batch * ny)) ||
-      !(eout = rt_alloc_floats(prog, "the outputs", FNN_OUT_ROWS + batch * ny * (classify ? width : 1))))
+      !(eout = rt_alloc_floats(prog, "the outputs", FNN_OUT_ROWS + batch * rt_model_out_floats(r))))
     goto out;
 
   for (int i = 0; i < np; i++) {

@@ -20,7 +20,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <zlib.h>
 
@@ -105,7 +104,7 @@ static void batch_part(void *ctx, int64_t t, int64_t tid) {
   const BatchJob *j = ctx;
   int64_t r0 = j->n * t / j->parts, r1 = j->n * (t + 1) / j->parts;
   const RtData *d = j->d;
-  int64_t xw = d->ids ? d->T : d->dim, yw = d->ids ? d->T : d->classify ? 1 : d->width;
+  int64_t xw = d->dim, yw = d->ids ? d->T : d->classify ? 1 : d->width;  // a text's dim is T
   size_t ysz = d->ids || d->classify ? sizeof(int32_t) : sizeof(float);
   rt_data_batch(d, j->idx + r0, r1 - r0, (float *)(void *)((char *)j->x + (size_t)(r0 * xw) * sizeof(float)),
                 (char *)j->y + (size_t)(r0 * yw) * ysz);

@@ -187,11 +187,13 @@ void fnn_parallel(FnnTask task, void *ctx, int64_t ntasks) {
 // Column by column over the slots, so the loops run along contiguous floats
 // (and vectorize); each element still adds its slots in task order, from 0.
 void fnn_sum_slots(float *out, const float *part, int64_t stride, int64_t n, int64_t ntasks) {
+  if (ntasks < 1) {
+    for (int64_t i = 0; i < n; i++) out[i] = 0.0f;
+    return;
+  }
   for (int64_t i = 0; i < n; i++) out[i] = 0.0f + part[i];
   for (int64_t t = 1; t < ntasks; t++) {
     const float *p = part + t * stride;
     for (int64_t i = 0; i < n; i++) out[i] += p[i];
   }
-  if (ntasks < 1)
-    for (int64_t i = 0; i < n; i++) out[i] = 0.0f;
 }

@@ -109,7 +109,7 @@ int rt_sample(const RtModel *r, FnnArgs *a, const RtSampleOpts *o) {
   int64_t cap = (int64_t)np + o->n + 1;
   int32_t *hist = malloc(sizeof(int32_t) * (size_t)cap), *x = calloc((size_t)T, sizeof(int32_t)),
           *y = calloc((size_t)T, sizeof(int32_t));
-  float *out = rt_alloc_floats(o->prog, "the outputs", FNN_OUT_ROWS + T * V);
+  float *out = rt_alloc_floats(o->prog, "the outputs", FNN_OUT_ROWS + rt_model_out_floats(r));
   int rc = 1;
   if (!hist || !x || !y || !out) {
     if (out) rt_error(o->prog, "out of memory");

@@ -449,10 +449,12 @@ const char *rt_model_text_vocab(const RtModel *r) {
   return r->train.present && !strcmp(r->train.kind, "text") ? r->train.files[1] : NULL;
 }
 const FnnModel *rt_model_compiled(const RtModel *r) { return r->m; }
-// int32 target ids per sample (classifiers), and the floats of eval_step's
+// int32 target ids per sample (classifiers), the target's 4-byte words per
+// sample (ids, or a regression's floats), and the floats of eval_step's
 // outputs per sample (the probabilities of every step, or the values).
 static int64_t y_ints(const RtModel *r) { return r->steps ? r->steps : 1; }
-static int64_t out_floats(const RtModel *r) { return (r->steps ? r->steps : 1) * r->width; }
+int64_t rt_model_y_words(const RtModel *r) { return r->classify ? y_ints(r) : r->width; }
+int64_t rt_model_out_floats(const RtModel *r) { return y_ints(r) * r->width; }
 
 // Parameter i's offset in the gradient slab, or -1 if it is frozen (no gradient).
 int64_t rt_model_param_grad(const RtModel *r, int i) { return r->params[i].toff; }
@@ -847,7 +849,7 @@ static EvalResult evaluate(const RtModel *r, FnnArgs *a, const RtData *d, int64_
     loss += (double)out[FNN_OUT_LOSS] * (double)m;
     correct += out[FNN_OUT_CORRECT];
     const float *pred = out + FNN_OUT_ROWS;
-    for (int64_t i = 0; cm && !r->steps && i < m; i++) {
+    for (int64_t i = 0; cm && i < m; i++) {  // (no matrix for tokens[T] targets)
       int32_t t = ((const int32_t *)y)[i];
       cm[t * W + argmax(pred + i * W, W)]++;
     }
@@ -976,8 +978,6 @@ typedef struct {
 
 #define CK_FORMAT "fnnc-checkpoint 1"
 
-static int state_slots(const RtModel *r) { return r->state_slots; }
-
 static const char *slot_suffix(const RtModel *r, int s, char *buf, size_t cap) {
   if (r->adam && s < 2)
     snprintf(buf, cap, s ? ".__adam_v" : ".__adam_m");
@@ -992,7 +992,7 @@ static const char *slot_suffix(const RtModel *r, int s, char *buf, size_t cap) {
 // state of the trainable ones (frozen parameters have none). Names are
 // malloc'ed into *names. Returns the count, or -1 (out of memory).
 static int ck_tensors(const RtModel *r, int with_state, RtCkTensor **out, char ***names) {
-  int slots = with_state ? state_slots(r) : 0, ntrain = 0;
+  int slots = with_state ? r->state_slots : 0, ntrain = 0;
   for (int i = 0; i < r->nparams; i++) ntrain += r->params[i].toff >= 0;
   int n = r->nparams + ntrain * slots;
   RtCkTensor *t = calloc((size_t)n + 1, sizeof *t);
@@ -1637,8 +1637,8 @@ int fnn_main(const FnnModel *m, int argc, char **argv) {
   if (o.resume && r->nvocab && ck_same_vocab(r, &o)) goto out;
   int64_t ntrain = ds.train && !o.eval && !o.predict ? rt_data_count(ds.train) : 1;
   x = rt_alloc_floats(o.prog, "the input batch", o.batch * r->in_numel);
-  yf = rt_alloc_floats(o.prog, "the target batch", o.batch * (r->classify ? y_ints(r) : r->width));
-  out = rt_alloc_floats(o.prog, "the outputs", FNN_OUT_ROWS + o.batch * out_floats(r));
+  yf = rt_alloc_floats(o.prog, "the target batch", o.batch * rt_model_y_words(r));
+  out = rt_alloc_floats(o.prog, "the outputs", FNN_OUT_ROWS + o.batch * rt_model_out_floats(r));
   idx = malloc(sizeof(int64_t) * (size_t)o.batch);
   perm = malloc(sizeof(int64_t) * (size_t)ntrain);
   if (!x || !yf || !out || !idx || !perm) {
