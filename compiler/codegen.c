@@ -465,14 +465,18 @@ static LLVMValueRef part_ptr(Emit *e, Program *p, LLVMValueRef *slot, Value *v) 
 
 static int64_t part_stride(Value *v) { return (shape_numel(v->shape) + 15) & ~(int64_t)15; }
 
+// The runtime function `name` (fnnrt.h) of type ty, declared on first use.
+static LLVMValueRef runtime_fn(Emit *e, const char *name, LLVMTypeRef ty) {
+  LLVMValueRef f = LLVMGetNamedFunction(e->cg->mod, name);
+  return f ? f : LLVMAddFunction(e->cg->mod, name, ty);
+}
+
 // double fnn_prof_begin(void *prof) / void fnn_prof_end(void *prof, i64 kernel, double t0)
 static LLVMValueRef prof_fn(Emit *e, bool begin, LLVMTypeRef *ty) {
   LLVMTypeRef d = LLVMDoubleTypeInContext(e->cg->ctx);
   LLVMTypeRef bp[1] = {e->ptrty}, ep[3] = {e->ptrty, e->i64, d};
   *ty = begin ? LLVMFunctionType(d, bp, 1, 0) : LLVMFunctionType(LLVMVoidTypeInContext(e->cg->ctx), ep, 3, 0);
-  const char *name = begin ? "fnn_prof_begin" : "fnn_prof_end";
-  LLVMValueRef f = LLVMGetNamedFunction(e->cg->mod, name);
-  return f ? f : LLVMAddFunction(e->cg->mod, name, *ty);
+  return runtime_fn(e, begin ? "fnn_prof_begin" : "fnn_prof_end", *ty);
 }
 
 static void call_kernel(Emit *e, Kernel *k, LLVMValueRef fn, LLVMValueRef *bufs, int na, LLVMValueRef scratch,
@@ -500,8 +504,7 @@ enum { TASKS_PER_THREAD = 4 };
 
 static LLVMValueRef threads(Emit *e) {
   LLVMTypeRef ity = LLVMFunctionType(LLVMInt32TypeInContext(e->cg->ctx), NULL, 0, 0);
-  LLVMValueRef fn = LLVMGetNamedFunction(e->cg->mod, "fnn_threads");
-  if (!fn) fn = LLVMAddFunction(e->cg->mod, "fnn_threads", ity);
+  LLVMValueRef fn = runtime_fn(e, "fnn_threads", ity);
   return LLVMBuildSExt(B(e), LLVMBuildCall2(B(e), ity, fn, NULL, 0, ""), e->i64, "");
 }
 
@@ -512,20 +515,19 @@ static LLVMValueRef block_size(Emit *e, LLVMValueRef count, LLVMValueRef parts, 
 // and the weight gradient that use them), one kernel call per parameter. The
 // padding between parameters is zero in every slab and stays so untouched.
 static void update_segments(Emit *e, Program *p, Kernel *k, LLVMValueRef kfn, LLVMValueRef *bufs, int na,
-                            LLVMValueRef scratch, LLVMValueRef t) {
+                            LLVMValueRef scratch, LLVMValueRef t, LLVMValueRef nt) {
   int64_t off0 = -1, len = shape_numel(k->shape);
   for (int i = 0; i < k->inputs.len; i++) {
     Value *u = k->inputs.data[i];
     if (u->op == OP_slab && u->ia[0] == BUF_PARAM) off0 = u->ia[2];
   }
   if (off0 < 0) die("update kernel %s reads no parameter slab", k->name);
-  LLVMValueRef nt = threads(e);
   Graph *g = p->g;
   for (int i = 0; i < g->nparams; i++) {
     Param *pa = &g->params[i];
     if (pa->offset < off0 || pa->offset >= off0 + len) continue;
     int64_t rows = pa->shape.rank ? pa->shape.d[0] : 1, width = shape_numel(pa->shape) / (rows ? rows : 1);
-    LLVMValueRef ntasks, blk = block_size(e, cg_i64(e, rows), nt, split_align(rows), &ntasks);
+    LLVMValueRef blk = block_size(e, cg_i64(e, rows), nt, split_align(rows), NULL);
     LLVMValueRef r0 = cg_min_i64(e, LLVMBuildMul(B(e), t, blk, ""), cg_i64(e, rows));
     LLVMValueRef r1 = cg_min_i64(e, LLVMBuildAdd(B(e), r0, blk, ""), cg_i64(e, rows));
     LLVMValueRef base = cg_i64(e, pa->offset - off0), w = cg_i64(e, width);
@@ -535,12 +537,12 @@ static void update_segments(Emit *e, Program *p, Kernel *k, LLVMValueRef kfn, LL
 }
 
 // Blocks of `align` rows: about count/parts rows each, rounded up to whole
-// blocks; *ntasks of them cover count.
+// blocks; *ntasks (if wanted) of them cover count.
 static LLVMValueRef block_size(Emit *e, LLVMValueRef count, LLVMValueRef parts, int64_t align, LLVMValueRef *ntasks) {
   LLVMValueRef per = LLVMBuildSDiv(B(e), LLVMBuildAdd(B(e), count, LLVMBuildSub(B(e), parts, cg_i64(e, 1), ""), ""), parts, "");
   per = LLVMBuildAdd(B(e), per, cg_i64(e, align - 1), "");
   LLVMValueRef rows = LLVMBuildMul(B(e), LLVMBuildSDiv(B(e), per, cg_i64(e, align), ""), cg_i64(e, align), "");
-  *ntasks = LLVMBuildSDiv(B(e), LLVMBuildAdd(B(e), count, LLVMBuildSub(B(e), rows, cg_i64(e, 1), ""), ""), rows, "");
+  if (ntasks) *ntasks = LLVMBuildSDiv(B(e), LLVMBuildAdd(B(e), count, LLVMBuildSub(B(e), rows, cg_i64(e, 1), ""), ""), rows, "");
   return rows;
 }
 
@@ -573,7 +575,7 @@ static void call_parallel(Emit *e, Program *p, Kernel *k, LLVMValueRef kfn, Valu
   LLVMValueRef scratch = cg_gep(&te, e->f32, tb[na + 1], LLVMBuildMul(B(e), tid, cg_i64(&te, p->scratch), ""));
   LLVMValueRef trows = tb[na + 2];
   if (k->par_params) {
-    update_segments(&te, p, k, kfn, tb, na, scratch, t);
+    update_segments(&te, p, k, kfn, tb, na, scratch, t, trows);  // trows: the thread count
   } else {
     LLVMValueRef lim = k->par_out    ? cg_i64(&te, k->shape.d[0])
                        : k->par_cols ? cg_i64(&te, k->shape.d[k->shape.rank - 1])
@@ -590,7 +592,8 @@ static void call_parallel(Emit *e, Program *p, Kernel *k, LLVMValueRef kfn, Valu
   // partials, added in task order); other kernels take one block of rows per
   // thread, as splitting rows that nothing adds up changes no result.
   LLVMValueRef rows, ntasks;
-  if (k->par_cols || k->par_out || !kernel_partials(k)) {
+  int part = kernel_partials(k);
+  if (k->par_cols || k->par_out || !part) {
     // Output columns of x . W^T, output rows of a weight gradient, rows of
     // each parameter in the update: one block per thread, whole multiples of
     // par_cols or par_out (every weight-gradient task packs its operand). Batch rows that nothing adds up: about
@@ -598,7 +601,7 @@ static void call_parallel(Emit *e, Program *p, Kernel *k, LLVMValueRef kfn, Valu
     // that another process holds up leaves its share to the others.
     LLVMValueRef nt = threads(e);
     if (k->par_params) {
-      rows = cg_i64(e, 0);  // unused: update_segments
+      rows = nt;  // update_segments splits each parameter between the threads
       ntasks = nt;
     } else if (k->par_cols) {
       rows = block_size(e, cg_i64(e, k->shape.d[k->shape.rank - 1]), nt, k->par_cols, &ntasks);
@@ -609,7 +612,6 @@ static void call_parallel(Emit *e, Program *p, Kernel *k, LLVMValueRef kfn, Valu
       rows = block_size(e, e->n, nt, k->row_align > 0 ? k->row_align : 8, &ntasks);
     }
   } else {
-    int part = kernel_partials(k);
     rows = cg_i64(e, part);
     ntasks = LLVMBuildSDiv(B(e), LLVMBuildAdd(B(e), e->n, cg_i64(e, part - 1), ""), cg_i64(e, part), "");
   }
@@ -621,19 +623,17 @@ static void call_parallel(Emit *e, Program *p, Kernel *k, LLVMValueRef kfn, Valu
   }
   LLVMTypeRef pp[3] = {e->ptrty, e->ptrty, e->i64};
   LLVMTypeRef pty = LLVMFunctionType(LLVMVoidTypeInContext(cg->ctx), pp, 3, 0);
-  LLVMValueRef pfn = LLVMGetNamedFunction(cg->mod, "fnn_parallel");
-  if (!pfn) pfn = LLVMAddFunction(cg->mod, "fnn_parallel", pty);
+  LLVMValueRef pfn = runtime_fn(e, "fnn_parallel", pty);
   LLVMValueRef pargs[3] = {tfn, ctxa, ntasks};
   LLVMBuildCall2(B(e), pty, pfn, pargs, 3, "");
   // out[i] = sum over tasks t (in order) of part[t][i]: fnn_sum_slots, in the
   // runtime (the entry's own code is compiled for size, not for loops).
   LLVMTypeRef sp[5] = {e->ptrty, e->ptrty, e->i64, e->i64, e->i64};
   LLVMTypeRef sty = LLVMFunctionType(LLVMVoidTypeInContext(cg->ctx), sp, 5, 0);
+  LLVMValueRef sfn = runtime_fn(e, "fnn_sum_slots", sty);
   for (int j = k->inputs.len; j < na; j++) {
     Value *v = kargs[j];
     if (!v->partial) continue;
-    LLVMValueRef sfn = LLVMGetNamedFunction(cg->mod, "fnn_sum_slots");
-    if (!sfn) sfn = LLVMAddFunction(cg->mod, "fnn_sum_slots", sty);
     LLVMValueRef sargs[5] = {entry_ptr(e, p, slot, v), bufs[j], cg_i64(e, part_stride(v)),
                              cg_i64(e, shape_numel(v->shape)), ntasks};
     LLVMBuildCall2(B(e), sty, sfn, sargs, 5, "");

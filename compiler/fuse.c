@@ -247,7 +247,8 @@ static bool pool_prologue(Fuser *f, Value *v) {
   if (!(op_info[v->op].flags & F_EW) || (op_info[v->op].flags & F_GATHER) || v->nin != 1) return false;
   // Computed by a kernel it can join (a convolution's epilogue), it is cheaper
   // there: the pool's window loop then reads plain values.
-  if (v->in[0]->group >= 0) return false;
+  Kernel *k = kernel_of(f, v->in[0]);
+  if (k && can_join(f, k, v)) return false;
   Vec *c = &f->consumers[v->id];
   return c->len == 1 && ((Value *)c->data[0])->op == OP_maxpool;
 }
@@ -529,10 +530,18 @@ static bool parallel_rows(Kernel *k) {
     }
     if (ew) {
       k->par_out = 4;
+      // Per-parameter blocks need one run of the parameter slab: two runs
+      // of the same length fused together (a frozen layer or another lr_mult
+      // between them) keep the plain split, as their padding may differ.
+      int64_t run = -1;
+      bool one_run = true;
       for (int i = 0; i < k->inputs.len; i++) {
         Value *u = k->inputs.data[i];
-        if (u->op == OP_slab && u->ia[0] == BUF_PARAM && shape_eq(u->shape, k->shape)) k->par_params = true;
+        if (u->op != OP_slab || u->ia[0] != BUF_PARAM || !shape_eq(u->shape, k->shape)) continue;
+        one_run &= run < 0 || u->ia[2] == run;
+        run = u->ia[2];
       }
+      k->par_params = run >= 0 && one_run;
       return true;
     }
   }

@@ -136,10 +136,12 @@ LLVMValueRef emit_xent(Emit *e, Value *v, LLVMValueRef *in) {
   int r = P->shape.rank;
   LLVMValueRef acc = cg_alloca(e, e->f32, 1);
   LLVMBuildStore(B(e), cg_f32(e, 0), acc);
-  LLVMValueRef blo, bhi;
-  cg_rows(e, P->shape, &blo, &bhi);
+  // Rank 2: this call's rows of the batch; otherwise all rows, flattened.
+  LLVMValueRef blo = I(e, 0), bhi = row_count(e, P->shape);
+  if (r == 2) cg_rows(e, P->shape, &blo, &bhi);
   Loop lb = cg_loop_begin(e, blo, bhi, "b");
-  LLVMValueRef idx[MAXRANK] = {lb.i};
+  LLVMValueRef idx[MAXRANK];
+  row_indices(e, P->shape, lb.i, idx);
   LLVMValueRef lab = cg_load_at(e, v->in[1], idx);
   idx[r - 1] = LLVMBuildSExt(B(e), lab, e->i64, "");
   LLVMValueRef p = cg_load_at(e, P, idx);
