@@ -539,22 +539,30 @@ static LLVMValueRef splat_i32(Emit *e, int64_t c) {
 // odd columns; the window's first maximum in row-major order gets g, the other
 // three positions 0; the halves are interleaved back and stored. X and G must
 // be buffers; xoff and goff are the plane's offsets in them, tile is [H, W].
+// The 2x2 windows of output row i, columns [j0, j0 + valid) (valid <= 16),
+// of a plane at xp with rows of Wd: w[di*2 + dj] holds each window's element
+// (di, dj) and row[di] the offset of input row 2i + di, column 2*j0.
+static void windows2(Emit *e, LLVMValueRef xp, LLVMValueRef i, int64_t j0, int valid, int64_t Wd, LLVMValueRef w[4],
+                     LLVMValueRef row[2]) {
+  for (int di = 0; di < 2; di++) {
+    row[di] = ADD(e, MUL(e, ADD(e, MUL(e, i, I(e, 2)), I(e, di)), I(e, Wd)), I(e, 2 * j0));
+    LLVMValueRef x = cg_vload(e, cg_gep(e, e->f32, xp, row[di]), 32, 2 * valid);
+    for (int dj = 0; dj < 2; dj++) w[di * 2 + dj] = shuffle(e, x, x, 16, every_other, dj);
+  }
+}
+
 static void maxpool2_dx_plane(Emit *e, Value *X, Value *G, LLVMValueRef xoff, LLVMValueRef goff, LLVMValueRef tile,
                               int64_t Wd, int64_t OH, int64_t OW) {
   LLVMValueRef xp = cg_gep(e, e->f32, e->ptr[X->id], xoff), gp = cg_gep(e, e->f32, e->ptr[G->id], goff);
   Loop li = cg_loop_begin(e, I(e, 0), I(e, OH), "i");
   for (int64_t j0 = 0; j0 < OW; j0 += 16) {
     int valid = (int)(OW - j0 < 16 ? OW - j0 : 16);
-    LLVMValueRef v[2][2], row[2];
-    for (int di = 0; di < 2; di++) {
-      row[di] = ADD(e, MUL(e, ADD(e, MUL(e, li.i, I(e, 2)), I(e, di)), I(e, Wd)), I(e, 2 * j0));
-      LLVMValueRef x = cg_vload(e, cg_gep(e, e->f32, xp, row[di]), 32, 2 * valid);
-      for (int dj = 0; dj < 2; dj++) v[di][dj] = shuffle(e, x, x, 16, every_other, dj);
-    }
+    LLVMValueRef w[4], row[2];
+    windows2(e, xp, li.i, j0, valid, Wd, w, row);
     // The first maximum in the order (0,0), (0,1), (1,0), (1,1).
-    LLVMValueRef best = v[0][0], code = splat_i32(e, 0);
+    LLVMValueRef best = w[0], code = splat_i32(e, 0);
     for (int t = 1; t < 4; t++) {
-      LLVMValueRef x = v[t / 2][t % 2];
+      LLVMValueRef x = w[t];
       LLVMValueRef gt = LLVMBuildFCmp(B(e), LLVMRealOGT, x, best, "");
       best = LLVMBuildSelect(B(e), gt, x, best, "");
       code = LLVMBuildSelect(B(e), gt, splat_i32(e, t), code, "");
@@ -619,7 +627,7 @@ void emit_maxpool_image(Emit *e, Value *v, LLVMValueRef b) {
   int r = v->shape.rank;
   int64_t k = v->ia[0], s = v->ia[1], C = v->shape.d[1];
   int64_t H = X->shape.d[r - 2], Wd = X->shape.d[r - 1], OH = v->shape.d[r - 2], OW = v->shape.d[r - 1];
-  if (k != 2 || s != 2 || r != 4) {
+  if (k != 2 || s != 2) {  // (a convolution's output: rank 4)
     Loop loops[MAXRANK];
     LLVMValueRef idx[MAXRANK];
     e->idx[0] = idx[0] = b;
@@ -642,12 +650,8 @@ void emit_maxpool_image(Emit *e, Value *v, LLVMValueRef b) {
   Loop li = cg_loop_begin(e, I(e, 0), I(e, OH), "i");
   for (int64_t j0 = 0; j0 < OW; j0 += 16) {
     int valid = (int)(OW - j0 < 16 ? OW - j0 : 16);
-    LLVMValueRef w[4];
-    for (int di = 0; di < 2; di++) {
-      LLVMValueRef row = ADD(e, MUL(e, ADD(e, MUL(e, li.i, I(e, 2)), I(e, di)), I(e, Wd)), I(e, 2 * j0));
-      LLVMValueRef x = cg_vload(e, cg_gep(e, e->f32, xp, row), 32, 2 * valid);
-      for (int dj = 0; dj < 2; dj++) w[di * 2 + dj] = shuffle(e, x, x, 16, every_other, dj);
-    }
+    LLVMValueRef w[4], row[2];
+    windows2(e, xp, li.i, j0, valid, Wd, w, row);
     LLVMValueRef m = w[0];
     for (int t = 1; t < 4; t++) m = cg_max(e, m, w[t]);
     cg_vstore(e, m, cg_gep(e, e->f32, yp, ADD(e, MUL(e, li.i, I(e, OW)), I(e, j0))), 16, valid);
