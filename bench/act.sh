@@ -24,12 +24,7 @@ mkdir -p "$OUT"
 
 . bench/lib.sh
 # The milliseconds of the transcendental kernels in a --profile report.
-kernel_ms() {
-  awk '($1 == "train_step" || $1 == "eval_step") && $2 ~ /tanh|sigmoid|exp|log/ { ms += $3 }
-    END { if (ms > 0) printf "%.1f\n", ms; else print "-" }' "$1"
-}
-num() { case $1 in '' | -) echo "-" ;; *) printf '%.0f\n' "$1" ;; esac; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b + 0 == 0) print "-"; else printf "%.2fx\n", a / b }'; }
+kernel_ms() { profile_ms "$1" '^(train|eval)_step$' 'tanh|sigmoid|exp|log'; }
 
 printf '%-7s %12s %12s %7s %14s %14s %7s\n' model "libm img/s" "inline img/s" ratio "libm kern ms" "inline kern ms" ratio
 for m in act act_ew; do

@@ -22,8 +22,6 @@ FNNC=bin/fnnc
 mkdir -p "$OUT"
 
 . bench/lib.sh
-num() { case $1 in '' | -) echo "-" ;; *) printf '%.0f\n' "$1" ;; esac; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b + 0 == 0) print "-"; else printf "%.2fx\n", a / b }'; }
 
 sed 's/^\( *\)loss /\1freeze conv1..conv2\n\1loss /' models/mnist.fnn >"$OUT/mnist_frozen.fnn"
 "$FNNC" models/mnist.fnn -o "$OUT/cnn_full" 2>"$OUT/cnn_full.err" &&
@@ -51,8 +49,7 @@ done
 for v in full frozen; do
   "$OUT/cnn_$v" --data data --steps "$STEPS" --threads 1 --quiet --profile >/dev/null 2>"$OUT/cnn_$v.prof"
 done
-ms() { awk '$1 == "train_step" { ms += $3 } END { if (ms > 0) printf "%.1f\n", ms; else print "-" }' "$1"; }
-fms=$(ms "$OUT/cnn_full.prof") zms=$(ms "$OUT/cnn_frozen.prof")
+fms=$(profile_ms "$OUT/cnn_full.prof" '^train_step$' .) zms=$(profile_ms "$OUT/cnn_frozen.prof" '^train_step$' .)
 echo "train_step kernels, --threads 1 --steps $STEPS --profile: full $fms ms, frozen $zms ms ($(ratio "$fms" "$zms") less)"
 grep '^memory' "$OUT/cnn_frozen.prof" | sed 's/^/frozen /'
 grep '^memory' "$OUT/cnn_full.prof" | sed 's/^/full   /'

@@ -14,3 +14,20 @@ csv_field() {
   awk -F, -v name="$2" 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == name) c = i }
     NR > 1 { v = $c } END { if (c && v != "") print v; else print "-" }' "$1" 2>/dev/null
 }
+# fmt FORMAT VALUE: printf of a number, or "-" when it is not one.
+fmt() {
+  case $2 in
+    '' | -) echo "-" ;;
+    *) awk -v f="$1" -v v="$2" 'BEGIN { printf f "\n", v }' ;;
+  esac
+}
+div() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b + 0 == 0) print "-"; else print a / b }'; }
+mul() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-") print "-"; else print a * b }'; }
+num() { fmt %.0f "$1"; }
+ratio() { fmt %.2fx "$(div "$1" "$2")"; }  # a / b as "1.23x"
+# profile_ms FILE ENTRY_RE KERNEL_RE: the milliseconds of the kernels of a
+# --profile report whose entry and name match ("-" if none).
+profile_ms() {
+  awk -v e="$2" -v k="$3" '$1 ~ e && $2 ~ k && $3 ~ /^[0-9.]+$/ { ms += $3 }
+    END { if (ms > 0) printf "%.1f\n", ms; else print "-" }' "$1"
+}

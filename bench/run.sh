@@ -47,15 +47,6 @@ rm -f "$OUT"/*.csv "$OUT"/*.rss "$OUT"/*.err
 say() { echo "bench [$(awk -v a="$T_START" -v b="$(date +%s%N)" 'BEGIN { printf "%4.0fs", (b - a) / 1e9 }')]: $*" >&2; }
 now_ns() { date +%s%N; }
 . bench/lib.sh
-# fmt FORMAT VALUE: printf of a number, or "-" when it is not one.
-fmt() {
-  case $2 in
-    '' | -) echo "-" ;;
-    *) awk -v f="$1" -v v="$2" 'BEGIN { printf f "\n", v }' ;;
-  esac
-}
-div() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b + 0 == 0) print "-"; else print a / b }'; }
-mul() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-") print "-"; else print a * b }'; }
 
 for f in "$FNNC" data/mnist/train-images-idx3-ubyte; do
   [ -e "$f" ] || { echo "bench: $f is missing: run 'make all data' first" >&2; exit 1; }
