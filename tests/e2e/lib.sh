@@ -34,6 +34,12 @@
 #   final_metrics LOG     sets acc and tl, the last test_acc and test_loss
 #   check_final FLOOR MAXLOSS
 #                         fails unless acc >= FLOOR and 0 < tl < MAXLOSS
+#   why STATUS            an exit status in words ("segfault (status 139)")
+#   expect_fail WANT CMD...
+#                         counts a test in $ntest; calls problem unless CMD
+#                         exits with status 1, with "error" (or the usage) and
+#                         the fixed string WANT on stderr and no crash report
+#   need_python           fails unless /usr/bin/python3 runs
 #   untrained_near_chance MODEL DATA
 #                         fails unless MODEL, one step at lr 1e-30 on DATA, is
 #                         near chance; sets uacc and uloss
@@ -183,4 +189,42 @@ untrained_near_chance() {
 		fail "an untrained model should be near chance (test_acc < 0.3), found '$uacc'"
 	awk -v l="$uloss" 'BEGIN { exit !(l + 0 > 1.8) }' ||
 		fail "an untrained model should have a test_loss near ln(10) = 2.30 (> 1.8), found '$uloss'"
+}
+
+why() {
+	case $1 in
+	124 | 137) echo "timed out" ;;
+	134) echo "aborted (status 134)" ;;
+	139) echo "segfault (status 139)" ;;
+	*) echo "status $1" ;;
+	esac
+}
+
+# expect_fail WANT_ON_STDERR CMD...: exit status exactly 1, "error" and
+# WANT_ON_STDERR (a fixed string; may be empty) on stderr, no crash report.
+expect_fail() {
+	want=$1
+	shift
+	ntest=$((ntest + 1))
+	$TO "$@" >"$tmp/out" 2>"$tmp/err" </dev/null
+	st=$?
+	if [ $st -ne 1 ]; then
+		problem "'$*': expected exit status 1, got $(why $st); stderr: $(head -c 300 "$tmp/err")"
+		return
+	fi
+	if ! [ -s "$tmp/err" ]; then
+		problem "'$*': expected an error message on stderr, found nothing"
+		return
+	fi
+	if ! grep -q -e 'error' -e 'usage' "$tmp/err"; then
+		problem "'$*': expected 'error' (or the usage) on stderr, found: $(head -c 300 "$tmp/err")"
+		return
+	fi
+	if [ -n "$want" ] && ! grep -qF -- "$want" "$tmp/err"; then
+		problem "'$*': expected stderr to mention '$want', found: $(head -c 300 "$tmp/err")"
+		return
+	fi
+	if grep -qi -e 'internal error' -e 'sanitizer' -e 'segmentation' -e 'assert' "$tmp/err"; then
+		problem "'$*': a user error reported as a crash or internal error: $(head -c 300 "$tmp/err")"
+	fi
 }

@@ -14,44 +14,6 @@ make_tmp
 use_timeout 120
 ntest=0
 
-why() {
-	case $1 in
-	124 | 137) echo "timed out" ;;
-	134) echo "aborted (status 134)" ;;
-	139) echo "segfault (status 139)" ;;
-	*) echo "status $1" ;;
-	esac
-}
-
-# expect_fail WANT_ON_STDERR CMD...: exit status exactly 1, "error" and
-# WANT_ON_STDERR (a fixed string; may be empty) on stderr, no crash report.
-expect_fail() {
-	want=$1
-	shift
-	ntest=$((ntest + 1))
-	$TO "$@" >"$tmp/out" 2>"$tmp/err" </dev/null
-	st=$?
-	if [ $st -ne 1 ]; then
-		problem "'$*': expected exit status 1, got $(why $st); stderr: $(head -c 300 "$tmp/err")"
-		return
-	fi
-	if ! [ -s "$tmp/err" ]; then
-		problem "'$*': expected an error message on stderr, found nothing"
-		return
-	fi
-	if ! grep -q -e 'error' -e 'usage' "$tmp/err"; then
-		problem "'$*': expected 'error' (or the usage) on stderr, found: $(head -c 300 "$tmp/err")"
-		return
-	fi
-	if [ -n "$want" ] && ! grep -qF -- "$want" "$tmp/err"; then
-		problem "'$*': expected stderr to mention '$want', found: $(head -c 300 "$tmp/err")"
-		return
-	fi
-	if grep -qi -e 'internal error' -e 'sanitizer' -e 'segmentation' -e 'assert' "$tmp/err"; then
-		problem "'$*': a user error reported as a crash or internal error: $(head -c 300 "$tmp/err")"
-	fi
-}
-
 # expect_ok WANT_ON_STDOUT CMD...: exit 0, WANT_ON_STDOUT on stdout, stderr empty.
 expect_ok() {
 	want=$1
