@@ -71,7 +71,8 @@ b=$(awk -F, 'NR == 2 { print $3, $(NF - 2), $(NF - 1) }' "$tmp/t2.csv")
 [ "$a" = "$b" ] || fail "epoch 1 losses differ with 1 and 2 threads: '$a' and '$b'"
 
 # The vocabulary in the checkpoint: 2 hex digits per distinct byte.
-nv=$(od -An -tu1 -v "$D/sub.txt" | tr -s ' ' '\n' | grep -v '^$' | sort -u | wc -l)
+od -An -tu1 -v "$D/sub.txt" | tr -s ' ' '\n' | grep -v '^$' | sort -u >"$tmp/vocab"  # the text's bytes
+nv=$(wc -l <"$tmp/vocab")
 hdr=$(od -An -c -j8 -N4000 "$tmp/m.st" | tr -d ' \n')
 echo "$hdr" | grep -q '"vocab":"0a20' || fail "the checkpoint has no vocabulary starting with newline and space"
 
@@ -93,7 +94,7 @@ cmp -s "$tmp/s1" "$tmp/s2" || fail "--sample with the same --seed gave different
 cmp -s "$tmp/s1" "$tmp/s3" && fail "--sample with --seed 7 and 8 gave the same text"
 # Every sampled byte is a byte of the text.
 extra=$(head -c 300 "$tmp/s1" | od -An -tu1 -v | tr -s ' ' '\n' | grep -v '^$' | sort -u |
-	grep -vxF -f "$(od -An -tu1 -v "$D/sub.txt" | tr -s ' ' '\n' | grep -v '^$' | sort -u >"$tmp/vocab"; echo "$tmp/vocab")")
+	grep -vxF -f "$tmp/vocab")
 [ -z "$extra" ] || fail "--sample printed bytes that are not in the text: $extra"
 echo "vocabulary $nv characters; sample: $(head -c 120 "$tmp/s4" | tr '\n' ' ')"
 
