@@ -463,7 +463,7 @@ static LLVMValueRef part_ptr(Emit *e, Program *p, LLVMValueRef *slot, Value *v) 
   return cg_gep(e, e->f32, slot[3], off);
 }
 
-static int64_t part_stride(Value *v) { return (shape_numel(v->shape) + 15) & ~(int64_t)15; }
+static int64_t part_stride(Value *v) { return pad16(shape_numel(v->shape)); }
 
 // The runtime function `name` (fnnrt.h) of type ty, declared on first use.
 static LLVMValueRef runtime_fn(Emit *e, const char *name, LLVMTypeRef ty) {

@@ -349,6 +349,7 @@ void ir_dump(FILE *out, Graph *g, Phase upto);  // --emit=ir (upto PH_FWD), --em
 void ir_dump_values(FILE *out, Graph *g, Phase upto, const char *indent);
 void ir_count_uses(Graph *g);
 int64_t shape_numel(Shape s);  // per sample when batched (DIM_BATCH counts as 1)
+int64_t pad16(int64_t floats);  // rounded up to whole 64-byte lines: where slabs and buffers place things
 bool shape_eq(Shape a, Shape b);
 bool shape_batched(Shape s);
 char *shape_str(Shape s);      // "[B,32,28,28]"

@@ -639,7 +639,7 @@ static void plan_workspace(Fuser *f) {
     p->work_per_n[i] = p->work_fixed[i] = -1;
     if (v->dead || !v->materialized || v->group < 0) continue;
     int kind = shape_batched(v->shape) ? 0 : 1;
-    int64_t n = (shape_numel(v->shape) + 15) & ~(int64_t)15;  // 64-byte aligned starts
+    int64_t n = pad16(shape_numel(v->shape));  // 64-byte aligned starts
     int64_t off = first_fit(blk[kind], nb[kind], n, v->group, last[i]);
     blk[kind][nb[kind]++] = (Block){off, n, v->group, last[i]};
     if (off + n > total[kind]) total[kind] = off + n;
@@ -656,7 +656,7 @@ static void plan_workspace(Fuser *f) {
 static void reserve(Program *p, int64_t n, bool batched, int64_t *per_n, int64_t *fixed) {
   *per_n = p->work_total_per_n;
   *fixed = p->work_total_fixed;
-  n = (n + 15) & ~(int64_t)15;
+  n = pad16(n);
   if (batched)
     p->work_total_per_n += n;
   else
@@ -756,7 +756,7 @@ Program *fuse(Graph *g, Entry e) {
   for (int i = 0; i < p->kernels.len; i++) {
     Kernel *k = p->kernels.data[i];
     if (k->anchor) k->scratch = anchor_scratch(k->anchor);
-    if (k->scratch > p->scratch) p->scratch = (k->scratch + 15) & ~(int64_t)15;
+    if (k->scratch > p->scratch) p->scratch = pad16(k->scratch);
     k->par = parallel_rows(k);
   }
   plan_workspace(&f);
@@ -767,7 +767,7 @@ Program *fuse(Graph *g, Entry e) {
     Value *v = g->values.data[i];
     p->part_per_n[i] = p->part_fixed[i] = -1;
     if (v->dead || !v->partial) continue;
-    int64_t n = (shape_numel(v->shape) + 15) & ~(int64_t)15;
+    int64_t n = pad16(shape_numel(v->shape));
     p->part_per_n[i] = p->work_total_per_n;
     p->part_fixed[i] = p->work_total_fixed;
     p->work_total_per_n += (n + v->partial - 1) / v->partial;

@@ -38,6 +38,8 @@ bool shape_eq(Shape a, Shape b) {
 
 bool shape_batched(Shape s) { return s.rank > 0 && s.d[0] == DIM_BATCH; }
 
+int64_t pad16(int64_t floats) { return (floats + 15) & ~(int64_t)15; }
+
 int64_t shape_numel(Shape s) {
   int64_t n = 1;
   for (int i = 0; i < s.rank; i++)

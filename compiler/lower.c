@@ -180,7 +180,7 @@ static int add_param(Lower *L, const char *name, Shape s, int64_t fan_in, InitKi
   p->offset = g->param_floats;
   p->loc = loc;
   p->lr_mult = 1;
-  g->param_floats += (shape_numel(s) + 15) & ~(int64_t)15;
+  g->param_floats += pad16(shape_numel(s));
   int idx = g->nparams++;
   Builder ob = {g, loc, PH_FWD};
   p->value = ir_leaf(&ob, OP_param, s, T_F32, 0, idx);
@@ -858,7 +858,6 @@ static Value *apply_layer(Lower *L, Layer *layer, Value **x, Node *site) {
 //   lr_mult=F         its learning rate is F times the optimizer's
 static bool layer_options(Lower *L, Layer *l, Args *cfg) {
   Node *t = cfg->trainable, *m = cfg->lr_mult;
-  l->lr_mult = 1;
   if (t) {
     bool is_bias = t->kind == N_IDENT && !strcmp(t->name, "bias");
     if (t->kind != N_BOOL && !is_bias) {

@@ -36,7 +36,7 @@ void optimizer_layout(Graph *g) {
   for (int i = 0; i < g->nparams; i++) {
     Param *p = &g->params[i];
     p->toff = p->frozen ? -1 : g->train_floats;
-    if (!p->frozen) g->train_floats += (shape_numel(p->shape) + 15) & ~(int64_t)15;
+    if (!p->frozen) g->train_floats += pad16(shape_numel(p->shape));
   }
   g->state_floats = optimizer_slots(&g->info.opt) * g->train_floats;
 }
