@@ -85,6 +85,7 @@ char *model_descriptor(Graph *g, int64_t work_per_n, int64_t work_fixed, int64_t
   P("input %s\n", dims(m->input, true));
   if (m->tokens) P("tokens %lld\n", (long long)m->vocab);
   if (m->steps) P("steps %lld\n", (long long)m->steps);
+  if (m->sees_ahead) P("bidirectional\n");
   if (m->classify)
     P("target class %lld\n", (long long)m->nclasses);
   else

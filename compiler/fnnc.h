@@ -290,6 +290,7 @@ typedef struct {
   bool tokens;         // the input is tokens[T]: i32 ids in [0, vocab)
   int64_t vocab;       // the smallest vocabulary of the embeddings that read the input
   int64_t steps;       // a tokens[T] target: T class ids per sample (else 0)
+  bool sees_ahead;     // a step's output reads later steps (a bidirectional layer)
   Optimizer opt;
   DataSource train, test;
   bool has_train, has_test;

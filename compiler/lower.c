@@ -365,6 +365,7 @@ static Value *rnn_direction(Lower *L, Layer *layer, Value *x, int k, bool rev, N
   int G = layer->spec->kind == L_LSTM ? 4 : layer->spec->kind == L_GRU ? 3 : 1;
   int64_t wi[2] = {G * H, F}, wh[2] = {G * H, H}, bd[1] = {G * H};
   const char *sfx = arena_printf("l%d%s", k, rev ? "_reverse" : "");
+  if (rev) L->g->info.sees_ahead = true;
   int pwi = rnn_param(L, layer, arena_printf("weight_ih_%s", sfx), shape_make(2, wi), H, layer->loc);
   if (!shape_eq(L->g->params[pwi].shape, shape_make(2, wi))) {
     error_at(site->loc, "layer '%s' was built for [%lld] inputs, got %s", layer->name,

@@ -91,6 +91,7 @@ const char *rt_model_param(const RtModel *r, int i, int64_t *offset, int64_t *nu
 // A tokens[T] model: the input's vocabulary (0 if the input is not tokens) and
 // the target's ids per sample (0 if it is not a tokens[T] target).
 int64_t rt_model_tokens(const RtModel *r, int64_t *steps);
+int rt_model_bidirectional(const RtModel *r);  // some output reads later steps
 int64_t rt_model_y_words(const RtModel *r);     // a sample's target: int32 ids or floats
 int64_t rt_model_out_floats(const RtModel *r);  // a sample's eval_step outputs
 const char *rt_model_text_vocab(const RtModel *r);  // the training text's vocab= mode, or NULL

@@ -89,15 +89,10 @@ int rt_sample(const RtModel *r, FnnArgs *a, const RtSampleOpts *o) {
   int64_t V = rt_model_target(r, &classify);
   int64_t limit = vin < V ? vin : V;
   if (!classify || !vin || !T) return 1;  // parse_flags refuses these models
-  for (int i = 0; i < rt_model_nparams(r); i++) {
-    int64_t off, numel;
-    char shape[64];
-    const char *name = rt_model_param(r, i, &off, &numel, shape, sizeof shape);
-    if (strstr(name, "_reverse")) {
-      rt_error(o->prog, "'--sample' needs a model that reads the text forwards; '%s' is bidirectional (%s)",
-               rt_model_name(r), name);
-      return 1;
-    }
+  if (rt_model_bidirectional(r)) {
+    rt_error(o->prog, "'--sample' needs a model that reads the text forwards; '%s' is bidirectional",
+             rt_model_name(r));
+    return 1;
   }
   unsigned char chars[256];
   int nv = 0;

@@ -56,6 +56,7 @@ typedef struct RtModel {
   int64_t width;  // classes, or target values per sample
   int64_t vocab_in;  // tokens[T] input: ids below this; 0 for a float input
   int64_t steps;     // tokens[T] target: class ids per sample; 0 for one class or values
+  int bidirectional; // some step's output reads later steps: no --sample
   int nvocab;        // the training text's vocabulary (vocab="file"), once loaded
   unsigned char vocab[256];
   int64_t batch, epochs, seed;
@@ -198,11 +199,11 @@ RtModel *rt_model_open(const FnnModel *m) {
   r->sched = -1;
   r->lr_now = NAN;
   enum { R_FNN, R_MODEL, R_INPUT, R_TARGET, R_BATCH, R_EPOCHS, R_SEED, R_SHUFFLE, R_OPT, R_NORM, R_TRAIN, R_TEST,
-         R_PARAMS, R_STATE, R_WORK, R_SCRATCH, R_END, R_STD, R_VALID, R_TOKENS, R_STEPS, R_SCHED, R_COUNT };
+         R_PARAMS, R_STATE, R_WORK, R_SCRATCH, R_END, R_STD, R_VALID, R_TOKENS, R_STEPS, R_SCHED, R_BIDIR, R_COUNT };
   static const char *const recs[R_COUNT] = {"fnn",   "model",  "input",     "target", "batch", "epochs",
                                             "seed",  "shuffle", "optimizer", "normalize", "train", "test",
                                             "params", "state",  "work",      "scratch", "end", "standardize",
-                                            "validation", "tokens", "steps", "schedule"};
+                                            "validation", "tokens", "steps", "schedule", "bidirectional"};
   int seen[R_COUNT] = {0};
   int nparam_seen = 0;
   int lineno = 0;
@@ -321,6 +322,10 @@ RtModel *rt_model_open(const FnnModel *m) {
     case R_STEPS:
       ok = nt == 2 && !tok_int(tok[1], 1, &r->steps) && r->steps <= ((int64_t)1 << 31);
       break;
+    case R_BIDIR:
+      ok = nt == 1;
+      r->bidirectional = 1;
+      break;
     case R_SCHED: {
       static const char *const kinds[] = {"constant", "step", "cosine"};
       r->sched = -1;
@@ -366,7 +371,8 @@ RtModel *rt_model_open(const FnnModel *m) {
     line = nl ? nl + 1 : NULL;
   }
   for (int k = 0; k < R_COUNT; k++)
-    if (k != R_TRAIN && k != R_TEST && k != R_STD && k != R_VALID && k != R_TOKENS && k != R_STEPS && k != R_SCHED && !seen[k]) {
+    if (k != R_TRAIN && k != R_TEST && k != R_STD && k != R_VALID && k != R_TOKENS && k != R_STEPS && k != R_SCHED &&
+        k != R_BIDIR && !seen[k]) {
       lineno++;
       goto bad;
     }
@@ -441,6 +447,7 @@ int64_t rt_model_target(const RtModel *r, int *classify) {
   *classify = r->classify;
   return r->width;
 }
+int rt_model_bidirectional(const RtModel *r) { return r->bidirectional; }
 int64_t rt_model_tokens(const RtModel *r, int64_t *steps) {
   *steps = r->steps;
   return r->vocab_in;

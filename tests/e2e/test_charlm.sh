@@ -123,6 +123,10 @@ expect_fail "not in the model's vocabulary" $R --init "$tmp/m.st" --sample 5 --p
 expect_fail "does not train" $R --init "$tmp/m.st" --sample 5 --save "$tmp/x.st"
 expect_fail "use '--sample N'" $R --init "$tmp/m.st" --predict "$D/sub.txt"
 expect_fail "generates text" bin/fnnc run models/mlp.fnn --init "$tmp/m.st" --sample 5
+model file sub.txt | sed 's/gru(64)/gru(64, bidirectional=true)/' >"$tmp/bi.fnn"
+$TO bin/fnnc run "$tmp/bi.fnn" --data "$D" --steps 1 --quiet --save "$tmp/bi.st" >/dev/null 2>"$tmp/err" ||
+	fail "the bidirectional model: exit $?: $(cat "$tmp/err")"
+expect_fail "is bidirectional" bin/fnnc run "$tmp/bi.fnn" --data "$D" --init "$tmp/bi.st" --sample 5
 : >"$D/empty.txt"
 printf 'short text' >"$D/short.txt"
 printf 'caf\303\251 caf\303\251 caf\303\251 caf\303\251 caf\303\251 caf\303\251 caf\303\251' >"$D/utf8.txt"
