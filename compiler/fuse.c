@@ -562,9 +562,7 @@ static bool parallel_rows(Kernel *k) {
     case OP_matmul:
       if (a->ia[0]) return false;
       break;
-    case OP_softmax:
-      if (a->shape.rank != 2) return false;
-      break;
+    case OP_softmax: break;  // (rows of any rank: ops_loss.c, call_rows)
     default: return false;
     }
   }

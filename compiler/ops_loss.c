@@ -17,11 +17,18 @@ static bool is_labels(Value *y, Value *p, Value *v) {
   return true;
 }
 
-// Rows of a [..., K] tensor: every axis but the last.
-static LLVMValueRef row_count(Emit *e, Shape s) {
-  LLVMValueRef n = I(e, 1);
-  for (int i = 0; i < s.rank - 1; i++) n = LLVMBuildMul(B(e), n, cg_dim(e, s, i), "");
-  return n;
+// This call's rows [lo, hi) of a [..., K] tensor, flattened over every axis
+// but the last: its rows of the first axis (cg_rows: the batch rows of a
+// parallel task) times the rows each of them holds ([B, T, K]: T).
+static void call_rows(Emit *e, Shape s, LLVMValueRef *lo, LLVMValueRef *hi) {
+  if (s.rank < 2) {
+    *lo = I(e, 0), *hi = I(e, 1);
+    return;
+  }
+  cg_rows(e, s, lo, hi);
+  int64_t inner = 1;
+  for (int i = 1; i < s.rank - 1; i++) inner *= s.d[i];
+  if (inner > 1) *lo = LLVMBuildMul(B(e), *lo, I(e, inner), ""), *hi = LLVMBuildMul(B(e), *hi, I(e, inner), "");
 }
 
 // The outer indices idx[0 .. rank-2] of flat row `row` of a [..., K] tensor.
@@ -62,11 +69,10 @@ LLVMValueRef emit_softmax(Emit *e, Value *v, LLVMValueRef *in) {
   LLVMValueRef tile = cg_alloca(e, e->f32, K);
   LLVMValueRef lossacc = cg_alloca(e, e->f32, 1);
   LLVMBuildStore(B(e), cg_f32(e, 0), lossacc);
-  // Rows are enumerated with a flat index; outer indices are recovered for the
-  // epilogue (only rank-2 [rows, K] shapes have more than one row axis here).
-  // Rank 2: this call's rows of the batch; otherwise all rows, flattened.
-  LLVMValueRef rlo = I(e, 0), rhi = row_count(e, v->shape);
-  if (r == 2) cg_rows(e, v->shape, &rlo, &rhi);
+  // This call's rows are enumerated with a flat index; outer indices are
+  // recovered for the epilogue.
+  LLVMValueRef rlo, rhi;
+  call_rows(e, v->shape, &rlo, &rhi);
   Loop lr = cg_loop_begin(e, rlo, rhi, "row");
   LLVMValueRef idx[MAXRANK];
   row_indices(e, v->shape, lr.i, idx);
@@ -136,9 +142,8 @@ LLVMValueRef emit_xent(Emit *e, Value *v, LLVMValueRef *in) {
   int r = P->shape.rank;
   LLVMValueRef acc = cg_alloca(e, e->f32, 1);
   LLVMBuildStore(B(e), cg_f32(e, 0), acc);
-  // Rank 2: this call's rows of the batch; otherwise all rows, flattened.
-  LLVMValueRef blo = I(e, 0), bhi = row_count(e, P->shape);
-  if (r == 2) cg_rows(e, P->shape, &blo, &bhi);
+  LLVMValueRef blo, bhi;
+  call_rows(e, P->shape, &blo, &bhi);
   Loop lb = cg_loop_begin(e, blo, bhi, "b");
   LLVMValueRef idx[MAXRANK];
   row_indices(e, P->shape, lb.i, idx);
@@ -166,15 +171,15 @@ bool shape_correct(Value *v) {
 }
 void grad_correct(Builder *b, Value *v, Value *g, Value **dx) {}
 // Rows are every index but the last axis (the steps of a sequence too, for
-// per-step labels); rank 2: this call's rows of the batch.
+// per-step labels); this call's rows.
 LLVMValueRef emit_correct(Emit *e, Value *v, LLVMValueRef *in) {
   Value *Z = v->in[0];
   int r = Z->shape.rank;
   int64_t K = Z->shape.d[r - 1];
   LLVMValueRef acc = cg_alloca(e, e->f32, 1), best = cg_alloca(e, e->f32, 1), arg = cg_alloca(e, e->i64, 1);
   LLVMBuildStore(B(e), cg_f32(e, 0), acc);
-  LLVMValueRef blo = I(e, 0), bhi = row_count(e, Z->shape);
-  if (r == 2) cg_rows(e, Z->shape, &blo, &bhi);
+  LLVMValueRef blo, bhi;
+  call_rows(e, Z->shape, &blo, &bhi);
   Loop lb = cg_loop_begin(e, blo, bhi, "b");
   LLVMValueRef idx[MAXRANK];
   row_indices(e, Z->shape, lb.i, idx);
