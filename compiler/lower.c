@@ -502,11 +502,22 @@ static Value *embedding(Lower *L, Layer *layer, Value *ids, Node *site) {
   return ir_new(&L->b, OP_embed, 2, in, NULL, 0);
 }
 
+// The mean cross-entropy of logits z against class ids y, over the batch (and
+// over `steps` per sample; 1 for one class per sample): the logits are the
+// model's outputs unless others came first.
+static Value *xent_loss(Lower *L, Value *z, Value *y, int64_t steps) {
+  Builder *b = &L->b;
+  if (!L->g->logits) L->g->logits = z;
+  Value *xin[2] = {ir_unary(b, OP_softmax, z), y};
+  Value *ce = ir_new(b, OP_xent, 2, xin, NULL, 0);
+  Value *invn = ir_leaf(b, OP_hyper, shape_make(0, NULL), T_F32, HYP_INVN, 0);
+  return ir_binary(b, OP_mul, ce, steps > 1 ? ir_binary(b, OP_mul, invn, ir_const(b, 1.0 / (double)steps)) : invn);
+}
+
 // cross_entropy on the steps of a sequence: logits z [T, V] against a
 // tokens[T] target, the mean over the steps and the batch, as PyTorch's
 // cross_entropy(z.reshape(-1, V), y.reshape(-1)).
 static Value *step_xent(Lower *L, Value *z, Value *y, Node *site) {
-  Builder *b = &L->b;
   Shape s = z->shape;
   int64_t T = y->shape.d[1];
   if (z->type != T_F32 || !shape_batched(s) || s.rank != 3 || s.d[1] != T) {
@@ -521,12 +532,7 @@ static Value *step_xent(Lower *L, Value *z, Value *y, Node *site) {
     return NULL;
   }
   L->g->info.nclasses = s.d[2];
-  if (!L->g->logits) L->g->logits = z;
-  Value *p = ir_unary(b, OP_softmax, z);
-  Value *xin[2] = {p, y};
-  Value *ce = ir_new(b, OP_xent, 2, xin, NULL, 0);
-  Value *invn = ir_leaf(b, OP_hyper, shape_make(0, NULL), T_F32, HYP_INVN, 0);
-  return ir_binary(b, OP_mul, ce, ir_binary(b, OP_mul, invn, ir_const(b, 1.0 / (double)T)));
+  return xent_loss(L, z, y, T);
 }
 
 //
@@ -827,11 +833,7 @@ static Value *apply_layer(Lower *L, Layer *layer, Value **x, Node *site) {
                (long long)s.d[s.rank - 1], (long long)L->g->info.nclasses);
       return NULL;
     }
-    if (!L->g->logits) L->g->logits = in;
-    Value *p = ir_unary(b, OP_softmax, in);
-    Value *xin[2] = {p, y};
-    Value *ce = ir_new(b, OP_xent, 2, xin, NULL, 0);
-    return ir_binary(b, OP_mul, ce, ir_leaf(b, OP_hyper, shape_make(0, NULL), T_F32, HYP_INVN, 0));
+    return xent_loss(L, in, y, 1);
   }
   case L_MSE: {
     Value *t = x[1];
