@@ -272,11 +272,11 @@ typedef struct {
 } Optimizer;
 
 typedef struct {
-  const char *kind;   // "idx" or "csv"
-  const char *files[2];
+  const char *kind;   // "idx", "csv" or "text"
+  const char *files[2];  // idx: images, labels; csv: the file, ""; text: the file, its vocabulary
+                         // ("bytes": the ids are the bytes; "file": the file's distinct bytes, in order)
   Loc loc;
   const char *column; // csv: the class (label=) or target (target=) column by name, or NULL
-  const char *vocab;  // text: "bytes" (ids are the bytes) or "file" (the file's distinct bytes, in order)
   bool column_is_label;
   Loc column_loc;
 } DataSource;

@@ -1706,7 +1706,7 @@ static void data_options(Lower *L, Node *c, int nfiles, DataSource *ds, bool is_
       if (a->lhs->kind != N_STR || (strcmp(a->lhs->name, "bytes") && strcmp(a->lhs->name, "file")))
         error_at(a->lhs->loc, "'vocab' of text is \"bytes\" (the ids are the bytes, 256 of them) or \"file\" (the file's distinct bytes)");
       else
-        ds->vocab = a->lhs->name;
+        ds->files[1] = a->lhs->name;  // a text's vocabulary: the descriptor's second file field
       continue;
     }
     if (!strcmp(a->name, "validation")) {
@@ -1802,9 +1802,8 @@ static void lower_data(Lower *L, Node *sec) {
         continue;
       }
       ds->kind = kinds[kind].name;
-      ds->files[1] = "";
+      ds->files[1] = !strcmp(ds->kind, "text") ? "bytes" : "";  // (a text's vocabulary, by default)
       for (int f = 0; f < nfiles; f++) ds->files[f] = str_arg(c->args[f], kinds[kind].what[f]);
-      if (!strcmp(ds->kind, "text")) ds->vocab = "bytes";
     } else {
       error_at(c->loc, "unknown data source '%s'", c->name);
       const char *h = closest_word(c->name, srcs);
@@ -1812,7 +1811,6 @@ static void lower_data(Lower *L, Node *sec) {
       continue;
     }
     data_options(L, c, nfiles, ds, ds == &info->train);
-    if (!strcmp(ds->kind, "text")) ds->files[1] = ds->vocab;  // the descriptor's second file field
     *has = true;
   }
 }
