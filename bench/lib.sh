@@ -14,6 +14,11 @@ csv_field() {
   awk -F, -v name="$2" 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == name) c = i }
     NR > 1 { v = $c } END { if (c && v != "") print v; else print "-" }' "$1" 2>/dev/null
 }
+# csv_mean FILE NAME: the mean of NAME's column over the rows of a CSV log.
+csv_mean() {
+  awk -F, -v name="$2" 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == name) c = i }
+    NR > 1 && c { s += $c; n++ } END { if (n) print s / n; else print "-" }' "$1" 2>/dev/null
+}
 # fmt FORMAT VALUE: printf of a number, or "-" when it is not one.
 fmt() {
   case $2 in

@@ -34,7 +34,7 @@ if ! [ -f "$OUT/mnist_mlp.st" ]; then
   "$OUT/mlp" --data data --epochs "$PRE" --threads "$THR" --quiet --save "$OUT/mnist_mlp.st" \
     --log "$OUT/lora_pre.csv" || exit 1
 fi
-pre_acc=$(tail -n 1 "$OUT/lora_pre.csv" 2>/dev/null | cut -d, -f5)
+pre_acc=$(csv_field "$OUT/lora_pre.csv" test_acc)
 
 # params FILE: "trainable total" parameter counts from the --emit=ir header.
 params() {
@@ -63,8 +63,8 @@ printf '  %-10s %12s %10s %9s %10s %9s %9s\n' run trainable total fraction test_
 # row MODEL FILE NAME: one line of the table; sets acc and rss.
 row() {
   counts=$(params "$2")
-  acc=$(tail -n 1 "$OUT/${1}_r1.csv" | cut -d, -f5)
-  rate=$(for r in $(seq "$RUNS"); do awk -F, 'NR > 1 { s += $6; n++ } END { if (n) print s / n }' "$OUT/${1}_r$r.csv"; done | median)
+  acc=$(csv_field "$OUT/${1}_r1.csv" test_acc)
+  rate=$(for r in $(seq "$RUNS"); do csv_mean "$OUT/${1}_r$r.csv" images_per_s; done | median)
   rss=$(awk '$1 ~ /^[0-9]+$/ && $1 > r { r = $1 } END { print r / 1024 }' "$OUT/$1.rss")
   echo "$counts" | awk -v n="$3" -v acc="$acc" -v rate="$rate" -v rss="$rss" '{
     printf "  %-10s %12s %10s %8.2f%% %9.2f%% %9.0f %9.1f\n", n, $1, $2, 100 * $1 / $2, 100 * acc, rate, rss }'

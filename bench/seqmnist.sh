@@ -22,7 +22,7 @@ bin/fnnc models/seqmnist.fnn -o "$OUT/seqmnist" || exit 1
 for t in 1 2; do
   for r in $(seq "$RUNS"); do
     "$OUT/seqmnist" --threads "$t" --steps "$STEPS" --quiet --log "$OUT/seq_t$t.csv" >/dev/null 2>&1 || exit 1
-    sed -n 2p "$OUT/seq_t$t.csv" | cut -d, -f6
+    csv_field "$OUT/seq_t$t.csv" images_per_s
   done | median >"$OUT/seq_t$t.txt"
   echo "fnnc    seqmnist threads=$t steps=$STEPS images_per_s=$(cat "$OUT/seq_t$t.txt")"
   if [ "${BENCH_TORCH:-1}" != 0 ] && /usr/bin/python3 -c 'import torch' 2>/dev/null; then
