@@ -4,6 +4,9 @@
 # A benchmark, not a test: nothing here passes or fails on a number. It prints
 # one table and writes the same table to build/bench/results.txt:
 #   - the machine's FMA peak (bench/peak.c) on 1 and 2 threads;
+#   - what the host gives two threads (bench/cores.c): the core-to-core round
+#     trip of a cache line, and two independent loops' speed over one's, at
+#     the start and at the end;
 #   - for models/mnist.fnn (the CNN) and models/mlp.fnn, on --threads 1 and 2:
 #     training images/s of the AOT trainer (median of RUNS runs, the thread
 #     counts taking turns run by run), the GFLOP/s
@@ -92,6 +95,20 @@ else
   say "peak.c did not compile: $(head -1 "$OUT/peak.err")"
 fi
 peak_for() { if [ "$1" = 1 ]; then echo "$PEAK1"; else echo "$PEAK2"; fi; }
+
+# What the host gives two threads: the 2-thread figures below cannot scale
+# better than `corun`, and every line one thread writes and the other reads
+# costs about half of `roundtrip_ns`.
+CORES_OK=0
+if cc -std=c11 -O2 -pthread bench/cores.c -o "$OUT/cores" 2>"$OUT/cores.err"; then CORES_OK=1; fi
+cores_line() {
+  [ $CORES_OK = 1 ] || { echo "bench/cores.c did not compile: $(head -1 "$OUT/cores.err")"; return; }
+  "$OUT/cores" >"$OUT/cores.txt" 2>&1
+  echo "core-to-core round trip $(sed -n 's/^roundtrip_ns=//p' "$OUT/cores.txt") ns;" \
+    "two independent loops run $(sed -n 's/^corun=\([0-9.]*\) corun_min=\([0-9.]*\) corun_max=\([0-9.]*\)/\1x one (range \2-\3x)/p' "$OUT/cores.txt")"
+}
+say "host (bench/cores.c)"
+CORES0=$(cores_line)
 
 # --- 4. Compile time ----------------------------------------------------------
 # fnnc run MODEL --steps 0 with FNNC_TIME=1: the wall time, the user+sys CPU
@@ -278,6 +295,8 @@ torch_runs() {
 }
 
 # --- The table --------------------------------------------------------------------
+say "host again (bench/cores.c)"
+CORES1=$(cores_line)
 T_END=$(now_ns)
 {
   echo "fnnc benchmark  $(date '+%Y-%m-%d %H:%M')  $(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet HEAD -- compiler runtime 2>/dev/null || echo '+changes')"
@@ -287,6 +306,8 @@ T_END=$(now_ns)
   echo "FMA peak (fp32, bench/peak.c, best of 5): 1 thread $(fmt %.1f "$PEAK1") GFLOP/s," \
     "2 threads $(fmt %.1f "$PEAK2") GFLOP/s ($(fmt %.1f "$CPEAK2") per CPU-second of each thread)"
   echo "  by width (wall GFLOP/s): $PEAK_ISA"
+  echo "host (bench/cores.c, medians of 7): at the start, $CORES0"
+  echo "  at the end, $CORES1"
   echo "training FLOPs per image: CNN $(fmt %.2f "$(div $CNN_FLOPS 1e6)") MFLOP," \
     "MLP $(fmt %.3f "$(div $MLP_FLOPS 1e6)") MFLOP (contractions only: 2 x (3 x fwd MACs - first layer's))"
   echo "compile time (fnnc run MODEL --steps 0, medians of $CRUNS; FNNC_TIME=1 shows every stage):"
