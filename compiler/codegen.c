@@ -163,10 +163,24 @@ void cg_store_at(Emit *e, Value *v, LLVMValueRef *idx, LLVMValueRef x) {
   LLVMBuildStore(B(e), x, cg_gep(e, elem_type(e, v), e->ptr[v->id], off));
 }
 
-// Kernel.post (a max-pool of the convolution's output) over image b, whose
-// output planes the epilogue has just written.
-void cg_post(Emit *e, LLVMValueRef b) {
-  if (e->k->post) emit_maxpool_image(e, e->k->post, b);
+// A convolution's epilogue over image b's output tile, then Kernel.post and
+// post_arg (a max-pool of that output, its window indices) over the planes the
+// epilogue has just written. An output only the pool reads (image_local) is a
+// one-image buffer in the scratch (image_buffer): its pointer is biased by
+// image b's offset here, so the usual indexing lands there.
+void cg_image_epilogue(Emit *e, LLVMValueRef b, LLVMValueRef tile) {
+  Kernel *k = e->k;
+  Value *pool = k->post ? k->post : k->post_arg, *u = pool ? pool->in[0] : NULL;
+  LLVMValueRef saved = NULL;
+  if (u && u->image_local) {
+    saved = e->ptr[u->id];
+    LLVMValueRef off = LLVMBuildNeg(B(e), LLVMBuildMul(B(e), b, cg_i64(e, shape_numel(u->shape)), ""), "");
+    e->ptr[u->id] = LLVMBuildGEP2(B(e), e->f32, saved, &off, 1, "");  // (not inbounds: biased)
+  }
+  LLVMValueRef outer[1] = {b};
+  cg_epilogue(e, outer, 3, tile);
+  if (k->post || k->post_arg) emit_maxpool_image(e, k->post, k->post_arg, b);
+  if (saved) e->ptr[u->id] = saved;
 }
 
 // The element of input u of a member at the current index: computed in this
@@ -244,7 +258,7 @@ void cg_epilogue(Emit *e, LLVMValueRef *outer_idx, int tdims, LLVMValueRef tile)
   if (a->materialized) cg_store_at(e, a, e->idx, av);
   for (int i = 0; i < e->k->members.len; i++) {
     Value *m = e->k->members.data[i];
-    if (m == a || m->op == OP_xent || m == e->k->post) continue;
+    if (m == a || m->op == OP_xent || m == e->k->post || m == e->k->post_arg) continue;
     eval_member(e, m);
   }
   if (flat) {
@@ -500,6 +514,13 @@ static void call_kernel(Emit *e, Kernel *k, LLVMValueRef fn, LLVMValueRef *bufs,
   LLVMBuildCall2(B(e), kty, fn, cargs, (unsigned)na, "");
 }
 
+// Where a kernel's image_local output lives: in the calling thread's scratch,
+// after the anchor's own. It is a kernel argument of its own (noalias), so
+// that LLVM knows the epilogue's stores to it do not touch the output tile.
+static LLVMValueRef image_buffer(Emit *e, Kernel *k, LLVMValueRef scratch) {
+  return cg_gep(e, e->f32, scratch, cg_i64(e, pad16(anchor_scratch(k->anchor))));
+}
+
 enum { TASKS_PER_THREAD = 4 };
 
 static LLVMValueRef threads(Emit *e) {
@@ -573,6 +594,8 @@ static void call_parallel(Emit *e, Program *p, Kernel *k, LLVMValueRef kfn, Valu
   for (int j = k->inputs.len; j < na; j++)
     if (kargs[j]->partial) tb[j] = cg_gep(&te, e->f32, tb[j], LLVMBuildMul(B(e), t, cg_i64(&te, part_stride(kargs[j])), ""));
   LLVMValueRef scratch = cg_gep(&te, e->f32, tb[na + 1], LLVMBuildMul(B(e), tid, cg_i64(&te, p->scratch), ""));
+  for (int j = k->inputs.len; j < na; j++)
+    if (kargs[j]->image_local) tb[j] = image_buffer(&te, k, scratch);
   LLVMValueRef trows = tb[na + 2];
   if (k->par_params) {
     update_segments(&te, p, k, kfn, tb, na, scratch, t, trows);  // trows: the thread count
@@ -648,7 +671,10 @@ static void run_kernel(Emit *e, Program *p, Kernel *k, LLVMValueRef fn, LLVMValu
   LLVMValueRef cargs[64];
   // A partial value's producer writes its task slots; its readers read the sum.
   for (int j = 0; j < na; j++)
-    cargs[j] = j >= k->inputs.len && kargs[j]->partial ? part_ptr(e, p, slot, kargs[j]) : entry_ptr(e, p, slot, kargs[j]);
+    cargs[j] = j < k->inputs.len      ? entry_ptr(e, p, slot, kargs[j])
+               : kargs[j]->partial    ? part_ptr(e, p, slot, kargs[j])
+               : kargs[j]->image_local ? image_buffer(e, k, slot[9])  // (a parallel task uses its own)
+                                       : entry_ptr(e, p, slot, kargs[j]);
   if (k->par)
     call_parallel(e, p, k, fn, kargs, cargs, na, slot);
   else

@@ -220,6 +220,8 @@ struct Value {
   bool dead;
   int group;        // fuse.c: kernel index, -1 for leaves and views
   bool materialized;// fuse.c: written to a buffer
+  bool image_local; // fuse.c: ... to its kernel's scratch, one image at a time: read only
+                    // by the kernel's pool (Kernel.post, post_arg), never by another kernel
   int partial;      // fuse.c: a reduction over the batch in a parallel kernel; each
                     // task of this many rows accumulates its own slot, summed in a
                     // fixed order after (0: not partial)
@@ -533,6 +535,7 @@ typedef struct {
                    // its thread computed the gradient of and reads in x . W^T
   Value *post;     // a max-pool over the anchor's output (a convolution), run per image
                    // once its tile is finished: it reads the plane while it is in cache
+  Value *post_arg; // the same pool's window indices (maxpool_arg), in the same pass
   int64_t par_cols;// instead of rows, one block of the output's columns (last axis) per
                    // thread, a multiple of par_cols wide, over the whole batch: x . W^T
                    // reads only its threads' rows of W, the same ones its weight gradient
@@ -639,8 +642,8 @@ LLVMValueRef cg_max_i64(Emit *e, LLVMValueRef a, LLVMValueRef b);
 // its output; rows of the last axis tile_ld apart if that is set) and
 // idx[0..rank-tdims) fix the outer axes.
 void cg_epilogue(Emit *e, LLVMValueRef *outer_idx, int tdims, LLVMValueRef tile);
-void cg_post(Emit *e, LLVMValueRef b);  // Kernel.post over image b
-void emit_maxpool_image(Emit *e, Value *v, LLVMValueRef b);  // ops_nn.c
+void cg_image_epilogue(Emit *e, LLVMValueRef b, LLVMValueRef tile);  // a convolution's, then Kernel.post
+void emit_maxpool_image(Emit *e, Value *pool, Value *arg, LLVMValueRef b);  // ops_nn.c
 
 // vmath.c: exp, log, tanh and sigmoid as straight-line float IR (no calls), so
 // the loops that use them vectorize. x is a float or a vector of floats; the

@@ -6,10 +6,10 @@
 // Rules, applied to values in topological order:
 //   - leaves are buffers; views alias their input's buffer;
 //   - scalar arithmetic on leaves is inlined wherever it is read;
-//   - a unary op whose only reader is a maxpool, on a buffer no kernel of
-//     this program computes, is inlined into the pool's window loads
-//     (maxpool(relu(x)) reads relu(x) on the fly); after a kernel it joins
-//     that kernel (a convolution's epilogue);
+//   - a unary op read only by maxpools (and their window indices), on a
+//     buffer no kernel of this program computes, is inlined into the pool's
+//     window loads (maxpool(relu(x)) reads relu(x) on the fly); after a kernel
+//     it joins that kernel (a convolution's epilogue);
 //   - an anchor (matmul, convolutions, softmax, ...) starts a kernel; xent joins
 //     the softmax that feeds it;
 //   - an elementwise value joins the kernel of a producer with its iteration
@@ -95,7 +95,7 @@ static bool phase_fits(Kernel *k, Value *v) {
 
 // Is v, read by a member of k at the same index, computed in the same iteration?
 static bool readable_in(Kernel *k, Value *u) {
-  if (u->group != k->id || u == k->post) return false;
+  if (u->group != k->id || u == k->post || u == k->post_arg) return false;
   if (u->op == OP_sum || u->op == OP_xent || u->op == OP_store) return false;
   return true;
 }
@@ -250,18 +250,29 @@ static bool pool_prologue(Fuser *f, Value *v) {
   Kernel *k = kernel_of(f, v->in[0]);
   if (k && can_join(f, k, v)) return false;
   Vec *c = &f->consumers[v->id];
-  return c->len == 1 && ((Value *)c->data[0])->op == OP_maxpool;
+  for (int i = 0; i < c->len; i++) {
+    Op op = ((Value *)c->data[i])->op;
+    if (op != OP_maxpool && op != OP_maxpool_arg) return false;
+  }
+  return c->len > 0;
 }
 
 // A max-pool of a convolution's output (after its epilogue: bias, ReLU) runs
 // in the convolution's kernel, over each image as soon as its output planes
 // are written, while they are still in cache; as a kernel of its own it would
 // read the whole batch's output back from memory.
+// The pool's window indices (maxpool_arg, built by the backward pass) join the
+// same pass: the backward pass then reads a float per window instead of the
+// convolution's whole output.
 static bool pool_after_conv(Fuser *f, Value *v) {
   Value *u = v->in[0];
   Kernel *k = kernel_of(f, u);
-  if (v->op != OP_maxpool || !k || k->kind != K_ANCHOR || k->anchor->op != OP_conv2d || k->post) return false;
-  return shape_batched(k->shape) && shape_eq(u->shape, k->shape) && k->anchor->phase == v->phase;
+  if (!k || k->kind != K_ANCHOR || k->anchor->op != OP_conv2d) return false;
+  if (!shape_batched(k->shape) || !shape_eq(u->shape, k->shape)) return false;
+  Value *other = v->op == OP_maxpool ? k->post_arg : v->op == OP_maxpool_arg ? k->post : NULL;
+  if (other && (other->in[0] != u || other->ia[0] != v->ia[0] || other->ia[1] != v->ia[1])) return false;
+  if (v->op == OP_maxpool) return !k->post && k->anchor->phase == v->phase;
+  return v->op == OP_maxpool_arg && !k->post_arg;
 }
 
 static void place(Fuser *f, Value *v) {
@@ -279,7 +290,10 @@ static void place(Fuser *f, Value *v) {
   if (pool_after_conv(f, v)) {
     Kernel *k = kernel_of(f, v->in[0]);
     add_member(k, v);
-    k->post = v;
+    if (v->op == OP_maxpool)
+      k->post = v;
+    else
+      k->post_arg = v;
     return;
   }
   if (inlinable_scalar(v) || pool_prologue(f, v)) {
@@ -635,7 +649,7 @@ static void plan_workspace(Fuser *f) {
   for (int i = 0; i < nv; i++) {
     Value *v = g->values.data[i];
     p->work_per_n[i] = p->work_fixed[i] = -1;
-    if (v->dead || !v->materialized || v->group < 0) continue;
+    if (v->dead || !v->materialized || v->image_local || v->group < 0) continue;
     int kind = shape_batched(v->shape) ? 0 : 1;
     int64_t n = pad16(shape_numel(v->shape));  // 64-byte aligned starts
     int64_t off = first_fit(blk[kind], nb[kind], n, v->group, last[i]);
@@ -739,6 +753,19 @@ Program *fuse(Graph *g, Entry e) {
     if (v->op == OP_sum || v->op == OP_xent || v->op == OP_correct || v->op == OP_loopout) v->materialized = true;
     if (v->op == OP_loop) v->materialized = false;
   }
+  // A convolution's output that only its fused pool reads never leaves the
+  // kernel: it is written to the scratch one image at a time, and the pool
+  // reads it from there (the training step's pool keeps its window indices).
+  for (int i = 0; i < p->kernels.len; i++) {
+    Kernel *k = p->kernels.data[i];
+    Value *pool = k->post ? k->post : k->post_arg;
+    if (!pool) continue;
+    Value *u = pool->in[0];
+    Vec *c = &f.consumers[u->id];
+    bool only_pool = true;
+    for (int j = 0; j < c->len; j++) only_pool &= c->data[j] == k->post || c->data[j] == k->post_arg;
+    u->image_local = only_pool && u->group == k->id;
+  }
   // Inputs, outputs, names.
   for (int i = 0; i < p->kernels.len; i++) {
     Kernel *k = p->kernels.data[i];
@@ -754,6 +781,8 @@ Program *fuse(Graph *g, Entry e) {
   for (int i = 0; i < p->kernels.len; i++) {
     Kernel *k = p->kernels.data[i];
     if (k->anchor) k->scratch = anchor_scratch(k->anchor);
+    Value *pool = k->post ? k->post : k->post_arg;
+    if (pool && pool->in[0]->image_local) k->scratch = pad16(k->scratch) + shape_numel(pool->in[0]->shape);
     if (k->scratch > p->scratch) p->scratch = pad16(k->scratch);
     k->par = parallel_rows(k);
   }
@@ -857,6 +886,7 @@ void fused_dump(FILE *out, Program *p) {
     for (int j = 0; j < k->outputs.len; j++) {
       if (j) fprintf(out, ", ");
       dump_ref(out, g, num, k->outputs.data[j]);
+      if (((Value *)k->outputs.data[j])->image_local) fprintf(out, " (an image at a time, in the scratch)");
     }
     fprintf(out, ")\n");
     int partials = kernel_partials(k);
@@ -878,7 +908,10 @@ void fused_dump(FILE *out, Program *p) {
       bool conv = a->op == OP_conv2d || a->op == OP_conv2d_dx || a->op == OP_conv2d_dw;
       fprintf(out, "  # %s%s loops over %s, epilogue per tile%s%s\n", op_info[a->op].name,
               conv ? (conv_direct(a) ? " (direct, padded planes)" : " (im2col)") : "", shape_str(k->shape),
-              k->post ? ", then the pool per image" : "", par);
+              k->post && k->post_arg   ? ", then the pool and its window indices per image"
+              : k->post || k->post_arg ? ", then the pool per image"
+                                       : "",
+              par);
     }
     else
       fprintf(out, "  # loop over %s%s\n", shape_str(k->shape), par);
@@ -895,7 +928,10 @@ void fused_dump(FILE *out, Program *p) {
         fputc('\n', out);
         continue;
       }
-      fprintf(out, "%s\n", m->partial ? "  (written, summed over tasks)" : m->materialized ? "  (written)" : "");
+      fprintf(out, "%s\n", m->partial        ? "  (written, summed over tasks)"
+                           : m->image_local  ? "  (written, an image at a time, to the scratch)"
+                           : m->materialized ? "  (written)"
+                                             : "");
     }
   }
 }

@@ -275,6 +275,7 @@ static void dump_attrs(FILE *out, Graph *g, Value *v) {
   case OP_conv2d_dx:
   case OP_conv2d_dw: fprintf(out, " stride=%lld pad=%lld", (long long)v->ia[0], (long long)v->ia[1]); break;
   case OP_maxpool:
+  case OP_maxpool_arg:
   case OP_maxpool_dx: fprintf(out, " k=%lld stride=%lld", (long long)v->ia[0], (long long)v->ia[1]); break;
   case OP_concat: fprintf(out, " axis=%lld", (long long)v->ia[0]); break;
   case OP_slice: fprintf(out, " axis=%lld start=%lld", (long long)v->ia[0], (long long)v->ia[1]); break;

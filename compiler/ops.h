@@ -51,7 +51,8 @@ OP(conv2d,    2, F_ANCHOR, "x[B,C,H,W] * w[O,C,KH,KW]; ia[0] stride, ia[1] pad")
 OP(conv2d_dx, 2, F_ANCHOR, "g[B,O,OH,OW], w -> dx[B,C,H,W]; ia: stride, pad, H, W")
 OP(conv2d_dw, 2, F_ANCHOR, "x[B,C,H,W], g[B,O,OH,OW] -> dw[O,C,KH,KW]; ia: stride, pad, KH, KW")
 OP(maxpool,   1, F_EW | F_GATHER, "ia[0] kernel, ia[1] stride, over the last two axes")
-OP(maxpool_dx,2, F_ANCHOR, "(x, g) -> dx: g routed to the first max of each window; ia as maxpool")
+OP(maxpool_arg,1, F_EW | F_GATHER, "ia as maxpool: where each window's first maximum is, di*kernel + dj, as a float")
+OP(maxpool_dx,2, F_ANCHOR, "(a, g) -> dx: each window's g added where a (maxpool_arg) says; ia: kernel, stride, H, W")
 
 // ---- losses and metrics (ops_loss.c) ----
 OP(softmax,   1, F_ANCHOR, "over the last axis")

@@ -284,11 +284,9 @@ static void direct_images(Emit *e, Value *src, int64_t nch, int64_t ph, int64_t 
   Loop lb = cg_loop_begin(e, e->lo, e->hi, "b");
   pad_plane(e, src, lb.i, I(e, 0), I(e, nch), ph, pw, Hp, Wp, pad);
   cg_gemm(e, g);
-  LLVMValueRef outer[1] = {lb.i};
   e->tile_ld = Wp;
-  cg_epilogue(e, outer, 3, g->c);
+  cg_image_epilogue(e, lb.i, g->c);
   e->tile_ld = 0;
-  cg_post(e, lb.i);
   cg_loop_end(e, &lb);
 }
 
@@ -329,9 +327,7 @@ LLVMValueRef emit_conv2d(Emit *e, Value *v, LLVMValueRef *in) {
   Gemm g = {.M = O, .N = P, .K = I(e, ckk), .a = e->ptr[W->id], .ars = I(e, ckk), .acs = I(e, 1), .b = col,
             .ldb = P, .c = plane, .ldc = P, .mr = mr, .nv = nv};
   cg_gemm(e, &g);
-  LLVMValueRef outer[1] = {lb.i};
-  cg_epilogue(e, outer, 3, plane);
-  cg_post(e, lb.i);
+  cg_image_epilogue(e, lb.i, plane);
   cg_loop_end(e, &lb);
   return NULL;
 }
@@ -528,17 +524,13 @@ static LLVMValueRef shuffle(Emit *e, LLVMValueRef a, LLVMValueRef b, int n, int 
 }
 static int every_other(int i, int first) { return first + 2 * i; }       // deinterleave
 static int interleave(int i, int unused) { return i / 2 + (i % 2) * 16; }  // a0 b0 a1 b1 ...
-static LLVMValueRef splat_i32(Emit *e, int64_t c) {
+static LLVMValueRef splat16(LLVMValueRef c) {
   LLVMValueRef lane[16];
-  for (int i = 0; i < 16; i++) lane[i] = LLVMConstInt(e->i32, (unsigned long long)c, 0);
+  for (int i = 0; i < 16; i++) lane[i] = c;
   return LLVMConstVector(lane, 16);
 }
+static LLVMValueRef splat_i32(Emit *e, int64_t c) { return splat16(LLVMConstInt(e->i32, (unsigned long long)c, 0)); }
 
-// The 2x2, stride-2 case of maxpool_dx on explicit vectors: 16 windows at a
-// time, each input row pair loaded as two <32 x float> and split into even and
-// odd columns; the window's first maximum in row-major order gets g, the other
-// three positions 0; the halves are interleaved back and stored. X and G must
-// be buffers; xoff and goff are the plane's offsets in them, tile is [H, W].
 // The 2x2 windows of output row i, columns [j0, j0 + valid) (valid <= 16),
 // of a plane at xp with rows of Wd: w[di*2 + dj] holds each window's element
 // (di, dj) and row[di] the offset of input row 2i + di, column 2*j0.
@@ -551,29 +543,28 @@ static void windows2(Emit *e, LLVMValueRef xp, LLVMValueRef i, int64_t j0, int v
   }
 }
 
-static void maxpool2_dx_plane(Emit *e, Value *X, Value *G, LLVMValueRef xoff, LLVMValueRef goff, LLVMValueRef tile,
-                              int64_t Wd, int64_t OH, int64_t OW) {
-  LLVMValueRef xp = cg_gep(e, e->f32, e->ptr[X->id], xoff), gp = cg_gep(e, e->f32, e->ptr[G->id], goff);
+// The 2x2, stride-2 case of maxpool_dx on explicit vectors, 16 windows at a
+// time: each window's g goes to the position its index in A names, the other
+// three get 0; the halves are interleaved back into the two input rows and
+// stored. A and G must be buffers; off is the plane's offset in both, tile is
+// [H, Wd].
+static void maxpool2_dx_plane(Emit *e, Value *A, Value *G, LLVMValueRef off, LLVMValueRef tile, int64_t Wd,
+                              int64_t OH, int64_t OW) {
+  LLVMValueRef ap = cg_gep(e, e->f32, e->ptr[A->id], off), gp = cg_gep(e, e->f32, e->ptr[G->id], off);
+  LLVMTypeRef iv = LLVMVectorType(e->i32, 16);
   Loop li = cg_loop_begin(e, I(e, 0), I(e, OH), "i");
   for (int64_t j0 = 0; j0 < OW; j0 += 16) {
     int valid = (int)(OW - j0 < 16 ? OW - j0 : 16);
-    LLVMValueRef w[4], row[2];
-    windows2(e, xp, li.i, j0, valid, Wd, w, row);
-    // The first maximum in the order (0,0), (0,1), (1,0), (1,1).
-    LLVMValueRef best = w[0], code = splat_i32(e, 0);
-    for (int t = 1; t < 4; t++) {
-      LLVMValueRef x = w[t];
-      LLVMValueRef gt = LLVMBuildFCmp(B(e), LLVMRealOGT, x, best, "");
-      best = LLVMBuildSelect(B(e), gt, x, best, "");
-      code = LLVMBuildSelect(B(e), gt, splat_i32(e, t), code, "");
-    }
-    LLVMValueRef g = cg_vload(e, cg_gep(e, e->f32, gp, ADD(e, MUL(e, li.i, I(e, OW)), I(e, j0))), 16, valid);
+    LLVMValueRef at = ADD(e, MUL(e, li.i, I(e, OW)), I(e, j0));
+    LLVMValueRef code = LLVMBuildFPToSI(B(e), cg_vload(e, cg_gep(e, e->f32, ap, at), 16, valid), iv, "");
+    LLVMValueRef g = cg_vload(e, cg_gep(e, e->f32, gp, at), 16, valid);
     LLVMValueRef zero = LLVMConstNull(LLVMVectorType(e->f32, 16));
     for (int di = 0; di < 2; di++) {
       LLVMValueRef o[2];
       for (int dj = 0; dj < 2; dj++)
         o[dj] = LLVMBuildSelect(B(e), LLVMBuildICmp(B(e), LLVMIntEQ, code, splat_i32(e, di * 2 + dj), ""), g, zero, "");
-      cg_vstore(e, shuffle(e, o[0], o[1], 32, interleave, 0), cg_gep(e, e->f32, tile, row[di]), 32, 2 * valid);
+      LLVMValueRef row = ADD(e, MUL(e, ADD(e, MUL(e, li.i, I(e, 2)), I(e, di)), I(e, Wd)), I(e, 2 * j0));
+      cg_vstore(e, shuffle(e, o[0], o[1], 32, interleave, 0), cg_gep(e, e->f32, tile, row), 32, 2 * valid);
     }
   }
   cg_loop_end_scalar(e, &li);
@@ -582,7 +573,7 @@ static void maxpool2_dx_plane(Emit *e, Value *X, Value *G, LLVMValueRef xoff, LL
 //
 // maxpool: y[..., i, j] = max_{di,dj < k} x[..., i*s+di, j*s+dj]   (no padding)
 //
-// dx = maxpool_dx(x, g): each window's g goes to its first maximum
+// dx = maxpool_dx(maxpool_arg(x), g): each window's g goes to its first maximum
 bool shape_maxpool(Value *v) {
   Shape x = v->in[0]->shape;
   int64_t k = v->ia[0], s = v->ia[1];
@@ -598,9 +589,14 @@ bool shape_maxpool(Value *v) {
   v->type = T_F32;
   return true;
 }
+// dx = maxpool_dx(maxpool_arg(x), g): the backward pass reads where each
+// window's maximum was (a float per window), not x again.
 void grad_maxpool(Builder *b, Value *v, Value *g, Value **dx) {
-  Value *in[2] = {v->in[0], g};
-  dx[0] = ir_new(b, OP_maxpool_dx, 2, in, v->ia, 0);
+  Value *x = v->in[0];
+  int r = x->shape.rank;
+  Value *in[2] = {ir_new(b, OP_maxpool_arg, 1, &x, v->ia, 0), g};
+  int64_t ia[8] = {v->ia[0], v->ia[1], x->shape.d[r - 2], x->shape.d[r - 1]};
+  dx[0] = ir_new(b, OP_maxpool_dx, 2, in, ia, 0);
 }
 LLVMValueRef emit_maxpool(Emit *e, Value *v, LLVMValueRef *in) {
   int r = v->shape.rank;
@@ -618,12 +614,45 @@ LLVMValueRef emit_maxpool(Emit *e, Value *v, LLVMValueRef *in) {
   return m;
 }
 
+//
+// maxpool_arg: a[..., i, j] = di*k + dj of the first maximum, in row-major
+//              window order, of x[..., i*s+di, j*s+dj]  (as maxpool's max)
+//
+// An index: nothing flows back through it.
+bool shape_maxpool_arg(Value *v) { return shape_maxpool(v); }
+void grad_maxpool_arg(Builder *b, Value *v, Value *g, Value **dx) {}
+// The same comparisons as emit_maxpool (cg_max: strictly greater replaces),
+// so the index is where the maximum that maxpool returns came from.
+LLVMValueRef emit_maxpool_arg(Emit *e, Value *v, LLVMValueRef *in) {
+  int r = v->shape.rank;
+  int64_t k = v->ia[0], s = v->ia[1];
+  LLVMValueRef sub[MAXRANK];
+  for (int i = 0; i < r; i++) sub[i] = e->idx[i];
+  LLVMValueRef best = NULL, code = NULL;
+  for (int64_t di = 0; di < k; di++)
+    for (int64_t dj = 0; dj < k; dj++) {
+      sub[r - 2] = ADD(e, MUL(e, e->idx[r - 2], I(e, s)), I(e, di));
+      sub[r - 1] = ADD(e, MUL(e, e->idx[r - 1], I(e, s)), I(e, dj));
+      LLVMValueRef x = cg_load_at(e, v->in[0], sub);
+      if (!best) {
+        best = x;
+        code = cg_f32(e, 0);
+        continue;
+      }
+      LLVMValueRef gt = LLVMBuildFCmp(B(e), LLVMRealOGT, x, best, "");
+      best = LLVMBuildSelect(B(e), gt, x, best, "");
+      code = LLVMBuildSelect(B(e), gt, cg_f32(e, (double)(di * k + dj)), code, "");
+    }
+  return code;
+}
+
 // The pool of image b of a convolution's output, run by the convolution's
-// kernel right after the image's epilogue (Kernel.post). The 2x2, stride-2
-// case runs on explicit vectors, 16 windows per step (as maxpool2_dx_plane),
-// taking the maximum in the same order as emit_maxpool.
-void emit_maxpool_image(Emit *e, Value *v, LLVMValueRef b) {
-  Value *X = v->in[0];
+// kernel right after the image's epilogue (Kernel.post): the pooled values
+// (pool), where each window's maximum was (arg, maxpool_arg), or both, in one
+// pass over the planes. The 2x2, stride-2 case runs on explicit vectors, 16
+// windows per step, taking the maximum in the same order as emit_maxpool.
+void emit_maxpool_image(Emit *e, Value *pool, Value *arg, LLVMValueRef b) {
+  Value *v = pool ? pool : arg, *X = v->in[0];
   int r = v->shape.rank;
   int64_t k = v->ia[0], s = v->ia[1], C = v->shape.d[1];
   int64_t H = X->shape.d[r - 2], Wd = X->shape.d[r - 1], OH = v->shape.d[r - 2], OW = v->shape.d[r - 1];
@@ -635,7 +664,8 @@ void emit_maxpool_image(Emit *e, Value *v, LLVMValueRef b) {
       loops[i] = cg_loop_begin(e, I(e, 0), I(e, v->shape.d[i]), "p");
       e->idx[i] = idx[i] = loops[i].i;
     }
-    cg_store_at(e, v, idx, emit_maxpool(e, v, NULL));
+    if (pool) cg_store_at(e, pool, idx, emit_maxpool(e, pool, NULL));
+    if (arg) cg_store_at(e, arg, idx, emit_maxpool_arg(e, arg, NULL));
     for (int i = r - 1; i >= 1; i--)
       if (i == r - 1)
         cg_loop_end(e, &loops[i]);
@@ -646,15 +676,23 @@ void emit_maxpool_image(Emit *e, Value *v, LLVMValueRef b) {
   Loop lc = cg_loop_begin(e, I(e, 0), I(e, C), "c");
   LLVMValueRef plane = ADD(e, MUL(e, b, I(e, C)), lc.i);
   LLVMValueRef xp = cg_gep(e, e->f32, e->ptr[X->id], MUL(e, plane, I(e, H * Wd)));
-  LLVMValueRef yp = cg_gep(e, e->f32, e->ptr[v->id], MUL(e, plane, I(e, OH * OW)));
+  LLVMValueRef yp = pool ? cg_gep(e, e->f32, e->ptr[pool->id], MUL(e, plane, I(e, OH * OW))) : NULL;
+  LLVMValueRef ap = arg ? cg_gep(e, e->f32, e->ptr[arg->id], MUL(e, plane, I(e, OH * OW))) : NULL;
+  LLVMTypeRef fv = LLVMVectorType(e->f32, 16);
   Loop li = cg_loop_begin(e, I(e, 0), I(e, OH), "i");
   for (int64_t j0 = 0; j0 < OW; j0 += 16) {
     int valid = (int)(OW - j0 < 16 ? OW - j0 : 16);
     LLVMValueRef w[4], row[2];
     windows2(e, xp, li.i, j0, valid, Wd, w, row);
-    LLVMValueRef m = w[0];
-    for (int t = 1; t < 4; t++) m = cg_max(e, m, w[t]);
-    cg_vstore(e, m, cg_gep(e, e->f32, yp, ADD(e, MUL(e, li.i, I(e, OW)), I(e, j0))), 16, valid);
+    LLVMValueRef m = w[0], code = LLVMConstNull(fv);
+    for (int t = 1; t < 4; t++) {
+      LLVMValueRef gt = LLVMBuildFCmp(B(e), LLVMRealOGT, w[t], m, "");
+      m = LLVMBuildSelect(B(e), gt, w[t], m, "");  // cg_max(m, w[t])
+      if (arg) code = LLVMBuildSelect(B(e), gt, splat16(cg_f32(e, t)), code, "");
+    }
+    LLVMValueRef at = ADD(e, MUL(e, li.i, I(e, OW)), I(e, j0));
+    if (pool) cg_vstore(e, m, cg_gep(e, e->f32, yp, at), 16, valid);
+    if (arg) cg_vstore(e, code, cg_gep(e, e->f32, ap, at), 16, valid);
   }
   cg_loop_end_scalar(e, &li);
   cg_loop_end_scalar(e, &lc);
@@ -662,24 +700,34 @@ void emit_maxpool_image(Emit *e, Value *v, LLVMValueRef b) {
 
 //
 // maxpool_dx: dx[..., h, w] = sum of g[..., i, j] over the windows (i, j) whose
-//             first maximum is at (h, w)
+//             first maximum a[..., i, j] is at (h, w); ia[2], ia[3] = H, W
 //
 // (second derivatives are not needed)
 bool shape_maxpool_dx(Value *v) {
-  v->shape = v->in[0]->shape;
+  Shape g = v->in[1]->shape;
+  if (!shape_eq(v->in[0]->shape, g) || g.rank < 2) {
+    error_at(v->loc, "maxpool_dx: window indices %s and gradient %s differ", shape_str_sample(v->in[0]->shape),
+             shape_str_sample(g));
+    return false;
+  }
+  v->shape = g;
+  v->shape.d[g.rank - 2] = v->ia[2];
+  v->shape.d[g.rank - 1] = v->ia[3];
   v->type = T_F32;
   return true;
 }
 void grad_maxpool_dx(Builder *b, Value *v, Value *g, Value **dx) {}
-// Tile: one input plane [H, W] per outer index. Each window finds its first
-// maximum and adds its g there; the epilogue (the ReLU mask, the bias
-// gradient's sum) then runs over the plane.
+// Tile: one input plane [H, W] per outer index. Each window adds its g at the
+// position its index names; the epilogue (the ReLU mask, the bias gradient's
+// sum) then runs over the plane. When dx itself is an output, the tile is its
+// plane in the output (a separate tile would only be copied there).
 LLVMValueRef emit_maxpool_dx(Emit *e, Value *v, LLVMValueRef *in) {
-  Value *X = v->in[0], *G = v->in[1];
+  Value *A = v->in[0], *G = v->in[1];
   int r = v->shape.rank;
   int64_t k = v->ia[0], s = v->ia[1];
   int64_t H = v->shape.d[r - 2], Wd = v->shape.d[r - 1], OH = G->shape.d[r - 2], OW = G->shape.d[r - 1];
-  LLVMValueRef tile = cg_alloca(e, e->f32, H * Wd);
+  bool in_place = v->materialized && !v->partial && e->ptr[v->id];
+  LLVMValueRef tile = in_place ? NULL : cg_alloca(e, e->f32, H * Wd);
   Loop outer[MAXRANK];
   LLVMValueRef idx[MAXRANK];
   for (int t = 0; t < r - 2; t++) {
@@ -688,11 +736,12 @@ LLVMValueRef emit_maxpool_dx(Emit *e, Value *v, LLVMValueRef *in) {
     outer[t] = cg_loop_begin(e, lo, hi, "o");
     idx[t] = outer[t].i;
   }
-  if (k == 2 && s == 2 && e->ptr[X->id] && e->ptr[G->id]) {
+  LLVMValueRef base = I(e, 0);  // the plane's number
+  for (int t = 0; t < r - 2; t++) base = ADD(e, MUL(e, base, cg_dim(e, v->shape, t)), idx[t]);
+  if (in_place) tile = cg_gep(e, e->f32, e->ptr[v->id], MUL(e, base, I(e, H * Wd)));
+  if (k == 2 && s == 2 && e->ptr[A->id] && e->ptr[G->id]) {
     if (OH * s < H || OW * s < Wd) cg_zero(e, tile, I(e, H * Wd));  // rows, columns no window covers
-    LLVMValueRef base = I(e, 0);
-    for (int t = 0; t < r - 2; t++) base = ADD(e, MUL(e, base, cg_dim(e, v->shape, t)), idx[t]);
-    maxpool2_dx_plane(e, X, G, MUL(e, base, I(e, H * Wd)), MUL(e, base, I(e, OH * OW)), tile, Wd, OH, OW);
+    maxpool2_dx_plane(e, A, G, MUL(e, base, I(e, OH * OW)), tile, Wd, OH, OW);
     idx[r - 2] = idx[r - 1] = I(e, 0);
     cg_epilogue(e, idx, 2, tile);
     for (int t = r - 3; t >= 0; t--) cg_loop_end(e, &outer[t]);
@@ -701,26 +750,12 @@ LLVMValueRef emit_maxpool_dx(Emit *e, Value *v, LLVMValueRef *in) {
   cg_zero(e, tile, I(e, H * Wd));
   Loop li = cg_loop_begin(e, I(e, 0), I(e, OH), "i");
   Loop lj = cg_loop_begin(e, I(e, 0), I(e, OW), "j");
-  LLVMValueRef best = NULL, bpos = NULL;
-  for (int64_t di = 0; di < k; di++)
-    for (int64_t dj = 0; dj < k; dj++) {
-      LLVMValueRef h = ADD(e, MUL(e, li.i, I(e, s)), I(e, di)), w = ADD(e, MUL(e, lj.i, I(e, s)), I(e, dj));
-      idx[r - 2] = h;
-      idx[r - 1] = w;
-      LLVMValueRef x = cg_load_at(e, X, idx);
-      LLVMValueRef pos = ADD(e, MUL(e, h, I(e, Wd)), w);
-      if (!best) {
-        best = x;
-        bpos = pos;
-      } else {
-        LLVMValueRef gt = LLVMBuildFCmp(B(e), LLVMRealOGT, x, best, "");
-        best = LLVMBuildSelect(B(e), gt, x, best, "");
-        bpos = LLVMBuildSelect(B(e), gt, pos, bpos, "");
-      }
-    }
   idx[r - 2] = li.i;
   idx[r - 1] = lj.i;
-  acc_f(e, tile, bpos, cg_load_at(e, G, idx));
+  LLVMValueRef code = LLVMBuildFPToSI(B(e), cg_load_at(e, A, idx), e->i64, "");
+  LLVMValueRef di = LLVMBuildSDiv(B(e), code, I(e, k), ""), dj = LLVMBuildSRem(B(e), code, I(e, k), "");
+  LLVMValueRef h = ADD(e, MUL(e, li.i, I(e, s)), di), w = ADD(e, MUL(e, lj.i, I(e, s)), dj);
+  acc_f(e, tile, ADD(e, MUL(e, h, I(e, Wd)), w), cg_load_at(e, G, idx));
   cg_loop_end(e, &lj);
   cg_loop_end(e, &li);
   cg_epilogue(e, idx, 2, tile);

@@ -8,6 +8,7 @@
 //              bcast of a scalar inside elementwise ops -> the scalar
 //              x*(a-b) -> x*a - x*b when a product cancels
 //              s*a - s*b -> s*(a-b);  (-s)*(a-b) -> s*(b-a)
+//              maxpool_dx(arg(r), g) * step(r) -> maxpool_dx(arg(r), g * step(maxpool(r)))
 //   DCE        values no store depends on are marked dead
 //
 // Together these turn the gradient of xent(softmax(z), y)/n, which divides by
@@ -25,6 +26,11 @@ static Value *mk2(Builder *b, Op op, Value *x, Value *y) {
   return build(b, op, 2, in, NULL, 0);
 }
 static Value *mk1(Builder *b, Op op, Value *x) { return build(b, op, 1, &x, NULL, 0); }
+static Value *mk_reshape(Builder *b, Value *x, Shape s) {
+  int64_t ia[8] = {s.rank};
+  for (int i = 0; i < s.rank; i++) ia[1 + i] = s.d[i];
+  return build(b, OP_reshape, 1, &x, ia, 0);
+}
 
 static bool is_const(Value *v, double c) { return v->op == OP_const && v->fa == c; }
 static bool is_scalar(Value *v) { return v->shape.rank == 0; }
@@ -162,6 +168,25 @@ static Value *rewrite(Builder *b, Value *probe) {
   case OP_mul:
     for (int i = 0; i < 2; i++) {
       Value *x = in[i], *y = in[1 - i];
+      // maxpool_dx(a, g) * step(r), a = maxpool_arg(r) -> maxpool_dx(a, g * step(maxpool(r))):
+      // a window's g lands where r is the window's maximum, so the mask there
+      // is the mask of the pooled value, which is smaller and already computed.
+      // (A g that is a reshape, as after flatten -> dense, is masked in its own
+      // shape, so that the product can join the kernel that computes it.)
+      if (x->op == OP_maxpool_dx && y->op == OP_step && x->in[0]->op == OP_maxpool_arg &&
+          x->in[0]->in[0] == y->in[0]) {
+        Value *r = y->in[0], *g = x->in[1];
+        Value *pooled = build(b, OP_maxpool, 1, &r, (int64_t[8]){x->ia[0], x->ia[1]}, 0);
+        Value *masked;
+        if (g->op == OP_reshape) {
+          Value *u = g->in[0];
+          masked = mk_reshape(b, mk2(b, OP_mul, u, mk1(b, OP_step, mk_reshape(b, pooled, u->shape))), g->shape);
+        } else {
+          masked = mk2(b, OP_mul, g, mk1(b, OP_step, pooled));
+        }
+        Value *dx[2] = {x->in[0], masked};
+        return build(b, OP_maxpool_dx, 2, dx, x->ia, 0);
+      }
       if (is_const(x, 1) && shape_eq(y->shape, probe->shape)) return y;
       if (is_const(x, -1) && shape_eq(y->shape, probe->shape)) return mk1(b, OP_neg, y);
       if (is_const(x, 0) && is_scalar(y)) return x;
