@@ -275,6 +275,19 @@ static bool pool_after_conv(Fuser *f, Value *v) {
   return v->op == OP_maxpool_arg && !k->post_arg;
 }
 
+// A 2x2 pool's gradient read only by an im2col weight gradient that takes
+// its images one at a time (conv1's, whose input is the data) is computed by
+// that kernel, image by image, into its scratch: the whole batch's gradient
+// (6.4 MB for the seed CNN) is then never written and read back.
+static bool unpool_in_dw(Fuser *f, Value *v) {
+  if (v->op != OP_maxpool_dx || v->ia[0] != 2 || v->ia[1] != 2 || v->shape.rank != 4) return false;
+  Vec *c = &f->consumers[v->id];
+  if (c->len != 1) return false;
+  Value *u = c->data[0];
+  return u->op == OP_conv2d_dw && u->in[1] == v && u->in[0] != v && dw_by_images(u) && !conv_direct(u) &&
+         u->phase == v->phase;
+}
+
 static void place(Fuser *f, Value *v) {
   unsigned fl = op_info[v->op].flags;
   if (fl & (F_LEAF | F_VIEW)) return;
@@ -296,7 +309,7 @@ static void place(Fuser *f, Value *v) {
       k->post_arg = v;
     return;
   }
-  if (inlinable_scalar(v) || pool_prologue(f, v)) {
+  if (inlinable_scalar(v) || pool_prologue(f, v) || unpool_in_dw(f, v)) {
     v->group = GROUP_INLINE;
     return;
   }
@@ -442,7 +455,8 @@ int64_t anchor_scratch(Value *a) {
   case OP_conv2d_dw: {
     Shape g = a->in[1]->shape;
     int64_t ckk = a->shape.d[1] * a->shape.d[2] * a->shape.d[3], p = g.d[2] * g.d[3];
-    return p * ckk + (a->shape.d[0] + 8) * ((ckk + 3) & ~(int64_t)3);  // col, the tile (padded)
+    int64_t n = p * ckk + (a->shape.d[0] + 8) * ((ckk + 3) & ~(int64_t)3);  // col, the tile (padded)
+    return a->in[1]->group == GROUP_INLINE ? pad16(n) + a->shape.d[0] * p : n;  // + one image's g
   }
   case OP_matmul: {
     int mr, nv;

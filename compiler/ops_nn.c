@@ -484,6 +484,9 @@ static void emit_conv2d_dw_direct(Emit *e, Value *v) {
   cg_loop_end(e, &lo);
 }
 
+static void maxpool2_dx_plane(Emit *e, Value *A, Value *G, LLVMValueRef off, LLVMValueRef tile, int64_t Wd,
+                              int64_t OH, int64_t OW);
+
 // Over the images in order: im2col, then the NT micro-kernel accumulates
 // g[o, P] . col[ckk, P] into the filter tile [O, CKK] (both contiguous along P).
 // A task takes a block of output rows [lo, hi) and the whole batch, so every
@@ -504,7 +507,21 @@ LLVMValueRef emit_conv2d_dw(Emit *e, Value *v, LLVMValueRef *in) {
   cg_zero(e, acc0, MUL(e, ADD(e, LLVMBuildSub(B(e), o1, o0, ""), I(e, 4)), I(e, ldc)));
   Loop lb = cg_loop_begin(e, b0, b1, "b");
   im2col(e, X, lb.i, KH, KW, s, p, OH, OW, col);
-  LLVMValueRef gb = cg_gep(e, e->f32, e->ptr[G->id], ADD(e, MUL(e, lb.i, I(e, O * P)), MUL(e, o0, I(e, P))));
+  LLVMValueRef gb;
+  if (G->group == GROUP_INLINE) {  // g = maxpool_dx(a, g2) (fuse.c, unpool_in_dw): image b's planes, here
+    Value *A = G->in[0], *G2 = G->in[1];
+    int64_t ph = A->shape.d[2], pw = A->shape.d[3];
+    LLVMValueRef planes = cg_gep(e, e->f32, e->scratch, I(e, pad16(P * ckk + (O + 8) * ldc)));
+    if (ph * 2 < OH || pw * 2 < OW) cg_zero(e, planes, I(e, O * P));  // rows, columns no window covers
+    Loop lo = cg_loop_begin(e, o0, o1, "o");
+    LLVMValueRef plane = ADD(e, MUL(e, lb.i, I(e, O)), lo.i);
+    maxpool2_dx_plane(e, A, G2, MUL(e, plane, I(e, ph * pw)), cg_gep(e, e->f32, planes, MUL(e, lo.i, I(e, P))), OW,
+                      ph, pw);
+    cg_loop_end_scalar(e, &lo);
+    gb = cg_gep(e, e->f32, planes, MUL(e, o0, I(e, P)));
+  } else {
+    gb = cg_gep(e, e->f32, e->ptr[G->id], ADD(e, MUL(e, lb.i, I(e, O * P)), MUL(e, o0, I(e, P))));
+  }
   GemmNT g = {.M = O, .N = ckk, .lda = P, .ldb = P, .ldc = ldc, .K = I(e, P), .a = gb, .b = col, .c = acc0,
               .m_valid = LLVMBuildSub(B(e), o1, o0, ""), .accumulate = true};
   cg_gemm_nt(e, &g);
@@ -743,7 +760,7 @@ LLVMValueRef emit_maxpool_dx(Emit *e, Value *v, LLVMValueRef *in) {
     if (OH * s < H || OW * s < Wd) cg_zero(e, tile, I(e, H * Wd));  // rows, columns no window covers
     maxpool2_dx_plane(e, A, G, MUL(e, base, I(e, OH * OW)), tile, Wd, OH, OW);
     idx[r - 2] = idx[r - 1] = I(e, 0);
-    cg_epilogue(e, idx, 2, tile);
+    if (!in_place || e->k->members.len > 1) cg_epilogue(e, idx, 2, tile);  // (in place: nothing left to do)
     for (int t = r - 3; t >= 0; t--) cg_loop_end(e, &outer[t]);
     return NULL;
   }
@@ -758,7 +775,7 @@ LLVMValueRef emit_maxpool_dx(Emit *e, Value *v, LLVMValueRef *in) {
   acc_f(e, tile, ADD(e, MUL(e, h, I(e, Wd)), w), cg_load_at(e, G, idx));
   cg_loop_end(e, &lj);
   cg_loop_end(e, &li);
-  cg_epilogue(e, idx, 2, tile);
+  if (!in_place || e->k->members.len > 1) cg_epilogue(e, idx, 2, tile);
   for (int t = r - 3; t >= 0; t--) cg_loop_end(e, &outer[t]);
   return NULL;
 }
