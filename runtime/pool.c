@@ -38,19 +38,29 @@ typedef struct {
   _Alignas(64) _Atomic int64_t n;
 } Finished;
 
+// The current call: written by the caller before it publishes the call's
+// generation (release), read by a worker after it sees that generation
+// (acquire). A worker that reads while the next call is being written sees
+// `published` change and reads again; the chunk words carry the generation
+// too, so a stale call can never claim a task. On one cache line: a worker
+// learns of a call with one line transfer, not one per field and the mutex.
+typedef struct {
+  _Alignas(64) _Atomic uint32_t published;  // generation of the current call
+  _Atomic(FnnTask) task;
+  _Atomic(void *) ctx;
+  _Atomic int nchunks;  // chunks of the current call (its thread count)
+} Call;
+
 static struct {
-  pthread_mutex_t mu;
+  pthread_mutex_t mu;  // fnn_set_threads, and workers going to sleep
   pthread_cond_t start;
-  int nthreads;               // including the caller
-  int started;                // worker threads alive
-  uint32_t gen;               // generation of the current call (under mu)
-  FnnTask task;               // the current call (under mu)
-  void *ctx;
-  int nchunks;                // chunks of the current call (its thread count)
+  int nthreads;         // including the caller
+  int started;          // worker threads alive
+  uint32_t gen;         // generation of the latest call (the caller's own count)
+  Call call;
   Chunk chunk[MAX_THREADS];
   Finished finished[MAX_THREADS];  // per thread: tasks of the current call it has finished
-  _Atomic uint32_t published; // gen, readable without the lock
-  _Atomic int sleepers;       // workers waiting on `start`
+  _Alignas(64) _Atomic int sleepers;  // workers waiting on `start`
 } P = {.mu = PTHREAD_MUTEX_INITIALIZER, .start = PTHREAD_COND_INITIALIZER, .nthreads = 1};
 
 // Claims and runs the tasks of chunk c of generation `gen` until none are left.
@@ -85,7 +95,7 @@ static int64_t now_ns(void) {
 static bool spin_for_call(uint32_t seen) {
   int64_t t0 = now_ns();
   for (int i = 1;; i++) {
-    if (atomic_load_explicit(&P.published, memory_order_acquire) != seen) return true;
+    if (atomic_load_explicit(&P.call.published, memory_order_acquire) != seen) return true;
     if (i % 256 == 0 && now_ns() - t0 > SPIN_NS) return false;
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_ia32_pause();
@@ -93,30 +103,35 @@ static bool spin_for_call(uint32_t seen) {
   }
 }
 
+// Sleeping: a worker counts itself in `sleepers`, then looks at `published`
+// once more before it waits; the caller publishes, then looks at `sleepers`
+// (both sequentially consistent), so one of the two always sees the other and
+// no call goes unnoticed. The caller takes the mutex only to wake sleepers.
 static void *worker(void *arg) {
   int64_t tid = (int64_t)(intptr_t)arg;
-  uint32_t seen = 0;
-  pthread_mutex_lock(&P.mu);
-  seen = P.gen;
+  uint32_t seen = atomic_load(&P.call.published);
   for (;;) {
-    if (P.gen == seen) {
-      pthread_mutex_unlock(&P.mu);
-      spin_for_call(seen);
+    if (!spin_for_call(seen)) {
       pthread_mutex_lock(&P.mu);
-    }
-    while (P.gen == seen) {
       atomic_fetch_add(&P.sleepers, 1);
-      pthread_cond_wait(&P.start, &P.mu);
+      while (atomic_load(&P.call.published) == seen) pthread_cond_wait(&P.start, &P.mu);
       atomic_fetch_sub(&P.sleepers, 1);
+      pthread_mutex_unlock(&P.mu);
     }
-    seen = P.gen;
-    if (tid >= P.nthreads) continue;  // the pool shrank: sit this call out
-    FnnTask task = P.task;
-    void *ctx = P.ctx;
-    int nchunks = P.nchunks;
-    pthread_mutex_unlock(&P.mu);
-    run_tasks(seen, task, ctx, nchunks, tid);
-    pthread_mutex_lock(&P.mu);
+    uint32_t gen;
+    FnnTask task;
+    void *ctx;
+    int nchunks;
+    do {
+      gen = atomic_load_explicit(&P.call.published, memory_order_acquire);
+      task = atomic_load_explicit(&P.call.task, memory_order_relaxed);
+      ctx = atomic_load_explicit(&P.call.ctx, memory_order_relaxed);
+      nchunks = atomic_load_explicit(&P.call.nchunks, memory_order_relaxed);
+      atomic_thread_fence(memory_order_acquire);
+    } while (atomic_load_explicit(&P.call.published, memory_order_relaxed) != gen);
+    seen = gen;
+    if (tid >= nchunks) continue;  // the pool shrank: sit this call out
+    run_tasks(gen, task, ctx, nchunks, tid);
   }
   return NULL;
 }
@@ -158,11 +173,8 @@ void fnn_parallel(FnnTask task, void *ctx, int64_t ntasks) {
     for (int64_t t = 0; t < ntasks; t++) task(ctx, t, 0);
     return;
   }
-  pthread_mutex_lock(&P.mu);
   uint32_t gen = ++P.gen;
-  P.task = task;
-  P.ctx = ctx;
-  P.nchunks = P.nthreads;
+  int nchunks = P.nthreads;
   // First retire every chunk under the new generation: a worker still in
   // run_chunk for the previous call must fail its claim (its compare-exchange
   // sees a changed word) before end[] changes under it; otherwise it could
@@ -171,14 +183,20 @@ void fnn_parallel(FnnTask task, void *ctx, int64_t ntasks) {
     atomic_store(&P.chunk[c].next, (uint64_t)gen << 32 | 0xffffffffu);
     atomic_store(&P.finished[c].n, 0);
   }
-  for (int c = 0; c < P.nchunks; c++) {
-    atomic_store(&P.chunk[c].end, ntasks * (c + 1) / P.nchunks);
-    atomic_store(&P.chunk[c].next, (uint64_t)gen << 32 | (uint64_t)(ntasks * c / P.nchunks));
+  for (int c = 0; c < nchunks; c++) {
+    atomic_store(&P.chunk[c].end, ntasks * (c + 1) / nchunks);
+    atomic_store(&P.chunk[c].next, (uint64_t)gen << 32 | (uint64_t)(ntasks * c / nchunks));
   }
-  atomic_store_explicit(&P.published, gen, memory_order_release);
-  if (atomic_load(&P.sleepers)) pthread_cond_broadcast(&P.start);
-  pthread_mutex_unlock(&P.mu);
-  run_tasks(gen, task, ctx, P.nchunks, 0);
+  atomic_store_explicit(&P.call.task, task, memory_order_relaxed);
+  atomic_store_explicit(&P.call.ctx, ctx, memory_order_relaxed);
+  atomic_store_explicit(&P.call.nchunks, nchunks, memory_order_relaxed);
+  atomic_store(&P.call.published, gen);  // (seq_cst: see worker)
+  if (atomic_load(&P.sleepers)) {
+    pthread_mutex_lock(&P.mu);
+    pthread_cond_broadcast(&P.start);
+    pthread_mutex_unlock(&P.mu);
+  }
+  run_tasks(gen, task, ctx, nchunks, 0);
   // Wait for the tasks other threads claimed; they are short.
   for (int spins = 0; finished_tasks() < ntasks; spins++)
     if (spins > 1000) sched_yield();

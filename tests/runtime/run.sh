@@ -2,6 +2,7 @@
 # tests/runtime/run.sh - tests of the runtime library (runtime/*.c) through
 # test doubles of a compiled model (fixture.c, aot_double.c): flag errors, the
 # descriptor, IDX and CSV loading and their errors, logging, output modes,
+# the thread pool (pool_stress.c, also under ThreadSanitizer),
 # determinism, a real training run, and the gradient check.
 #
 # Prints "PASS name" / "FAIL name: why" per case and ends with "N passed, N failed";
@@ -74,6 +75,25 @@ expect() {
 has() {
 	if grep -qF -- "$3" "$2"; then pass "$1"; else fail "$1" "$(basename "$2") lacks '$3'"; fi
 }
+
+#
+# The thread pool: every task of every call exactly once, with the workers
+# polling or asleep, over changing thread counts; and again under
+# ThreadSanitizer (pool.c from source), which fails on any data race.
+#
+# shellcheck disable=SC2086
+if cc $CFLAGS tests/runtime/pool_stress.c $LIB -lz -lm -lpthread -o "$T/pool" 2>"$T/err"; then
+	expect pool_every_task_once 0 "ok:" "$T/pool"
+else
+	fail pool_every_task_once "tests/runtime/pool_stress.c did not compile"
+fi
+if cc -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror -O1 -g -fsanitize=thread -Iruntime \
+	tests/runtime/pool_stress.c runtime/pool.c -lpthread -o "$T/pool_tsan" 2>"$T/err"; then
+	expect pool_no_data_race 0 "ok:" env TSAN_OPTIONS=halt_on_error=1 "$T/pool_tsan"
+	if grep -q "ThreadSanitizer" "$T/err"; then fail pool_tsan_silent "ThreadSanitizer reported"; else pass pool_tsan_silent; fi
+else
+	fail pool_no_data_race "tests/runtime/pool_stress.c did not compile with -fsanitize=thread"
+fi
 
 #
 # Flags
