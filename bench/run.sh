@@ -5,8 +5,8 @@
 # one table and writes the same table to build/bench/results.txt:
 #   - the machine's FMA peak (bench/peak.c) on 1 and 2 threads;
 #   - what the host gives two threads (bench/cores.c): the core-to-core round
-#     trip of a cache line, and two independent loops' speed over one's, at
-#     the start and at the end;
+#     trip of a cache line, each CPU's speed alone, and two independent loops'
+#     speed over one's, at the start and at the end;
 #   - for models/mnist.fnn (the CNN) and models/mlp.fnn, on --threads 1 and 2:
 #     training images/s of the AOT trainer (median of RUNS runs, the thread
 #     counts taking turns run by run), the GFLOP/s
@@ -105,6 +105,7 @@ cores_line() {
   [ $CORES_OK = 1 ] || { echo "bench/cores.c did not compile: $(head -1 "$OUT/cores.err")"; return; }
   "$OUT/cores" >"$OUT/cores.txt" 2>&1
   echo "core-to-core round trip $(sed -n 's/^roundtrip_ns=//p' "$OUT/cores.txt") ns;" \
+    "CPU 1 alone runs $(sed -n 's/^cpu1_vs_cpu0=//p' "$OUT/cores.txt")x as fast as CPU 0;" \
     "two independent loops run $(sed -n 's/^corun=\([0-9.]*\) corun_min=\([0-9.]*\) corun_max=\([0-9.]*\)/\1x one (range \2-\3x)/p' "$OUT/cores.txt")"
 }
 say "host (bench/cores.c)"
