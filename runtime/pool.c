@@ -38,12 +38,14 @@ typedef struct {
   _Alignas(64) _Atomic int64_t n;
 } Finished;
 
-// The current call: written by the caller before it publishes the call's
-// generation (release), read by a worker after it sees that generation
-// (acquire). A worker that reads while the next call is being written sees
-// `published` change and reads again; the chunk words carry the generation
-// too, so a stale call can never claim a task. On one cache line: a worker
-// learns of a call with one line transfer, not one per field and the mutex.
+// The current call: written by the caller, then published with its
+// generation; a worker reads the fields after it sees a new generation. A
+// worker that reads late may get the fields of a newer call than the
+// generation it saw: harmless, because a task is only ever run after a claim
+// from a chunk word tagged with the same generation, and the caller retires
+// every chunk word (seq_cst, as the claims) before it writes a new call. On
+// one cache line: a worker learns of a call with one line transfer, not one
+// per field and the mutex.
 typedef struct {
   _Alignas(64) _Atomic uint32_t published;  // generation of the current call
   _Atomic(FnnTask) task;
@@ -54,14 +56,19 @@ typedef struct {
 static struct {
   pthread_mutex_t mu;  // fnn_set_threads, and workers going to sleep
   pthread_cond_t start;
-  int nthreads;         // including the caller
+  pthread_cond_t resize;  // workers beyond the thread count wait here
+  int nthreads;         // including the caller (written under mu)
   int started;          // worker threads alive
+  uint32_t born[MAX_THREADS];  // per worker: the generation when it was started
   uint32_t gen;         // generation of the latest call (the caller's own count)
   Call call;
   Chunk chunk[MAX_THREADS];
   Finished finished[MAX_THREADS];  // per thread: tasks of the current call it has finished
   _Alignas(64) _Atomic int sleepers;  // workers waiting on `start`
-} P = {.mu = PTHREAD_MUTEX_INITIALIZER, .start = PTHREAD_COND_INITIALIZER, .nthreads = 1};
+} P = {.mu = PTHREAD_MUTEX_INITIALIZER,
+       .start = PTHREAD_COND_INITIALIZER,
+       .resize = PTHREAD_COND_INITIALIZER,
+       .nthreads = 1};
 
 // Claims and runs the tasks of chunk c of generation `gen` until none are left.
 static void run_chunk(uint32_t gen, FnnTask task, void *ctx, int c, int64_t tid) {
@@ -107,9 +114,13 @@ static bool spin_for_call(uint32_t seen) {
 // once more before it waits; the caller publishes, then looks at `sleepers`
 // (both sequentially consistent), so one of the two always sees the other and
 // no call goes unnoticed. The caller takes the mutex only to wake sleepers.
+// A worker beyond the thread count waits on `resize` instead, so that it
+// neither polls nor makes every call wake it.
 static void *worker(void *arg) {
   int64_t tid = (int64_t)(intptr_t)arg;
-  uint32_t seen = atomic_load(&P.call.published);
+  pthread_mutex_lock(&P.mu);
+  uint32_t seen = P.born[tid];  // a call published since then is for it too
+  pthread_mutex_unlock(&P.mu);
   for (;;) {
     if (!spin_for_call(seen)) {
       pthread_mutex_lock(&P.mu);
@@ -118,20 +129,18 @@ static void *worker(void *arg) {
       atomic_fetch_sub(&P.sleepers, 1);
       pthread_mutex_unlock(&P.mu);
     }
-    uint32_t gen;
-    FnnTask task;
-    void *ctx;
-    int nchunks;
-    do {
-      gen = atomic_load_explicit(&P.call.published, memory_order_acquire);
-      task = atomic_load_explicit(&P.call.task, memory_order_relaxed);
-      ctx = atomic_load_explicit(&P.call.ctx, memory_order_relaxed);
-      nchunks = atomic_load_explicit(&P.call.nchunks, memory_order_relaxed);
-      atomic_thread_fence(memory_order_acquire);
-    } while (atomic_load_explicit(&P.call.published, memory_order_relaxed) != gen);
-    seen = gen;
-    if (tid >= nchunks) continue;  // the pool shrank: sit this call out
-    run_tasks(gen, task, ctx, nchunks, tid);
+    seen = atomic_load_explicit(&P.call.published, memory_order_acquire);
+    FnnTask task = atomic_load_explicit(&P.call.task, memory_order_relaxed);
+    void *ctx = atomic_load_explicit(&P.call.ctx, memory_order_relaxed);
+    int nchunks = atomic_load_explicit(&P.call.nchunks, memory_order_relaxed);
+    if (tid < nchunks) {
+      run_tasks(seen, task, ctx, nchunks, tid);
+      continue;
+    }
+    pthread_mutex_lock(&P.mu);  // the pool shrank: wait until it grows again
+    while (tid >= P.nthreads) pthread_cond_wait(&P.resize, &P.mu);
+    pthread_mutex_unlock(&P.mu);
+    seen = atomic_load(&P.call.published);
   }
   return NULL;
 }
@@ -147,6 +156,7 @@ void fnn_set_threads(int n) {
     pthread_attr_t at;
     pthread_attr_init(&at);
     pthread_attr_setstacksize(&at, 8u << 20);
+    P.born[P.started + 1] = P.gen;
     if (pthread_create(&th, &at, worker, (void *)(intptr_t)(P.started + 1)) != 0) {
       pthread_attr_destroy(&at);
       fprintf(stderr, "fnn: warning: could not start thread %d; using %d\n", P.started + 2, P.started + 1);
@@ -158,6 +168,7 @@ void fnn_set_threads(int n) {
     P.started++;
   }
   P.nthreads = n;
+  pthread_cond_broadcast(&P.resize);
   pthread_mutex_unlock(&P.mu);
 }
 
@@ -173,12 +184,18 @@ void fnn_parallel(FnnTask task, void *ctx, int64_t ntasks) {
     for (int64_t t = 0; t < ntasks; t++) task(ctx, t, 0);
     return;
   }
+  if (ntasks >= 0xffffffff) {  // a chunk word holds a task index in 32 bits
+    fprintf(stderr, "fnn: internal error: %lld tasks in one call\n", (long long)ntasks);
+    abort();
+  }
   uint32_t gen = ++P.gen;
   int nchunks = P.nthreads;
   // First retire every chunk under the new generation: a worker still in
   // run_chunk for the previous call must fail its claim (its compare-exchange
   // sees a changed word) before end[] changes under it; otherwise it could
   // claim an index past the old call's end and run the old kernel with it.
+  // These stores and the claims stay sequentially consistent: that order is
+  // what makes a worker's late read of the call fields harmless.
   for (int c = 0; c <= P.started; c++) {
     atomic_store(&P.chunk[c].next, (uint64_t)gen << 32 | 0xffffffffu);
     atomic_store(&P.finished[c].n, 0);

@@ -78,8 +78,9 @@ has() {
 
 #
 # The thread pool: every task of every call exactly once, with the workers
-# polling or asleep, over changing thread counts; and again under
-# ThreadSanitizer (pool.c from source), which fails on any data race.
+# polling or asleep, every worker taking part, over changing thread counts;
+# and again under ThreadSanitizer (pool.c from source; a smoke test of the
+# tasks' data hand-over, see pool_stress.c).
 #
 # shellcheck disable=SC2086
 if cc $CFLAGS tests/runtime/pool_stress.c $LIB -lz -lm -lpthread -o "$T/pool" 2>"$T/err"; then
@@ -90,7 +91,6 @@ fi
 if cc -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror -O1 -g -fsanitize=thread -Iruntime \
 	tests/runtime/pool_stress.c runtime/pool.c -lpthread -o "$T/pool_tsan" 2>"$T/err"; then
 	expect pool_no_data_race 0 "ok:" env TSAN_OPTIONS=halt_on_error=1 "$T/pool_tsan"
-	if grep -q "ThreadSanitizer" "$T/err"; then fail pool_tsan_silent "ThreadSanitizer reported"; else pass pool_tsan_silent; fi
 else
 	fail pool_no_data_race "tests/runtime/pool_stress.c did not compile with -fsanitize=thread"
 fi
