@@ -143,10 +143,21 @@ static bool use_flat(Emit *e, Value *v) {
   return e->flat && v->shape.rank == e->rank && shape_eq(v->shape, e->k->shape);
 }
 
+// Where element idx of v is in its buffer. An image_local value's buffer
+// holds one image: the batch index does not enter.
+static LLVMValueRef elem_offset(Emit *e, Value *v, LLVMValueRef *idx) {
+  if (v->image_local) {
+    LLVMValueRef in_image[MAXRANK];
+    for (int i = 0; i < v->shape.rank; i++) in_image[i] = i ? idx[i] : cg_i64(e, 0);
+    return cg_offset(e, v->shape, in_image);
+  }
+  return use_flat(e, v) && idx == e->idx ? e->flat : cg_offset(e, v->shape, idx);
+}
+
 LLVMValueRef cg_load_at(Emit *e, Value *v, LLVMValueRef *idx) {
   if (v->op == OP_const) return cg_f32(e, v->fa);
   if (e->ptr[v->id]) {
-    LLVMValueRef off = use_flat(e, v) && idx == e->idx ? e->flat : cg_offset(e, v->shape, idx);
+    LLVMValueRef off = elem_offset(e, v, idx);
     return LLVMBuildLoad2(B(e), elem_type(e, v), cg_gep(e, elem_type(e, v), e->ptr[v->id], off), "");
   }
   if (v->group == GROUP_INLINE) {
@@ -159,28 +170,18 @@ LLVMValueRef cg_load_at(Emit *e, Value *v, LLVMValueRef *idx) {
 
 void cg_store_at(Emit *e, Value *v, LLVMValueRef *idx, LLVMValueRef x) {
   if (!e->ptr[v->id]) die("no output buffer for %%%d in %s", v->id, e->k->name);
-  LLVMValueRef off = use_flat(e, v) && idx == e->idx ? e->flat : cg_offset(e, v->shape, idx);
+  LLVMValueRef off = elem_offset(e, v, idx);
   LLVMBuildStore(B(e), x, cg_gep(e, elem_type(e, v), e->ptr[v->id], off));
 }
 
 // A convolution's epilogue over image b's output tile, then Kernel.post and
 // post_arg (a max-pool of that output, its window indices) over the planes the
-// epilogue has just written. An output only the pool reads (image_local) is a
-// one-image buffer in the scratch (image_buffer): its pointer is biased by
-// image b's offset here, so the usual indexing lands there.
+// epilogue has just written (an image_local output: one image's planes in the
+// scratch, image_buffer).
 void cg_image_epilogue(Emit *e, LLVMValueRef b, LLVMValueRef tile) {
-  Kernel *k = e->k;
-  Value *pool = k->post ? k->post : k->post_arg, *u = pool ? pool->in[0] : NULL;
-  LLVMValueRef saved = NULL;
-  if (u && u->image_local) {
-    saved = e->ptr[u->id];
-    LLVMValueRef off = LLVMBuildNeg(B(e), LLVMBuildMul(B(e), b, cg_i64(e, shape_numel(u->shape)), ""), "");
-    e->ptr[u->id] = LLVMBuildGEP2(B(e), e->f32, saved, &off, 1, "");  // (not inbounds: biased)
-  }
   LLVMValueRef outer[1] = {b};
   cg_epilogue(e, outer, 3, tile);
-  if (k->post || k->post_arg) emit_maxpool_image(e, k->post, k->post_arg, b);
-  if (saved) e->ptr[u->id] = saved;
+  if (e->k->post || e->k->post_arg) emit_maxpool_image(e, e->k->post, e->k->post_arg, b);
 }
 
 // The element of input u of a member at the current index: computed in this
@@ -518,7 +519,7 @@ static void call_kernel(Emit *e, Kernel *k, LLVMValueRef fn, LLVMValueRef *bufs,
 // after the anchor's own. It is a kernel argument of its own (noalias), so
 // that LLVM knows the epilogue's stores to it do not touch the output tile.
 static LLVMValueRef image_buffer(Emit *e, Kernel *k, LLVMValueRef scratch) {
-  return cg_gep(e, e->f32, scratch, cg_i64(e, pad16(anchor_scratch(k->anchor))));
+  return cg_gep(e, e->f32, scratch, cg_i64(e, image_local_at(k)));
 }
 
 enum { TASKS_PER_THREAD = 4 };

@@ -570,6 +570,8 @@ int gemm_nt_block_rows(int64_t N);  // rows per block of an x . W^T product
 // a parameter's rows in the update: blocks of a multiple of this many rows.
 int64_t split_align(int64_t rows);
 int64_t anchor_scratch(Value *a);
+int64_t dw_planes_at(Value *a);     // where unpool_in_dw's planes of g start in a dw kernel's scratch
+int64_t image_local_at(Kernel *k);  // where a kernel's image_local output sits in its scratch
 bool conv_direct(Value *a);
 // Does a parallel kernel reduce over its rows into partial slots? Then its
 // tasks must be the fixed blocks of this many rows (else 0).

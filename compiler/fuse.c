@@ -418,6 +418,21 @@ bool conv_direct(Value *a) {
   }
 }
 
+// An im2col weight gradient's scratch: col [P, CKK] and the tile [O + 8, CKK
+// rounded to 4]; after them (64-byte aligned), the planes of g that
+// unpool_in_dw computes.
+int64_t dw_planes_at(Value *a) {
+  Shape g = a->in[1]->shape;
+  int64_t ckk = a->shape.d[1] * a->shape.d[2] * a->shape.d[3], p = g.d[2] * g.d[3];
+  return pad16(p * ckk + (a->shape.d[0] + 8) * ((ckk + 3) & ~(int64_t)3));
+}
+
+// A kernel's fused pool (Kernel.post, else post_arg), if any.
+static Value *kernel_pool(Kernel *k) { return k->post ? k->post : k->post_arg; }
+
+// Where a kernel's image_local output sits in its scratch: after the anchor's own.
+int64_t image_local_at(Kernel *k) { return pad16(anchor_scratch(k->anchor)); }
+
 // Convolutions run direct (above) or as one GEMM per image over im2col-packed
 // input; matmuls by blocks of rows. The scratch holds the padded or packed
 // operand and the output tile that the epilogue reads.
@@ -453,10 +468,8 @@ int64_t anchor_scratch(Value *a) {
     return ckk * p + shape_numel(a->shape);
   }
   case OP_conv2d_dw: {
-    Shape g = a->in[1]->shape;
-    int64_t ckk = a->shape.d[1] * a->shape.d[2] * a->shape.d[3], p = g.d[2] * g.d[3];
-    int64_t n = p * ckk + (a->shape.d[0] + 8) * ((ckk + 3) & ~(int64_t)3);  // col, the tile (padded)
-    return a->in[1]->group == GROUP_INLINE ? pad16(n) + a->shape.d[0] * p : n;  // + one image's g
+    Shape g = a->in[1]->shape;  // col, the tile (padded), and with unpool_in_dw one image's g
+    return dw_planes_at(a) + (a->in[1]->group == GROUP_INLINE ? a->shape.d[0] * g.d[2] * g.d[3] : 0);
   }
   case OP_matmul: {
     int mr, nv;
@@ -733,6 +746,7 @@ Program *fuse(Graph *g, Entry e) {
     Value *v = g->values.data[i];
     v->group = -1;
     v->materialized = false;
+    v->image_local = false;
     v->partial = 0;
     if (v->dead) continue;
     for (int j = 0; j < v->nin; j++) vec_push(&f.consumers[v->in[j]->id], v);
@@ -772,13 +786,13 @@ Program *fuse(Graph *g, Entry e) {
   // reads it from there (the training step's pool keeps its window indices).
   for (int i = 0; i < p->kernels.len; i++) {
     Kernel *k = p->kernels.data[i];
-    Value *pool = k->post ? k->post : k->post_arg;
+    Value *pool = kernel_pool(k);
     if (!pool) continue;
     Value *u = pool->in[0];
     Vec *c = &f.consumers[u->id];
     bool only_pool = true;
     for (int j = 0; j < c->len; j++) only_pool &= c->data[j] == k->post || c->data[j] == k->post_arg;
-    u->image_local = only_pool && u->group == k->id;
+    u->image_local = only_pool;
   }
   // Inputs, outputs, names.
   for (int i = 0; i < p->kernels.len; i++) {
@@ -795,8 +809,8 @@ Program *fuse(Graph *g, Entry e) {
   for (int i = 0; i < p->kernels.len; i++) {
     Kernel *k = p->kernels.data[i];
     if (k->anchor) k->scratch = anchor_scratch(k->anchor);
-    Value *pool = k->post ? k->post : k->post_arg;
-    if (pool && pool->in[0]->image_local) k->scratch = pad16(k->scratch) + shape_numel(pool->in[0]->shape);
+    Value *pool = kernel_pool(k);
+    if (pool && pool->in[0]->image_local) k->scratch = image_local_at(k) + shape_numel(pool->in[0]->shape);
     if (k->scratch > p->scratch) p->scratch = pad16(k->scratch);
     k->par = parallel_rows(k);
   }

@@ -505,14 +505,18 @@ LLVMValueRef emit_conv2d_dw(Emit *e, Value *v, LLVMValueRef *in) {
   dw_ranges(e, O, &o0, &o1, &b0, &b1);
   LLVMValueRef acc0 = cg_gep(e, e->f32, acc, MUL(e, o0, I(e, ldc)));
   cg_zero(e, acc0, MUL(e, ADD(e, LLVMBuildSub(B(e), o1, o0, ""), I(e, 4)), I(e, ldc)));
+  // g = maxpool_dx(a, g2) computed here (fuse.c, unpool_in_dw): image b's
+  // planes [o0, o1) in the scratch (rows and columns no window covers stay 0)
+  bool unpool = G->group == GROUP_INLINE;
+  LLVMValueRef planes = unpool ? cg_gep(e, e->f32, e->scratch, I(e, dw_planes_at(v))) : NULL;
+  if (unpool && (G->in[0]->shape.d[2] * 2 < OH || G->in[0]->shape.d[3] * 2 < OW))
+    cg_zero(e, cg_gep(e, e->f32, planes, MUL(e, o0, I(e, P))), MUL(e, LLVMBuildSub(B(e), o1, o0, ""), I(e, P)));
   Loop lb = cg_loop_begin(e, b0, b1, "b");
   im2col(e, X, lb.i, KH, KW, s, p, OH, OW, col);
   LLVMValueRef gb;
-  if (G->group == GROUP_INLINE) {  // g = maxpool_dx(a, g2) (fuse.c, unpool_in_dw): image b's planes, here
+  if (unpool) {
     Value *A = G->in[0], *G2 = G->in[1];
     int64_t ph = A->shape.d[2], pw = A->shape.d[3];
-    LLVMValueRef planes = cg_gep(e, e->f32, e->scratch, I(e, pad16(P * ckk + (O + 8) * ldc)));
-    if (ph * 2 < OH || pw * 2 < OW) cg_zero(e, planes, I(e, O * P));  // rows, columns no window covers
     Loop lo = cg_loop_begin(e, o0, o1, "o");
     LLVMValueRef plane = ADD(e, MUL(e, lb.i, I(e, O)), lo.i);
     maxpool2_dx_plane(e, A, G2, MUL(e, plane, I(e, ph * pw)), cg_gep(e, e->f32, planes, MUL(e, lo.i, I(e, P))), OW,
@@ -692,7 +696,7 @@ void emit_maxpool_image(Emit *e, Value *pool, Value *arg, LLVMValueRef b) {
   }
   Loop lc = cg_loop_begin(e, I(e, 0), I(e, C), "c");
   LLVMValueRef plane = ADD(e, MUL(e, b, I(e, C)), lc.i);
-  LLVMValueRef xp = cg_gep(e, e->f32, e->ptr[X->id], MUL(e, plane, I(e, H * Wd)));
+  LLVMValueRef xp = cg_gep(e, e->f32, e->ptr[X->id], MUL(e, X->image_local ? lc.i : plane, I(e, H * Wd)));
   LLVMValueRef yp = pool ? cg_gep(e, e->f32, e->ptr[pool->id], MUL(e, plane, I(e, OH * OW))) : NULL;
   LLVMValueRef ap = arg ? cg_gep(e, e->f32, e->ptr[arg->id], MUL(e, plane, I(e, OH * OW))) : NULL;
   LLVMTypeRef fv = LLVMVectorType(e->f32, 16);

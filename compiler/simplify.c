@@ -9,7 +9,7 @@
 //              x*(a-b) -> x*a - x*b when a product cancels
 //              s*a - s*b -> s*(a-b);  (-s)*(a-b) -> s*(b-a)
 //              maxpool_dx(arg(r), g) * step(r) -> maxpool_dx(arg(r), g * step(maxpool(r)))
-//              sum of maxpool_dx(a, g) over the pooled axes -> sum of g (no overlap)
+//              sum of maxpool_dx(a, g) over the pooled axes -> sum of g
 //   DCE        values no store depends on are marked dead
 //
 // Together these turn the gradient of xent(softmax(z), y)/n, which divides by
@@ -217,16 +217,15 @@ static Value *rewrite(Builder *b, Value *probe) {
     if (in[0]->op == OP_neg) return in[0]->in[0];
     break;
   case OP_sum: {
-    // A pool gradient summed over both pooled axes is the sum of g, when the
-    // windows do not overlap (each g lands in exactly one place):
+    // A pool gradient summed over both pooled axes is the sum of g (each
+    // window's g is added in exactly one place):
     // sum(maxpool_dx(a, g)) -> sum(g), the same axes kept. (Not when g is a
     // view, the gradient of a flatten: no kernel computes it in that shape,
     // so the sum would need a pass of its own, where it is free in the pool
     // gradient's.)
     Value *x = in[0];
     int r = x->shape.rank;
-    if (x->op == OP_maxpool_dx && x->ia[0] == x->ia[1] && r >= 2 && !((probe->ia[0] >> (r - 2)) & 3) &&
-        !(op_info[x->in[1]->op].flags & F_VIEW))
+    if (x->op == OP_maxpool_dx && r >= 2 && !((probe->ia[0] >> (r - 2)) & 3) && !(op_info[x->in[1]->op].flags & F_VIEW))
       return build(b, OP_sum, 1, &x->in[1], probe->ia, 0);
     // Rows of a one-hot sum to 1: sum over the class axis of s*onehot -> s.
     Value *s = NULL, *oh = NULL;
