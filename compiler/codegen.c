@@ -144,14 +144,12 @@ static bool use_flat(Emit *e, Value *v) {
 }
 
 // Where element idx of v is in its buffer. An image_local value's buffer
-// holds one image: the batch index does not enter.
+// holds one image: the batch index's part comes off (the same form as the
+// batch's offset, which the flat epilogue loop and the vectorizer rely on).
 static LLVMValueRef elem_offset(Emit *e, Value *v, LLVMValueRef *idx) {
-  if (v->image_local) {
-    LLVMValueRef in_image[MAXRANK];
-    for (int i = 0; i < v->shape.rank; i++) in_image[i] = i ? idx[i] : cg_i64(e, 0);
-    return cg_offset(e, v->shape, in_image);
-  }
-  return use_flat(e, v) && idx == e->idx ? e->flat : cg_offset(e, v->shape, idx);
+  LLVMValueRef off = use_flat(e, v) && idx == e->idx ? e->flat : cg_offset(e, v->shape, idx);
+  if (!v->image_local) return off;
+  return LLVMBuildSub(B(e), off, LLVMBuildMul(B(e), idx[0], cg_i64(e, shape_numel(v->shape)), ""), "");
 }
 
 LLVMValueRef cg_load_at(Emit *e, Value *v, LLVMValueRef *idx) {
