@@ -232,6 +232,8 @@ struct Value {
 typedef enum { INIT_KAIMING_UNIFORM, INIT_BIAS_UNIFORM, INIT_ZERO, INIT_ONE, INIT_NORMAL } InitKind;
 typedef struct {
   const char *name;  // "conv1.weight", PyTorch state_dict naming
+  const char *layer; // the layer it belongs to ("conv1"): freezing, lr_mult
+  bool bias;         // a bias of that layer ("bias", "bias_ih_l0", ...), not a weight
   Shape shape;
   int64_t fan_in;
   InitKind init;

@@ -167,13 +167,18 @@ static void bind(Lower *L, const char *name, Value *v, Loc loc) {
 //
 // Parameters
 //
-static int add_param(Lower *L, const char *name, Shape s, int64_t fan_in, InitKind init, Loc loc) {
+// Parameter LAYER.SUFFIX ("conv1.weight", "lstm1.bias_hh_l0": PyTorch's
+// names); the layer is remembered for freezing and lr_mult.
+static int add_param(Lower *L, Layer *layer, const char *suffix, Shape s, int64_t fan_in, InitKind init, Loc loc) {
   Graph *g = L->g;
   Param *np = arena_alloc(sizeof(Param) * (size_t)(g->nparams + 1));
   if (g->nparams) memcpy(np, g->params, sizeof(Param) * (size_t)g->nparams);
   g->params = np;
   Param *p = &g->params[g->nparams];
+  const char *name = arena_printf("%s.%s", layer->name, suffix);
   p->name = name;
+  p->layer = layer->name;
+  p->bias = !strncmp(suffix, "bias", 4);
   p->shape = s;
   p->fan_in = fan_in;
   p->init = init;
@@ -333,7 +338,7 @@ static int rnn_param(Lower *L, Layer *layer, const char *suffix, Shape s, int64_
   const char *name = arena_printf("%s.%s", layer->name, suffix);
   for (int i = 0; i < L->g->nparams; i++)
     if (!strcmp(L->g->params[i].name, name)) return i;
-  return add_param(L, name, s, H, INIT_BIAS_UNIFORM, loc);
+  return add_param(L, layer, suffix, s, H, INIT_BIAS_UNIFORM, loc);
 }
 
 static Value *gate(Builder *b, Value *g, int64_t k, int64_t H) {
@@ -493,7 +498,7 @@ static Value *embedding(Lower *L, Layer *layer, Value *ids, Node *site) {
   }
   if (layer->wparam < 0) {
     int64_t wd[2] = {V, D};
-    layer->wparam = add_param(L, arena_printf("%s.weight", layer->name), shape_make(2, wd), 0, INIT_NORMAL, layer->loc);
+    layer->wparam = add_param(L, layer, "weight", shape_make(2, wd), 0, INIT_NORMAL, layer->loc);
   }
   ModelInfo *m = &L->g->info;
   if (!m->vocab || V < m->vocab) m->vocab = V;
@@ -648,8 +653,8 @@ static bool lora_params(Lower *L, Layer *l, Shape as, Shape bs, int64_t fan_in, 
   lo->scale = l->lora_alpha / (double)l->lora_rank;
   g->params[l->wparam].frozen = true;
   if (l->bparam >= 0) g->params[l->bparam].frozen = true;
-  lo->a = add_param(L, arena_printf("%s.lora_A.weight", l->name), as, fan_in, INIT_KAIMING_UNIFORM, l->lora_loc);
-  lo->b = add_param(L, arena_printf("%s.lora_B.weight", l->name), bs, l->lora_rank, INIT_ZERO, l->lora_loc);
+  lo->a = add_param(L, l, "lora_A.weight", as, fan_in, INIT_KAIMING_UNIFORM, l->lora_loc);
+  lo->b = add_param(L, l, "lora_B.weight", bs, l->lora_rank, INIT_ZERO, l->lora_loc);
   vec_push(&g->loras, lo);
   l->adapter = lo;
   return true;
@@ -720,10 +725,10 @@ static Value *apply_layer(Lower *L, Layer *layer, Value **x, Node *site) {
     int64_t fan_in = s.d[s.rank - 1];
     if (layer->wparam < 0) {
       int64_t wd[2] = {out, fan_in};
-      layer->wparam = add_param(L, arena_printf("%s.weight", layer->name), shape_make(2, wd), fan_in,
+      layer->wparam = add_param(L, layer, "weight", shape_make(2, wd), fan_in,
                                 INIT_KAIMING_UNIFORM, layer->loc);
       if (layer->cfg[1])
-        layer->bparam = add_param(L, arena_printf("%s.bias", layer->name), shape_make(1, &out), fan_in,
+        layer->bparam = add_param(L, layer, "bias", shape_make(1, &out), fan_in,
                                   INIT_BIAS_UNIFORM, layer->loc);
       int64_t ad[2] = {layer->lora_rank, fan_in}, bd[2] = {out, layer->lora_rank};
       if (layer->lora_rank && !lora_params(L, layer, shape_make(2, ad), shape_make(2, bd), fan_in,
@@ -756,10 +761,10 @@ static Value *apply_layer(Lower *L, Layer *layer, Value **x, Node *site) {
     }
     if (layer->wparam < 0) {
       int64_t wd[4] = {out, c, k, k};
-      layer->wparam = add_param(L, arena_printf("%s.weight", layer->name), shape_make(4, wd), c * k * k,
+      layer->wparam = add_param(L, layer, "weight", shape_make(4, wd), c * k * k,
                                 INIT_KAIMING_UNIFORM, layer->loc);
       if (layer->cfg[4])
-        layer->bparam = add_param(L, arena_printf("%s.bias", layer->name), shape_make(1, &out), c * k * k,
+        layer->bparam = add_param(L, layer, "bias", shape_make(1, &out), c * k * k,
                                   INIT_BIAS_UNIFORM, layer->loc);
       int64_t ad[4] = {layer->lora_rank, c, k, k}, bd[4] = {out, layer->lora_rank, 1, 1};
       if (layer->lora_rank && !lora_params(L, layer, shape_make(4, ad), shape_make(4, bd), c * k * k,
@@ -1346,19 +1351,16 @@ static void lower_freeze(Lower *L, Node *st) {
 }
 
 // Marks the parameters of frozen layers, and gives each its layer's learning
-// rate multiplier. A layer's tensors are the parameters named "LAYER.*"; its
-// biases are "LAYER.bias*".
+// rate multiplier.
 static void apply_freezing(Lower *L) {
   Graph *g = L->g;
   int trainable = 0;
   for (int i = 0; i < g->nparams; i++) {
     Param *p = &g->params[i];
-    const char *dot = strchr(p->name, '.');
-    Layer *l = dot ? find_layer(L, arena_strndup(p->name, (size_t)(dot - p->name))) : NULL;
+    Layer *l = find_layer(L, p->layer);
     if (!l) continue;
-    bool bias = !strncmp(dot + 1, "bias", 4);
     // (a LoRA adapter's base is frozen already; its adapters count as weights)
-    p->frozen = p->frozen || (bias ? l->freeze_b : l->freeze_w);
+    p->frozen = p->frozen || (p->bias ? l->freeze_b : l->freeze_w);
     p->lr_mult = l->lr_mult;
     trainable += !p->frozen;
   }
