@@ -344,6 +344,7 @@ Value *ir_binary(Builder *b, Op op, Value *x, Value *y);
 Value *ir_bcast(Builder *b, Value *x, Shape to, uint32_t axes);  // axes: bitmask of `to` axes x fills
 Value *ir_sum(Builder *b, Value *x, Shape to, uint32_t axes);    // axes: bitmask of x axes kept
 Value *ir_reshape(Builder *b, Value *x, Shape to);
+void reshape_attrs(Shape to, int64_t ia[8]);  // a reshape's ia: rank, then the dims
 void ir_store(Builder *b, Value *v, BufKind where, int param, int64_t slot);
 const char *slab_name(Value *v);  // a slab leaf or slab store, as "params[0:4096]"
 // Floats [offset, offset+n) of a slab (kind PARAM, GRAD or STATE with its slot).

@@ -197,11 +197,17 @@ Value *ir_sum(Builder *b, Value *x, Shape to, uint32_t axes) {
   return ir_new(b, OP_sum, 1, &x, ia, 0);
 }
 
+void reshape_attrs(Shape to, int64_t ia[8]) {
+  memset(ia, 0, sizeof(int64_t) * 8);
+  ia[0] = to.rank;
+  for (int i = 0; i < to.rank && i < 6; i++) ia[1 + i] = to.d[i];
+}
+
 Value *ir_reshape(Builder *b, Value *x, Shape to) {
   if (!x) return NULL;
   if (shape_eq(x->shape, to)) return x;
-  int64_t ia[8] = {to.rank};
-  for (int i = 0; i < to.rank && i < 6; i++) ia[1 + i] = to.d[i];
+  int64_t ia[8];
+  reshape_attrs(to, ia);
   return ir_new(b, OP_reshape, 1, &x, ia, 0);
 }
 

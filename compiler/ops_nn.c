@@ -555,10 +555,14 @@ static LLVMValueRef splat_i32(Emit *e, int64_t c) { return splat16(LLVMConstInt(
 // The 2x2 windows of output row i, columns [j0, j0 + valid) (valid <= 16),
 // of a plane at xp with rows of Wd: w[di*2 + dj] holds each window's element
 // (di, dj) and row[di] the offset of input row 2i + di, column 2*j0.
+// The offset of input row 2i + di, column 2*j0, in a plane with rows of Wd.
+static LLVMValueRef row2(Emit *e, LLVMValueRef i, int di, int64_t j0, int64_t Wd) {
+  return ADD(e, MUL(e, ADD(e, MUL(e, i, I(e, 2)), I(e, di)), I(e, Wd)), I(e, 2 * j0));
+}
 static void windows2(Emit *e, LLVMValueRef xp, LLVMValueRef i, int64_t j0, int valid, int64_t Wd, LLVMValueRef w[4],
                      LLVMValueRef row[2]) {
   for (int di = 0; di < 2; di++) {
-    row[di] = ADD(e, MUL(e, ADD(e, MUL(e, i, I(e, 2)), I(e, di)), I(e, Wd)), I(e, 2 * j0));
+    row[di] = row2(e, i, di, j0, Wd);
     LLVMValueRef x = cg_vload(e, cg_gep(e, e->f32, xp, row[di]), 32, 2 * valid);
     for (int dj = 0; dj < 2; dj++) w[di * 2 + dj] = shuffle(e, x, x, 16, every_other, dj);
   }
@@ -584,8 +588,8 @@ static void maxpool2_dx_plane(Emit *e, Value *A, Value *G, LLVMValueRef off, LLV
       LLVMValueRef o[2];
       for (int dj = 0; dj < 2; dj++)
         o[dj] = LLVMBuildSelect(B(e), LLVMBuildICmp(B(e), LLVMIntEQ, code, splat_i32(e, di * 2 + dj), ""), g, zero, "");
-      LLVMValueRef row = ADD(e, MUL(e, ADD(e, MUL(e, li.i, I(e, 2)), I(e, di)), I(e, Wd)), I(e, 2 * j0));
-      cg_vstore(e, shuffle(e, o[0], o[1], 32, interleave, 0), cg_gep(e, e->f32, tile, row), 32, 2 * valid);
+      cg_vstore(e, shuffle(e, o[0], o[1], 32, interleave, 0), cg_gep(e, e->f32, tile, row2(e, li.i, di, j0, Wd)), 32,
+                2 * valid);
     }
   }
   cg_loop_end_scalar(e, &li);
@@ -619,21 +623,33 @@ void grad_maxpool(Builder *b, Value *v, Value *g, Value **dx) {
   int64_t ia[8] = {v->ia[0], v->ia[1], x->shape.d[r - 2], x->shape.d[r - 1]};
   dx[0] = ir_new(b, OP_maxpool_dx, 2, in, ia, 0);
 }
-LLVMValueRef emit_maxpool(Emit *e, Value *v, LLVMValueRef *in) {
+// The window at e->idx in row-major order, a strictly greater element
+// replacing the maximum (cg_max): the maximum, and in *code (if wanted) where
+// it is, di*k + dj as a float. maxpool and maxpool_arg share it, so the index
+// always names the element the pool returned.
+static LLVMValueRef window_max(Emit *e, Value *v, LLVMValueRef *code) {
   int r = v->shape.rank;
   int64_t k = v->ia[0], s = v->ia[1];
   LLVMValueRef sub[MAXRANK];
   for (int i = 0; i < r; i++) sub[i] = e->idx[i];
   LLVMValueRef m = NULL;
+  if (code) *code = cg_f32(e, 0);
   for (int64_t di = 0; di < k; di++)
     for (int64_t dj = 0; dj < k; dj++) {
       sub[r - 2] = ADD(e, MUL(e, e->idx[r - 2], I(e, s)), I(e, di));
       sub[r - 1] = ADD(e, MUL(e, e->idx[r - 1], I(e, s)), I(e, dj));
       LLVMValueRef x = cg_load_at(e, v->in[0], sub);
-      m = m ? cg_max(e, m, x) : x;
+      if (!m) {
+        m = x;
+        continue;
+      }
+      LLVMValueRef gt = LLVMBuildFCmp(B(e), LLVMRealOGT, x, m, "");
+      m = LLVMBuildSelect(B(e), gt, x, m, "");
+      if (code) *code = LLVMBuildSelect(B(e), gt, cg_f32(e, (double)(di * k + dj)), *code, "");
     }
   return m;
 }
+LLVMValueRef emit_maxpool(Emit *e, Value *v, LLVMValueRef *in) { return window_max(e, v, NULL); }
 
 //
 // maxpool_arg: a[..., i, j] = di*k + dj of the first maximum, in row-major
@@ -642,28 +658,9 @@ LLVMValueRef emit_maxpool(Emit *e, Value *v, LLVMValueRef *in) {
 // An index: nothing flows back through it.
 bool shape_maxpool_arg(Value *v) { return shape_maxpool(v); }
 void grad_maxpool_arg(Builder *b, Value *v, Value *g, Value **dx) {}
-// The same comparisons as emit_maxpool (cg_max: strictly greater replaces),
-// so the index is where the maximum that maxpool returns came from.
 LLVMValueRef emit_maxpool_arg(Emit *e, Value *v, LLVMValueRef *in) {
-  int r = v->shape.rank;
-  int64_t k = v->ia[0], s = v->ia[1];
-  LLVMValueRef sub[MAXRANK];
-  for (int i = 0; i < r; i++) sub[i] = e->idx[i];
-  LLVMValueRef best = NULL, code = NULL;
-  for (int64_t di = 0; di < k; di++)
-    for (int64_t dj = 0; dj < k; dj++) {
-      sub[r - 2] = ADD(e, MUL(e, e->idx[r - 2], I(e, s)), I(e, di));
-      sub[r - 1] = ADD(e, MUL(e, e->idx[r - 1], I(e, s)), I(e, dj));
-      LLVMValueRef x = cg_load_at(e, v->in[0], sub);
-      if (!best) {
-        best = x;
-        code = cg_f32(e, 0);
-        continue;
-      }
-      LLVMValueRef gt = LLVMBuildFCmp(B(e), LLVMRealOGT, x, best, "");
-      best = LLVMBuildSelect(B(e), gt, x, best, "");
-      code = LLVMBuildSelect(B(e), gt, cg_f32(e, (double)(di * k + dj)), code, "");
-    }
+  LLVMValueRef code;
+  window_max(e, v, &code);
   return code;
 }
 

@@ -28,8 +28,8 @@ static Value *mk2(Builder *b, Op op, Value *x, Value *y) {
 }
 static Value *mk1(Builder *b, Op op, Value *x) { return build(b, op, 1, &x, NULL, 0); }
 static Value *mk_reshape(Builder *b, Value *x, Shape s) {
-  int64_t ia[8] = {s.rank};
-  for (int i = 0; i < s.rank; i++) ia[1 + i] = s.d[i];
+  int64_t ia[8];
+  reshape_attrs(s, ia);
   return build(b, OP_reshape, 1, &x, ia, 0);
 }
 
