@@ -200,18 +200,25 @@ why() {
 	esac
 }
 
+# run_status STATUS CMD...: counts a test and runs CMD (stdout in $tmp/out,
+# stderr in $tmp/err); unless it exits with STATUS, reports it and fails.
+run_status() {
+	want_status=$1
+	shift
+	ntest=$((ntest + 1))
+	$TO "$@" >"$tmp/out" 2>"$tmp/err" </dev/null
+	st=$?
+	[ $st -eq "$want_status" ] && return 0
+	problem "'$*': expected exit status $want_status, got $(why $st); stderr: $(head -c 300 "$tmp/err")"
+	return 1
+}
+
 # expect_fail WANT_ON_STDERR CMD...: exit status exactly 1, "error" and
 # WANT_ON_STDERR (a fixed string; may be empty) on stderr, no crash report.
 expect_fail() {
 	want=$1
 	shift
-	ntest=$((ntest + 1))
-	$TO "$@" >"$tmp/out" 2>"$tmp/err" </dev/null
-	st=$?
-	if [ $st -ne 1 ]; then
-		problem "'$*': expected exit status 1, got $(why $st); stderr: $(head -c 300 "$tmp/err")"
-		return
-	fi
+	run_status 1 "$@" || return
 	if ! [ -s "$tmp/err" ]; then
 		problem "'$*': expected an error message on stderr, found nothing"
 		return

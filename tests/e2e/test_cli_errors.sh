@@ -18,11 +18,8 @@ ntest=0
 expect_ok() {
 	want=$1
 	shift
-	ntest=$((ntest + 1))
-	$TO "$@" >"$tmp/out" 2>"$tmp/err" </dev/null
-	st=$?
-	if [ $st -ne 0 ]; then
-		problem "'$*': expected exit status 0, got $(why $st); stderr: $(head -c 300 "$tmp/err")"
+	if ! run_status 0 "$@"; then
+		:
 	elif [ -n "$want" ] && ! grep -qF -- "$want" "$tmp/out"; then
 		problem "'$*': expected '$want' on stdout, found: $(head -c 300 "$tmp/out")"
 	elif [ -s "$tmp/err" ]; then
