@@ -2,7 +2,8 @@
 # tests/runtime/run.sh - tests of the runtime library (runtime/*.c) through
 # test doubles of a compiled model (fixture.c, aot_double.c): flag errors, the
 # descriptor, IDX and CSV loading and their errors, logging, output modes,
-# the thread pool (pool_stress.c, also under ThreadSanitizer),
+# the normalisation of a gathered batch (batch_bytes.c), the thread pool
+# (pool_stress.c, also under ThreadSanitizer),
 # determinism, a real training run, and the gradient check.
 #
 # Prints "PASS name" / "FAIL name: why" per case and ends with "N passed, N failed";
@@ -75,6 +76,18 @@ expect() {
 has() {
 	if grep -qF -- "$3" "$2"; then pass "$1"; else fail "$1" "$(basename "$2") lacks '$3'"; fi
 }
+
+#
+# A gathered IDX batch: every byte value normalised exactly as defined (in
+# double, rounded to float), whichever conversion path this CPU takes.
+#
+# shellcheck disable=SC2086
+if cc $CFLAGS tests/runtime/batch_bytes.c $LIB -lz -lm -lpthread -o "$T/batch_bytes" 2>"$T/err"; then
+	mkdir -p "$T/bytes"
+	expect batch_bytes_normalised 0 "ok:" "$T/batch_bytes" "$T/bytes"
+else
+	fail batch_bytes_normalised "tests/runtime/batch_bytes.c did not compile"
+fi
 
 #
 # The thread pool: every task of every call exactly once, with the workers
