@@ -426,6 +426,10 @@ static LLVMValueRef emit_kernel(Codegen *cg, Program *p, Kernel *k, const char *
   return e.fn;
 }
 
+// FnnArgs is read as this many 8-byte slots (runtime/fnnrt.h): 8, 11 and 12
+// are integers, the rest pointers.
+enum { NSLOTS = 13 };
+
 // The step buffers of the loop whose body is being called (emit_loop): by
 // formal, and by output.
 static LLVMValueRef *loop_fptr, *loop_optr;
@@ -568,7 +572,9 @@ static LLVMValueRef block_size(Emit *e, LLVMValueRef count, LLVMValueRef parts, 
 
 // A parallel kernel: a task function takes rows [t*PAR_ROWS, (t+1)*PAR_ROWS)
 // and its own partial slots and scratch; the entry hands the tasks to
-// fnn_parallel, then adds up the partial slots in task order.
+// fnn_parallel, then adds up the partial slots in task order. With
+// input_copies, a task on thread tid reads copy tid of the batch if there is
+// one (x + tid * x_stride), else copy 0.
 static void call_parallel(Emit *e, Program *p, Kernel *k, LLVMValueRef kfn, Value **kargs, LLVMValueRef *bufs,
                           int na, LLVMValueRef *slot) {
   Codegen *cg = e->cg;
@@ -583,13 +589,22 @@ static void call_parallel(Emit *e, Program *p, Kernel *k, LLVMValueRef kfn, Valu
   te.fn = tfn;
   LLVMPositionBuilderAtEnd(B(e), LLVMAppendBasicBlockInContext(cg->ctx, tfn, "entry"));
   LLVMValueRef ctx = LLVMGetParam(tfn, 0), t = LLVMGetParam(tfn, 1), tid = LLVMGetParam(tfn, 2);
-  LLVMValueRef tb[68] = {0};
-  for (int j = 0; j < na + 3; j++) {
+  bool copies = false;
+  for (int j = 0; p->input_copies && j < k->inputs.len; j++) copies |= is_model_input(kargs[j]);
+  int nctx = na + (copies ? 5 : 3);  // bufs..., n, scratch, rows[, x_copies, x_stride]
+  LLVMValueRef tb[70] = {0};
+  for (int j = 0; j < nctx; j++) {
     LLVMValueRef ix = cg_i64(&te, j);
     LLVMValueRef sp = LLVMBuildInBoundsGEP2(B(e), e->i64, ctx, &ix, 1, "");
-    tb[j] = LLVMBuildLoad2(B(e), j == na || j == na + 2 ? e->i64 : e->ptrty, sp, "");
+    tb[j] = LLVMBuildLoad2(B(e), j == na + 1 || j < na ? e->ptrty : e->i64, sp, "");
   }
   te.n = tb[na];
+  if (copies) {
+    LLVMValueRef own = LLVMBuildICmp(B(e), LLVMIntULT, tid, tb[na + 3], "");
+    LLVMValueRef off = LLVMBuildSelect(B(e), own, LLVMBuildMul(B(e), tid, tb[na + 4], ""), cg_i64(&te, 0), "");
+    for (int j = 0; j < k->inputs.len; j++)
+      if (is_model_input(kargs[j])) tb[j] = cg_gep(&te, e->f32, tb[j], off);
+  }
   for (int j = k->inputs.len; j < na; j++)
     if (kargs[j]->partial) tb[j] = cg_gep(&te, e->f32, tb[j], LLVMBuildMul(B(e), t, cg_i64(&te, part_stride(kargs[j])), ""));
   LLVMValueRef scratch = cg_gep(&te, e->f32, tb[na + 1], LLVMBuildMul(B(e), tid, cg_i64(&te, p->scratch), ""));
@@ -637,11 +652,12 @@ static void call_parallel(Emit *e, Program *p, Kernel *k, LLVMValueRef kfn, Valu
     rows = cg_i64(e, part);
     ntasks = LLVMBuildSDiv(B(e), LLVMBuildAdd(B(e), e->n, cg_i64(e, part - 1), ""), cg_i64(e, part), "");
   }
-  LLVMValueRef ctxa = cg_alloca(e, e->i64, na + 3);
-  for (int j = 0; j < na + 3; j++) {
+  LLVMValueRef ctxa = cg_alloca(e, e->i64, nctx);
+  LLVMValueRef tail[5] = {e->n, slot[9], rows, slot[11], slot[12]};
+  for (int j = 0; j < nctx; j++) {
     LLVMValueRef ix = cg_i64(e, j);
     LLVMValueRef sp = LLVMBuildInBoundsGEP2(B(e), e->i64, ctxa, &ix, 1, "");
-    LLVMBuildStore(B(e), j < na ? bufs[j] : j == na ? e->n : j == na + 1 ? slot[9] : rows, sp);
+    LLVMBuildStore(B(e), j < na ? bufs[j] : tail[j - na], sp);
   }
   LLVMTypeRef pp[3] = {e->ptrty, e->ptrty, e->i64};
   LLVMTypeRef pty = LLVMFunctionType(LLVMVoidTypeInContext(cg->ctx), pp, 3, 0);
@@ -744,7 +760,7 @@ static void emit_loop(Emit *e, Program *p, Kernel *k, LLVMValueRef *bfns, LLVMVa
     Value *m = k->members.data[i];
     if (m->op == OP_loopout) outp[m->ia[0]] = entry_ptr(e, p, slot, m);
   }
-  LLVMValueRef bslot[11];
+  LLVMValueRef bslot[NSLOTS];
   memcpy(bslot, slot, sizeof bslot);
   bslot[3] = ws_ptr(e, slot, l->region_per_n, l->region_fixed);
   for (int i = 0; i < l->nformals; i++) {
@@ -812,11 +828,11 @@ void codegen_program(Codegen *cg, Program *p) {
   e.fn = fn;
   LLVMPositionBuilderAtEnd(cg->b, LLVMAppendBasicBlockInContext(cg->ctx, fn, "entry"));
   LLVMValueRef args = LLVMGetParam(fn, 0);
-  LLVMValueRef slot[11];
-  for (int i = 0; i < 11; i++) {
+  LLVMValueRef slot[NSLOTS];
+  for (int i = 0; i < NSLOTS; i++) {
     LLVMValueRef ix = cg_i64(&e, i);
     LLVMValueRef sp = LLVMBuildInBoundsGEP2(cg->b, e.i64, args, &ix, 1, "");
-    slot[i] = LLVMBuildLoad2(cg->b, i == 8 ? e.i64 : e.ptrty, sp, "");
+    slot[i] = LLVMBuildLoad2(cg->b, i == 8 || i >= 11 ? e.i64 : e.ptrty, sp, "");
   }
   e.alloca_b = LLVMCreateBuilderInContext(cg->ctx);
   LLVMPositionBuilderBefore(e.alloca_b, LLVMGetFirstInstruction(LLVMGetInsertBlock(cg->b)));

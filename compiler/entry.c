@@ -123,6 +123,7 @@ char *model_descriptor(Graph *g, int64_t work_per_n, int64_t work_fixed, int64_t
   P("state %d %lld\n", optimizer_slots(&m->opt), (long long)g->train_floats);
   P("work %lld %lld\n", (long long)work_per_n, (long long)work_fixed);
   P("scratch %lld\n", (long long)scratch);
+  if (progs[ENTRY_TRAIN] && progs[ENTRY_TRAIN]->input_copies) P("input_copies\n");
   int id = 0;
   for (int e = 0; e < ENTRY_COUNT; e++)
     for (int i = 0; progs[e] && i < progs[e]->kernels.len; i++)

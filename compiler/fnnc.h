@@ -561,9 +561,13 @@ struct Program {
   int64_t work_total_per_n, work_total_fixed;
   int64_t *part_per_n, *part_fixed;  // by Value.id: the partial slots of a partial value
   int64_t scratch;                   // floats of scratch per thread
+  bool input_copies;  // train: every thread reads the whole batch (a dense layer on x split by
+                      // outputs): each gets its own copy (FnnArgs.x_copies), not lines another
+                      // core wrote
 };
 
 Program *fuse(Graph *g, Entry e);
+bool is_model_input(Value *v);  // the input leaf, or a reshape of it
 // Tiling decisions for contractions (fuse.c): the register tile of a GEMM with
 // an M x N output, and the scratch an anchor needs for packing and tiles.
 void gemm_tile(int64_t M, int64_t N, int *mr, int *nv);

@@ -520,6 +520,11 @@ static int64_t kernel_work(Kernel *k) {
   return w;
 }
 
+bool is_model_input(Value *v) {
+  while (v->op == OP_reshape) v = v->in[0];
+  return v->op == OP_input;
+}
+
 // Below this much work a kernel runs on the calling thread alone: handing it
 // to the pool and waiting for the other threads costs more than it saves.
 enum { SERIAL_WORK = 1 << 18 };
@@ -813,6 +818,11 @@ Program *fuse(Graph *g, Entry e) {
     if (pool && pool->in[0]->image_local) k->scratch = image_local_at(k) + shape_numel(pool->in[0]->shape);
     if (k->scratch > p->scratch) p->scratch = pad16(k->scratch);
     k->par = parallel_rows(k);
+    // A thread of x . W^T (by columns) or of its weight gradient (by rows)
+    // reads the whole batch: in the training step each thread then gets a
+    // copy of the batch that it gathered itself. Evaluation reads one copy.
+    for (int j = 0; e == ENTRY_TRAIN && k->par && (k->par_cols || k->par_out) && j < k->inputs.len; j++)
+      p->input_copies |= is_model_input(k->inputs.data[j]);
   }
   plan_workspace(&f);
   // Partial slots: one per task, ceil(n / rows) <= n / rows + 1 of them.

@@ -79,13 +79,14 @@ __attribute__((target("avx512f"))) static void bytes_affine(const RtData *d, con
 }
 #endif
 
-// x: float [n, dim]; y: int32 [n] or float [n, width]. idx: sample numbers.
+// x: float [n, dim]; y: int32 [n] or float [n, width], or NULL for none. idx:
+// sample numbers.
 void rt_data_batch(const RtData *d, const int64_t *idx, int64_t n, float *x, void *y) {
   if (d->ids) {
     for (int64_t r = 0; r < n; r++) {
       const int32_t *src = d->ids + idx[r] * d->T;
       memcpy((int32_t *)(void *)x + r * d->T, src, (size_t)d->T * sizeof(int32_t));
-      memcpy((int32_t *)y + r * d->T, src + 1, (size_t)d->T * sizeof(int32_t));
+      if (y) memcpy((int32_t *)y + r * d->T, src + 1, (size_t)d->T * sizeof(int32_t));
     }
     return;
   }
@@ -96,7 +97,7 @@ void rt_data_batch(const RtData *d, const int64_t *idx, int64_t n, float *x, voi
     for (int64_t r = 0; r < n; r++) {
       const uint8_t *src = d->u8 + idx[r] * d->dim;
       for (int64_t j = 0; j < d->dim; j += 64) __builtin_prefetch(src + j);
-      if (d->classify) __builtin_prefetch(d->labels + idx[r]);
+      if (d->classify && y) __builtin_prefetch(d->labels + idx[r]);
     }
   for (int64_t r = 0; r < n; r++) {
     int64_t s = idx[r];
@@ -113,7 +114,9 @@ void rt_data_batch(const RtData *d, const int64_t *idx, int64_t n, float *x, voi
       const float *src = d->f32 + s * d->dim;
       for (int64_t j = 0; j < d->dim; j++) xr[j] = (src[j] - d->mean) * d->inv_std;
     }
-    if (d->classify)
+    if (!y)
+      continue;
+    else if (d->classify)
       ((int32_t *)y)[r] = d->labels[s];
     else
       memcpy((float *)y + r * d->width, d->targets + s * d->width, (size_t)d->width * sizeof(float));
@@ -140,6 +143,30 @@ static void batch_part(void *ctx, int64_t t, int64_t tid) {
   size_t ysz = d->ids || d->classify ? sizeof(int32_t) : sizeof(float);
   rt_data_batch(d, j->idx + r0, r1 - r0, (float *)(void *)((char *)j->x + (size_t)(r0 * xw) * sizeof(float)),
                 (char *)j->y + (size_t)(r0 * yw) * ysz);
+}
+
+// rt_data_batch into `copies` copies of x, `stride` floats apart: task t
+// writes copy t whole, so that each thread of a step whose kernels read the
+// whole batch reads a copy it wrote itself (usually: the pool runs task t on
+// thread t first), not lines the other cores hold. Every copy is complete
+// whichever thread writes it.
+typedef struct {
+  const RtData *d;
+  const int64_t *idx;
+  int64_t n, stride;
+  float *x;
+  void *y;
+} CopyJob;
+
+static void batch_copy(void *ctx, int64_t t, int64_t tid) {
+  const CopyJob *j = ctx;
+  rt_data_batch(j->d, j->idx, j->n, j->x + t * j->stride, t == 0 ? j->y : NULL);
+}
+
+void rt_data_batch_copies(const RtData *d, const int64_t *idx, int64_t n, float *x, int64_t stride, int64_t copies,
+                          void *y) {
+  CopyJob j = {d, idx, n, stride, x, y};
+  fnn_parallel(batch_copy, &j, copies);
 }
 
 void rt_data_batch_parallel(const RtData *d, const int64_t *idx, int64_t n, float *x, void *y) {

@@ -27,6 +27,9 @@ typedef struct FnnArgs {
   int64_t n;           // slot 8: rows in this batch (1..batch)
   float *scratch;      // slot 9: per-thread scratch, `scratch` floats (descriptor) per thread
   void *prof;          // slot 10: kernel timings (--profile), or NULL
+  int64_t x_copies;    // slot 11: train_step with `input_copies`: x holds this many copies of
+  int64_t x_stride;    // slot 12: the batch, x_stride floats apart, and a parallel task on
+                       // thread tid < x_copies reads copy tid (0 or 1: one copy, for all)
 } FnnArgs;
 
 enum {

@@ -37,6 +37,8 @@ int rt_data_vocab(const RtData *d, unsigned char *chars);
 int64_t rt_data_count(const RtData *d);
 void rt_data_batch(const RtData *d, const int64_t *idx, int64_t n, float *x, void *y);
 void rt_data_batch_parallel(const RtData *d, const int64_t *idx, int64_t n, float *x, void *y);
+void rt_data_batch_copies(const RtData *d, const int64_t *idx, int64_t n, float *x, int64_t stride, int64_t copies,
+                          void *y);
 void rt_data_free(RtData *d);
 int rt_data_split(const char *prog, RtData **d, double frac, uint64_t rng[4], RtData **val);
 float *rt_data_feature_stats(const RtData *d);

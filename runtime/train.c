@@ -57,6 +57,7 @@ typedef struct RtModel {
   int64_t vocab_in;  // tokens[T] input: ids below this; 0 for a float input
   int64_t steps;     // tokens[T] target: class ids per sample; 0 for one class or values
   int bidirectional; // some step's output reads later steps: no --sample
+  int input_copies;  // train_step's threads each read the whole batch: give each its own copy
   int nvocab;        // the training text's vocabulary (vocab="file"), once loaded
   unsigned char vocab[256];
   int64_t batch, epochs, seed;
@@ -199,11 +200,11 @@ RtModel *rt_model_open(const FnnModel *m) {
   r->sched = -1;
   r->lr_now = NAN;
   enum { R_FNN, R_MODEL, R_INPUT, R_TARGET, R_BATCH, R_EPOCHS, R_SEED, R_SHUFFLE, R_OPT, R_NORM, R_TRAIN, R_TEST,
-         R_PARAMS, R_STATE, R_WORK, R_SCRATCH, R_END, R_STD, R_VALID, R_TOKENS, R_STEPS, R_SCHED, R_BIDIR, R_COUNT };
+         R_PARAMS, R_STATE, R_WORK, R_SCRATCH, R_END, R_STD, R_VALID, R_TOKENS, R_STEPS, R_SCHED, R_BIDIR, R_COPIES, R_COUNT };
   static const char *const recs[R_COUNT] = {"fnn",   "model",  "input",     "target", "batch", "epochs",
                                             "seed",  "shuffle", "optimizer", "normalize", "train", "test",
                                             "params", "state",  "work",      "scratch", "end", "standardize",
-                                            "validation", "tokens", "steps", "schedule", "bidirectional"};
+                                            "validation", "tokens", "steps", "schedule", "bidirectional", "input_copies"};
   int seen[R_COUNT] = {0};
   int nparam_seen = 0;
   int lineno = 0;
@@ -326,6 +327,10 @@ RtModel *rt_model_open(const FnnModel *m) {
       ok = nt == 1;
       r->bidirectional = 1;
       break;
+    case R_COPIES:
+      ok = nt == 1;
+      r->input_copies = 1;
+      break;
     case R_SCHED: {
       static const char *const kinds[] = {"constant", "step", "cosine"};
       r->sched = -1;
@@ -372,7 +377,7 @@ RtModel *rt_model_open(const FnnModel *m) {
   }
   for (int k = 0; k < R_COUNT; k++)
     if (k != R_TRAIN && k != R_TEST && k != R_STD && k != R_VALID && k != R_TOKENS && k != R_STEPS && k != R_SCHED &&
-        k != R_BIDIR && !seen[k]) {
+        k != R_BIDIR && k != R_COPIES && !seen[k]) {
       lineno++;
       goto bad;
     }
@@ -1643,7 +1648,10 @@ int fnn_main(const FnnModel *m, int argc, char **argv) {
   if (load_sets(r, &o, &ds)) goto out;
   if (o.resume && r->nvocab && ck_same_vocab(r, &o)) goto out;
   int64_t ntrain = ds.train && !o.eval && !o.predict ? rt_data_count(ds.train) : 1;
-  x = rt_alloc_floats(o.prog, "the input batch", o.batch * r->in_numel);
+  // One copy of the batch per thread when train_step's threads each read all
+  // of it (input_copies); evaluation and the other entries read copy 0.
+  int64_t copies = r->input_copies && !o.eval && !o.predict && fnn_threads() > 1 ? fnn_threads() : 1;
+  x = rt_alloc_floats(o.prog, "the input batch", copies * o.batch * r->in_numel);
   yf = rt_alloc_floats(o.prog, "the target batch", o.batch * rt_model_y_words(r));
   out = rt_alloc_floats(o.prog, "the outputs", FNN_OUT_ROWS + o.batch * rt_model_out_floats(r));
   idx = malloc(sizeof(int64_t) * (size_t)o.batch);
@@ -1725,7 +1733,10 @@ int fnn_main(const FnnModel *m, int argc, char **argv) {
         break;
       }
       int64_t s0 = b * o.batch, n = ntrain - s0 < o.batch ? ntrain - s0 : o.batch;
-      rt_data_batch_parallel(ds.train, perm + s0, n, x, yf);
+      if (copies > 1)
+        rt_data_batch_copies(ds.train, perm + s0, n, x, o.batch * r->in_numel, copies, yf);
+      else
+        rt_data_batch_parallel(ds.train, perm + s0, n, x, yf);
       step++;
       r->lr_now = sched_lr(r, o.lr, step - 1, o.steps >= 0 ? o.steps : o.epochs * per_epoch);
       hyper[FNN_HYP_LR] = (float)r->lr_now;
@@ -1739,7 +1750,10 @@ int fnn_main(const FnnModel *m, int argc, char **argv) {
       a.out = out;
       a.n = n;
       rt_prof_rows(a.prof, n, o.batch);
+      a.x_copies = copies;
+      a.x_stride = o.batch * r->in_numel;
       r->m->train_step(&a);
+      a.x_copies = a.x_stride = 0;  // evaluation fills copy 0 only
       if (!isfinite(out[FNN_OUT_LOSS]) && !warned) {
         bar_clear(&bar);
         fflush(stdout);

@@ -7,10 +7,14 @@
 # the last digit (the log prints 9 significant digits). Batch rows are split
 # into fixed tasks and reductions over the batch are added in task order, and
 # a dense layer split by its outputs computes each output whole, so this holds
-# bitwise.
+# bitwise. The MLP's threads each read their own copy of the batch
+# (input_copies), which this also checks: a copy left unfilled changes the loss.
 . "$(dirname "$0")/lib.sh"
 
 make_tmp
+
+bin/fnnc models/mlp.fnn --emit=llvm | grep -qF '\0Ainput_copies\0A' ||
+	fail "mlp: expected its train step to read one copy of the batch per thread (input_copies)"
 
 for m in models/mlp:60 models/mnist:12 tests/e2e/odd_widths:30; do
 	src=${m%%:*}.fnn
