@@ -105,7 +105,8 @@ typedef struct {
   int64_t n, seed;
   double temperature;
   const char *prime;    // or NULL
-  const char *ckpt;     // the checkpoint the weights came from (its vocabulary)
+  const char *ckpt;     // the checkpoint the weights came from, for messages
+  const char *vocab;    // its metadata 'vocab' (hex, read with the weights), or NULL
 } RtSampleOpts;
 int rt_sample(const RtModel *r, FnnArgs *a, const RtSampleOpts *o);
 int64_t rt_model_param_grad(const RtModel *r, int i);

@@ -24,43 +24,37 @@
 
 // The vocabulary: chars[id] for ids below *n. Returns 0, or 1 after an error.
 static int load_vocab(const RtModel *r, const RtSampleOpts *o, int64_t limit, unsigned char *chars, int *n) {
-  RtCk *c = rt_ck_load(o->prog, o->ckpt);
-  if (!c) return 1;
-  const char *hex = rt_ck_meta(c, "vocab"), *mode = rt_model_text_vocab(r);
-  int rc = 1;
+  const char *hex = o->vocab, *mode = rt_model_text_vocab(r);
   if (hex) {
     size_t len = strlen(hex);
     int seen[256] = {0};
     if (len == 0 || len % 2 || len > 512) {
       rt_error(o->prog, "%s: the metadata 'vocab' is not a vocabulary (%zu hex digits)", o->ckpt, len);
-      goto out;
+      return 1;
     }
     *n = (int)(len / 2);
     for (int i = 0; i < *n; i++) {
       int hi = rt_hexval(hex[2 * i]), lo = rt_hexval(hex[2 * i + 1]);
       if (hi < 0 || lo < 0 || seen[16 * hi + lo]++) {
         rt_error(o->prog, "%s: the metadata 'vocab' is not a vocabulary (bad or repeated byte at id %d)", o->ckpt, i);
-        goto out;
+        return 1;
       }
       chars[i] = (unsigned char)(16 * hi + lo);
     }
     if (*n > limit) {
       rt_error(o->prog, "%s: the vocabulary has %d characters, but the model only %lld ids", o->ckpt, *n,
                (long long)limit);
-      goto out;
+      return 1;
     }
   } else if (mode && !strcmp(mode, "file")) {
     rt_error(o->prog, "%s: the checkpoint holds no vocabulary, and the model's text has vocab=\"file\"", o->ckpt);
     rt_hint("a checkpoint saved with --save after training on the text has it");
-    goto out;
+    return 1;
   } else {
     *n = limit < 256 ? (int)limit : 256;
     for (int i = 0; i < *n; i++) chars[i] = (unsigned char)i;
   }
-  rc = 0;
-out:
-  rt_ck_free(c);
-  return rc;
+  return 0;
 }
 
 // Draws an id below nv from p (probabilities) at temperature temp.

@@ -1234,8 +1234,19 @@ static int ck_restore(const char *prog, const char *file, const RtCk *c, RtCkTen
   return 0;
 }
 
+// The checkpoint's vocabulary (metadata 'vocab', hex), kept for --sample and
+// for the check on --resume, so that the file is read once. 0, or 1 if out of memory.
+static int keep_vocab(const char *prog, const RtCk *c, char **vocab) {
+  const char *v = rt_ck_meta(c, "vocab");
+  free(*vocab);
+  *vocab = NULL;
+  if (!v) return 0;
+  if (!(*vocab = strdup(v))) rt_error(prog, "out of memory");
+  return *vocab == NULL;
+}
+
 // --init: the weights only.
-static int ck_init(RtModel *r, const Opts *o) {
+static int ck_init(RtModel *r, const Opts *o, char **vocab) {
   RtCk *c = rt_ck_load(o->prog, o->init);
   if (!c) return 1;
   RtCkTensor *t;
@@ -1245,7 +1256,7 @@ static int ck_init(RtModel *r, const Opts *o) {
   if (n < 0)
     rt_error(o->prog, "out of memory");
   else
-    rc = ck_restore(o->prog, o->init, c, t, n, o->init_partial, "--init");
+    rc = ck_restore(o->prog, o->init, c, t, n, o->init_partial, "--init") || keep_vocab(o->prog, c, vocab);
   if (n >= 0) {
     free(t);
     free_names(nm, n);
@@ -1273,7 +1284,7 @@ static int meta_int(const char *prog, const char *file, const RtCk *c, const cha
 
 // --resume: weights, optimizer state and position. Refuses a different model,
 // parameter set, optimizer or batch size; warns about other differences.
-static int ck_resume(RtModel *r, const Opts *o, Progress *pr) {
+static int ck_resume(RtModel *r, const Opts *o, Progress *pr, char **vocab) {
   RtCk *c = rt_ck_load(o->prog, o->resume);
   if (!c) return 1;
   int rc = 1;
@@ -1328,7 +1339,7 @@ static int ck_resume(RtModel *r, const Opts *o, Progress *pr) {
     rt_error(o->prog, "out of memory");
     goto out;
   }
-  rc = ck_restore(o->prog, file, c, t, n, -1, "--resume");
+  rc = ck_restore(o->prog, file, c, t, n, -1, "--resume") || keep_vocab(o->prog, c, vocab);
   free(t);
   free_names(nm, n);
 out:
@@ -1336,19 +1347,16 @@ out:
   return rc;
 }
 
-// --resume on a text with vocab="file": the checkpoint's ids must mean the
-// same characters as the text's now. Returns 0, or 1 after an error.
-static int ck_same_vocab(const RtModel *r, const Opts *o) {
-  RtCk *c = rt_ck_load(o->prog, o->resume);
-  if (!c) return 1;
+// --resume on a text with vocab="file": the checkpoint's ids (its vocabulary
+// v, or NULL) must mean the same characters as the text's now. Returns 0, or
+// 1 after an error.
+static int ck_same_vocab(const RtModel *r, const Opts *o, const char *v) {
   char hex[2 * 256 + 1];
   vocab_hex(r, hex);
-  const char *v = rt_ck_meta(c, "vocab");
   int bad = !v || strcmp(v, hex);
   if (bad)
     rt_error(o->prog, "%s: the checkpoint's vocabulary is not the one of the training text (%d characters)%s", o->resume,
              r->nvocab, v ? "" : ": it has none");
-  rt_ck_free(c);
   return bad;
 }
 
@@ -1604,15 +1612,16 @@ int fnn_main(const FnnModel *m, int argc, char **argv) {
   FILE *logf = NULL;
   Curves curves = {0};
   FnnArgs a = {0};
+  char *ck_vocab = NULL;  // the vocabulary of the --init or --resume checkpoint
   fnn_set_threads((int)o.threads);
   if (rt_model_setup(r, o.prog, o.batch, (uint64_t)o.seed, &a)) goto out;
   Progress pr = {0};
   if (o.save && rt_ck_check_writable(o.prog, o.save)) goto out;
-  if (o.init && ck_init(r, &o)) goto out;
-  if (o.resume && ck_resume(r, &o, &pr)) goto out;
+  if (o.init && ck_init(r, &o, &ck_vocab)) goto out;
+  if (o.resume && ck_resume(r, &o, &pr, &ck_vocab)) goto out;
   if (o.sample) {
     RtSampleOpts so = {o.prog, o.sample, o.seed, o.temperature > 0 ? o.temperature : 1.0, o.prime,
-                       o.init ? o.init : o.resume};
+                       o.init ? o.init : o.resume, ck_vocab};
     rc = rt_sample(r, &a, &so);
     goto out;
   }
@@ -1646,7 +1655,7 @@ int fnn_main(const FnnModel *m, int argc, char **argv) {
     fclose(pf);
   }
   if (load_sets(r, &o, &ds)) goto out;
-  if (o.resume && r->nvocab && ck_same_vocab(r, &o)) goto out;
+  if (o.resume && r->nvocab && ck_same_vocab(r, &o, ck_vocab)) goto out;
   int64_t ntrain = ds.train && !o.eval && !o.predict ? rt_data_count(ds.train) : 1;
   // One copy of the batch per thread when train_step's threads each read all
   // of it (input_copies); evaluation and the other entries read copy 0.
@@ -1835,6 +1844,7 @@ int fnn_main(const FnnModel *m, int argc, char **argv) {
   rt_prof_print(a.prof, r->kentry, r->kname);
   if (a.prof) print_memory(stderr, r, o.batch);
 out:
+  free(ck_vocab);
   rt_prof_free(a.prof);
   if (logf && fclose(logf)) {
     rt_error(o.prog, "cannot write the log file '%s'", o.log);
