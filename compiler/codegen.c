@@ -23,10 +23,10 @@ LLVMValueRef cg_dim(Emit *e, Shape s, int axis) {
 }
 
 void cg_rows(Emit *e, Shape s, LLVMValueRef *lo, LLVMValueRef *hi) {
-  if (e->k && e->k->par_cols) {
+  if (e->k && e->k->split == SPLIT_COLS) {
     *lo = cg_i64(e, 0);
     *hi = cg_dim(e, s, 0);
-  } else if (shape_batched(s) || (e->k && e->k->par_out)) {
+  } else if (shape_batched(s) || (e->k && split_first_axis(e->k))) {
     *lo = e->lo;
     *hi = e->hi;
   } else {
@@ -242,7 +242,7 @@ void cg_epilogue(Emit *e, LLVMValueRef *outer_idx, int tdims, LLVMValueRef tile)
     e->rank = r;
   } else {
     for (int i = r - tdims; i < r; i++) {
-      bool cols = i == r - 1 && e->k->par_cols;  // this call's columns only
+      bool cols = i == r - 1 && e->k->split == SPLIT_COLS;  // this call's columns only
       loops[i] = cg_loop_begin(e, cols ? e->lo : cg_i64(e, 0), cols ? e->hi : cg_i64(e, s.d[i]), "t");
       e->idx[i] = loops[i].i;
     }
@@ -611,12 +611,12 @@ static void call_parallel(Emit *e, Program *p, Kernel *k, LLVMValueRef kfn, Valu
   for (int j = k->inputs.len; j < na; j++)
     if (kargs[j]->image_local) tb[j] = image_buffer(&te, k, scratch);
   LLVMValueRef trows = tb[na + 2];
-  if (k->par_params) {
+  if (k->split == SPLIT_PARAMS) {
     update_segments(&te, p, k, kfn, tb, na, scratch, t, trows);  // trows: the thread count
   } else {
-    LLVMValueRef lim = k->par_out    ? cg_i64(&te, k->shape.d[0])
-                       : k->par_cols ? cg_i64(&te, k->shape.d[k->shape.rank - 1])
-                                     : te.n;
+    LLVMValueRef lim = k->split == SPLIT_OUT    ? cg_i64(&te, k->shape.d[0])
+                       : k->split == SPLIT_COLS ? cg_i64(&te, k->shape.d[k->shape.rank - 1])
+                                                : te.n;
     LLVMValueRef lo = LLVMBuildMul(B(e), t, trows, "");
     LLVMValueRef hi = cg_min_i64(&te, LLVMBuildAdd(B(e), lo, trows, ""), lim);
     call_kernel(&te, k, kfn, tb, na, scratch, lo, hi);
@@ -625,32 +625,32 @@ static void call_parallel(Emit *e, Program *p, Kernel *k, LLVMValueRef kfn, Valu
   LLVMPositionBuilderAtEnd(B(e), saved);
 
   // The call: fill the context, run the tasks. Batch rows of a kernel that
-  // reduces over them go in fixed tasks of PAR_ROWS (the reductions are
-  // partials, added in task order); other kernels take one block of rows per
-  // thread, as splitting rows that nothing adds up changes no result.
+  // reduces over them go in fixed tasks of kernel_partials rows (the
+  // reductions are partials, added in task order). Output columns of x . W^T,
+  // output rows of a weight gradient (every task packs its operand), rows of
+  // each parameter in the update: one block per thread, whole multiples of
+  // `align`. Batch rows that nothing adds up: about TASKS_PER_THREAD blocks
+  // per thread, whole register tiles, so that a thread another process holds
+  // up leaves its share to the others. Splitting what nothing adds up changes
+  // no result.
   LLVMValueRef rows, ntasks;
   int part = kernel_partials(k);
-  if (k->par_cols || k->par_out || !part) {
-    // Output columns of x . W^T, output rows of a weight gradient, rows of
-    // each parameter in the update: one block per thread, whole multiples of
-    // par_cols or par_out (every weight-gradient task packs its operand). Batch rows that nothing adds up: about
-    // TASKS_PER_THREAD blocks per thread, whole register tiles, so a thread
-    // that another process holds up leaves its share to the others.
-    LLVMValueRef nt = threads(e);
-    if (k->par_params) {
-      rows = nt;  // update_segments splits each parameter between the threads
-      ntasks = nt;
-    } else if (k->par_cols) {
-      rows = block_size(e, cg_i64(e, k->shape.d[k->shape.rank - 1]), nt, k->par_cols, &ntasks);
-    } else if (k->par_out) {
-      rows = block_size(e, cg_i64(e, k->shape.d[0]), nt, k->par_out, &ntasks);
+  switch (k->split) {
+  case SPLIT_PARAMS:
+    rows = ntasks = threads(e);  // update_segments splits each parameter between the threads
+    break;
+  case SPLIT_COLS: rows = block_size(e, cg_i64(e, k->shape.d[k->shape.rank - 1]), threads(e), k->align, &ntasks); break;
+  case SPLIT_OUT: rows = block_size(e, cg_i64(e, k->shape.d[0]), threads(e), k->align, &ntasks); break;
+  case SPLIT_ROWS:
+    if (part) {
+      rows = cg_i64(e, part);
+      ntasks = LLVMBuildSDiv(B(e), LLVMBuildAdd(B(e), e->n, cg_i64(e, part - 1), ""), cg_i64(e, part), "");
     } else {
-      nt = LLVMBuildMul(B(e), nt, cg_i64(e, TASKS_PER_THREAD), "");
-      rows = block_size(e, e->n, nt, k->row_align > 0 ? k->row_align : 8, &ntasks);
+      LLVMValueRef nt = LLVMBuildMul(B(e), threads(e), cg_i64(e, TASKS_PER_THREAD), "");
+      rows = block_size(e, e->n, nt, k->align > 0 ? k->align : 8, &ntasks);
     }
-  } else {
-    rows = cg_i64(e, part);
-    ntasks = LLVMBuildSDiv(B(e), LLVMBuildAdd(B(e), e->n, cg_i64(e, part - 1), ""), cg_i64(e, part), "");
+    break;
+  default: die("kernel %s is not split", k->name);
   }
   LLVMValueRef ctxa = cg_alloca(e, e->i64, nctx);
   LLVMValueRef tail[5] = {e->n, slot[9], rows, slot[11], slot[12]};
@@ -690,7 +690,7 @@ static void run_kernel(Emit *e, Program *p, Kernel *k, LLVMValueRef fn, LLVMValu
                : kargs[j]->partial    ? part_ptr(e, p, slot, kargs[j])
                : kargs[j]->image_local ? image_buffer(e, k, slot[9])  // (a parallel task uses its own)
                                        : entry_ptr(e, p, slot, kargs[j]);
-  if (k->par)
+  if (k->split != SPLIT_NONE)
     call_parallel(e, p, k, fn, kargs, cargs, na, slot);
   else
     call_kernel(e, k, fn, cargs, na, slot[9], cg_i64(e, 0), e->n);

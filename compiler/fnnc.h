@@ -517,6 +517,27 @@ typedef enum {
   K_LOOP,     // an OP_loop: runs the body's kernels once per time step (loop.c)
 } KernelKind;
 
+// How a kernel's work is shared between the pool's threads (fuse.c,
+// parallel_rows; codegen.c, call_parallel). Only splits that change no result
+// are used: the tasks of a kernel that reduces over the batch are fixed
+// blocks of rows whatever the thread count, and their partial sums are added
+// in task order.
+typedef enum {
+  SPLIT_NONE,    // the calling thread runs it alone
+  SPLIT_ROWS,    // blocks of the batch's rows: fixed tasks of kernel_partials(k) rows if it
+                 // reduces over them, else about TASKS_PER_THREAD blocks per thread, whole
+                 // multiples of `align` rows
+  SPLIT_COLS,    // one block of the output's columns (last axis) per thread, over the whole
+                 // batch, a multiple of `align` wide: x . W^T reads only its thread's rows of
+                 // W, the ones its weight gradient computes
+  SPLIT_OUT,     // one block of the output's first axis per thread, a multiple of `align`:
+                 // weight gradients contract the whole batch for their rows; the update loop
+                 // over the parameter slab; nothing needs combining
+  SPLIT_PARAMS,  // the optimizer's update over a run of the parameter slab: task t updates
+                 // block t of each parameter's rows (split_align), the rows its thread
+                 // computed the gradient of and reads in x . W^T
+} Split;
+
 typedef struct {
   int id;
   KernelKind kind;
@@ -527,23 +548,15 @@ typedef struct {
   Vec outputs;     // Value*: members written to buffers (materialized) and stores
   const char *name;// "k3_conv2d_relu"
   int64_t scratch; // floats of scratch the anchor needs (packed operands, tiles), per thread
-  bool par;        // runs as tasks on the thread pool: blocks of rows of the batch (fixed
-                   // PAR_ROWS if it reduces over them), or, with par_out set,
-  int64_t par_out; // one block of rows of the output's first axis per thread (weight
-                   // gradients contract the whole batch for their rows; the update loop
-                   // over the parameter slab): nothing needs combining
-  int row_align;   // par without partials: task blocks are multiples of this many rows
-  bool par_params; // the optimizer's update over a run of the parameter slab: task t
-                   // updates block t of each parameter's rows (split_rows), the rows
-                   // its thread computed the gradient of and reads in x . W^T
+  Split split;     // how the threads share it
+  int64_t align;   // SPLIT_ROWS without partials, SPLIT_COLS, SPLIT_OUT: blocks are multiples of this
   Value *post;     // a max-pool over the anchor's output (a convolution), run per image
                    // once its tile is finished: it reads the plane while it is in cache
   Value *post_arg; // the same pool's window indices (maxpool_arg), in the same pass
-  int64_t par_cols;// instead of rows, one block of the output's columns (last axis) per
-                   // thread, a multiple of par_cols wide, over the whole batch: x . W^T
-                   // reads only its threads' rows of W, the same ones its weight gradient
-                   // computes (a dense layer's outputs are split between the threads)
 } Kernel;
+
+// A split by the first axis of the kernel's shape (not the batch's rows).
+static inline bool split_first_axis(const Kernel *k) { return k->split == SPLIT_OUT || k->split == SPLIT_PARAMS; }
 
 // Rows per parallel task. Fixed, so reductions over the batch add the same
 // partial sums in the same order whatever the number of threads.
@@ -604,7 +617,7 @@ struct Emit {
   Kernel *k;
   LLVMValueRef fn;
   LLVMValueRef n;             // i64: rows in the batch
-  LLVMValueRef lo, hi;        // i64: the rows of the batch this call computes (columns with par_cols)
+  LLVMValueRef lo, hi;        // i64: the rows of the batch this call computes (columns with SPLIT_COLS)
   LLVMValueRef *ptr;          // by Value.id: buffer base pointer in this kernel, or NULL
   LLVMValueRef *val;          // by Value.id: the element computed at idx in this iteration
   LLVMValueRef idx[MAXRANK];  // i64 loop indices over the iteration shape

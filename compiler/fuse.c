@@ -532,7 +532,7 @@ enum { SERIAL_WORK = 1 << 18 };
 // A dense layer's x . W^T over a batch, with enough outputs to share, splits
 // its outputs (W's rows) between the threads rather than the batch: each
 // thread then reads half of W instead of all of it, and the same half that its
-// block of the weight gradient (par_out, split the same way) computes. Only
+// block of the weight gradient (SPLIT_OUT, split the same way) computes. Only
 // elementwise epilogues on the output's own elements go along (no sums over
 // the batch, which would need the other rows).
 static bool split_columns(Kernel *k) {
@@ -544,7 +544,8 @@ static bool split_columns(Kernel *k) {
     if (m == a) continue;
     if (!(op_info[m->op].flags & F_EW) || !shape_eq(m->shape, a->shape)) return false;
   }
-  k->par_cols = split_align(a->shape.d[1]);
+  k->split = SPLIT_COLS;
+  k->align = split_align(a->shape.d[1]);
   return true;
 }
 
@@ -552,18 +553,18 @@ static bool split_columns(Kernel *k) {
 // PAR_ROWS rows. Their reductions over the batch become partials (one slot per
 // task, summed in task order afterwards). Contractions that reduce over the
 // batch inside the GEMM (weight gradients) stay whole.
-static bool parallel_rows(Kernel *k) {
-  if (k->kind != K_LOOP && kernel_work(k) < SERIAL_WORK) return false;
+static Split parallel_rows(Kernel *k) {
+  if (k->kind != K_LOOP && kernel_work(k) < SERIAL_WORK) return SPLIT_NONE;
   // Weight gradients (a contraction over the batch): tasks take blocks of
   // output rows and contract the whole batch, in the same order as one thread.
   Value *a = k->anchor;
   if (a && dw_by_images(a)) {
     a->partial = DW_ROWS;
-    return true;
+    return SPLIT_ROWS;
   }
   if (a && shape_batched(a->in[0]->shape) && a->op == OP_matmul && a->ia[0] && !a->ia[1]) {
-    k->par_out = split_align(a->shape.d[0]);
-    return true;
+    k->align = split_align(a->shape.d[0]);
+    return SPLIT_OUT;
   }
   // A big elementwise loop without a batch axis (the optimizer's update over
   // the parameter slab): tasks take blocks of its first axis, or of each
@@ -575,7 +576,7 @@ static bool parallel_rows(Kernel *k) {
       ew &= m->op == OP_store || ((op_info[m->op].flags & F_EW) && !(op_info[m->op].flags & F_GATHER));
     }
     if (ew) {
-      k->par_out = 4;
+      k->align = 4;
       // Per-parameter blocks need one run of the parameter slab: two runs
       // of the same length fused together (a frozen layer or another lr_mult
       // between them) keep the plain split, as their padding may differ.
@@ -587,17 +588,16 @@ static bool parallel_rows(Kernel *k) {
         one_run &= run < 0 || u->ia[2] == run;
         run = u->ia[2];
       }
-      k->par_params = run >= 0 && one_run;
-      return true;
+      return run >= 0 && one_run ? SPLIT_PARAMS : SPLIT_OUT;
     }
   }
-  if (!shape_batched(k->shape)) return false;
-  if (split_columns(k)) return true;
-  k->row_align = 8;
+  if (!shape_batched(k->shape)) return SPLIT_NONE;
+  if (split_columns(k)) return SPLIT_COLS;
+  k->align = 8;
   if (k->anchor && k->anchor->op == OP_matmul) {  // whole register tiles of rows
     int mr, nv;
     gemm_tile(64, k->anchor->shape.d[1], &mr, &nv);
-    k->row_align = mr;
+    k->align = mr;
   }
   if (k->anchor) {
     Value *a = k->anchor;
@@ -606,23 +606,23 @@ static bool parallel_rows(Kernel *k) {
     case OP_conv2d_dx:
     case OP_maxpool_dx: break;
     case OP_matmul:
-      if (a->ia[0]) return false;
+      if (a->ia[0]) return SPLIT_NONE;
       break;
     case OP_softmax: break;  // (rows of any rank: ops_loss.c, call_rows)
-    default: return false;
+    default: return SPLIT_NONE;
     }
   }
   for (int i = 0; i < k->members.len; i++) {
     Value *m = k->members.data[i];
     // A store of per-row values (eval's outputs, a loop's step results)
     // splits with the rows.
-    if (m->op == OP_store && !shape_batched(m->in[0]->shape)) return false;
+    if (m->op == OP_store && !shape_batched(m->in[0]->shape)) return SPLIT_NONE;
   }
   for (int i = 0; i < k->members.len; i++) {
     Value *m = k->members.data[i];
     if (reduces_batch(m)) m->partial = PAR_ROWS;
   }
-  return true;
+  return SPLIT_ROWS;
 }
 
 // The last kernel that reads v: through views and inlined values, whose own
@@ -817,11 +817,11 @@ Program *fuse(Graph *g, Entry e) {
     Value *pool = kernel_pool(k);
     if (pool && pool->in[0]->image_local) k->scratch = image_local_at(k) + shape_numel(pool->in[0]->shape);
     if (k->scratch > p->scratch) p->scratch = pad16(k->scratch);
-    k->par = parallel_rows(k);
+    k->split = parallel_rows(k);
     // A thread of x . W^T (by columns) or of its weight gradient (by rows)
     // reads the whole batch: in the training step each thread then gets a
     // copy of the batch that it gathered itself. Evaluation reads one copy.
-    for (int j = 0; e == ENTRY_TRAIN && k->par && (k->par_cols || k->par_out) && j < k->inputs.len; j++)
+    for (int j = 0; e == ENTRY_TRAIN && (k->split == SPLIT_COLS || k->split == SPLIT_OUT) && j < k->inputs.len; j++)
       p->input_copies |= is_model_input(k->inputs.data[j]);
   }
   plan_workspace(&f);
@@ -928,11 +928,11 @@ void fused_dump(FILE *out, Program *p) {
     }
     fprintf(out, ")\n");
     int partials = kernel_partials(k);
-    const char *par = k->par_params ? "; one block of each parameter's rows per thread"
-                      : k->par_out  ? "; one block of output rows per thread"
-                      : k->par_cols ? "; one block of output columns per thread"
-                      : k->par && partials ? arena_printf("; tasks of %d rows", partials)
-                      : k->par             ? "; one block of rows per thread"
+    const char *par = k->split == SPLIT_PARAMS            ? "; one block of each parameter's rows per thread"
+                      : k->split == SPLIT_OUT             ? "; one block of output rows per thread"
+                      : k->split == SPLIT_COLS            ? "; one block of output columns per thread"
+                      : k->split == SPLIT_ROWS && partials ? arena_printf("; tasks of %d rows", partials)
+                      : k->split == SPLIT_ROWS            ? "; one block of rows per thread"
                                            : "";
     if (k->kind == K_LOOP) {
       LoopInfo *l = loop_of(g, k->anchor);

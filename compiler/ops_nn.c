@@ -114,7 +114,7 @@ LLVMValueRef emit_matmul(Emit *e, Value *v, LLVMValueRef *in) {
   // output when tasks split a weight gradient by rows).
   LLVMValueRef r0, r1;
   cg_rows(e, v->shape, &r0, &r1);
-  if (e->k->par_out) r0 = e->lo, r1 = e->hi;
+  if (e->k->split == SPLIT_OUT) r0 = e->lo, r1 = e->hi;
   if (steps > 1) r0 = MUL(e, r0, I(e, steps)), r1 = MUL(e, r1, I(e, steps));
   LLVMValueRef nblk = LLVMBuildSDiv(B(e), ADD(e, LLVMBuildSub(B(e), r1, r0, ""), I(e, bm - 1)), I(e, bm), "");
   Loop lb = cg_loop_begin(e, I(e, 0), nblk, "blk");
@@ -124,7 +124,7 @@ LLVMValueRef emit_matmul(Emit *e, Value *v, LLVMValueRef *in) {
     int64_t Ks = A->shape.d[alast];
     GemmNT g = {.M = bm, .N = N, .lda = Ks, .ldb = Ks, .ldc = ldr, .K = I(e, Ks),
                 .a = cg_gep(e, e->f32, abase, MUL(e, i0, I(e, Ks))), .b = bptr, .c = rows, .m_valid = left};
-    if (e->k->par_cols) {  // this call's columns [lo, hi) of the block, at their own places
+    if (e->k->split == SPLIT_COLS) {  // this call's columns [lo, hi) of the block, at their own places
       g.b = cg_gep(e, e->f32, bptr, MUL(e, e->lo, I(e, Ks)));
       g.c = cg_gep(e, e->f32, rows, e->lo);
       g.n_valid = LLVMBuildSub(B(e), e->hi, e->lo, "");
@@ -412,7 +412,7 @@ void grad_conv2d_dw(Builder *b, Value *v, Value *g, Value **dx) {}
 // split by output channels takes its block of channels over the whole batch;
 // otherwise (fuse.c, dw_by_images) its block of images for every channel.
 static void dw_ranges(Emit *e, int64_t O, LLVMValueRef *o0, LLVMValueRef *o1, LLVMValueRef *b0, LLVMValueRef *b1) {
-  bool by_out = e->k->par_out != 0;
+  bool by_out = e->k->split == SPLIT_OUT;
   *o0 = by_out ? e->lo : I(e, 0);
   *o1 = by_out ? e->hi : I(e, O);
   *b0 = by_out ? I(e, 0) : e->lo;
