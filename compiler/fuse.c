@@ -288,6 +288,22 @@ static bool unpool_in_dw(Fuser *f, Value *v) {
          u->phase == v->phase;
 }
 
+// The window indices of a pool that runs as a kernel of its own (its input
+// is not a convolution's output) join that kernel: the same window scan, in
+// the forward pass, while the input is in cache; on its own the backward pass
+// would read the pool's whole input once more.
+static Kernel *pool_kernel_of_arg(Fuser *f, Value *v) {
+  if (v->op != OP_maxpool_arg) return NULL;
+  Vec *c = &f->consumers[v->in[0]->id];
+  for (int i = 0; i < c->len; i++) {
+    Value *m = c->data[i];
+    if (m->op != OP_maxpool || m->ia[0] != v->ia[0] || m->ia[1] != v->ia[1]) continue;
+    Kernel *k = kernel_of(f, m);
+    if (k && k->kind == K_EW && shape_eq(k->shape, v->shape)) return k;
+  }
+  return NULL;
+}
+
 static void place(Fuser *f, Value *v) {
   unsigned fl = op_info[v->op].flags;
   if (fl & (F_LEAF | F_VIEW)) return;
@@ -307,6 +323,11 @@ static void place(Fuser *f, Value *v) {
       k->post = v;
     else
       k->post_arg = v;
+    return;
+  }
+  Kernel *pk = pool_kernel_of_arg(f, v);
+  if (pk) {
+    add_member(pk, v);
     return;
   }
   if (inlinable_scalar(v) || pool_prologue(f, v) || unpool_in_dw(f, v)) {
