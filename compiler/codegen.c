@@ -570,15 +570,17 @@ static LLVMValueRef block_size(Emit *e, LLVMValueRef count, LLVMValueRef parts, 
   return rows;
 }
 
-// A parallel kernel: a task function takes rows [t*PAR_ROWS, (t+1)*PAR_ROWS)
-// and its own partial slots and scratch; the entry hands the tasks to
-// fnn_parallel, then adds up the partial slots in task order. With
+// A parallel kernel: task t calls the kernel on its block t (of rows,
+// columns or parameter rows: Kernel.split) with its own partial slots and
+// scratch; the entry hands the tasks to fnn_parallel, then adds up the
+// partial slots in task order. With
 // input_copies, a task on thread tid reads copy tid of the batch if there is
 // one (x + tid * x_stride), else copy 0.
 static void call_parallel(Emit *e, Program *p, Kernel *k, LLVMValueRef kfn, Value **kargs, LLVMValueRef *bufs,
                           int na, LLVMValueRef *slot) {
   Codegen *cg = e->cg;
-  // The task: void task(i64 *ctx, i64 t, i64 tid); ctx = bufs..., n, scratch.
+  // The task: void task(i64 *ctx, i64 t, i64 tid); ctx = bufs..., n, scratch,
+  // rows (per task) [, x_copies, x_stride].
   LLVMTypeRef tp[3] = {e->ptrty, e->i64, e->i64};
   LLVMTypeRef tty = LLVMFunctionType(LLVMVoidTypeInContext(cg->ctx), tp, 3, 0);
   LLVMValueRef tfn = LLVMAddFunction(cg->mod, arena_printf("%s_%s_task", entry_names[p->entry], k->name), tty);
@@ -589,8 +591,7 @@ static void call_parallel(Emit *e, Program *p, Kernel *k, LLVMValueRef kfn, Valu
   te.fn = tfn;
   LLVMPositionBuilderAtEnd(B(e), LLVMAppendBasicBlockInContext(cg->ctx, tfn, "entry"));
   LLVMValueRef ctx = LLVMGetParam(tfn, 0), t = LLVMGetParam(tfn, 1), tid = LLVMGetParam(tfn, 2);
-  bool copies = false;
-  for (int j = 0; p->input_copies && j < k->inputs.len; j++) copies |= is_model_input(kargs[j]);
+  bool copies = p->input_copies && kernel_reads_input(k);
   int nctx = na + (copies ? 5 : 3);  // bufs..., n, scratch, rows[, x_copies, x_stride]
   LLVMValueRef tb[70] = {0};
   for (int j = 0; j < nctx; j++) {

@@ -580,7 +580,8 @@ struct Program {
 };
 
 Program *fuse(Graph *g, Entry e);
-bool is_model_input(Value *v);  // the input leaf, or a reshape of it
+bool is_model_input(Value *v);          // the input leaf, or a reshape of it
+bool kernel_reads_input(const Kernel *k);  // one of k's input buffers is the model's input
 // Tiling decisions for contractions (fuse.c): the register tile of a GEMM with
 // an M x N output, and the scratch an anchor needs for packing and tiles.
 void gemm_tile(int64_t M, int64_t N, int *mr, int *nv);

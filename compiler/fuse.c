@@ -257,6 +257,11 @@ static bool pool_prologue(Fuser *f, Value *v) {
   return c->len > 0;
 }
 
+// Do a and b (maxpool, maxpool_arg) pool the same windows of the same input?
+static bool same_pool(const Value *a, const Value *b) {
+  return a->in[0] == b->in[0] && a->ia[0] == b->ia[0] && a->ia[1] == b->ia[1];
+}
+
 // A max-pool of a convolution's output (after its epilogue: bias, ReLU) runs
 // in the convolution's kernel, over each image as soon as its output planes
 // are written, while they are still in cache; as a kernel of its own it would
@@ -270,7 +275,7 @@ static bool pool_after_conv(Fuser *f, Value *v) {
   if (!k || k->kind != K_ANCHOR || k->anchor->op != OP_conv2d) return false;
   if (!shape_batched(k->shape) || !shape_eq(u->shape, k->shape)) return false;
   Value *other = v->op == OP_maxpool ? k->post_arg : v->op == OP_maxpool_arg ? k->post : NULL;
-  if (other && (other->in[0] != u || other->ia[0] != v->ia[0] || other->ia[1] != v->ia[1])) return false;
+  if (other && !same_pool(other, v)) return false;
   if (v->op == OP_maxpool) return !k->post && k->anchor->phase == v->phase;
   return v->op == OP_maxpool_arg && !k->post_arg;
 }
@@ -289,17 +294,16 @@ static bool unpool_in_dw(Fuser *f, Value *v) {
 }
 
 // The window indices of a pool that runs as a kernel of its own (its input
-// is not a convolution's output) join that kernel: the same window scan, in
-// the forward pass, while the input is in cache; on its own the backward pass
-// would read the pool's whole input once more.
+// is not a convolution's output) join that kernel, in the same pass over the
+// windows of the forward pass, while the input is in cache; on its own the
+// backward pass would read the pool's whole input once more.
 static Kernel *pool_kernel_of_arg(Fuser *f, Value *v) {
   if (v->op != OP_maxpool_arg) return NULL;
   Vec *c = &f->consumers[v->in[0]->id];
   for (int i = 0; i < c->len; i++) {
     Value *m = c->data[i];
-    if (m->op != OP_maxpool || m->ia[0] != v->ia[0] || m->ia[1] != v->ia[1]) continue;
-    Kernel *k = kernel_of(f, m);
-    if (k && k->kind == K_EW && shape_eq(k->shape, v->shape)) return k;
+    Kernel *k = m->op == OP_maxpool && same_pool(m, v) ? kernel_of(f, m) : NULL;
+    if (k && k->kind == K_EW) return k;  // (its loops run over m's shape, v's)
   }
   return NULL;
 }
@@ -544,6 +548,12 @@ static int64_t kernel_work(Kernel *k) {
 bool is_model_input(Value *v) {
   while (v->op == OP_reshape) v = v->in[0];
   return v->op == OP_input;
+}
+
+bool kernel_reads_input(const Kernel *k) {
+  for (int j = 0; j < k->inputs.len; j++)
+    if (is_model_input(k->inputs.data[j])) return true;
+  return false;
 }
 
 // Below this much work a kernel runs on the calling thread alone: handing it
@@ -842,8 +852,7 @@ Program *fuse(Graph *g, Entry e) {
     // A thread of x . W^T (by columns) or of its weight gradient (by rows)
     // reads the whole batch: in the training step each thread then gets a
     // copy of the batch that it gathered itself. Evaluation reads one copy.
-    for (int j = 0; e == ENTRY_TRAIN && (k->split == SPLIT_COLS || k->split == SPLIT_OUT) && j < k->inputs.len; j++)
-      p->input_copies |= is_model_input(k->inputs.data[j]);
+    if (e == ENTRY_TRAIN && (k->split == SPLIT_COLS || k->split == SPLIT_OUT)) p->input_copies |= kernel_reads_input(k);
   }
   plan_workspace(&f);
   // Partial slots: one per task, ceil(n / rows) <= n / rows + 1 of them.

@@ -39,8 +39,8 @@ typedef struct RtData {
   int32_t *labels;   // [count] if classify
   float *targets;    // [count, width] if !classify
   float lut[256];    // IDX: normalised value of each byte
-  double scale, shift;  // IDX: lut[v] == (float)fma(v, scale, shift) for every byte v...
-  int affine;           // ...checked, and the CPU converts 16 bytes at once
+  double scale, shift;  // IDX: lut[v] is (float)fma(v, scale, shift) for every byte v, bit for
+  int affine;           // bit, as set_lut checked: bytes_affine converts 16 bytes at once
   float mean, inv_std;
   int32_t *ids;      // text: the token ids of the whole text [nids], or NULL
   int64_t nids, T;   // text: ids, and steps per sequence (count = (nids - 1) / T)
@@ -570,15 +570,23 @@ static void set_lut(RtData *d, double mean, double std) {
   d->inv_std = (float)(1.0 / std);
   for (int i = 0; i < 256; i++) d->lut[i] = (float)(((double)i / 255.0 - mean) / std);
   // The table is the definition; the vector path is used only where it gives
-  // the same float for each of the 256 bytes, so that no result depends on it.
+  // the same bits for each of the 256 bytes (run on them and compared), so
+  // that no result depends on it.
   d->scale = 1.0 / (255.0 * std);
   d->shift = -mean / std;
   d->affine = 0;
 #ifdef HAVE_X86_AVX512
-  d->affine = __builtin_cpu_supports("avx512f");
-  for (int i = 0; i < 256 && d->affine; i++) d->affine = (float)fma((double)i, d->scale, d->shift) == d->lut[i];
+  if (__builtin_cpu_supports("avx512f")) {
+    uint8_t all[256];
+    float got[256];
+    for (int i = 0; i < 256; i++) all[i] = (uint8_t)i;
+    bytes_affine(d, all, got, 256);
+    d->affine = !memcmp(got, d->lut, sizeof got);
+  }
 #endif
 }
+
+int rt_data_bytes_vectorized(const RtData *d) { return d->affine; }
 
 // One CSV field [s, e) without surrounding blanks and double quotes (a
 // header's names may be quoted).

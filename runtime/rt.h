@@ -40,6 +40,7 @@ void rt_data_batch_parallel(const RtData *d, const int64_t *idx, int64_t n, floa
 void rt_data_batch_copies(const RtData *d, const int64_t *idx, int64_t n, float *x, int64_t stride, int64_t copies,
                           void *y);
 void rt_data_free(RtData *d);
+int rt_data_bytes_vectorized(const RtData *d);  // IDX bytes normalised 16 at a time (AVX-512)
 int rt_data_split(const char *prog, RtData **d, double frac, uint64_t rng[4], RtData **val);
 float *rt_data_feature_stats(const RtData *d);
 void rt_data_standardize(RtData *d, const float *stats);

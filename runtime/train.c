@@ -1238,11 +1238,9 @@ static int ck_restore(const char *prog, const char *file, const RtCk *c, RtCkTen
 // for the check on --resume, so that the file is read once. 0, or 1 if out of memory.
 static int keep_vocab(const char *prog, const RtCk *c, char **vocab) {
   const char *v = rt_ck_meta(c, "vocab");
-  free(*vocab);
-  *vocab = NULL;
-  if (!v) return 0;
-  if (!(*vocab = strdup(v))) rt_error(prog, "out of memory");
-  return *vocab == NULL;
+  *vocab = v ? strdup(v) : NULL;
+  if (v && !*vocab) rt_error(prog, "out of memory");
+  return v && !*vocab;
 }
 
 // --init: the weights only.
@@ -1658,8 +1656,13 @@ int fnn_main(const FnnModel *m, int argc, char **argv) {
   if (o.resume && r->nvocab && ck_same_vocab(r, &o, ck_vocab)) goto out;
   int64_t ntrain = ds.train && !o.eval && !o.predict ? rt_data_count(ds.train) : 1;
   // One copy of the batch per thread when train_step's threads each read all
-  // of it (input_copies); evaluation and the other entries read copy 0.
-  int64_t copies = r->input_copies && !o.eval && !o.predict && fnn_threads() > 1 ? fnn_threads() : 1;
+  // of it (input_copies), and a copy fits a core's cache (1 MB): what it
+  // saves is reading lines another core wrote. Evaluation and the other
+  // entries read copy 0.
+  int64_t copies = r->input_copies && !o.eval && !o.predict && fnn_threads() > 1 &&
+                           o.batch * r->in_numel <= (1 << 18)
+                       ? fnn_threads()
+                       : 1;
   x = rt_alloc_floats(o.prog, "the input batch", copies * o.batch * r->in_numel);
   yf = rt_alloc_floats(o.prog, "the target batch", o.batch * rt_model_y_words(r));
   out = rt_alloc_floats(o.prog, "the outputs", FNN_OUT_ROWS + o.batch * rt_model_out_floats(r));

@@ -4,7 +4,8 @@
 # The MLP, the CNN and an MLP with odd layer widths (tests/e2e/odd_widths.fnn)
 # train for a few steps with --threads 1, 2 and 3 (more threads than cores is
 # allowed); the logged train_loss, test_loss and test_acc must be identical to
-# the last digit (the log prints 9 significant digits). Batch rows are split
+# the last digit (the log prints 9 significant digits); so must a whole epoch
+# of the MLP (a short last batch, then the test evaluation). Batch rows are split
 # into fixed tasks and reductions over the batch are added in task order, and
 # a dense layer split by its outputs computes each output whole, so this holds
 # bitwise. The MLP's threads each read their own copy of the batch
@@ -33,3 +34,15 @@ for m in models/mlp:60 models/mnist:12 tests/e2e/odd_widths:30; do
 	done
 	echo "$model: identical for 1, 2 and 3 threads: $(tail -n1 "$tmp/$model.1.cut")"
 done
+
+# A whole epoch of the MLP at batch 64: 937 full batches, a last one of 32
+# rows, and the test evaluation after it; the copies of the batch hold the
+# short batch at the same stride.
+bin/fnnc models/mlp.fnn -o "$tmp/mlp" || fail "cannot build models/mlp.fnn"
+for t in 1 3; do
+	"$tmp/mlp" --epochs 1 --batch 64 --threads $t --quiet --log "$tmp/epoch.$t.csv" || fail "mlp --epochs 1 --threads $t exited $?"
+	cut -d, -f1-5 "$tmp/epoch.$t.csv" >"$tmp/epoch.$t.cut"
+done
+cmp -s "$tmp/epoch.1.cut" "$tmp/epoch.3.cut" ||
+	fail "mlp, one epoch: --threads 1 and 3 differ: $(tail -n1 "$tmp/epoch.1.cut") vs $(tail -n1 "$tmp/epoch.3.cut")"
+echo "mlp: one epoch identical for 1 and 3 threads: $(tail -n1 "$tmp/epoch.1.cut")"
