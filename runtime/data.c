@@ -130,7 +130,8 @@ void rt_data_batch(const RtData *d, const int64_t *idx, int64_t n, float *x, voi
 typedef struct {
   const RtData *d;
   const int64_t *idx;
-  int64_t n, parts;
+  int64_t n, parts;  // rows; tasks
+  int64_t stride;    // rt_data_batch_copies: floats from one copy of x to the next
   float *x;
   void *y;
 } BatchJob;
@@ -150,27 +151,19 @@ static void batch_part(void *ctx, int64_t t, int64_t tid) {
 // whole batch reads a copy it wrote itself (usually: the pool runs task t on
 // thread t first), not lines the other cores hold. Every copy is complete
 // whichever thread writes it.
-typedef struct {
-  const RtData *d;
-  const int64_t *idx;
-  int64_t n, stride;
-  float *x;
-  void *y;
-} CopyJob;
-
 static void batch_copy(void *ctx, int64_t t, int64_t tid) {
-  const CopyJob *j = ctx;
+  const BatchJob *j = ctx;
   rt_data_batch(j->d, j->idx, j->n, j->x + t * j->stride, t == 0 ? j->y : NULL);
 }
 
 void rt_data_batch_copies(const RtData *d, const int64_t *idx, int64_t n, float *x, int64_t stride, int64_t copies,
                           void *y) {
-  CopyJob j = {d, idx, n, stride, x, y};
+  BatchJob j = {d, idx, n, copies, stride, x, y};
   fnn_parallel(batch_copy, &j, copies);
 }
 
 void rt_data_batch_parallel(const RtData *d, const int64_t *idx, int64_t n, float *x, void *y) {
-  BatchJob j = {d, idx, n, fnn_threads() < n ? fnn_threads() : n, x, y};
+  BatchJob j = {d, idx, n, fnn_threads() < n ? fnn_threads() : n, 0, x, y};
   if (j.parts <= 1) {
     rt_data_batch(d, idx, n, x, y);
     return;
