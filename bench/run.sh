@@ -28,7 +28,7 @@
 #     fraction, test accuracy, peak RSS (bench/lora.sh).
 # The machine may be shared with other busy processes: compare numbers within
 # one run. Settings (environment): BENCH_RUNS (3), BENCH_CNN_STEPS (150),
-# BENCH_MLP_STEPS (600), BENCH_TORCH (1; 0 skips PyTorch), BENCH_TORCH_BUDGET
+# BENCH_MLP_STEPS (1500), BENCH_TORCH (1; 0 skips PyTorch), BENCH_TORCH_BUDGET
 # (40: seconds of PyTorch runs per model and thread count, see torch_run).
 set -u
 cd "$(dirname "$0")/.." || exit 1
@@ -38,7 +38,7 @@ RES=$OUT/results.txt
 RUNS=${BENCH_RUNS:-3}
 TORCH_BUDGET=${BENCH_TORCH_BUDGET:-40}
 CNN_STEPS=${BENCH_CNN_STEPS:-150}
-MLP_STEPS=${BENCH_MLP_STEPS:-600}
+MLP_STEPS=${BENCH_MLP_STEPS:-1500}  # a 2-thread run of 600 steps lasted 0.2 s and moved by 10 % from run to run
 BATCH=64
 THREADS="1 2"
 FNNC=bin/fnnc
