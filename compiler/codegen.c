@@ -573,9 +573,8 @@ static LLVMValueRef block_size(Emit *e, LLVMValueRef count, LLVMValueRef parts, 
 // A parallel kernel: task t calls the kernel on its block t (of rows,
 // columns or parameter rows: Kernel.split) with its own partial slots and
 // scratch; the entry hands the tasks to fnn_parallel, then adds up the
-// partial slots in task order. With
-// input_copies, a task on thread tid reads copy tid of the batch if there is
-// one (x + tid * x_stride), else copy 0.
+// partial slots in task order. With input_copies, a task on thread tid reads
+// copy tid of the batch if there is one (x + tid * x_stride), else copy 0.
 static void call_parallel(Emit *e, Program *p, Kernel *k, LLVMValueRef kfn, Value **kargs, LLVMValueRef *bufs,
                           int na, LLVMValueRef *slot) {
   Codegen *cg = e->cg;

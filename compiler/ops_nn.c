@@ -552,13 +552,13 @@ static LLVMValueRef splat16(LLVMValueRef c) {
 }
 static LLVMValueRef splat_i32(Emit *e, int64_t c) { return splat16(LLVMConstInt(e->i32, (unsigned long long)c, 0)); }
 
-// The 2x2 windows of output row i, columns [j0, j0 + valid) (valid <= 16),
-// of a plane at xp with rows of Wd: w[di*2 + dj] holds each window's element
-// (di, dj) and row[di] the offset of input row 2i + di, column 2*j0.
 // The offset of input row 2i + di, column 2*j0, in a plane with rows of Wd.
 static LLVMValueRef row2(Emit *e, LLVMValueRef i, int di, int64_t j0, int64_t Wd) {
   return ADD(e, MUL(e, ADD(e, MUL(e, i, I(e, 2)), I(e, di)), I(e, Wd)), I(e, 2 * j0));
 }
+// The 2x2 windows of output row i, columns [j0, j0 + valid) (valid <= 16),
+// of a plane at xp with rows of Wd: w[di*2 + dj] holds each window's element
+// (di, dj) and row[di] the offset of input row 2i + di, column 2*j0.
 static void windows2(Emit *e, LLVMValueRef xp, LLVMValueRef i, int64_t j0, int valid, int64_t Wd, LLVMValueRef w[4],
                      LLVMValueRef row[2]) {
   for (int di = 0; di < 2; di++) {

@@ -1659,11 +1659,9 @@ int fnn_main(const FnnModel *m, int argc, char **argv) {
   // of it (input_copies), and a copy fits a core's cache (1 MB): what it
   // saves is reading lines another core wrote. Evaluation and the other
   // entries read copy 0.
-  int64_t copies = r->input_copies && !o.eval && !o.predict && fnn_threads() > 1 &&
-                           o.batch * r->in_numel <= (1 << 18)
-                       ? fnn_threads()
-                       : 1;
-  x = rt_alloc_floats(o.prog, "the input batch", copies * o.batch * r->in_numel);
+  int64_t stride = o.batch * r->in_numel;
+  int64_t copies = r->input_copies && !o.eval && !o.predict && fnn_threads() > 1 && stride <= (1 << 18) ? fnn_threads() : 1;
+  x = rt_alloc_floats(o.prog, "the input batch", copies * stride);
   yf = rt_alloc_floats(o.prog, "the target batch", o.batch * rt_model_y_words(r));
   out = rt_alloc_floats(o.prog, "the outputs", FNN_OUT_ROWS + o.batch * rt_model_out_floats(r));
   idx = malloc(sizeof(int64_t) * (size_t)o.batch);
@@ -1672,6 +1670,8 @@ int fnn_main(const FnnModel *m, int argc, char **argv) {
     if (x && yf && out) rt_error(o.prog, "out of memory");
     goto out;
   }
+  a.x_copies = copies;  // read by train_step only
+  a.x_stride = stride;
   if (o.predict) {
     rc = predict(r, &a, &o, ds.pred, x, yf, idx, out);
     goto out;
@@ -1746,7 +1746,7 @@ int fnn_main(const FnnModel *m, int argc, char **argv) {
       }
       int64_t s0 = b * o.batch, n = ntrain - s0 < o.batch ? ntrain - s0 : o.batch;
       if (copies > 1)
-        rt_data_batch_copies(ds.train, perm + s0, n, x, o.batch * r->in_numel, copies, yf);
+        rt_data_batch_copies(ds.train, perm + s0, n, x, stride, copies, yf);
       else
         rt_data_batch_parallel(ds.train, perm + s0, n, x, yf);
       step++;
@@ -1762,10 +1762,7 @@ int fnn_main(const FnnModel *m, int argc, char **argv) {
       a.out = out;
       a.n = n;
       rt_prof_rows(a.prof, n, o.batch);
-      a.x_copies = copies;
-      a.x_stride = o.batch * r->in_numel;
       r->m->train_step(&a);
-      a.x_copies = a.x_stride = 0;  // evaluation fills copy 0 only
       if (!isfinite(out[FNN_OUT_LOSS]) && !warned) {
         bar_clear(&bar);
         fflush(stdout);

@@ -37,8 +37,7 @@ done
 
 # A whole epoch of the MLP at batch 64: 937 full batches, a last one of 32
 # rows, and the test evaluation after it; the copies of the batch hold the
-# short batch at the same stride.
-bin/fnnc models/mlp.fnn -o "$tmp/mlp" || fail "cannot build models/mlp.fnn"
+# short batch at the same stride. (The trainer is the one built above.)
 for t in 1 3; do
 	"$tmp/mlp" --epochs 1 --batch 64 --threads $t --quiet --log "$tmp/epoch.$t.csv" || fail "mlp --epochs 1 --threads $t exited $?"
 	cut -d, -f1-5 "$tmp/epoch.$t.csv" >"$tmp/epoch.$t.cut"
