@@ -1003,6 +1003,8 @@ Jit *jit_new(void) {
     const char *name;
     void *addr;
   } hostsyms[] = {{"fnn_parallel", (void *)&fnn_parallel},
+                  {"fnn_parallel_split", (void *)&fnn_parallel_split},
+                  {"fnn_split_at", (void *)&fnn_split_at},
                   {"fnn_prof_begin", (void *)&fnn_prof_begin},
                   {"fnn_prof_end", (void *)&fnn_prof_end},
                   {"fnn_threads", (void *)&fnn_threads},

@@ -534,12 +534,21 @@ static LLVMValueRef threads(Emit *e) {
 
 static LLVMValueRef block_size(Emit *e, LLVMValueRef count, LLVMValueRef parts, int64_t align, LLVMValueRef *ntasks);
 
+// Where thread t's block of `count` (in multiples of align) starts: the
+// pool's balanced shares (fnn_split_at, pool.c).
+static LLVMValueRef split_at(Emit *e, LLVMValueRef t, int64_t count, int64_t align) {
+  LLVMTypeRef pp[3] = {e->i64, e->i64, e->i64};
+  LLVMTypeRef ty = LLVMFunctionType(e->i64, pp, 3, 0);
+  LLVMValueRef args[3] = {t, cg_i64(e, count), cg_i64(e, align)};
+  return LLVMBuildCall2(B(e), ty, runtime_fn(e, "fnn_split_at", ty), args, 3, "");
+}
+
 // Task t of the optimizer's update over a run of the parameter slab: block t
-// of each parameter's rows (split as split_align says, like the dense layer
+// of each parameter's rows (cut as split_align says, like the dense layer
 // and the weight gradient that use them), one kernel call per parameter. The
 // padding between parameters is zero in every slab and stays so untouched.
 static void update_segments(Emit *e, Program *p, Kernel *k, LLVMValueRef kfn, LLVMValueRef *bufs, int na,
-                            LLVMValueRef scratch, LLVMValueRef t, LLVMValueRef nt) {
+                            LLVMValueRef scratch, LLVMValueRef t) {
   int64_t off0 = -1, len = shape_numel(k->shape);
   for (int i = 0; i < k->inputs.len; i++) {
     Value *u = k->inputs.data[i];
@@ -551,9 +560,8 @@ static void update_segments(Emit *e, Program *p, Kernel *k, LLVMValueRef kfn, LL
     Param *pa = &g->params[i];
     if (pa->offset < off0 || pa->offset >= off0 + len) continue;
     int64_t rows = pa->shape.rank ? pa->shape.d[0] : 1, width = shape_numel(pa->shape) / (rows ? rows : 1);
-    LLVMValueRef blk = block_size(e, cg_i64(e, rows), nt, split_align(rows), NULL);
-    LLVMValueRef r0 = cg_min_i64(e, LLVMBuildMul(B(e), t, blk, ""), cg_i64(e, rows));
-    LLVMValueRef r1 = cg_min_i64(e, LLVMBuildAdd(B(e), r0, blk, ""), cg_i64(e, rows));
+    LLVMValueRef r0 = split_at(e, t, rows, split_align(rows));
+    LLVMValueRef r1 = split_at(e, LLVMBuildAdd(B(e), t, cg_i64(e, 1), ""), rows, split_align(rows));
     LLVMValueRef base = cg_i64(e, pa->offset - off0), w = cg_i64(e, width);
     call_kernel(e, k, kfn, bufs, na, scratch, LLVMBuildAdd(B(e), base, LLVMBuildMul(B(e), r0, w, ""), ""),
                 LLVMBuildAdd(B(e), base, LLVMBuildMul(B(e), r1, w, ""), ""));
@@ -610,16 +618,17 @@ static void call_parallel(Emit *e, Program *p, Kernel *k, LLVMValueRef kfn, Valu
   LLVMValueRef scratch = cg_gep(&te, e->f32, tb[na + 1], LLVMBuildMul(B(e), tid, cg_i64(&te, p->scratch), ""));
   for (int j = k->inputs.len; j < na; j++)
     if (kargs[j]->image_local) tb[j] = image_buffer(&te, k, scratch);
-  LLVMValueRef trows = tb[na + 2];
   if (k->split == SPLIT_PARAMS) {
-    update_segments(&te, p, k, kfn, tb, na, scratch, t, trows);  // trows: the thread count
-  } else {
-    LLVMValueRef lim = k->split == SPLIT_OUT    ? cg_i64(&te, k->shape.d[0])
-                       : k->split == SPLIT_COLS ? cg_i64(&te, k->shape.d[k->shape.rank - 1])
-                                                : te.n;
-    LLVMValueRef lo = LLVMBuildMul(B(e), t, trows, "");
-    LLVMValueRef hi = cg_min_i64(&te, LLVMBuildAdd(B(e), lo, trows, ""), lim);
+    update_segments(&te, p, k, kfn, tb, na, scratch, t);
+  } else if (k->split == SPLIT_OUT || k->split == SPLIT_COLS) {
+    int64_t lim = k->shape.d[k->split == SPLIT_OUT ? 0 : k->shape.rank - 1];
+    LLVMValueRef lo = split_at(&te, t, lim, k->align);
+    LLVMValueRef hi = split_at(&te, LLVMBuildAdd(B(e), t, cg_i64(&te, 1), ""), lim, k->align);
     call_kernel(&te, k, kfn, tb, na, scratch, lo, hi);
+  } else {
+    LLVMValueRef trows = tb[na + 2];
+    LLVMValueRef lo = LLVMBuildMul(B(e), t, trows, "");
+    call_kernel(&te, k, kfn, tb, na, scratch, lo, cg_min_i64(&te, LLVMBuildAdd(B(e), lo, trows, ""), te.n));
   }
   LLVMBuildRetVoid(B(e));
   LLVMPositionBuilderAtEnd(B(e), saved);
@@ -629,18 +638,16 @@ static void call_parallel(Emit *e, Program *p, Kernel *k, LLVMValueRef kfn, Valu
   // reductions are partials, added in task order). Output columns of x . W^T,
   // output rows of a weight gradient (every task packs its operand), rows of
   // each parameter in the update: one block per thread, whole multiples of
-  // `align`. Batch rows that nothing adds up: about TASKS_PER_THREAD blocks
+  // `align`, cut at the shares the pool balances (fnn_parallel_split). Batch rows that nothing adds up: about TASKS_PER_THREAD blocks
   // per thread, whole register tiles, so that a thread another process holds
   // up leaves its share to the others. Splitting what nothing adds up changes
   // no result.
-  LLVMValueRef rows, ntasks;
+  LLVMValueRef rows = cg_i64(e, 0), ntasks = NULL;
   int part = kernel_partials(k);
   switch (k->split) {
   case SPLIT_PARAMS:
-    rows = ntasks = threads(e);  // update_segments splits each parameter between the threads
-    break;
-  case SPLIT_COLS: rows = block_size(e, cg_i64(e, k->shape.d[k->shape.rank - 1]), threads(e), k->align, &ntasks); break;
-  case SPLIT_OUT: rows = block_size(e, cg_i64(e, k->shape.d[0]), threads(e), k->align, &ntasks); break;
+  case SPLIT_COLS:
+  case SPLIT_OUT: break;  // one block per thread, cut at the pool's shares (split_at)
   case SPLIT_ROWS:
     if (part) {
       rows = cg_i64(e, part);
@@ -660,10 +667,10 @@ static void call_parallel(Emit *e, Program *p, Kernel *k, LLVMValueRef kfn, Valu
     LLVMBuildStore(B(e), j < na ? bufs[j] : tail[j - na], sp);
   }
   LLVMTypeRef pp[3] = {e->ptrty, e->ptrty, e->i64};
-  LLVMTypeRef pty = LLVMFunctionType(LLVMVoidTypeInContext(cg->ctx), pp, 3, 0);
-  LLVMValueRef pfn = runtime_fn(e, "fnn_parallel", pty);
+  LLVMTypeRef pty = LLVMFunctionType(LLVMVoidTypeInContext(cg->ctx), pp, ntasks ? 3 : 2, 0);
   LLVMValueRef pargs[3] = {tfn, ctxa, ntasks};
-  LLVMBuildCall2(B(e), pty, pfn, pargs, 3, "");
+  LLVMBuildCall2(B(e), pty, runtime_fn(e, ntasks ? "fnn_parallel" : "fnn_parallel_split", pty), pargs, ntasks ? 3 : 2, "");
+  if (!ntasks) return;  // (nothing to add up: no partials)
   // out[i] = sum over tasks t (in order) of part[t][i]: fnn_sum_slots, in the
   // runtime (the entry's own code is compiled for size, not for loops).
   LLVMTypeRef sp[5] = {e->ptrty, e->ptrty, e->i64, e->i64, e->i64};

@@ -58,6 +58,13 @@ typedef void (*FnnEntry)(FnnArgs *);
 // memory, so results do not depend on the number of threads.
 typedef void (*FnnTask)(void *ctx, int64_t task, int64_t tid);
 void fnn_parallel(FnnTask task, void *ctx, int64_t ntasks);
+// fnn_parallel_split runs fnn_threads() tasks, task t on thread t, where task
+// t computes block [fnn_split_at(t, count, align), fnn_split_at(t + 1, ...)) of
+// its kernel's extent: shares of it that the pool balances between the threads
+// from their measured speeds (the cuts are multiples of align; 0 and count at
+// the ends). Every kernel cuts at the same fractions, so a thread keeps its rows.
+void fnn_parallel_split(FnnTask task, void *ctx);
+int64_t fnn_split_at(int64_t t, int64_t count, int64_t align);
 void fnn_set_threads(int n);  // 1..64; starts or resizes the pool
 int fnn_threads(void);
 // out[i] = ((0 + part[i]) + part[stride + i]) + ... over ntasks slots, in task

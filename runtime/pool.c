@@ -17,6 +17,7 @@
 #include "fnnrt.h"
 
 #include <pthread.h>
+#include <math.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -36,6 +37,7 @@ typedef struct {
 } Chunk;
 typedef struct {
   _Alignas(64) _Atomic int64_t n;
+  int64_t busy_ns;  // time in the tasks of the current call (written before n)
 } Finished;
 
 // The current call: written by the caller, then published with its
@@ -70,6 +72,12 @@ static struct {
        .resize = PTHREAD_COND_INITIALIZER,
        .nthreads = 1};
 
+static int64_t now_ns(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
 // Claims and runs the tasks of chunk c of generation `gen` until none are left.
 static void run_chunk(uint32_t gen, FnnTask task, void *ctx, int c, int64_t tid) {
   for (;;) {
@@ -77,7 +85,9 @@ static void run_chunk(uint32_t gen, FnnTask task, void *ctx, int c, int64_t tid)
     uint64_t v = atomic_load(&ch->next);
     if ((uint32_t)(v >> 32) != gen || (int64_t)(v & 0xffffffffu) >= atomic_load(&ch->end)) return;
     if (!atomic_compare_exchange_weak(&ch->next, &v, v + 1)) continue;
+    int64_t t0 = now_ns();
     task(ctx, (int64_t)(v & 0xffffffffu), tid);
+    P.finished[tid].busy_ns += now_ns() - t0;
     atomic_store_explicit(&P.finished[tid].n, atomic_load_explicit(&P.finished[tid].n, memory_order_relaxed) + 1,
                           memory_order_release);
   }
@@ -92,11 +102,6 @@ static void run_tasks(uint32_t gen, FnnTask task, void *ctx, int nchunks, int64_
 
 enum { SPIN_NS = 200000 };
 
-static int64_t now_ns(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
-}
 
 // Polls for a call newer than `seen` for up to SPIN_NS; true if one came.
 static bool spin_for_call(uint32_t seen) {
@@ -145,6 +150,118 @@ static void *worker(void *arg) {
   return NULL;
 }
 
+//
+// Shared splits. A kernel that gives each thread one block of its work (a dense
+// layer's outputs, a weight gradient's rows, each parameter's rows in the
+// update) cuts it at fnn_split_at: thread t gets the share split.cum[t+1] -
+// split.cum[t] of it, in whole multiples of the kernel's alignment. Nothing is
+// summed across the blocks, so where the cuts lie changes no result. The
+// shares start equal. A host often runs one of its cores slower than the
+// other (another guest on it, its interrupts), and with fixed halves the fast
+// thread then waits for the slow one at every kernel; so fnn_parallel_split
+// times each thread's block and moves the shares until the threads finish
+// together. Every such kernel cuts its rows at the same places, so a thread
+// keeps its rows of each layer (weights, gradients, optimizer state) in its
+// own caches from one kernel to the next; the shares move only when the
+// measured costs have stayed apart for a whole window of calls, and the rows
+// that change threads then move once.
+//
+enum { SPLIT_WINDOW = 64 };  // calls per estimate
+#define SPLIT_MOVE 0.02      // shares move when one is this far from its target
+static struct {
+  double cum[MAX_THREADS + 1];             // cum[0] = 0 <= ... <= cum[nthreads] = 1
+  double cost[MAX_THREADS][SPLIT_WINDOW];  // per thread, per call: time per share, over the mean
+  int ncost;
+  bool fixed;  // FNNC_SPLIT_WEIGHTS set the shares
+} split;
+
+static void split_equal(int n) {
+  for (int t = 0; t <= n; t++) split.cum[t] = (double)t / n;
+  split.ncost = 0;
+}
+
+// FNNC_SPLIT_WEIGHTS=w0,w1,...: fixed shares in these proportions (one positive
+// weight per thread; for tests and experiments). Anything else in it is an error.
+static void split_weights_from_env(int n) {
+  const char *s = getenv("FNNC_SPLIT_WEIGHTS");
+  if (!s) return;
+  double w[MAX_THREADS], sum = 0;
+  int k = 0;
+  for (const char *p = s;; p++) {
+    char *end;
+    double x = strtod(p, &end);
+    if (end == p || !(x > 0) || x > 1e6 || k == MAX_THREADS || (*end && *end != ',')) {
+      fprintf(stderr, "fnn: error: FNNC_SPLIT_WEIGHTS='%s': want one positive weight per thread, comma-separated\n", s);
+      exit(1);
+    }
+    w[k++] = x, sum += x;
+    if (!*end) break;
+    p = end;
+  }
+  if (k != n) {
+    fprintf(stderr, "fnn: error: FNNC_SPLIT_WEIGHTS has %d weights for %d threads\n", k, n);
+    exit(1);
+  }
+  double c = 0;
+  for (int t = 0; t < n; t++) split.cum[t] = c / sum, c += w[t];
+  split.cum[n] = 1;
+  split.fixed = true;
+}
+
+int64_t fnn_split_at(int64_t t, int64_t count, int64_t align) {
+  if (t <= 0) return 0;
+  if (t >= P.nthreads) return count;
+  int64_t b = (int64_t)(split.cum[t] * (double)count / (double)align + 0.5) * align;
+  return b < count ? b : count;
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+// After a split call in which every thread ran its own block: each thread's
+// time per unit of share, over the mean of the threads'. A window of these
+// gives each thread's median cost; the shares then go to 1/cost, normalised,
+// if one of them is SPLIT_MOVE or more away from that.
+static void split_observe(int n) {
+  double c[MAX_THREADS], mean = 0;
+  for (int t = 0; t < n; t++) {
+    double share = split.cum[t + 1] - split.cum[t];
+    if (atomic_load(&P.finished[t].n) != 1 || share <= 0 || P.finished[t].busy_ns <= 0) return;
+    c[t] = (double)P.finished[t].busy_ns / share;
+    mean += c[t] / n;
+  }
+  for (int t = 0; t < n; t++) split.cost[t][split.ncost] = c[t] / mean;
+  if (++split.ncost < SPLIT_WINDOW) return;
+  split.ncost = 0;
+  double target[MAX_THREADS], sum = 0;
+  for (int t = 0; t < n; t++) {
+    qsort(split.cost[t], SPLIT_WINDOW, sizeof(double), cmp_double);
+    target[t] = 1 / split.cost[t][SPLIT_WINDOW / 2];
+    sum += target[t];
+  }
+  bool move = false;
+  for (int t = 0; t < n; t++) {
+    target[t] /= sum;
+    if (target[t] < 0.25 / n) target[t] = 0.25 / n;  // a stalled thread keeps some rows
+    move |= fabs(target[t] - (split.cum[t + 1] - split.cum[t])) >= SPLIT_MOVE;
+  }
+  if (!move) return;
+  sum = 0;
+  for (int t = 0; t < n; t++) sum += target[t];
+  double acc = 0;
+  for (int t = 0; t < n; t++) split.cum[t] = acc / sum, acc += target[t];
+  split.cum[n] = 1;
+  if (getenv("FNN_SPLIT_DEBUG")) fprintf(stderr, "split: %.3f\n", split.cum[1]);
+}
+
+void fnn_parallel_split(FnnTask task, void *ctx) {
+  int n = P.nthreads;
+  fnn_parallel(task, ctx, n);
+  if (n > 1 && !split.fixed) split_observe(n);
+}
+
 int fnn_threads(void) { return P.nthreads; }
 
 void fnn_set_threads(int n) {
@@ -168,6 +285,9 @@ void fnn_set_threads(int n) {
     P.started++;
   }
   P.nthreads = n;
+  split.fixed = false;
+  split_equal(n);
+  split_weights_from_env(n);
   pthread_cond_broadcast(&P.resize);
   pthread_mutex_unlock(&P.mu);
 }
@@ -199,6 +319,7 @@ void fnn_parallel(FnnTask task, void *ctx, int64_t ntasks) {
   for (int c = 0; c <= P.started; c++) {
     atomic_store(&P.chunk[c].next, (uint64_t)gen << 32 | 0xffffffffu);
     atomic_store(&P.finished[c].n, 0);
+    P.finished[c].busy_ns = 0;
   }
   for (int c = 0; c < nchunks; c++) {
     atomic_store(&P.chunk[c].end, ntasks * (c + 1) / nchunks);

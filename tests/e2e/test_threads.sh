@@ -45,3 +45,26 @@ done
 cmp -s "$tmp/epoch.1.cut" "$tmp/epoch.3.cut" ||
 	fail "mlp, one epoch: --threads 1 and 3 differ: $(tail -n1 "$tmp/epoch.1.cut") vs $(tail -n1 "$tmp/epoch.3.cut")"
 echo "mlp: one epoch identical for 1 and 3 threads: $(tail -n1 "$tmp/epoch.1.cut")"
+
+# The threads' shares of the kernels split one block per thread (the MLP's
+# dense layers, weight gradients and update) move with the threads' measured
+# speeds; fixed skewed shares (FNNC_SPLIT_WEIGHTS) must give the same results
+# as one thread, and a malformed value is an error.
+for m in mlp:60 odd_widths:30; do
+	model=${m%%:*}
+	for w in 2:1,3 2:5,1 3:1,2,6; do
+		t=${w%%:*}
+		FNNC_SPLIT_WEIGHTS=${w#*:} "$tmp/$model" --steps "${m##*:}" --batch 50 --threads "$t" --quiet --log "$tmp/w.csv" ||
+			fail "$model --threads $t with FNNC_SPLIT_WEIGHTS=${w#*:} exited $?"
+		cut -d, -f1-5 "$tmp/w.csv" | cmp -s "$tmp/$model.1.cut" - ||
+			fail "$model: FNNC_SPLIT_WEIGHTS=${w#*:} on $t threads differs from one thread: $(tail -n1 "$tmp/w.csv")"
+	done
+	echo "$model: identical with skewed shares 1:3, 5:1 and 1:2:6"
+done
+for bad in "1" "1,x" "0,1" "1,,2"; do
+	FNNC_SPLIT_WEIGHTS=$bad "$tmp/mlp" --steps 1 --threads 2 --quiet >"$tmp/out" 2>&1
+	rc=$?
+	[ $rc -eq 1 ] && grep -q "error: FNNC_SPLIT_WEIGHTS" "$tmp/out" ||
+		fail "FNNC_SPLIT_WEIGHTS='$bad': expected exit 1 and an error, got $rc: $(cat "$tmp/out")"
+done
+echo "FNNC_SPLIT_WEIGHTS: malformed values are errors"

@@ -3,7 +3,8 @@
 # test doubles of a compiled model (fixture.c, aot_double.c): flag errors, the
 # descriptor, IDX and CSV loading and their errors, logging, output modes,
 # the normalisation of a gathered batch (batch_bytes.c), the thread pool
-# (pool_stress.c, also under ThreadSanitizer),
+# (pool_stress.c, and its balanced shares, pool_split.c: both also under
+# ThreadSanitizer),
 # determinism, a real training run, and the gradient check.
 #
 # Prints "PASS name" / "FAIL name: why" per case and ends with "N passed, N failed";
@@ -102,10 +103,26 @@ else
 	fail pool_every_task_once "tests/runtime/pool_stress.c did not compile"
 fi
 if cc -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror -O1 -g -fsanitize=thread -Iruntime \
-	tests/runtime/pool_stress.c runtime/pool.c -lpthread -o "$T/pool_tsan" 2>"$T/err"; then
+	tests/runtime/pool_stress.c runtime/pool.c -lm -lpthread -o "$T/pool_tsan" 2>"$T/err"; then
 	expect pool_no_data_race 0 "ok:" env TSAN_OPTIONS=halt_on_error=1 "$T/pool_tsan"
 else
 	fail pool_no_data_race "tests/runtime/pool_stress.c did not compile with -fsanitize=thread"
+fi
+
+# The balanced shares of one-block-per-thread kernels (pool_split.c): the
+# cuts, balancing towards a slower thread, fixed weights; and the same under
+# ThreadSanitizer (the threads' task times are handed to the caller).
+# shellcheck disable=SC2086
+if cc $CFLAGS tests/runtime/pool_split.c $LIB -lz -lm -lpthread -o "$T/pool_split" 2>"$T/err"; then
+	expect pool_balanced_shares 0 "ok:" "$T/pool_split"
+else
+	fail pool_balanced_shares "tests/runtime/pool_split.c did not compile"
+fi
+if cc -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror -O1 -g -fsanitize=thread -Iruntime \
+	tests/runtime/pool_split.c runtime/pool.c -lm -lpthread -o "$T/pool_split_tsan" 2>"$T/err"; then
+	expect pool_shares_no_data_race 0 "ok:" env TSAN_OPTIONS=halt_on_error=1 "$T/pool_split_tsan"
+else
+	fail pool_shares_no_data_race "tests/runtime/pool_split.c did not compile with -fsanitize=thread"
 fi
 
 #
