@@ -689,6 +689,7 @@ typedef struct {
   int64_t ldc;
   bool accumulate;
   LLVMValueRef m_valid;       // rows of A that exist (later rows re-read the last), or NULL
+  LLVMValueRef n_valid;       // a runtime column count instead of N (whole tiles of 16*nv), or NULL
   int mr, nv;                 // register tile: mr rows x 16*nv columns (gemm_tile)
   // Taps (direct convolution): with ntaps > 1 every k step is ntaps steps,
   //   C[i,j] += sum_{k<K} sum_{t<ntaps} a[i*ars + k*acs + aoff[t]] * b[k*ldb + boff[t] + j]

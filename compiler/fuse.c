@@ -566,17 +566,36 @@ enum { SERIAL_WORK = 1 << 18 };
 // block of the weight gradient (SPLIT_OUT, split the same way) computes. Only
 // elementwise epilogues on the output's own elements go along (no sums over
 // the batch, which would need the other rows).
-static bool split_columns(Kernel *k) {
+//
+// The input gradient of such a layer's input, g . W, splits its columns the
+// same way when the layer before was split by its outputs (its activation's
+// mask, read in the epilogue, comes from a kernel split by columns): each
+// thread then computes the gradient of the outputs it computed, which its
+// block of that layer's weight gradient reads; split by rows, half of it
+// would cross to the other core. Blocks are whole register tiles.
+static bool split_columns(Fuser *f, Kernel *k) {
   Value *a = k->anchor;
-  if (!a || a->op != OP_matmul || a->ia[0] || !a->ia[1] || a->shape.rank != 2) return false;
+  if (!a || a->op != OP_matmul || a->ia[0] || a->shape.rank != 2 || shape_batched(a->in[1]->shape)) return false;
   if (a->shape.d[1] < 64) return false;
+  int64_t align = split_align(a->shape.d[1]);
+  bool cols_before = false;
   for (int i = 0; i < k->members.len; i++) {
     Value *m = k->members.data[i];
     if (m == a) continue;
     if (!(op_info[m->op].flags & F_EW) || !shape_eq(m->shape, a->shape)) return false;
+    for (int j = 0; j < m->nin; j++) {
+      Kernel *pk = kernel_of(f, m->in[j]);
+      cols_before |= pk && pk != k && pk->split == SPLIT_COLS && shape_eq(m->in[j]->shape, a->shape);
+    }
+  }
+  if (!a->ia[1]) {
+    int mr, nv;
+    gemm_tile(64, a->shape.d[1], &mr, &nv);
+    align = 16 * nv;
+    if (!cols_before || a->shape.d[1] % align) return false;
   }
   k->split = SPLIT_COLS;
-  k->align = split_align(a->shape.d[1]);
+  k->align = align;
   return true;
 }
 
@@ -584,7 +603,7 @@ static bool split_columns(Kernel *k) {
 // PAR_ROWS rows. Their reductions over the batch become partials (one slot per
 // task, summed in task order afterwards). Contractions that reduce over the
 // batch inside the GEMM (weight gradients) stay whole.
-static Split parallel_rows(Kernel *k) {
+static Split parallel_rows(Fuser *f, Kernel *k) {
   if (k->kind != K_LOOP && kernel_work(k) < SERIAL_WORK) return SPLIT_NONE;
   // Weight gradients (a contraction over the batch): tasks take blocks of
   // output rows and contract the whole batch, in the same order as one thread.
@@ -623,7 +642,7 @@ static Split parallel_rows(Kernel *k) {
     }
   }
   if (!shape_batched(k->shape)) return SPLIT_NONE;
-  if (split_columns(k)) return SPLIT_COLS;
+  if (split_columns(f, k)) return SPLIT_COLS;
   k->align = 8;
   if (k->anchor && k->anchor->op == OP_matmul) {  // whole register tiles of rows
     int mr, nv;
@@ -848,7 +867,7 @@ Program *fuse(Graph *g, Entry e) {
     Value *pool = kernel_pool(k);
     if (pool && pool->in[0]->image_local) k->scratch = image_local_at(k) + shape_numel(pool->in[0]->shape);
     if (k->scratch > p->scratch) p->scratch = pad16(k->scratch);
-    k->split = parallel_rows(k);
+    k->split = parallel_rows(&f, k);
     // A thread of x . W^T (by columns) or of its weight gradient (by rows)
     // reads the whole batch: in the training step each thread then gets a
     // copy of the batch that it gathered itself. Evaluation reads one copy.

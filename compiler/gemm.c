@@ -222,6 +222,12 @@ static void tile(Emit *e, const Gemm *g, LLVMValueRef i0, LLVMValueRef j0, int m
 // All column tiles of the rows i0 .. i0+mr.
 static void row_block(Emit *e, const Gemm *g, LLVMValueRef i0, int mr) {
   int nv = g->nv, nr = 16 * nv;
+  if (g->n_valid) {  // whole tiles only
+    Loop lj = cg_loop_begin(e, cg_i64(e, 0), LLVMBuildSDiv(B(e), g->n_valid, cg_i64(e, nr), ""), "jt");
+    tile(e, g, i0, mul(e, lj.i, cg_i64(e, nr)), mr, nv, 16);
+    cg_loop_end(e, &lj);
+    return;
+  }
   int64_t full = g->N / nr, rest = g->N % nr;
   if (full > 0) {
     Loop lj = cg_loop_begin(e, cg_i64(e, 0), cg_i64(e, full), "jt");
