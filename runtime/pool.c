@@ -166,18 +166,22 @@ static void *worker(void *arg) {
 // measured costs have stayed apart for a whole window of calls, and the rows
 // that change threads then move once.
 //
-enum { SPLIT_WINDOW = 64 };  // calls per estimate
-#define SPLIT_MOVE 0.02      // shares move when one is this far from its target
+enum { SPLIT_WINDOW = 128 };  // calls per estimate
+#define SPLIT_MOVE 0.03       // shares move (halfway) when one is this far from its target
 static struct {
   double cum[MAX_THREADS + 1];             // cum[0] = 0 <= ... <= cum[nthreads] = 1
   double cost[MAX_THREADS][SPLIT_WINDOW];  // per thread, per call: time per share, over the mean
   int ncost;
   bool fixed;  // FNNC_SPLIT_WEIGHTS set the shares
+  bool moved;  // the shares are not the equal ones
+  int64_t moves;  // times the shares moved
 } split;
 
 static void split_equal(int n) {
   for (int t = 0; t <= n; t++) split.cum[t] = (double)t / n;
   split.ncost = 0;
+  split.moved = false;
+  split.moves = 0;
 }
 
 // FNNC_SPLIT_WEIGHTS=w0,w1,...: fixed shares in these proportions (one positive
@@ -205,7 +209,7 @@ static void split_weights_from_env(int n) {
   double c = 0;
   for (int t = 0; t < n; t++) split.cum[t] = c / sum, c += w[t];
   split.cum[n] = 1;
-  split.fixed = true;
+  split.fixed = split.moved = true;
 }
 
 int64_t fnn_split_at(int64_t t, int64_t count, int64_t align) {
@@ -215,6 +219,9 @@ int64_t fnn_split_at(int64_t t, int64_t count, int64_t align) {
   return b < count ? b : count;
 }
 
+int64_t fnn_split_moves(void) { return split.moves; }
+double fnn_split_share(int t) { return t >= 0 && t < P.nthreads ? split.cum[t + 1] - split.cum[t] : 0; }
+
 static int cmp_double(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return (x > y) - (x < y);
@@ -222,8 +229,8 @@ static int cmp_double(const void *a, const void *b) {
 
 // After a split call in which every thread ran its own block: each thread's
 // time per unit of share, over the mean of the threads'. A window of these
-// gives each thread's median cost; the shares then go to 1/cost, normalised,
-// if one of them is SPLIT_MOVE or more away from that.
+// gives each thread's median cost; if one share is SPLIT_MOVE or more away
+// from 1/cost (normalised), the shares move halfway there.
 static void split_observe(int n) {
   double c[MAX_THREADS], mean = 0;
   for (int t = 0; t < n; t++) {
@@ -243,9 +250,11 @@ static void split_observe(int n) {
   }
   bool move = false;
   for (int t = 0; t < n; t++) {
+    double share = split.cum[t + 1] - split.cum[t];
     target[t] /= sum;
     if (target[t] < 0.25 / n) target[t] = 0.25 / n;  // a stalled thread keeps some rows
-    move |= fabs(target[t] - (split.cum[t + 1] - split.cum[t])) >= SPLIT_MOVE;
+    move |= fabs(target[t] - share) >= SPLIT_MOVE;
+    target[t] = (share + target[t]) / 2;  // halfway: one noisy window moves little
   }
   if (!move) return;
   sum = 0;
@@ -253,7 +262,21 @@ static void split_observe(int n) {
   double acc = 0;
   for (int t = 0; t < n; t++) split.cum[t] = acc / sum, acc += target[t];
   split.cum[n] = 1;
+  split.moved = true;
+  split.moves++;
   if (getenv("FNN_SPLIT_DEBUG")) fprintf(stderr, "split: %.3f\n", split.cum[1]);
+}
+
+// Where chunk c of a call's tasks starts. A call of one task per thread
+// (fnn_parallel_split's, the batch copies) runs task c on thread c. Other
+// calls' chunks follow the balanced shares, so that a slower thread starts
+// with fewer tasks (rather than have them taken from it, which moves their
+// rows to another core).
+static int64_t chunk_start(int c, int64_t ntasks, int nchunks) {
+  if (c >= nchunks) return ntasks;
+  if (!split.moved || ntasks == nchunks) return ntasks * c / nchunks;
+  int64_t s = (int64_t)(split.cum[c] * (double)ntasks + 0.5);
+  return s < ntasks ? s : ntasks;
 }
 
 void fnn_parallel_split(FnnTask task, void *ctx) {
@@ -322,8 +345,8 @@ void fnn_parallel(FnnTask task, void *ctx, int64_t ntasks) {
     P.finished[c].busy_ns = 0;
   }
   for (int c = 0; c < nchunks; c++) {
-    atomic_store(&P.chunk[c].end, ntasks * (c + 1) / nchunks);
-    atomic_store(&P.chunk[c].next, (uint64_t)gen << 32 | (uint64_t)(ntasks * c / nchunks));
+    atomic_store(&P.chunk[c].end, chunk_start(c + 1, ntasks, nchunks));
+    atomic_store(&P.chunk[c].next, (uint64_t)gen << 32 | (uint64_t)chunk_start(c, ntasks, nchunks));
   }
   atomic_store_explicit(&P.call.task, task, memory_order_relaxed);
   atomic_store_explicit(&P.call.ctx, ctx, memory_order_relaxed);

@@ -115,6 +115,11 @@ void rt_prof_print(void *prof, const char *const *entry, const char *const *name
     fprintf(stderr, "profile: %s: %.1f us per call from the fastest call of each kernel; outside kernels: "
                     "%.1f ms before the first kernel, %.1f ms between kernels\n",
             entry[0], fast * 1e6, p->gap[0] * 1e3, between * 1e3);
+  if (fnn_threads() > 1) {
+    fprintf(stderr, "profile: the threads' shares of the kernels split one block per thread at the end:");
+    for (int t = 0; t < fnn_threads(); t++) fprintf(stderr, " %.3f", fnn_split_share(t));
+    fprintf(stderr, " (moved %lld times)\n", (long long)fnn_split_moves());
+  }
   free(order);
 }
 

@@ -48,9 +48,10 @@ echo "mlp: one epoch identical for 1 and 3 threads: $(tail -n1 "$tmp/epoch.1.cut
 
 # The threads' shares of the kernels split one block per thread (the MLP's
 # dense layers, weight gradients and update) move with the threads' measured
-# speeds; fixed skewed shares (FNNC_SPLIT_WEIGHTS) must give the same results
-# as one thread, and a malformed value is an error.
-for m in mlp:60 odd_widths:30; do
+# speeds, and so do the first tasks each thread takes of the other kernels
+# (the CNN's); fixed skewed shares (FNNC_SPLIT_WEIGHTS) must give the same
+# results as one thread, and a malformed value is an error.
+for m in mlp:60 mnist:12 odd_widths:30; do
 	model=${m%%:*}
 	for w in 2:1,3 2:5,1 3:1,2,6; do
 		t=${w%%:*}
