@@ -1005,6 +1005,7 @@ Jit *jit_new(void) {
   } hostsyms[] = {{"fnn_parallel", (void *)&fnn_parallel},
                   {"fnn_parallel_split", (void *)&fnn_parallel_split},
                   {"fnn_split_at", (void *)&fnn_split_at},
+                  {"fnn_split_block", (void *)&fnn_split_block},
                   {"fnn_prof_begin", (void *)&fnn_prof_begin},
                   {"fnn_prof_end", (void *)&fnn_prof_end},
                   {"fnn_threads", (void *)&fnn_threads},

@@ -534,13 +534,17 @@ static LLVMValueRef threads(Emit *e) {
 
 static LLVMValueRef block_size(Emit *e, LLVMValueRef count, LLVMValueRef parts, int64_t align, LLVMValueRef *ntasks);
 
-// Where thread t's block of `count` (in multiples of align) starts: the
-// pool's balanced shares (fnn_split_at, pool.c).
-static LLVMValueRef split_at(Emit *e, LLVMValueRef t, int64_t count, int64_t align) {
-  LLVMTypeRef pp[3] = {e->i64, e->i64, e->i64};
-  LLVMTypeRef ty = LLVMFunctionType(e->i64, pp, 3, 0);
-  LLVMValueRef args[3] = {t, cg_i64(e, count), cg_i64(e, align)};
-  return LLVMBuildCall2(B(e), ty, runtime_fn(e, "fnn_split_at", ty), args, 3, "");
+// Thread t's block [*lo, *hi) of `count` (in multiples of align), each unit
+// `weight` elements: cut at the pool's balanced shares (fnn_split_at), which
+// also learns how much work the block is (fnn_split_block, pool.c).
+static void split_block(Emit *e, LLVMValueRef t, int64_t count, int64_t align, int64_t weight, LLVMValueRef *lo,
+                        LLVMValueRef *hi) {
+  LLVMTypeRef pp[4] = {e->i64, e->i64, e->i64, e->i64};
+  LLVMTypeRef bty = LLVMFunctionType(e->i64, pp, 4, 0), aty = LLVMFunctionType(e->i64, pp, 3, 0);
+  LLVMValueRef args[4] = {t, cg_i64(e, count), cg_i64(e, align), cg_i64(e, weight)};
+  *lo = LLVMBuildCall2(B(e), bty, runtime_fn(e, "fnn_split_block", bty), args, 4, "");
+  args[0] = LLVMBuildAdd(B(e), t, cg_i64(e, 1), "");
+  *hi = LLVMBuildCall2(B(e), aty, runtime_fn(e, "fnn_split_at", aty), args, 3, "");
 }
 
 // Task t of the optimizer's update over a run of the parameter slab: block t
@@ -560,8 +564,8 @@ static void update_segments(Emit *e, Program *p, Kernel *k, LLVMValueRef kfn, LL
     Param *pa = &g->params[i];
     if (pa->offset < off0 || pa->offset >= off0 + len) continue;
     int64_t rows = pa->shape.rank ? pa->shape.d[0] : 1, width = shape_numel(pa->shape) / (rows ? rows : 1);
-    LLVMValueRef r0 = split_at(e, t, rows, split_align(rows));
-    LLVMValueRef r1 = split_at(e, LLVMBuildAdd(B(e), t, cg_i64(e, 1), ""), rows, split_align(rows));
+    LLVMValueRef r0, r1;
+    split_block(e, t, rows, split_align(rows), width, &r0, &r1);
     LLVMValueRef base = cg_i64(e, pa->offset - off0), w = cg_i64(e, width);
     call_kernel(e, k, kfn, bufs, na, scratch, LLVMBuildAdd(B(e), base, LLVMBuildMul(B(e), r0, w, ""), ""),
                 LLVMBuildAdd(B(e), base, LLVMBuildMul(B(e), r1, w, ""), ""));
@@ -622,8 +626,8 @@ static void call_parallel(Emit *e, Program *p, Kernel *k, LLVMValueRef kfn, Valu
     update_segments(&te, p, k, kfn, tb, na, scratch, t);
   } else if (k->split == SPLIT_OUT || k->split == SPLIT_COLS) {
     int64_t lim = k->shape.d[k->split == SPLIT_OUT ? 0 : k->shape.rank - 1];
-    LLVMValueRef lo = split_at(&te, t, lim, k->align);
-    LLVMValueRef hi = split_at(&te, LLVMBuildAdd(B(e), t, cg_i64(&te, 1), ""), lim, k->align);
+    LLVMValueRef lo, hi;
+    split_block(&te, t, lim, k->align, 1, &lo, &hi);
     call_kernel(&te, k, kfn, tb, na, scratch, lo, hi);
   } else {
     LLVMValueRef trows = tb[na + 2];
@@ -647,7 +651,7 @@ static void call_parallel(Emit *e, Program *p, Kernel *k, LLVMValueRef kfn, Valu
   switch (k->split) {
   case SPLIT_PARAMS:
   case SPLIT_COLS:
-  case SPLIT_OUT: break;  // one block per thread, cut at the pool's shares (split_at)
+  case SPLIT_OUT: break;  // one block per thread, cut at the pool's shares (split_block)
   case SPLIT_ROWS:
     if (part) {
       rows = cg_i64(e, part);

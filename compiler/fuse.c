@@ -567,12 +567,15 @@ enum { SERIAL_WORK = 1 << 18 };
 // elementwise epilogues on the output's own elements go along (no sums over
 // the batch, which would need the other rows).
 //
-// The input gradient of such a layer's input, g . W, splits its columns the
-// same way when the layer before was split by its outputs (its activation's
-// mask, read in the epilogue, comes from a kernel split by columns): each
-// thread then computes the gradient of the outputs it computed, which its
-// block of that layer's weight gradient reads; split by rows, half of it
-// would cross to the other core. Blocks are whole register tiles.
+// The input gradient of such a layer's input, g . W, splits its columns too
+// when the layer before was split by its outputs (its activation's mask, read
+// in the epilogue, comes from a kernel split by columns): each thread then
+// computes the gradient of the outputs it computed, which its block of that
+// layer's weight gradient reads; split by rows, half of it would cross to the
+// other core. Its blocks are whole register tiles (64 columns) where the
+// layer's are multiples of 16, so the blocks match where the cut falls on a
+// multiple of 64 (two threads at equal shares) and differ by a few columns
+// otherwise: only where the data lives is at stake.
 static bool split_columns(Fuser *f, Kernel *k) {
   Value *a = k->anchor;
   if (!a || a->op != OP_matmul || a->ia[0] || a->shape.rank != 2 || shape_batched(a->in[1]->shape)) return false;

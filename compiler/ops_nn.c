@@ -134,6 +134,7 @@ LLVMValueRef emit_matmul(Emit *e, Value *v, LLVMValueRef *in) {
     Gemm g = {.M = mr, .N = N, .K = K, .a = cg_gep(e, e->f32, abase, MUL(e, i0, ars)), .ars = ars,
               .acs = acs, .b = bptr, .ldb = N, .c = rows, .ldc = N, .m_valid = left, .mr = mr, .nv = nv};
     if (e->k->split == SPLIT_COLS) {  // this call's columns [lo, hi): whole tiles (fuse.c, split_columns)
+      if (N % (16 * nv) || e->k->align % (16 * nv)) die("%s: column blocks of %lld are not whole tiles", e->k->name, (long long)e->k->align);
       g.b = cg_gep(e, e->f32, bptr, e->lo);
       g.c = cg_gep(e, e->f32, rows, e->lo);
       g.n_valid = LLVMBuildSub(B(e), e->hi, e->lo, "");

@@ -65,6 +65,9 @@ void fnn_parallel(FnnTask task, void *ctx, int64_t ntasks);
 // the ends). Every kernel cuts at the same fractions, so a thread keeps its rows.
 void fnn_parallel_split(FnnTask task, void *ctx);
 int64_t fnn_split_at(int64_t t, int64_t count, int64_t align);
+// fnn_split_at(t, ...), with the block up to fnn_split_at(t + 1, ...) noted
+// as task t's work (weight: elements per unit of count) for the balancing.
+int64_t fnn_split_block(int64_t t, int64_t count, int64_t align, int64_t weight);
 double fnn_split_share(int t);  // thread t's share now
 int64_t fnn_split_moves(void);  // times the shares moved since the thread count was set
 void fnn_set_threads(int n);  // 1..64; starts or resizes the pool

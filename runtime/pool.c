@@ -37,7 +37,8 @@ typedef struct {
 } Chunk;
 typedef struct {
   _Alignas(64) _Atomic int64_t n;
-  int64_t busy_ns;  // time in the tasks of the current call (written before n)
+  int64_t busy_ns;  // fnn_parallel_split: time in this thread's task (written before n)
+  double units;     // fnn_parallel_split: the work of task [this index]'s blocks (fnn_split_block)
 } Finished;
 
 // The current call: written by the caller, then published with its
@@ -85,9 +86,7 @@ static void run_chunk(uint32_t gen, FnnTask task, void *ctx, int c, int64_t tid)
     uint64_t v = atomic_load(&ch->next);
     if ((uint32_t)(v >> 32) != gen || (int64_t)(v & 0xffffffffu) >= atomic_load(&ch->end)) return;
     if (!atomic_compare_exchange_weak(&ch->next, &v, v + 1)) continue;
-    int64_t t0 = now_ns();
     task(ctx, (int64_t)(v & 0xffffffffu), tid);
-    P.finished[tid].busy_ns += now_ns() - t0;
     atomic_store_explicit(&P.finished[tid].n, atomic_load_explicit(&P.finished[tid].n, memory_order_relaxed) + 1,
                           memory_order_release);
   }
@@ -166,29 +165,25 @@ static void *worker(void *arg) {
 // measured costs have stayed apart for a whole window of calls, and the rows
 // that change threads then move once.
 //
-enum { SPLIT_WINDOW = 128 };  // calls per estimate
-#define SPLIT_MOVE 0.03       // shares move (halfway) when one is this far from its target
+enum { SPLIT_WINDOW = 128 };      // calls per estimate
+enum { SPLIT_MIN_NS = 20000 };    // calls whose blocks take less are not counted
+#define SPLIT_MOVE 0.02       // shares move when one is this far from its target
 static struct {
   double cum[MAX_THREADS + 1];             // cum[0] = 0 <= ... <= cum[nthreads] = 1
   double cost[MAX_THREADS][SPLIT_WINDOW];  // per thread, per call: time per share, over the mean
   int ncost;
-  bool fixed;  // FNNC_SPLIT_WEIGHTS set the shares
-  bool moved;  // the shares are not the equal ones
-  int64_t moves;  // times the shares moved
+  bool fixed;      // FNNC_SPLIT_WEIGHTS set the shares
+  int64_t moves;   // times the shares moved
+  FnnTask task;    // the current split call's task and context (timed_task)
+  void *ctx;
 } split;
 
-static void split_equal(int n) {
-  for (int t = 0; t <= n; t++) split.cum[t] = (double)t / n;
-  split.ncost = 0;
-  split.moved = false;
-  split.moves = 0;
-}
-
 // FNNC_SPLIT_WEIGHTS=w0,w1,...: fixed shares in these proportions (one positive
-// weight per thread; for tests and experiments). Anything else in it is an error.
-static void split_weights_from_env(int n) {
+// weight per thread; for tests and experiments), as cumulative fractions in
+// cum[0..n]; false if it is unset. Anything else in it is an error.
+static bool split_weights_from_env(int n, double *cum) {
   const char *s = getenv("FNNC_SPLIT_WEIGHTS");
-  if (!s) return;
+  if (!s) return false;
   double w[MAX_THREADS], sum = 0;
   int k = 0;
   for (const char *p = s;; p++) {
@@ -207,9 +202,9 @@ static void split_weights_from_env(int n) {
     exit(1);
   }
   double c = 0;
-  for (int t = 0; t < n; t++) split.cum[t] = c / sum, c += w[t];
-  split.cum[n] = 1;
-  split.fixed = split.moved = true;
+  for (int t = 0; t < n; t++) cum[t] = c / sum, c += w[t];
+  cum[n] = 1;
+  return true;
 }
 
 int64_t fnn_split_at(int64_t t, int64_t count, int64_t align) {
@@ -217,6 +212,16 @@ int64_t fnn_split_at(int64_t t, int64_t count, int64_t align) {
   if (t >= P.nthreads) return count;
   int64_t b = (int64_t)(split.cum[t] * (double)count / (double)align + 0.5) * align;
   return b < count ? b : count;
+}
+
+// Task t's block, noted as the work its thread did: blocks are whole multiples
+// of align, so a thread's part of a small extent can be far from its share
+// (4 of 10 rows at an equal share), and the cost per unit of work is what the
+// balancing compares.
+int64_t fnn_split_block(int64_t t, int64_t count, int64_t align, int64_t weight) {
+  int64_t lo = fnn_split_at(t, count, align), hi = fnn_split_at(t + 1, count, align);
+  if (t >= 0 && t < MAX_THREADS) P.finished[t].units += (double)((hi - lo) * weight);
+  return lo;
 }
 
 int64_t fnn_split_moves(void) { return split.moves; }
@@ -228,15 +233,18 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 // After a split call in which every thread ran its own block: each thread's
-// time per unit of share, over the mean of the threads'. A window of these
-// gives each thread's median cost; if one share is SPLIT_MOVE or more away
-// from 1/cost (normalised), the shares move halfway there.
+// time per unit of the work its blocks were, over the mean of the threads'. A
+// window of these gives each thread's median cost; if one share is SPLIT_MOVE
+// or more away from 1/cost (normalised), the shares move there. Short calls
+// do not count: a task's fixed costs (the call, a few cuts) weigh more per
+// unit on the thread with less work, which would then look slower and get
+// less still.
 static void split_observe(int n) {
   double c[MAX_THREADS], mean = 0;
   for (int t = 0; t < n; t++) {
-    double share = split.cum[t + 1] - split.cum[t];
-    if (atomic_load(&P.finished[t].n) != 1 || share <= 0 || P.finished[t].busy_ns <= 0) return;
-    c[t] = (double)P.finished[t].busy_ns / share;
+    const Finished *f = &P.finished[t];
+    if (atomic_load(&f->n) != 1 || f->units <= 0 || f->busy_ns < SPLIT_MIN_NS) return;
+    c[t] = (double)f->busy_ns / f->units;
     mean += c[t] / n;
   }
   for (int t = 0; t < n; t++) split.cost[t][split.ncost] = c[t] / mean;
@@ -254,7 +262,6 @@ static void split_observe(int n) {
     target[t] /= sum;
     if (target[t] < 0.25 / n) target[t] = 0.25 / n;  // a stalled thread keeps some rows
     move |= fabs(target[t] - share) >= SPLIT_MOVE;
-    target[t] = (share + target[t]) / 2;  // halfway: one noisy window moves little
   }
   if (!move) return;
   sum = 0;
@@ -262,9 +269,7 @@ static void split_observe(int n) {
   double acc = 0;
   for (int t = 0; t < n; t++) split.cum[t] = acc / sum, acc += target[t];
   split.cum[n] = 1;
-  split.moved = true;
   split.moves++;
-  if (getenv("FNN_SPLIT_DEBUG")) fprintf(stderr, "split: %.3f\n", split.cum[1]);
 }
 
 // Where chunk c of a call's tasks starts. A call of one task per thread
@@ -274,15 +279,28 @@ static void split_observe(int n) {
 // rows to another core).
 static int64_t chunk_start(int c, int64_t ntasks, int nchunks) {
   if (c >= nchunks) return ntasks;
-  if (!split.moved || ntasks == nchunks) return ntasks * c / nchunks;
+  if (ntasks == nchunks) return c;
   int64_t s = (int64_t)(split.cum[c] * (double)ntasks + 0.5);
   return s < ntasks ? s : ntasks;
 }
 
+// A split call's task, timed for split_observe.
+static void timed_task(void *unused, int64_t t, int64_t tid) {
+  (void)unused;
+  int64_t t0 = now_ns();
+  split.task(split.ctx, t, tid);
+  P.finished[tid].busy_ns += now_ns() - t0;
+}
+
 void fnn_parallel_split(FnnTask task, void *ctx) {
   int n = P.nthreads;
-  fnn_parallel(task, ctx, n);
-  if (n > 1 && !split.fixed) split_observe(n);
+  if (n <= 1 || split.fixed) {
+    fnn_parallel(task, ctx, n);
+    return;
+  }
+  split.task = task, split.ctx = ctx;  // (published with the call)
+  fnn_parallel(timed_task, NULL, n);
+  split_observe(n);
 }
 
 int fnn_threads(void) { return P.nthreads; }
@@ -290,6 +308,9 @@ int fnn_threads(void) { return P.nthreads; }
 void fnn_set_threads(int n) {
   if (n < 1) n = 1;
   if (n > MAX_THREADS) n = MAX_THREADS;
+  int want = n;
+  double cum[MAX_THREADS + 1];
+  bool fixed = split_weights_from_env(n, cum);
   pthread_mutex_lock(&P.mu);
   while (P.started < n - 1) {
     pthread_t th;
@@ -308,9 +329,11 @@ void fnn_set_threads(int n) {
     P.started++;
   }
   P.nthreads = n;
-  split.fixed = false;
-  split_equal(n);
-  split_weights_from_env(n);
+  // Equal shares to start with, or the fixed ones (if every thread started).
+  split.fixed = fixed && n == want;
+  for (int t = 0; t <= n; t++) split.cum[t] = split.fixed ? cum[t] : (double)t / n;
+  split.ncost = 0;
+  split.moves = 0;
   pthread_cond_broadcast(&P.resize);
   pthread_mutex_unlock(&P.mu);
 }
@@ -343,6 +366,7 @@ void fnn_parallel(FnnTask task, void *ctx, int64_t ntasks) {
     atomic_store(&P.chunk[c].next, (uint64_t)gen << 32 | 0xffffffffu);
     atomic_store(&P.finished[c].n, 0);
     P.finished[c].busy_ns = 0;
+    P.finished[c].units = 0;
   }
   for (int c = 0; c < nchunks; c++) {
     atomic_store(&P.chunk[c].end, chunk_start(c + 1, ntasks, nchunks));

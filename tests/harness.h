@@ -28,6 +28,7 @@ void fnn_parallel(FnnTask task, void *ctx, int64_t ntasks) {
   for (int64_t i = 0; i < ntasks; i++) task(ctx, i, 0);
 }
 void fnn_parallel_split(FnnTask task, void *ctx) { task(ctx, 0, 0); }
+int64_t fnn_split_block(int64_t t, int64_t count, int64_t align, int64_t weight) { return t <= 0 ? 0 : count; }
 int64_t fnn_split_at(int64_t t, int64_t count, int64_t align) { return t <= 0 ? 0 : count; }
 int fnn_threads(void) { return 1; }
 void fnn_sum_slots(float *out, const float *part, int64_t stride, int64_t n, int64_t ntasks) {
