@@ -90,40 +90,36 @@ else
 	fail batch_bytes_normalised "tests/runtime/batch_bytes.c did not compile"
 fi
 
+# pool_case SRC NAME TSAN_NAME: SRC (a program that prints "ok:") built
+# against the runtime and run as NAME, then built with pool.c alone under
+# ThreadSanitizer and run as TSAN_NAME.
+pool_case() {
+	# shellcheck disable=SC2086
+	if cc $CFLAGS "$1" $LIB -lz -lm -lpthread -o "$T/$2" 2>"$T/err"; then
+		expect "$2" 0 "ok:" "$T/$2"
+	else
+		fail "$2" "$1 did not compile"
+	fi
+	if cc -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror -O1 -g -fsanitize=thread -Iruntime \
+		"$1" runtime/pool.c -lm -lpthread -o "$T/$3" 2>"$T/err"; then
+		expect "$3" 0 "ok:" env TSAN_OPTIONS=halt_on_error=1 "$T/$3"
+	else
+		fail "$3" "$1 did not compile with -fsanitize=thread"
+	fi
+}
+
 #
 # The thread pool: every task of every call exactly once, with the workers
 # polling or asleep, every worker taking part, over changing thread counts;
 # and again under ThreadSanitizer (pool.c from source; a smoke test of the
 # tasks' data hand-over, see pool_stress.c).
-#
-# shellcheck disable=SC2086
-if cc $CFLAGS tests/runtime/pool_stress.c $LIB -lz -lm -lpthread -o "$T/pool" 2>"$T/err"; then
-	expect pool_every_task_once 0 "ok:" "$T/pool"
-else
-	fail pool_every_task_once "tests/runtime/pool_stress.c did not compile"
-fi
-if cc -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror -O1 -g -fsanitize=thread -Iruntime \
-	tests/runtime/pool_stress.c runtime/pool.c -lm -lpthread -o "$T/pool_tsan" 2>"$T/err"; then
-	expect pool_no_data_race 0 "ok:" env TSAN_OPTIONS=halt_on_error=1 "$T/pool_tsan"
-else
-	fail pool_no_data_race "tests/runtime/pool_stress.c did not compile with -fsanitize=thread"
-fi
+pool_case tests/runtime/pool_stress.c pool_every_task_once pool_no_data_race
 
 # The balanced shares of one-block-per-thread kernels (pool_split.c): the
-# cuts, balancing towards a slower thread, fixed weights; and the same under
-# ThreadSanitizer (the threads' task times are handed to the caller).
-# shellcheck disable=SC2086
-if cc $CFLAGS tests/runtime/pool_split.c $LIB -lz -lm -lpthread -o "$T/pool_split" 2>"$T/err"; then
-	expect pool_balanced_shares 0 "ok:" "$T/pool_split"
-else
-	fail pool_balanced_shares "tests/runtime/pool_split.c did not compile"
-fi
-if cc -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror -O1 -g -fsanitize=thread -Iruntime \
-	tests/runtime/pool_split.c runtime/pool.c -lm -lpthread -o "$T/pool_split_tsan" 2>"$T/err"; then
-	expect pool_shares_no_data_race 0 "ok:" env TSAN_OPTIONS=halt_on_error=1 "$T/pool_split_tsan"
-else
-	fail pool_shares_no_data_race "tests/runtime/pool_split.c did not compile with -fsanitize=thread"
-fi
+# cuts, balancing towards a slower thread, equal shares kept for uneven
+# blocks, fixed weights; and the same under ThreadSanitizer (the threads'
+# task times and work are handed to the caller).
+pool_case tests/runtime/pool_split.c pool_balanced_shares pool_shares_no_data_race
 
 #
 # Flags
