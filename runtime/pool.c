@@ -170,7 +170,7 @@ enum { SPLIT_MIN_NS = 20000 };    // calls whose blocks take less are not counte
 #define SPLIT_MOVE 0.02       // shares move when one is this far from its target
 static struct {
   double cum[MAX_THREADS + 1];             // cum[0] = 0 <= ... <= cum[nthreads] = 1
-  double cost[MAX_THREADS][SPLIT_WINDOW];  // per thread, per call: time per share, over the mean
+  double cost[MAX_THREADS][SPLIT_WINDOW];  // per thread, per call: time per unit of work, over the mean
   int ncost;
   bool fixed;      // FNNC_SPLIT_WEIGHTS set the shares
   int64_t moves;   // times the shares moved
