@@ -10,6 +10,6 @@ void fnn_eval_step(FnnArgs *args);
 void fnn_grad_step(FnnArgs *args) __attribute__((weak));
 
 int main(int argc, char **argv) {
-  FnnModel m = {fnn_desc, fnn_train_step, fnn_eval_step, fnn_grad_step};
+  FnnModel m = {fnn_desc, fnn_train_step, fnn_eval_step, fnn_grad_step, 0};
   return fnn_main(&m, argc, argv);
 }

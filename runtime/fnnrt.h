@@ -89,6 +89,8 @@ typedef struct {
   FnnEntry train_step;  // forward, loss, backward, optimizer update
   FnnEntry eval_step;   // forward, loss, correct count
   FnnEntry grad_step;   // forward, loss, backward; gradients to args->grads
+  void (*ready)(void);  // or NULL: called before training starts its clocks (fnnc run: waits
+                        // for the training step's compilation, which is not training time)
 } FnnModel;
 
 // The trainer's main: parses the trainer flags, then trains / evaluates.

@@ -1718,6 +1718,7 @@ int fnn_main(const FnnModel *m, int argc, char **argv) {
   int64_t step = pr.step;
   int warned = 0;
   float hyper[FNN_HYP_COUNT];
+  if (m->ready) m->ready();
   double t_start = rt_now();
   double iv_sum = 0, iv_t = t_start;  // --log-every: the loss and start of the current interval
   int64_t iv_rows = 0;

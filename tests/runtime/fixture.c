@@ -18,6 +18,8 @@
 //   nodata   the linear model without data sources
 //   bad      a malformed descriptor (std 0 on line 10)
 // FIXTURE_BUG=sign|factor|swap in the environment makes grad_step wrong (for check).
+// A training step before the model's ready hook ran (or after it ran twice)
+// exits with status 3.
 #include "fnnrt.h"
 
 #include <math.h>
@@ -139,7 +141,16 @@ static void run(FnnArgs *a, int grad) {
   }
 }
 
+// The runtime must call the model's ready hook once, before the first
+// training step (fnnc run waits there for its compiled step).
+static int readies;
+static void ready(void) { readies++; }
+
 static void train_step(FnnArgs *a) {
+  if (readies != 1) {
+    fprintf(stderr, "fixture: a training step after %d calls of ready()\n", readies);
+    exit(3);
+  }
   run(a, 1);
   float lr = a->hyper[FNN_HYP_LR];
   for (int64_t i = 0; i < G.nparam; i++) a->params[i] -= lr * a->grads[i];
@@ -214,7 +225,7 @@ int main(int argc, char **argv) {
            "end\n",
            model, input, target, (long long)G.K, !strcmp(model, "bad") ? "0.1 0" : norm, data, params,
            (long long)G.nparam, (long long)(G.H + G.K));
-  FnnModel m = {desc, train_step, eval_step, grad_step};
+  FnnModel m = {desc, train_step, eval_step, grad_step, ready};
   argv[2] = argv[0];  // the trainer sees "fixture [flags]"
   if (!strcmp(mode, "run")) return fnn_main(&m, argc - 2, argv + 2);
   if (!strcmp(mode, "check")) return fnn_check(&m, argc - 2, argv + 2);
