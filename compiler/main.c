@@ -249,7 +249,7 @@ int main(int argc, char **argv) {
   lap("LLVM IR emission", &t);
   if (jit_add_module(jit, cg.mod)) return 1;
   lap("LLVM IR checked and cut into parts", &t);
-  FnnModel m = {desc, NULL, NULL, NULL, NULL};
+  FnnModel m = {.desc = desc};
   FnnEntry *slot[ENTRY_COUNT] = {&m.train_step, &m.eval_step, &m.grad_step};
   bool training = !strcmp(cmd, "run");
   if (training) {

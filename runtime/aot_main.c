@@ -10,6 +10,9 @@ void fnn_eval_step(FnnArgs *args);
 void fnn_grad_step(FnnArgs *args) __attribute__((weak));
 
 int main(int argc, char **argv) {
-  FnnModel m = {fnn_desc, fnn_train_step, fnn_eval_step, fnn_grad_step, 0};
+  FnnModel m = {.desc = fnn_desc,
+                .train_step = fnn_train_step,
+                .eval_step = fnn_eval_step,
+                .grad_step = fnn_grad_step};
   return fnn_main(&m, argc, argv);
 }

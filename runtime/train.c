@@ -1813,6 +1813,7 @@ int fnn_main(const FnnModel *m, int argc, char **argv) {
     double rate = t_train > 0 ? (double)(seen - seen0) / t_train : 0;
     double train_loss = loss_sum / (double)seen;
     EvalResult ev = no_eval, vv = no_eval;
+    double t_eval = rt_now();
     if (ds.val) vv = evaluate(r, &a, ds.val, o.batch, x, yf, idx, out, NULL);
     if (ds.test) ev = evaluate(r, &a, ds.test, o.batch, x, yf, idx, out, NULL);
     bar_clear(&bar);
@@ -1827,7 +1828,7 @@ int fnn_main(const FnnModel *m, int argc, char **argv) {
     double e = (double)ep;
     log_row(logf, r, val, e, step, train_loss, ev, vv, rate, now - t_start);
     if (o.plot) curves_add(&curves, e, 0, train_loss, ev, vv, r->classify);
-    iv_t += rt_now() - now;  // evaluation time is not training time
+    iv_t += rt_now() - t_eval;  // evaluation (and logging) time is not training time
     if (stopped || (o.steps >= 0 && step >= o.steps)) break;
   }
   sigaction(SIGINT, &old_int, NULL);

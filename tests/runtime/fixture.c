@@ -225,7 +225,7 @@ int main(int argc, char **argv) {
            "end\n",
            model, input, target, (long long)G.K, !strcmp(model, "bad") ? "0.1 0" : norm, data, params,
            (long long)G.nparam, (long long)(G.H + G.K));
-  FnnModel m = {desc, train_step, eval_step, grad_step, ready};
+  FnnModel m = {.desc = desc, .train_step = train_step, .eval_step = eval_step, .grad_step = grad_step, .ready = ready};
   argv[2] = argv[0];  // the trainer sees "fixture [flags]"
   if (!strcmp(mode, "run")) return fnn_main(&m, argc - 2, argv + 2);
   if (!strcmp(mode, "check")) return fnn_check(&m, argc - 2, argv + 2);
