@@ -639,13 +639,14 @@ static void call_parallel(Emit *e, Program *p, Kernel *k, LLVMValueRef kfn, Valu
 
   // The call: fill the context, run the tasks. Batch rows of a kernel that
   // reduces over them go in fixed tasks of kernel_partials rows (the
-  // reductions are partials, added in task order). Output columns of x . W^T,
-  // output rows of a weight gradient (every task packs its operand), rows of
-  // each parameter in the update: one block per thread, whole multiples of
-  // `align`, cut at the shares the pool balances (fnn_parallel_split). Batch rows that nothing adds up: about TASKS_PER_THREAD blocks
-  // per thread, whole register tiles, so that a thread another process holds
-  // up leaves its share to the others. Splitting what nothing adds up changes
-  // no result.
+  // reductions are partials, added in task order). Output columns of a
+  // dense layer (or of its input gradient), output rows of a weight gradient
+  // (every task packs its operand), rows of each parameter in the update: one
+  // block per thread, whole multiples of `align`, cut at the shares the pool
+  // balances (fnn_parallel_split). Batch rows that nothing adds up: about
+  // TASKS_PER_THREAD blocks per thread, whole register tiles, so that a thread
+  // another process holds up leaves its share to the others. Splitting what
+  // nothing adds up changes no result.
   LLVMValueRef rows = cg_i64(e, 0), ntasks = NULL;
   int part = kernel_partials(k);
   switch (k->split) {

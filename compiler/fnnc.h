@@ -529,7 +529,8 @@ typedef enum {
                  // multiples of `align` rows
   SPLIT_COLS,    // one block of the output's columns (last axis) per thread, over the whole
                  // batch, a multiple of `align` wide: x . W^T reads only its thread's rows of
-                 // W, the ones its weight gradient computes
+                 // W, the ones its weight gradient computes; g . W computes the gradient of
+                 // the outputs its thread computed in the layer before (fuse.c, split_columns)
   SPLIT_OUT,     // one block of the output's first axis per thread, a multiple of `align`:
                  // weight gradients contract the whole batch for their rows; the update loop
                  // over the parameter slab; nothing needs combining
@@ -537,6 +538,9 @@ typedef enum {
                  // block t of each parameter's rows (split_align), the rows its thread
                  // computed the gradient of and reads in x . W^T
 } Split;
+// COLS, OUT and PARAMS blocks are cut at the shares the pool balances between
+// the threads (fnn_split_block, runtime/pool.c), the same fractions for every
+// such kernel.
 
 typedef struct {
   int id;

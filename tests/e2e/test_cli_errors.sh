@@ -18,9 +18,8 @@ ntest=0
 expect_ok() {
 	want=$1
 	shift
-	if ! run_status 0 "$@"; then
-		:
-	elif [ -n "$want" ] && ! grep -qF -- "$want" "$tmp/out"; then
+	run_status 0 "$@" || return
+	if [ -n "$want" ] && ! grep -qF -- "$want" "$tmp/out"; then
 		problem "'$*': expected '$want' on stdout, found: $(head -c 300 "$tmp/out")"
 	elif [ -s "$tmp/err" ]; then
 		problem "'$*': expected nothing on stderr, found: $(head -c 300 "$tmp/err")"
