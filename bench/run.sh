@@ -45,6 +45,8 @@ FNNC=bin/fnnc
 T_START=$(date +%s%N)
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 mkdir -p "$OUT"
+# Compilations are cold unless a figure says otherwise: no compile cache.
+export FNNC_CACHE=off
 rm -f "$OUT"/*.csv "$OUT"/*.rss "$OUT"/*.err
 
 say() { echo "bench [$(awk -v a="$T_START" -v b="$(date +%s%N)" 'BEGIN { printf "%4.0fs", (b - a) / 1e9 }')]: $*" >&2; }
@@ -117,6 +119,8 @@ CORES0=$(cores_line)
 # optimising the parts, generating code) for the training step. A run takes
 # a fraction of a second and the machine's speed drifts, so there are at
 # least 9 runs, and the range is printed with the median.
+# Every compile here is cold (FNNC_CACHE=off, set at the top), as the first
+# compilation of a model is; the warm figure (the compile cache) comes after.
 CRUNS=$RUNS
 [ "$CRUNS" -ge 9 ] || CRUNS=9
 for m in mnist mlp; do
@@ -140,6 +144,26 @@ for m in mnist mlp; do
     fi
   done
 done
+# The same with the compile cache: one run fills it, CRUNS runs read it.
+rm -rf "$OUT/cache"
+for m in mnist mlp; do
+  say "compile time from the compile cache: fnnc run models/$m.fnn --steps 0 (x$CRUNS)"
+  : >"$OUT/compile_${m}_warm.txt"
+  FNNC_CACHE="$OUT/cache" "$FNNC" run "models/$m.fnn" --steps 0 >/dev/null 2>&1
+  i=0
+  while [ $i -lt "$CRUNS" ]; do
+    i=$((i + 1))
+    t0=$(now_ns)
+    FNNC_CACHE="$OUT/cache" "$FNNC" run "models/$m.fnn" --steps 0 >/dev/null 2>&1 &&
+      awk -v a="$t0" -v b="$(now_ns)" 'BEGIN { print (b - a) / 1e9 }' >>"$OUT/compile_${m}_warm.txt"
+  done
+done
+# warm_line MODEL: "W s wall (LO-HI)"
+warm_line() {
+  f=$OUT/compile_${1}_warm.txt
+  echo "$(fmt %.3f "$(median <"$f")") s wall ($(fmt %.3f "$(sort -n "$f" | head -n 1)")-$(fmt %.3f "$(sort -n "$f" | tail -n 1)"))"
+}
+
 # compile_line MODEL: "W s wall, C s CPU (LLVM CPU: optimisation O s, code generation G s)"
 compile_line() {
   w=$(median <"$OUT/compile_$1.txt")
@@ -314,6 +338,7 @@ T_END=$(now_ns)
   echo "compile time (fnnc run MODEL --steps 0, medians of $CRUNS; FNNC_TIME=1 shows every stage):"
   echo "  CNN $(compile_line mnist)"
   echo "  MLP $(compile_line mlp)"
+  echo "  from the compile cache (a second compilation of the same model): CNN $(warm_line mnist), MLP $(warm_line mlp)"
   echo
   echo "training, batch $BATCH, AOT trainer, images/s = median of $RUNS runs (log's images_per_s)"
   printf '%-5s %3s %6s %10s %8s %6s %5s %7s %8s %9s %11s %8s\n' \

@@ -34,6 +34,7 @@
 #include <llvm-c/Support.h>
 #include <llvm-c/Target.h>
 #include <llvm-c/Transforms/PassBuilder.h>
+#include <llvm/Config/llvm-config.h>
 
 extern char **environ;
 
@@ -370,6 +371,9 @@ typedef struct {
   Kind *kind;               // per part
   bool *done;               // per part: compiled and handed over (JIT)
   TmSpec tms;
+  Cache *cache;             // objects of earlier compilations (cache.c); opened on first use
+  char *cache_key;          // what the objects depend on (plan_key)
+  bool cache_opened;
 } Plan;
 
 // Per group (by its first definition): the entry it belongs to, by a walk over
@@ -553,6 +557,8 @@ static Plan *plan_new(LLVMModuleRef m, LLVMTargetMachineRef tm, bool split) {
 
 static void plan_free(Plan *p) {
   if (!p) return;
+  cache_close(p->cache);
+  free(p->cache_key);
   LLVMDisposeMemoryBuffer(p->bc);
   for (int i = 0; i < p->n; i++) free(p->name[i]);
   free(p->name);
@@ -668,14 +674,45 @@ static double thread_seconds(void) {
   return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
+// What a plan's objects depend on, for the compile cache: this fnnc (its
+// version and the identity of its executable, which changes with every
+// build), LLVM's version and options, the target machine, the pipelines and
+// code generation levels, the cut into parts, and the module's bitcode.
+// *len gets the length (the key holds NUL bytes).
+static char *plan_key(const Plan *p, size_t *len) {
+  struct stat exe;
+  if (stat("/proc/self/exe", &exe)) return NULL;  // no way to tell one fnnc build from another
+  const char *llvm_args = getenv("FNNC_LLVM_ARGS");
+  char *head = arena_printf("fnnc compile cache 1\nfnnc %s, LLVM %s\nexe %llu %llu %lld %lld.%09ld\n"
+                            "target %s %s %s\nllvm args %s\nparts %d, cost %d\n",
+                            FNNC_VERSION, LLVM_VERSION_STRING, (unsigned long long)exe.st_dev,
+                            (unsigned long long)exe.st_ino, (long long)exe.st_size, (long long)exe.st_mtim.tv_sec,
+                            exe.st_mtim.tv_nsec, p->tms.triple, p->tms.cpu, p->tms.features,
+                            llvm_args ? llvm_args : "", p->nparts, PART_COST);
+  for (int k = 0; k < NKIND; k++)
+    head = arena_printf("%skind %d: level %d, %s\n", head, k, (int)codegen_level[k], pipelines[k]);
+  size_t hlen = strlen(head), olen = (size_t)p->n * sizeof *p->owner, klen = (size_t)p->nparts * sizeof *p->kind;
+  size_t blen = LLVMGetBufferSize(p->bc);
+  *len = hlen + olen + klen + blen;
+  char *key = malloc(*len);
+  if (!key) die("out of memory");
+  memcpy(key, head, hlen);
+  memcpy(key + hlen, p->owner, olen);
+  memcpy(key + hlen + olen, p->kind, klen);
+  memcpy(key + hlen + olen + klen, LLVMGetBufferStart(p->bc), blen);
+  return key;
+}
+
 // One compilation of some parts of a plan.
 typedef struct {
   const Plan *p;
+  Cache *cache;              // NULL: no compile cache
   bool codegen;              // parts become objects (else optimised bitcode)
   LLVMMemoryBufferRef *out;  // per part
   char **err;                // per part: a malloc'ed message on failure
   double *t_opt, *t_cg;      // per part: CPU seconds reading and optimising, and in code generation
   pthread_t *thread;         // per part: the thread that compiled it
+  bool *hit;                 // per part: read from the compile cache
 } Job;
 
 static char *llvm_error_string(LLVMErrorRef e) {
@@ -691,6 +728,15 @@ static void part_worker(void *arg, int part) {
   const Plan *p = job->p;
   job->thread[part] = pthread_self();
   double t0 = thread_seconds();
+  size_t len;
+  void *cached = job->codegen ? cache_get(job->cache, part, &len) : NULL;
+  if (cached) {
+    job->out[part] = LLVMCreateMemoryBufferWithMemoryRangeCopy(cached, len, "fnnc-cache");
+    job->hit[part] = true;
+    free(cached);
+    job->t_opt[part] = thread_seconds() - t0;
+    return;
+  }
   LLVMContextRef ctx = LLVMContextCreate();
   LLVMModuleRef m = NULL;
   const char *err = read_part(ctx, p, part, &m);
@@ -710,6 +756,8 @@ static void part_worker(void *arg, int part) {
       if (LLVMTargetMachineEmitToMemoryBuffer(tm, m, LLVMObjectFile, &msg, &job->out[part])) {
         job->err[part] = xstrdup(msg);
         job->out[part] = NULL;
+      } else {
+        cache_put(job->cache, part, LLVMGetBufferStart(job->out[part]), LLVMGetBufferSize(job->out[part]));
       }
       LLVMDisposeMessage(msg);
       job->t_cg[part] = thread_seconds() - t1;
@@ -759,11 +807,20 @@ static void run_parallel(int n, const int *order, int threads, void (*fn)(void *
 // Compiles the parts with want[part] (all if want is NULL), biggest first, into
 // out[part]: objects, or optimised bitcode if !codegen. On failure reports,
 // frees what was made and returns false.
-static bool plan_compile(const Plan *p, const bool *want, bool codegen, LLVMMemoryBufferRef *out, const char *what) {
+static bool plan_compile(Plan *p, const bool *want, bool codegen, LLVMMemoryBufferRef *out, const char *what) {
   double t0 = stage_start();
   bool explicit_;
   int threads = compile_threads(&explicit_);
-  Job job = {p, codegen, out, NULL, NULL, NULL, NULL};
+  if (codegen && !p->cache_opened) {
+    size_t len = 0;
+    p->cache_opened = true;
+    p->cache_key = plan_key(p, &len);
+    if (p->cache_key) p->cache = cache_open(p->cache_key, len);
+  }
+  int hits0, misses0;
+  cache_counts(p->cache, &hits0, &misses0);
+  Job job = {p, codegen ? p->cache : NULL, codegen, out, NULL, NULL, NULL, NULL, NULL};
+  job.hit = xcalloc((size_t)p->nparts, sizeof *job.hit);
   job.err = xcalloc((size_t)p->nparts, sizeof *job.err);
   job.thread = xcalloc((size_t)p->nparts, sizeof *job.thread);
   job.t_opt = xcalloc((size_t)p->nparts, sizeof *job.t_opt);
@@ -790,8 +847,12 @@ static bool plan_compile(const Plan *p, const bool *want, bool codegen, LLVMMemo
   for (int k = 0; ok && verbose && atoi(verbose) > 1 && k < n; k++) {
     int q = all[k];
     static const char *const kind_name[NKIND] = {"glue", "vector", "loops"};
-    fprintf(stderr, "fnnc:   part %d (%s): cost %lld, optimisation %.1f ms, code generation %.1f ms:", q,
-            kind_name[p->kind[q]], (long long)p->part_size[q], 1e3 * job.t_opt[q], 1e3 * job.t_cg[q]);
+    if (job.hit[q])
+      fprintf(stderr, "fnnc:   part %d (%s): cost %lld, read from the compile cache in %.1f ms:", q,
+              kind_name[p->kind[q]], (long long)p->part_size[q], 1e3 * job.t_opt[q]);
+    else
+      fprintf(stderr, "fnnc:   part %d (%s): cost %lld, optimisation %.1f ms, code generation %.1f ms:", q,
+              kind_name[p->kind[q]], (long long)p->part_size[q], 1e3 * job.t_opt[q], 1e3 * job.t_cg[q]);
     for (int i = 0; i < p->nfn; i++)
       if (p->owner[i] == q) fprintf(stderr, " %s", p->name[i]);
     fprintf(stderr, "\n");
@@ -806,16 +867,21 @@ static bool plan_compile(const Plan *p, const bool *want, bool codegen, LLVMMemo
       if (sum > busiest) busiest = sum;
     }
     char msg[320];
+    int hits, misses;
+    cache_counts(p->cache, &hits, &misses);
+    char cached[64] = "";
+    if (p->cache) snprintf(cached, sizeof cached, ", %d from the compile cache", hits - hits0);
     if (codegen)
       snprintf(msg, sizeof msg,
-               "LLVM optimisation + code generation of %s (%d part%s on %d thread%s; CPU: reading and optimisation "
+               "LLVM optimisation + code generation of %s (%d part%s on %d thread%s%s; CPU: reading and optimisation "
                "%.3f s, code generation %.3f s, busiest thread %.3f s)",
-               what, n, n == 1 ? "" : "s", used, used == 1 ? "" : "s", opt, cg, busiest);
+               what, n, n == 1 ? "" : "s", used, used == 1 ? "" : "s", cached, opt, cg, busiest);
     else
       snprintf(msg, sizeof msg, "LLVM optimisation of %s (%d part%s)", what, n, n == 1 ? "" : "s");
     stage_end(msg, t0);
   }
   free(all);
+  free(job.hit);
   free(job.thread);
   free(job.err);
   free(job.t_opt);

@@ -11,6 +11,7 @@
 //   fuse.c                              IR     -> kernels (groups of IR values)
 //   codegen.c                           kernels-> LLVM module (one function per kernel)
 //   backend.c                           LLVM   -> JIT (ORC LLJIT) or object + link
+//   cache.c                             object code of earlier compilations, on disk
 //   main.c                              the command line
 //
 // Every op lives in one row of ops.h; its shape rule, gradient rule, semantics and
@@ -747,6 +748,20 @@ int jit_prefetch(Jit *j, const char *name);
 int jit_destroy(Jit *j);  // waits for jit_prefetch; 1 if something failed
 // AOT: compiles m (left as it is) and links it with the runtime library into `out`.
 int aot_build(LLVMModuleRef m, LLVMTargetMachineRef tm, const char *out);
+
+//
+// cache.c: the compile cache
+//
+// Object files of earlier compilations, one per part, found by the key of
+// everything they depend on (backend.c's plan_key). Any failure is a miss;
+// NULL (the cache is off or unusable) makes every call a miss or a no-op.
+// The calls for one Cache may come from several threads.
+typedef struct Cache Cache;
+Cache *cache_open(const void *key, size_t keylen);  // keeps the pointer to key
+void *cache_get(Cache *c, int part, size_t *len);    // malloc'ed object, or NULL
+void cache_put(Cache *c, int part, const void *obj, size_t len);
+void cache_counts(const Cache *c, int *hits, int *misses);
+void cache_close(Cache *c);  // drops the least recently used files past FNNC_CACHE_MB
 
 
 #endif

@@ -31,6 +31,10 @@ pass=0
 fail=0
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/fnnc-tests.XXXXXX") || exit 1
 trap 'rm -rf "$tmp"' EXIT
+# The compile cache of this run only: tests never read a user's cache, nor
+# leave anything in it (test_compile_cache.sh tests the cache itself).
+FNNC_CACHE=$tmp/compile-cache
+export FNNC_CACHE
 trap 'exit 130' INT TERM
 logs=build/tests/logs
 mkdir -p "$logs"

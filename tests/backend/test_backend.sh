@@ -34,7 +34,7 @@ build() { # build EXE EXTRA_FLAGS...
 	# shellcheck disable=SC2086
 	$CC -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Wno-unused-parameter -Werror -O1 -g "$@" \
 		$llvm_cflags -Icompiler -Iruntime -Itests -DFNNC_LIBDIR="\"$stub\"" \
-		-o "$exe" tests/backend/test_backend.c compiler/backend.c compiler/util.c \
+		-o "$exe" tests/backend/test_backend.c compiler/backend.c compiler/cache.c compiler/util.c \
 		$llvm_libs -lm -lpthread
 }
 
@@ -44,7 +44,8 @@ run() {
 	shift 2
 	echo "== $name"
 	rm -f "$out/aot_$name"
-	env "$@" TEST_DUMP_IR="$out/ir_$name.ll" "$exe" "$out/aot_$name"
+	# No compile cache: each run compiles (its threads, its split) for itself.
+	env FNNC_CACHE=off "$@" TEST_DUMP_IR="$out/ir_$name.ll" "$exe" "$out/aot_$name"
 	"$out/aot_$name"
 }
 

@@ -22,7 +22,7 @@ llvm_libs=$($LLVM_CONFIG --ldflags --libs)
 # shellcheck disable=SC2086
 $CC -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Wno-unused-parameter -Werror -O2 -g \
 	$llvm_cflags -Icompiler -Iruntime -Itests -o "$out/test_vmath" \
-	tests/vmath/test_vmath.c compiler/vmath.c compiler/backend.c compiler/util.c \
+	tests/vmath/test_vmath.c compiler/vmath.c compiler/backend.c compiler/cache.c compiler/util.c \
 	$llvm_libs -lm -lpthread
 
 echo "== host CPU"
