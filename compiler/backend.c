@@ -682,24 +682,21 @@ static double thread_seconds(void) {
 static char *plan_key(const Plan *p, size_t *len) {
   struct stat exe;
   if (stat("/proc/self/exe", &exe)) return NULL;  // no way to tell one fnnc build from another
+  // malloc'ed, not the arena: this may run on jit_prefetch's thread.
+  char *key = NULL;
+  FILE *f = open_memstream(&key, len);
+  if (!f) die("out of memory");
   const char *llvm_args = getenv("FNNC_LLVM_ARGS");
-  char *head = arena_printf("fnnc compile cache 1\nfnnc %s, LLVM %s\nexe %llu %llu %lld %lld.%09ld\n"
-                            "target %s %s %s\nllvm args %s\nparts %d, cost %d\n",
-                            FNNC_VERSION, LLVM_VERSION_STRING, (unsigned long long)exe.st_dev,
-                            (unsigned long long)exe.st_ino, (long long)exe.st_size, (long long)exe.st_mtim.tv_sec,
-                            exe.st_mtim.tv_nsec, p->tms.triple, p->tms.cpu, p->tms.features,
-                            llvm_args ? llvm_args : "", p->nparts, PART_COST);
-  for (int k = 0; k < NKIND; k++)
-    head = arena_printf("%skind %d: level %d, %s\n", head, k, (int)codegen_level[k], pipelines[k]);
-  size_t hlen = strlen(head), olen = (size_t)p->n * sizeof *p->owner, klen = (size_t)p->nparts * sizeof *p->kind;
-  size_t blen = LLVMGetBufferSize(p->bc);
-  *len = hlen + olen + klen + blen;
-  char *key = malloc(*len);
-  if (!key) die("out of memory");
-  memcpy(key, head, hlen);
-  memcpy(key + hlen, p->owner, olen);
-  memcpy(key + hlen + olen, p->kind, klen);
-  memcpy(key + hlen + olen + klen, LLVMGetBufferStart(p->bc), blen);
+  fprintf(f, "fnnc compile cache 1\nfnnc %s, LLVM %s\nexe %llu %llu %lld %lld.%09ld\ntarget %s %s %s\n",
+          FNNC_VERSION, LLVM_VERSION_STRING, (unsigned long long)exe.st_dev, (unsigned long long)exe.st_ino,
+          (long long)exe.st_size, (long long)exe.st_mtim.tv_sec, exe.st_mtim.tv_nsec, p->tms.triple, p->tms.cpu,
+          p->tms.features);
+  fprintf(f, "llvm args %s\nparts %d, cost %d\n", llvm_args ? llvm_args : "", p->nparts, PART_COST);
+  for (int k = 0; k < NKIND; k++) fprintf(f, "kind %d: level %d, %s\n", k, (int)codegen_level[k], pipelines[k]);
+  fwrite(p->owner, sizeof *p->owner, (size_t)p->n, f);
+  fwrite(p->kind, sizeof *p->kind, (size_t)p->nparts, f);
+  fwrite(LLVMGetBufferStart(p->bc), 1, LLVMGetBufferSize(p->bc), f);
+  if (fclose(f)) die("out of memory");
   return key;
 }
 

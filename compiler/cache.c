@@ -11,19 +11,24 @@
 // Layout, in the directory (FNNC_CACHE, else $XDG_CACHE_HOME/fnnc, else
 // $HOME/.cache/fnnc; FNNC_CACHE=off turns the cache off):
 //   H.key     "FNNCKEY1", the key's length (u64), the key itself
-//   H.Q.o     "FNNCOBJ1", the key's second hash, the object's length and its
-//             hash (u64 each), then part Q's object file
+//   H.Q.o     "FNNCOBJ1", H, the key's second hash, Q, the object's length
+//             and its hash (u64 each), then part Q's object file
 // H is a 64-bit hash of the key, in hex. A hit needs H.key to hold this very
-// key, byte for byte, and H.Q.o to be whole (its length and hash); anything
-// else is a miss, and the part is compiled and written again. Files are
-// written under a temporary name and renamed, so a reader (another fnnc at
-// the same time) sees a whole file or none. Nothing here fails a compilation:
-// a cache that cannot be read or written is no cache.
+// key, byte for byte (checked when the cache is opened, or written then by
+// this compilation), and H.Q.o to be whole and to name H, the second hash and
+// Q; anything else is a miss, and the part is compiled and written again.
+// Files are written under a temporary name and renamed, so a reader (another
+// fnnc at the same time) sees a whole file or none. Nothing here fails a
+// compilation: a cache that cannot be read or written is no cache.
+//
+// Trust: the objects are run as code. The directory is opened once and every
+// file is reached through that descriptor, never followed through a symbolic
+// link, and only if it is a regular file of a sane size; a directory that
+// someone else owns or that others may write to is not used at all.
 //
 // Size: after a compilation stored something, the oldest files go (by the
 // time of their last use) until the cache holds at most FNNC_CACHE_MB
-// megabytes (default 256). A directory that someone else owns or may write
-// to is not used: its objects would be run as code.
+// megabytes (default 256; 0: no bound).
 #define _GNU_SOURCE 1
 #include "fnnc.h"
 
@@ -37,9 +42,9 @@
 #include <unistd.h>
 
 struct Cache {
-  char *dir;
+  int dirfd;             // the directory, opened once (see Trust)
   char hex[17];          // H
-  uint64_t h2;           // the key's second hash, in every object's header
+  uint64_t h1, h2;       // the key's two hashes, in every object's header
   const void *key;       // the key (not owned)
   size_t keylen;
   bool key_ok;           // H.key holds this key (read, or written by us)
@@ -50,7 +55,9 @@ struct Cache {
 
 static const char KEY_MAGIC[8] = {'F', 'N', 'N', 'C', 'K', 'E', 'Y', '1'};
 static const char OBJ_MAGIC[8] = {'F', 'N', 'N', 'C', 'O', 'B', 'J', '1'};
-enum { OBJ_HEADER = 32 };
+enum { OBJ_HEADER = 48 };
+// No object of ours comes near this; a bigger file is not read at all.
+#define OBJ_MAX ((size_t)256 << 20)
 
 // FNV-1a over 64 bits, from `seed` (two seeds give two independent-enough hashes).
 static uint64_t hash64(const void *data, size_t len, uint64_t seed) {
@@ -112,13 +119,16 @@ static char *cache_dir(void) {
   return d;
 }
 
-// Whole file into memory (NULL if it cannot be read).
-static unsigned char *read_all(const char *path, size_t *len) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
+// A regular file of the directory into memory, if its size is `want` (or, for
+// want 0, at most OBJ_MAX): NULL otherwise. Never follows a symbolic link and
+// never blocks on a FIFO or a device.
+static unsigned char *read_entry(int dirfd, const char *name, size_t want, size_t *len) {
+  int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) return NULL;
   struct stat st;
   unsigned char *buf = NULL;
-  if (!fstat(fd, &st) && S_ISREG(st.st_mode) && st.st_size > 0 && (buf = malloc((size_t)st.st_size))) {
+  if (!fstat(fd, &st) && S_ISREG(st.st_mode) && st.st_size > 0 &&
+      (want ? (size_t)st.st_size == want : (size_t)st.st_size <= OBJ_MAX) && (buf = malloc((size_t)st.st_size))) {
     size_t got = 0;
     while (got < (size_t)st.st_size) {
       ssize_t r = read(fd, buf + got, (size_t)st.st_size - got);
@@ -132,15 +142,15 @@ static unsigned char *read_all(const char *path, size_t *len) {
   return buf;
 }
 
-// Writes head then body to path, whole or not at all (temporary file + rename).
-static bool write_atomic(const char *path, const void *head, size_t hlen, const void *body, size_t blen) {
-  size_t n = strlen(path) + 32;
-  char *tmp = malloc(n);
-  if (!tmp) die("out of memory");
+// Writes head then body as the directory's file `name`, whole or not at all
+// (a temporary file, then a rename over the old one).
+static bool write_entry(int dirfd, const char *name, const void *head, size_t hlen, const void *body, size_t blen) {
+  char tmp[96];
   static _Atomic unsigned counter;
-  snprintf(tmp, n, "%s.%ld.%u.tmp", path, (long)getpid(), counter++);
-  int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  bool ok = fd >= 0;
+  snprintf(tmp, sizeof tmp, "%s.%ld.%u.tmp", name, (long)getpid(), counter++);
+  int fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0) return false;
+  bool ok = true;
   const unsigned char *parts[2] = {head, body};
   size_t lens[2] = {hlen, blen};
   for (int k = 0; ok && k < 2; k++)
@@ -149,18 +159,23 @@ static bool write_atomic(const char *path, const void *head, size_t hlen, const 
       ok = w > 0;
       if (ok) done += (size_t)w;
     }
-  if (fd >= 0 && close(fd)) ok = false;
-  if (ok && rename(tmp, path)) ok = false;
-  if (!ok && fd >= 0) unlink(tmp);
-  free(tmp);
+  if (close(fd)) ok = false;
+  if (ok && renameat(dirfd, tmp, dirfd, name)) ok = false;
+  if (!ok) unlinkat(dirfd, tmp, 0);
   return ok;
 }
+
+// Marks a file as used now: trim drops the least recently used first.
+static void touch(int dirfd, const char *name) { utimensat(dirfd, name, NULL, AT_SYMLINK_NOFOLLOW); }
 
 Cache *cache_open(const void *key, size_t keylen) {
   char *dir = cache_dir();
   if (!dir) return NULL;
+  int fd = -1;
   struct stat st;
-  if (!make_dirs(dir) || stat(dir, &st) || !S_ISDIR(st.st_mode) || access(dir, R_OK | W_OK | X_OK)) {
+  if (make_dirs(dir)) fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0 || fstat(fd, &st) || faccessat(fd, ".", R_OK | W_OK | X_OK, 0)) {
+    if (fd >= 0) close(fd);
     free(dir);
     return NULL;
   }
@@ -169,34 +184,32 @@ Cache *cache_open(const void *key, size_t keylen) {
     if (!warned++)
       fprintf(stderr, "fnnc: warning: not using the compile cache '%s': %s\n", dir,
               st.st_uid != geteuid() ? "another user owns it" : "others may write to it");
+    close(fd);
     free(dir);
     return NULL;
   }
+  free(dir);
   Cache *c = calloc(1, sizeof *c);
   if (!c) die("out of memory");
-  c->dir = dir;
+  c->dirfd = fd;
   c->key = key;
   c->keylen = keylen;
-  snprintf(c->hex, sizeof c->hex, "%016llx", (unsigned long long)hash64(key, keylen, SEED1));
+  c->h1 = hash64(key, keylen, SEED1);
   c->h2 = hash64(key, keylen, SEED2);
+  snprintf(c->hex, sizeof c->hex, "%016llx", (unsigned long long)c->h1);
   pthread_mutex_init(&c->mu, NULL);
   char name[32];
   snprintf(name, sizeof name, "%s.key", c->hex);
-  char *path = path_join(dir, name);
   size_t len = 0;
-  unsigned char *buf = read_all(path, &len);
-  c->key_ok = buf && len == 16 + keylen && !memcmp(buf, KEY_MAGIC, 8) && get_u64(buf + 8) == keylen &&
-              !memcmp(buf + 16, key, keylen);
-  if (c->key_ok) utimensat(AT_FDCWD, path, NULL, 0);  // used now: the last to go
+  unsigned char *buf = read_entry(fd, name, 16 + keylen, &len);
+  c->key_ok = buf && !memcmp(buf, KEY_MAGIC, 8) && get_u64(buf + 8) == keylen && !memcmp(buf + 16, key, keylen);
+  if (c->key_ok) touch(fd, name);
   free(buf);
-  free(path);
   return c;
 }
 
-static char *obj_path(const Cache *c, int part) {
-  char name[48];
-  snprintf(name, sizeof name, "%s.%d.o", c->hex, part);
-  return path_join(c->dir, name);
+static void obj_name(const Cache *c, int part, char *name, size_t size) {
+  snprintf(name, size, "%s.%d.o", c->hex, part);
 }
 
 void *cache_get(Cache *c, int part, size_t *len) {
@@ -206,18 +219,19 @@ void *cache_get(Cache *c, int part, size_t *len) {
   pthread_mutex_unlock(&c->mu);
   unsigned char *buf = NULL, *obj = NULL;
   size_t n = 0;
-  char *path = obj_path(c, part);
-  if (key_ok) buf = read_all(path, &n);
-  if (buf && n > OBJ_HEADER && !memcmp(buf, OBJ_MAGIC, 8) && get_u64(buf + 8) == c->h2 &&
-      get_u64(buf + 16) == n - OBJ_HEADER && get_u64(buf + 24) == hash64(buf + OBJ_HEADER, n - OBJ_HEADER, SEED1)) {
+  char name[48];
+  obj_name(c, part, name, sizeof name);
+  if (key_ok) buf = read_entry(c->dirfd, name, 0, &n);
+  if (buf && n > OBJ_HEADER && !memcmp(buf, OBJ_MAGIC, 8) && get_u64(buf + 8) == c->h1 && get_u64(buf + 16) == c->h2 &&
+      get_u64(buf + 24) == (uint64_t)part && get_u64(buf + 32) == n - OBJ_HEADER &&
+      get_u64(buf + 40) == hash64(buf + OBJ_HEADER, n - OBJ_HEADER, SEED1)) {
     *len = n - OBJ_HEADER;
     obj = malloc(*len);
     if (!obj) die("out of memory");
     memcpy(obj, buf + OBJ_HEADER, *len);
-    utimensat(AT_FDCWD, path, NULL, 0);
+    touch(c->dirfd, name);
   }
   free(buf);
-  free(path);
   pthread_mutex_lock(&c->mu);
   if (obj) c->hits++;
   else c->misses++;
@@ -226,7 +240,7 @@ void *cache_get(Cache *c, int part, size_t *len) {
 }
 
 void cache_put(Cache *c, int part, const void *obj, size_t len) {
-  if (!c) return;
+  if (!c || !len || len > OBJ_MAX) return;
   pthread_mutex_lock(&c->mu);
   if (!c->key_ok) {  // the key first: an object is only ever read after its key
     unsigned char head[16];
@@ -234,9 +248,7 @@ void cache_put(Cache *c, int part, const void *obj, size_t len) {
     put_u64(head + 8, c->keylen);
     char name[32];
     snprintf(name, sizeof name, "%s.key", c->hex);
-    char *path = path_join(c->dir, name);
-    c->key_ok = write_atomic(path, head, sizeof head, c->key, c->keylen);
-    free(path);
+    c->key_ok = write_entry(c->dirfd, name, head, sizeof head, c->key, c->keylen);
     c->stored |= c->key_ok;
   }
   bool key_ok = c->key_ok;
@@ -244,12 +256,14 @@ void cache_put(Cache *c, int part, const void *obj, size_t len) {
   if (!key_ok) return;
   unsigned char head[OBJ_HEADER];
   memcpy(head, OBJ_MAGIC, 8);
-  put_u64(head + 8, c->h2);
-  put_u64(head + 16, len);
-  put_u64(head + 24, hash64(obj, len, SEED1));
-  char *path = obj_path(c, part);
-  bool ok = write_atomic(path, head, sizeof head, obj, len);
-  free(path);
+  put_u64(head + 8, c->h1);
+  put_u64(head + 16, c->h2);
+  put_u64(head + 24, (uint64_t)part);
+  put_u64(head + 32, len);
+  put_u64(head + 40, hash64(obj, len, SEED1));
+  char name[48];
+  obj_name(c, part, name, sizeof name);
+  bool ok = write_entry(c->dirfd, name, head, sizeof head, obj, len);
   pthread_mutex_lock(&c->mu);
   c->stored |= ok;
   pthread_mutex_unlock(&c->mu);
@@ -278,28 +292,48 @@ static int by_use(const void *a, const void *b) {
   return (x->used.tv_nsec > y->used.tv_nsec) - (x->used.tv_nsec < y->used.tv_nsec);
 }
 
-// Drops the least recently used files until the cache fits its size.
+// FNNC_CACHE_MB: the bound in bytes; 0 for none. Anything but a whole number
+// of megabytes (up to a terabyte) is the default, with a warning.
+static long long size_bound(void) {
+  const char *s = getenv("FNNC_CACHE_MB");
+  if (!s || !*s) return 256ll << 20;
+  char *end;
+  errno = 0;
+  long long mb = strtoll(s, &end, 10);
+  if (errno || *end || end == s || mb < 0 || mb > (1ll << 20)) {
+    fprintf(stderr, "fnnc: warning: FNNC_CACHE_MB='%s' is not a number of megabytes (0 to 1048576); using 256\n", s);
+    return 256ll << 20;
+  }
+  return mb << 20;
+}
+
+// Drops the least recently used files until the cache fits its bound.
 static void trim(const Cache *c) {
-  const char *mb = getenv("FNNC_CACHE_MB");
-  long long limit = (mb && *mb ? atoll(mb) : 256) << 20;
+  long long limit = size_bound();
   if (limit <= 0) return;
-  DIR *d = opendir(c->dir);
-  if (!d) return;
+  int fd = openat(c->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);  // fdopendir takes it
+  DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+  if (!d) {
+    if (fd >= 0) close(fd);
+    return;
+  }
   CacheFile *e = NULL;
   size_t n = 0, cap = 0;
   long long total = 0;
   for (struct dirent *de; (de = readdir(d));) {
     struct stat st;
-    if (!ours(de->d_name) || fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) || !S_ISREG(st.st_mode))
+    if (!ours(de->d_name) || fstatat(c->dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) || !S_ISREG(st.st_mode))
       continue;
     if (n == cap && !(e = realloc(e, (cap = cap ? 2 * cap : 64) * sizeof *e))) die("out of memory");
-    e[n++] = (CacheFile){strdup(de->d_name), st.st_size, st.st_mtim};
+    char *name = strdup(de->d_name);
+    if (!name) die("out of memory");
+    e[n++] = (CacheFile){name, st.st_size, st.st_mtim};
     total += st.st_size;
   }
   if (total > limit) {
     qsort(e, n, sizeof *e, by_use);
     for (size_t i = 0; i < n && total > limit; i++)
-      if (!unlinkat(dirfd(d), e[i].name, 0)) total -= e[i].size;
+      if (!unlinkat(c->dirfd, e[i].name, 0)) total -= e[i].size;
   }
   for (size_t i = 0; i < n; i++) free(e[i].name);
   free(e);
@@ -310,6 +344,6 @@ void cache_close(Cache *c) {
   if (!c) return;
   if (c->stored) trim(c);
   pthread_mutex_destroy(&c->mu);
-  free(c->dir);
+  close(c->dirfd);
   free(c);
 }

@@ -16,7 +16,7 @@
 need_fnnc
 need_mnist
 make_tmp
-use_timeout 120
+use_timeout 60
 make_mnist "$tmp/d" 640 64
 unset XDG_CACHE_HOME
 C=$tmp/cache
@@ -96,7 +96,47 @@ run_mlp dir_in_place
 expect_hits dir_in_place some
 same_losses dir_in_place
 rmdir "$obj"
+rm -f "$obj" && mkfifo "$obj"
+run_mlp fifo
+expect_hits fifo some
+same_losses fifo
+rm -f "$obj"
+# A symbolic link to a good object is not followed.
+run_mlp refill
+cp "$obj" "$tmp/good.o" && rm -f "$obj" && ln -s "$tmp/good.o" "$obj"
+run_mlp symlink
+expect_hits symlink some
+same_losses symlink
+rm -f "$obj"
+# Another part's object in this one's place, whole and well formed.
+run_mlp refill
+second=$(ls "$C"/*.o | sed -n 2p)
+cp "$second" "$obj"
+damage swapped some
+# A huge file (sparse) is not read.
+truncate -s 3G "$obj" 2>/dev/null || dd if=/dev/zero of="$obj" bs=1 count=0 seek=3G 2>/dev/null
+t0=$(date +%s)
+damage huge some
+[ $(($(date +%s) - t0)) -lt 30 ] || problem "huge: a 3 GB entry took $(($(date +%s) - t0)) s"
 echo "ok: damaged entries are misses, rewritten"
+
+# Whatever else goes into the code is in the key: the target CPU, the cut, LLVM's options.
+export FNNC_CPU=x86-64
+run_mlp cpu
+expect_hits cpu none
+unset FNNC_CPU
+export FNNC_COMPILE_THREADS=0
+run_mlp nosplit
+expect_hits nosplit none
+unset FNNC_COMPILE_THREADS
+export FNNC_LLVM_ARGS=-enable-misched=false
+run_mlp llvm_args
+expect_hits llvm_args none
+unset FNNC_LLVM_ARGS
+run_mlp back
+expect_hits back all
+same_losses back
+echo "ok: another CPU, cut or LLVM option misses"
 
 # A changed model misses.
 sed 's/dense(128)/dense(96)/' models/mlp.fnn >"$tmp/mlp96.fnn"
@@ -143,19 +183,40 @@ cmp -s "$tmp/t_cold" "$tmp/t_warm" || problem "the trainers built with a cold an
 cmp -s "$tmp/t_cold" "$tmp/t_none" || problem "the trainers built with and without the cache differ"
 echo "ok: trainers are the same with and without the cache"
 
-# Two compilations at once into a cold cache.
+# Two compilations at once, into a cold cache and then into a cache that has
+# half of the objects (one reads while the other writes).
+two_at_once() {
+	(nfail=0; run_mlp "$1"1; echo "$nfail" >"$tmp/$1.status") &
+	pid=$!
+	run_mlp "$1"2
+	wait $pid
+	[ "$(cat "$tmp/$1.status" 2>/dev/null)" = 0 ] || problem "$1: the first of two simultaneous runs failed"
+	same_losses "$1"1
+	same_losses "$1"2
+	run_mlp "$1"_after
+	expect_hits "$1"_after all
+	ls "$C" | grep -q '\.tmp$' && problem "$1: temporary files left in the cache: $(ls "$C")"
+}
 rm -rf "$C"
-run_mlp both1 &
-pid=$!
-run_mlp both2
-wait $pid || problem "the first of two simultaneous runs failed"
-cut -d, -f1-5 "$tmp/both1.csv" >"$tmp/both1.loss"
-same_losses both1
-same_losses both2
-run_mlp after_both
-expect_hits after_both all
-ls "$C" | grep -q '\.tmp$' && problem "temporary files left in the cache: $(ls "$C")"
+two_at_once cold_both
+for f in $(ls "$C"/*.o | sed -n '1~2p'); do rm -f "$f"; done
+two_at_once half_both
 echo "ok: two compilations at once"
+
+# A cache directory reached through a symbolic link is used.
+ln -s "$C" "$tmp/link"
+FNNC_CACHE="$tmp/link"
+run_mlp via_link
+expect_hits via_link all
+FNNC_CACHE="$C"
+# fnnc check is cached too.
+for i in 1 2; do
+	FNNC_TIME=1 $TO bin/fnnc check tests/gradcheck/model_mlp.fnn >/dev/null 2>"$tmp/check$i.err" ||
+		problem "fnnc check (run $i) failed: $(grep -v '^fnnc: ' "$tmp/check$i.err" | head -c 300)"
+done
+grep 'code generation of' "$tmp/check2.err" | grep -q ', 0 from the compile cache' &&
+	problem "fnnc check: the second run compiled again: $(grep 'code generation of' "$tmp/check2.err")"
+echo "ok: a linked cache directory, fnnc check"
 
 # The size bound: 25 models (about 80 KB each) into a 1 MB cache.
 rm -rf "$C"
