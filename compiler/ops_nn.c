@@ -148,7 +148,12 @@ LLVMValueRef emit_matmul(Emit *e, Value *v, LLVMValueRef *in) {
     outer[1] = LLVMBuildSRem(B(e), row, I(e, steps), "");
   }
   cg_epilogue(e, outer, 1, cg_gep(e, e->f32, rows, MUL(e, lr.i, I(e, ldr))));
-  cg_loop_end(e, &lr);
+  // Rows narrower than a vector (the logits' 10): the loop vectorizer would
+  // run 16 rows at once through gathers and scatters, and LLVM spent about
+  // 50 ms compiling that for the CNN's last layer; one row at a time, the
+  // row's own vectors (8 + 2 lanes) are as fast and compile in a few.
+  if (N < 16) cg_loop_end_scalar(e, &lr);
+  else cg_loop_end(e, &lr);
   cg_loop_end(e, &lb);
   return NULL;
 }
