@@ -430,11 +430,24 @@ static bool is_glue(LLVMValueRef fn) {
   return LLVMGetStringAttributeAtIndex(fn, LLVMAttributeFunctionIndex, "fnnc-glue", 9) != NULL;
 }
 
+// The GEMM micro-kernels are written in vectors already; one with a scalar
+// add or two (the accumulating NT tile adds each sum to C) would otherwise
+// count as loops and go through O3 for nothing (about 14 ms of compile CPU
+// for the CNN's fnn_gemm_nt_4x4_acc).
+void backend_mark_vector(LLVMValueRef fn) {
+  add_string_attr(LLVMGetTypeContext(LLVMTypeOf(fn)), fn, "fnnc-vector", "");
+}
+
+static bool is_marked_vector(LLVMValueRef fn) {
+  return LLVMGetStringAttributeAtIndex(fn, LLVMAttributeFunctionIndex, "fnnc-vector", 11) != NULL;
+}
+
 // What a function is, for the choice of its pipeline: code already written in
 // vectors has vector values and no scalar floating-point arithmetic left for
 // the vectorizers.
 static Kind kind_of(LLVMValueRef fn) {
   if (is_glue(fn)) return KIND_GLUE;
+  if (is_marked_vector(fn)) return KIND_VECTOR;
   bool vector = false;
   for (LLVMBasicBlockRef bb = LLVMGetFirstBasicBlock(fn); bb; bb = LLVMGetNextBasicBlock(bb))
     for (LLVMValueRef in = LLVMGetFirstInstruction(bb); in; in = LLVMGetNextInstruction(in)) {

@@ -732,6 +732,7 @@ char *model_descriptor(Graph *g, int64_t work_per_n, int64_t work_fixed, int64_t
 // optimise and compile it part by part; backend_optimize is for printing it.
 LLVMTargetMachineRef backend_target_machine(void);  // host CPU, PIC, O3
 void backend_mark_glue(LLVMValueRef fn);  // calls kernels, no hot loops: a cheap pipeline
+void backend_mark_vector(LLVMValueRef fn);  // explicit vector code (micro-kernels): no O3
 void backend_optimize(LLVMModuleRef m, LLVMTargetMachineRef tm);  // default<O3>, in place
 // Prints the module as text IR or assembly.
 void backend_print_llvm(FILE *out, LLVMModuleRef m);

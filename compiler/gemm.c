@@ -98,6 +98,7 @@ static bool begin_tile_fn(Emit *outer, Emit *e, const char *name, unsigned ptr_m
   LLVMSetLinkage(*fn, LLVMInternalLinkage);
   unsigned noinl = LLVMGetEnumAttributeKindForName("noinline", 8);
   LLVMAddAttributeAtIndex(*fn, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(cg->ctx, noinl, 0));
+  backend_mark_vector(*fn);
   *saved = LLVMGetInsertBlock(cg->b);
   e->fn = *fn;
   LLVMPositionBuilderAtEnd(cg->b, LLVMAppendBasicBlockInContext(cg->ctx, *fn, "entry"));
