@@ -36,3 +36,13 @@ profile_ms() {
   awk -v e="$2" -v k="$3" '$1 ~ e && $2 ~ k && $3 ~ /^[0-9.]+$/ { ms += $3 }
     END { if (ms > 0) printf "%.1f\n", ms; else print "-" }' "$1"
 }
+# torch_py ARGS...: /usr/bin/python3 as the PyTorch reference runs it.
+#   - OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset: this machine sets them for
+#     old OpenBLAS builds, and they slow a current one.
+#   - OPENBLAS_NUM_THREADS=1: PyTorch runs each operator on its own threads
+#     (torch.set_num_threads); OpenBLAS's pthreads pool on top of them puts
+#     twice as many busy threads as cores on the machine, and PyTorch's CNN
+#     then trains at 800-1,900 images/s on 2 threads instead of 2,900-3,900
+#     (measured 2026-12-07 with Debian's libopenblas0-pthread; the OpenMP
+#     build of OpenBLAS and the reference BLAS were slower still).
+torch_py() { env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OPENBLAS_NUM_THREADS=1 /usr/bin/python3 "$@"; }

@@ -181,11 +181,14 @@ compile_line() {
 TORCH=0
 TORCH_INFO="not available (/usr/bin/python3 cannot import torch): comparison skipped"
 if [ "${BENCH_TORCH:-1}" != 0 ] && [ -x /usr/bin/python3 ] &&
-  env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE /usr/bin/python3 -c 'import torch' 2>/dev/null; then
+  torch_py -c 'import torch' 2>/dev/null; then
   TORCH=1
   blas=$(readlink -f /usr/lib/x86_64-linux-gnu/libblas.so.3 2>/dev/null)
-  TORCH_INFO="torch $(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE /usr/bin/python3 -c \
-    'import torch; print(torch.__version__)' 2>/dev/null), libblas.so.3 -> ${blas:-?}"
+  TORCH_INFO="torch $(torch_py -c 'import torch; print(torch.__version__)' 2>/dev/null), libblas.so.3 -> ${blas:-?}"
+  case $blas in
+  *openblas-pthread*) ;;
+  *) TORCH_INFO="$TORCH_INFO (not OpenBLAS's pthreads build: apt-get install libopenblas0-pthread for PyTorch's fastest dense layers)" ;;
+  esac
 fi
 # torch_run MODEL THREADS STEPS: bench/torch_ref.py, up to RUNS runs within
 # TORCH_BUDGET seconds (PyTorch is far slower here; the first run always runs).
@@ -193,7 +196,7 @@ torch_run() {
   [ $TORCH = 1 ] || return 0
   if [ "$1" = mnist ]; then tm=cnn; else tm=mlp; fi
   say "pytorch $tm --steps $3 --threads $2 (up to $RUNS runs in ${TORCH_BUDGET}s)"
-  env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE /usr/bin/python3 bench/torch_ref.py \
+  torch_py bench/torch_ref.py \
     --model $tm --steps "$3" --threads "$2" --batch $BATCH --runs "$RUNS" --budget "$TORCH_BUDGET" \
     >"$OUT/torch_$1_t$2.txt" 2>"$OUT/torch_$1_t$2.err" ||
     say "torch_ref.py failed: $(tail -2 "$OUT/torch_$1_t$2.err")"
@@ -374,6 +377,16 @@ T_END=$(now_ns)
     echo "  $name: 1 thread $(fmt %.0f "$f1") us, 2 threads $(fmt %.0f "$f2") us per step;" \
       "2 threads / 1 thread = $(fmt %.2fx "$(div "$f1" "$f2")")"
   done
+  if [ $TORCH = 1 ]; then
+    # PyTorch is not always faster on 2 threads than on 1: against its faster run too.
+    for m in mnist mlp; do
+      if [ $m = mnist ]; then name=CNN; else name=MLP; fi
+      r2=$(awk -v m=$m '$1 == m && $2 == 2 { print $4 }' "$ROWS")
+      p1=$(torch_rate $m 1) p2=$(torch_rate $m 2)
+      pb=$(printf '%s\n%s\n' "$p1" "$p2" | best)
+      echo "$name on 2 threads against PyTorch's faster thread count ($(fmt %.0f "$pb") images/s): $(fmt %.2fx "$(div "${r2:--}" "$pb")")"
+    done
+  fi
   echo "PyTorch: $TORCH_INFO"
   if [ $TORCH = 1 ]; then
     echo "  $(grep -h '^config:' "$OUT"/torch_mnist_t2.txt "$OUT"/torch_mlp_t2.txt 2>/dev/null | head -1)"

@@ -25,8 +25,8 @@ for t in 1 2; do
     csv_field "$OUT/seq_t$t.csv" images_per_s
   done | median >"$OUT/seq_t$t.txt"
   echo "fnnc    seqmnist threads=$t steps=$STEPS images_per_s=$(cat "$OUT/seq_t$t.txt")"
-  if [ "${BENCH_TORCH:-1}" != 0 ] && /usr/bin/python3 -c 'import torch' 2>/dev/null; then
-    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE /usr/bin/python3 bench/torch_ref.py --model seqmnist \
+  if [ "${BENCH_TORCH:-1}" != 0 ] && torch_py -c 'import torch' 2>/dev/null; then
+    torch_py bench/torch_ref.py --model seqmnist \
       --threads "$t" --steps "$TSTEPS" --runs "$RUNS" 2>/dev/null | sed 's/^/pytorch /'
   fi
 done
