@@ -4,7 +4,8 @@
 #   make test       the whole test suite (ends with "N passed, N failed")
 #   make data       install the real data sets into data/: MNIST, Fashion-MNIST,
 #                   diabetes (CSV), the Jargon File (text)
-#   make bench      benchmarks
+#   make bench      benchmarks (make bench-deps first installs PyTorch and OpenBLAS,
+#                   so that the bench compares with PyTorch; the tests never need them)
 #   make finetune-demo  transfer learning: MNIST convolutions, frozen, on Fashion-MNIST
 #   make lora-demo  LoRA fine-tuning (models/lora.fnn) against full fine-tuning
 CC      ?= cc
@@ -101,6 +102,13 @@ build-asan/fnnc-asan: $(CC_OBJS) $(BUILD)/libfnnrt.a
 bench: all data
 	sh bench/run.sh
 
+# PyTorch, the bench's reference, with OpenBLAS's pthreads build: its fastest
+# BLAS here (Debian's torch otherwise gets the slow reference BLAS).
+bench-deps:
+	/usr/bin/python3 -c 'import torch' 2>/dev/null || sh scripts/apt-install.sh python3-torch
+	dpkg-query -W -f='$${Status}' libopenblas0-pthread 2>/dev/null | grep -q 'ok installed' || \
+	  sh scripts/apt-install.sh libopenblas0-pthread
+
 finetune-demo: all data
 	sh scripts/finetune-demo.sh
 
@@ -110,4 +118,4 @@ lora-demo: all data
 clean:
 	rm -rf build build-asan bin
 
-.PHONY: all deps data run test test-asan bench finetune-demo lora-demo clean
+.PHONY: all deps data run test test-asan bench bench-deps finetune-demo lora-demo clean
