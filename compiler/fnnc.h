@@ -701,6 +701,11 @@ typedef struct {
   // (the constant offsets are compiled into the micro-kernel).
   int ntaps;
   const int64_t *aoff, *boff;
+  // Rows of k (krow > 0): K counts rows of krow steps, k advancing by kstride
+  // from one row to the next,
+  //   C[i,j] += sum_{r<K} sum_{q<krow} a[i*ars + (r*kstride + q)*acs] * b[(r*kstride + q)*ldb + j]
+  // (a plane's padding columns, which hold zeros, are not summed).
+  int64_t krow, kstride;
 } Gemm;
 void cg_gemm(Emit *e, const Gemm *g);
 // <n x float> at p (n <= 64); lanes >= valid are masked off (read as 0, not written).

@@ -163,7 +163,9 @@ static LLVMValueRef tile_fn(Emit *outer, const Gemm *g, int mr, int nv, int lane
   int ntaps = g->ntaps > 1 ? g->ntaps : 1;
   char name[96], taps[32];
   taps_suffix(g, taps, sizeof taps);
-  snprintf(name, sizeof name, "fnn_gemm_%dx%d_%d%s%s", mr, nv, lanes, accumulate ? "_acc" : "", taps);
+  char krows[48] = "";
+  if (g->krow > 0) snprintf(krows, sizeof krows, "_k%lldof%lld", (long long)g->krow, (long long)g->kstride);
+  snprintf(name, sizeof name, "fnn_gemm_%dx%d_%d%s%s%s", mr, nv, lanes, accumulate ? "_acc" : "", taps, krows);
   LLVMValueRef fn;
   LLVMBasicBlockRef saved;
   Emit ee, *e = &ee;
@@ -184,12 +186,17 @@ static LLVMValueRef tile_fn(Emit *outer, const Gemm *g, int mr, int nv, int lane
       init[r * nv + v] = accumulate ? vload(e, cp, v == nv - 1 ? lanes : 16) : LLVMConstNull(vt);
     }
   }
-  KLoop l;
+  KLoop l, lq;
   kloop_begin(e, &l, K, init, mr * nv);
+  LLVMValueRef k = l.k, *cur = l.acc;
+  if (g->krow > 0) {  // the row's krow steps, from k = r*kstride
+    kloop_begin(e, &lq, cg_i64(e, g->krow), l.acc, mr * nv);
+    k = add(e, mul(e, l.k, cg_i64(e, g->kstride)), lq.k);
+    cur = lq.acc;
+  }
   LLVMValueRef bv[4];
-  LLVMValueRef brow0 = gep(e, bp, mul(e, l.k, ldb));
-  LLVMValueRef kcs = mul(e, l.k, acs);
-  LLVMValueRef *cur = l.acc;
+  LLVMValueRef brow0 = gep(e, bp, mul(e, k, ldb));
+  LLVMValueRef kcs = mul(e, k, acs);
   for (int t = 0; t < ntaps; t++) {
     LLVMValueRef brow = ntaps > 1 ? gep(e, brow0, cg_i64(e, g->boff[t])) : brow0;
     LLVMValueRef kat = ntaps > 1 ? add(e, kcs, cg_i64(e, g->aoff[t])) : kcs;
@@ -200,7 +207,12 @@ static LLVMValueRef tile_fn(Emit *outer, const Gemm *g, int mr, int nv, int lane
     }
     cur = next;
   }
-  kloop_end(e, &l, 1, next);
+  if (g->krow > 0) {
+    kloop_end(e, &lq, 1, next);
+    kloop_end(e, &l, 1, lq.acc);
+  } else {
+    kloop_end(e, &l, 1, next);
+  }
   LLVMValueRef *acc = l.acc;
   for (int r = 0; r < mr; r++)
     for (int v = 0; v < nv; v++) {

@@ -474,10 +474,12 @@ static void emit_conv2d_dw_direct(Emit *e, Value *v) {
     Loop lkh = cg_loop_begin(e, I(e, 0), I(e, KH), "kh");
     Loop lkw = cg_loop_begin(e, I(e, 0), I(e, KW), "kw");
     LLVMValueRef t = ADD(e, MUL(e, lkh.i, I(e, KW)), lkw.i), boff = ADD(e, MUL(e, lkh.i, I(e, Wp)), lkw.i);
-    Gemm g = {.M = O, .N = C, .K = I(e, P), .a = cg_gep(e, e->f32, gw, MUL(e, o0, I(e, P))), .ars = I(e, P),
+    // Over the OH rows of OW valid positions each: gw's padding columns
+    // (Wp - OW of every Wp) are zeros, and are not summed.
+    Gemm g = {.M = O, .N = C, .K = I(e, OH), .a = cg_gep(e, e->f32, gw, MUL(e, o0, I(e, P))), .ars = I(e, P),
               .acs = I(e, 1), .b = cg_gep(e, e->f32, xT, MUL(e, boff, I(e, C))), .ldb = C,
               .c = cg_gep(e, e->f32, acc, ADD(e, MUL(e, o0, I(e, kk * C)), MUL(e, t, I(e, C)))), .ldc = kk * C,
-              .accumulate = true, .m_valid = rows, .mr = mr, .nv = nv};
+              .accumulate = true, .m_valid = rows, .mr = mr, .nv = nv, .krow = G->shape.d[3], .kstride = Wp};
     cg_gemm(e, &g);
     cg_loop_end_scalar(e, &lkw);
     cg_loop_end_scalar(e, &lkh);
