@@ -11,7 +11,10 @@
 // for each of the MR rows broadcasts one A element and issues NV llvm.fma calls.
 // Columns past N are masked (llvm.masked.load/store); rows past `m_valid`
 // re-read the last valid row of A and their results are discarded by the
-// caller (they land in scratch rows).
+// caller (they land in scratch rows). Two forms of the k loop are compiled in:
+// taps (each k step is several, at constant offsets: direct convolutions) and
+// rows of k (krow steps, then a jump to the next row kstride on: a padded
+// plane's valid positions only).
 #include "fnnc.h"
 
 static LLVMBuilderRef B(Emit *e) { return e->cg->b; }
@@ -83,7 +86,9 @@ static LLVMValueRef mul(Emit *e, LLVMValueRef a, LLVMValueRef b) { return LLVMBu
 //                                   float *c, i64 ldc, i64 K, i64 rows)
 // computing the mr x (16*nv) tile whose top-left is at a (A row 0), b (B column
 // 0) and c; the last vector has `lanes` valid lanes, and rows >= `rows` re-read
-// A's last valid row. One function per shape keeps compile time small.
+// A's last valid row (with rows of k, K counts the rows; the name then ends in
+// _k<krow>of<kstride>, after the taps' _t<n>_<hash>). One function per shape
+// keeps compile time small.
 // Starts the shared micro-kernel function `name` with nine parameters (pointer
 // or i64 per `ptr_mask` bit), positioned in its entry block; returns NULL if it
 // already exists (then *fn is it). *e becomes the Emit to build it with.

@@ -432,7 +432,8 @@ static void dw_ranges(Emit *e, int64_t O, LLVMValueRef *o0, LLVMValueRef *o1, LL
 
 // Direct: per image the input goes transposed and padded into xT
 // [Hp*Wp (+ slack), C] and this task's rows of g into gw [O, OH*Wp] (columns
-// ow >= OW stay zero); then for each tap one GEMM over the padded positions q
+// ow >= OW stay zero); then for each tap one GEMM over the valid positions
+// q = oh*Wp + ow, ow < OW (rows of k: the zero columns are not summed)
 //   acc[o, kh*KW + kw, c] += sum_q gw[o, q] * xT[q + kh*Wp + kw, c]
 // Afterwards acc is reordered to dw's [o, c, kh, kw] for the epilogue.
 static void emit_conv2d_dw_direct(Emit *e, Value *v) {
