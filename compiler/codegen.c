@@ -524,8 +524,6 @@ static LLVMValueRef image_buffer(Emit *e, Kernel *k, LLVMValueRef scratch) {
   return cg_gep(e, e->f32, scratch, cg_i64(e, image_local_at(k)));
 }
 
-enum { TASKS_PER_THREAD = 4 };
-
 static LLVMValueRef threads(Emit *e) {
   LLVMTypeRef ity = LLVMFunctionType(LLVMInt32TypeInContext(e->cg->ctx), NULL, 0, 0);
   LLVMValueRef fn = runtime_fn(e, "fnn_threads", ity);

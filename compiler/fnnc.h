@@ -566,6 +566,9 @@ static inline bool split_first_axis(const Kernel *k) { return k->split == SPLIT_
 // Rows per parallel task. Fixed, so reductions over the batch add the same
 // partial sums in the same order whatever the number of threads.
 #define PAR_ROWS 4
+// Blocks per thread of a split by rows that adds nothing up: more than one,
+// so that the others take over the blocks of a thread that falls behind.
+#define TASKS_PER_THREAD 4
 // Rows per task of a convolution's weight gradient, which sums a whole filter
 // bank per task: few tasks, so few banks to add up.
 #define DW_ROWS 32

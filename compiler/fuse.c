@@ -984,7 +984,7 @@ void fused_dump(FILE *out, Program *p) {
                       : k->split == SPLIT_OUT             ? "; one block of output rows per thread"
                       : k->split == SPLIT_COLS            ? "; one block of output columns per thread"
                       : k->split == SPLIT_ROWS && partials ? arena_printf("; tasks of %d rows", partials)
-                      : k->split == SPLIT_ROWS            ? "; one block of rows per thread"
+                      : k->split == SPLIT_ROWS            ? arena_printf("; about %d blocks of rows per thread", TASKS_PER_THREAD)
                                            : "";
     if (k->kind == K_LOOP) {
       LoopInfo *l = loop_of(g, k->anchor);
