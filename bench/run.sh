@@ -158,21 +158,17 @@ for m in mnist mlp; do
       awk -v a="$t0" -v b="$(now_ns)" 'BEGIN { print (b - a) / 1e9 }' >>"$OUT/compile_${m}_warm.txt"
   done
 done
-# warm_line MODEL: "W s wall (LO-HI)"
-warm_line() {
-  f=$OUT/compile_${1}_warm.txt
-  echo "$(fmt %.3f "$(median <"$f")") s wall ($(fmt %.3f "$(sort -n "$f" | head -n 1)")-$(fmt %.3f "$(sort -n "$f" | tail -n 1)"))"
+# wall_range FILE FORMAT: "W s wall (LO-HI)", the median and range of FILE's seconds.
+wall_range() {
+  echo "$(fmt "$2" "$(median <"$1")") s wall ($(fmt "$2" "$(sort -n "$1" | head -n 1)")-$(fmt "$2" "$(sort -n "$1" | tail -n 1)"))"
 }
 
 # compile_line MODEL: "W s wall, C s CPU (LLVM CPU: optimisation O s, code generation G s)"
 compile_line() {
-  w=$(median <"$OUT/compile_$1.txt")
-  lo=$(sort -n "$OUT/compile_$1.txt" | head -n 1)
-  hi=$(sort -n "$OUT/compile_$1.txt" | tail -n 1)
   c=$(median <"$OUT/compile_${1}_cpu.txt")
   o=$(awk '{ print $1 }' "$OUT/compile_${1}_llvm.txt" | median)
   g=$(awk '{ print $2 }' "$OUT/compile_${1}_llvm.txt" | median)
-  echo "$(fmt %.2f "$w") s wall ($(fmt %.2f "$lo")-$(fmt %.2f "$hi")), $(fmt %.2f "$c") s CPU (LLVM CPU: optimisation $(fmt %.2f "$o") s," \
+  echo "$(wall_range "$OUT/compile_$1.txt" %.2f), $(fmt %.2f "$c") s CPU (LLVM CPU: optimisation $(fmt %.2f "$o") s," \
     "code generation $(fmt %.2f "$g") s)"
 }
 
@@ -341,7 +337,7 @@ T_END=$(now_ns)
   echo "compile time (fnnc run MODEL --steps 0, medians of $CRUNS; FNNC_TIME=1 shows every stage):"
   echo "  CNN $(compile_line mnist)"
   echo "  MLP $(compile_line mlp)"
-  echo "  from the compile cache (a second compilation of the same model): CNN $(warm_line mnist), MLP $(warm_line mlp)"
+  echo "  from the compile cache (a second compilation of the same model): CNN $(wall_range "$OUT/compile_mnist_warm.txt" %.3f), MLP $(wall_range "$OUT/compile_mlp_warm.txt" %.3f)"
   echo
   echo "training, batch $BATCH, AOT trainer, images/s = median of $RUNS runs (log's images_per_s)"
   printf '%-5s %3s %6s %10s %8s %6s %5s %7s %8s %9s %11s %8s\n' \

@@ -372,7 +372,6 @@ typedef struct {
   bool *done;               // per part: compiled and handed over (JIT)
   TmSpec tms;
   Cache *cache;             // objects of earlier compilations (cache.c); opened on first use
-  char *cache_key;          // what the objects depend on (plan_key)
   bool cache_opened;
 } Plan;
 
@@ -571,7 +570,6 @@ static Plan *plan_new(LLVMModuleRef m, LLVMTargetMachineRef tm, bool split) {
 static void plan_free(Plan *p) {
   if (!p) return;
   cache_close(p->cache);
-  free(p->cache_key);
   LLVMDisposeMemoryBuffer(p->bc);
   for (int i = 0; i < p->n; i++) free(p->name[i]);
   free(p->name);
@@ -823,12 +821,10 @@ static bool plan_compile(Plan *p, const bool *want, bool codegen, LLVMMemoryBuff
   int threads = compile_threads(&explicit_);
   if (codegen && !p->cache_opened) {
     size_t len = 0;
+    char *key = plan_key(p, &len);
     p->cache_opened = true;
-    p->cache_key = plan_key(p, &len);
-    if (p->cache_key) p->cache = cache_open(p->cache_key, len);
+    if (key) p->cache = cache_open(key, len);
   }
-  int hits0, misses0;
-  cache_counts(p->cache, &hits0, &misses0);
   Job job = {p, codegen ? p->cache : NULL, codegen, out, NULL, NULL, NULL, NULL, NULL};
   job.hit = xcalloc((size_t)p->nparts, sizeof *job.hit);
   job.err = xcalloc((size_t)p->nparts, sizeof *job.err);
@@ -877,10 +873,10 @@ static bool plan_compile(Plan *p, const bool *want, bool codegen, LLVMMemoryBuff
       if (sum > busiest) busiest = sum;
     }
     char msg[320];
-    int hits, misses;
-    cache_counts(p->cache, &hits, &misses);
+    int hits = 0;
+    for (int k = 0; k < n; k++) hits += job.hit[all[k]];
     char cached[64] = "";
-    if (p->cache) snprintf(cached, sizeof cached, ", %d from the compile cache", hits - hits0);
+    if (p->cache) snprintf(cached, sizeof cached, ", %d from the compile cache", hits);
     if (codegen)
       snprintf(msg, sizeof msg,
                "LLVM optimisation + code generation of %s (%d part%s on %d thread%s%s; CPU: reading and optimisation "

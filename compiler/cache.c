@@ -45,12 +45,11 @@ struct Cache {
   int dirfd;             // the directory, opened once (see Trust)
   char hex[17];          // H
   uint64_t h1, h2;       // the key's two hashes, in every object's header
-  const void *key;       // the key (not owned)
+  void *key;             // the key (owned)
   size_t keylen;
   bool key_ok;           // H.key holds this key (read, or written by us)
   bool stored;           // something was written: check the size at close
-  int hits, misses;
-  pthread_mutex_t mu;    // key_ok, stored and the counts: parts are compiled on several threads
+  pthread_mutex_t mu;    // key_ok and stored: parts are compiled on several threads
 };
 
 static const char KEY_MAGIC[8] = {'F', 'N', 'N', 'C', 'K', 'E', 'Y', '1'};
@@ -168,15 +167,16 @@ static bool write_entry(int dirfd, const char *name, const void *head, size_t hl
 // Marks a file as used now: trim drops the least recently used first.
 static void touch(int dirfd, const char *name) { utimensat(dirfd, name, NULL, AT_SYMLINK_NOFOLLOW); }
 
-Cache *cache_open(const void *key, size_t keylen) {
+Cache *cache_open(void *key, size_t keylen) {
   char *dir = cache_dir();
-  if (!dir) return NULL;
+  if (!dir) return free(key), NULL;
   int fd = -1;
   struct stat st;
   if (make_dirs(dir)) fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0 || fstat(fd, &st) || faccessat(fd, ".", R_OK | W_OK | X_OK, 0)) {
     if (fd >= 0) close(fd);
     free(dir);
+    free(key);
     return NULL;
   }
   if (st.st_uid != geteuid() || (st.st_mode & (S_IWGRP | S_IWOTH))) {
@@ -186,6 +186,7 @@ Cache *cache_open(const void *key, size_t keylen) {
               st.st_uid != geteuid() ? "another user owns it" : "others may write to it");
     close(fd);
     free(dir);
+    free(key);
     return NULL;
   }
   free(dir);
@@ -232,10 +233,6 @@ void *cache_get(Cache *c, int part, size_t *len) {
     touch(c->dirfd, name);
   }
   free(buf);
-  pthread_mutex_lock(&c->mu);
-  if (obj) c->hits++;
-  else c->misses++;
-  pthread_mutex_unlock(&c->mu);
   return obj;
 }
 
@@ -267,11 +264,6 @@ void cache_put(Cache *c, int part, const void *obj, size_t len) {
   pthread_mutex_lock(&c->mu);
   c->stored |= ok;
   pthread_mutex_unlock(&c->mu);
-}
-
-void cache_counts(const Cache *c, int *hits, int *misses) {
-  *hits = c ? c->hits : 0;
-  *misses = c ? c->misses : 0;
 }
 
 // The cache's own files (H.key, H.Q.o and leftover temporaries), oldest use first.
@@ -345,5 +337,6 @@ void cache_close(Cache *c) {
   if (c->stored) trim(c);
   pthread_mutex_destroy(&c->mu);
   close(c->dirfd);
+  free(c->key);
   free(c);
 }

@@ -766,10 +766,9 @@ int aot_build(LLVMModuleRef m, LLVMTargetMachineRef tm, const char *out);
 // NULL (the cache is off or unusable) makes every call a miss or a no-op.
 // The calls for one Cache may come from several threads.
 typedef struct Cache Cache;
-Cache *cache_open(const void *key, size_t keylen);  // keeps the pointer to key
+Cache *cache_open(void *key, size_t keylen);  // takes the malloc'ed key
 void *cache_get(Cache *c, int part, size_t *len);    // malloc'ed object, or NULL
 void cache_put(Cache *c, int part, const void *obj, size_t len);
-void cache_counts(const Cache *c, int *hits, int *misses);
 void cache_close(Cache *c);  // drops the least recently used files past FNNC_CACHE_MB
 
 
