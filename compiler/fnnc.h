@@ -602,6 +602,20 @@ int64_t anchor_scratch(Value *a);
 int64_t dw_planes_at(Value *a);     // where unpool_in_dw's planes of g start in a dw kernel's scratch
 int64_t image_local_at(Kernel *k);  // where a kernel's image_local output sits in its scratch
 bool conv_direct(Value *a);
+// Winograd F(2x2, 3x3) (wino.c): a stride-1 3x3 convolution or input gradient
+// with channels enough, as 16 GEMMs over 4x4 input tiles per image. Shapes and
+// the anchor's scratch layout (floats from the scratch's start):
+typedef struct {
+  int64_t K, N;        // channels in (the GEMMs' k) and out (their columns)
+  int64_t OH, OW;      // output plane
+  int64_t pad;         // zeros above and left of the source in the padded plane
+  int64_t Hp, Wp;      // padded plane: 2*TH + 2 rows of 2*TW + 2
+  int64_t TH, TW, T;   // 2x2 output tiles down, across and in all
+  int64_t wsk, wsn;    // weight strides between the GEMMs' k and j channels (taps contiguous)
+  bool flip;           // taps rotated by 180 degrees (the input gradient)
+  int64_t at_u, at_pad, at_v, at_m, at_plane, at_junk, total;
+} WinoPlan;
+bool wino_plan(Value *a, WinoPlan *p);  // false: a does not run as Winograd
 // Does a parallel kernel reduce over its rows into partial slots? Then its
 // tasks must be the fixed blocks of this many rows (else 0).
 int kernel_partials(Kernel *k);  // a convolution anchor runs on padded planes, not im2col
@@ -675,6 +689,12 @@ LLVMValueRef cg_max_i64(Emit *e, LLVMValueRef a, LLVMValueRef b);
 void cg_epilogue(Emit *e, LLVMValueRef *outer_idx, int tdims, LLVMValueRef tile);
 void cg_image_epilogue(Emit *e, LLVMValueRef b, LLVMValueRef tile);  // a convolution's, then Kernel.post
 void emit_maxpool_image(Emit *e, Value *pool, Value *arg, LLVMValueRef b);  // ops_nn.c
+// wino.c: the filter transform U = G g G^T of every channel pair (once per
+// call), and one image's input transform, 16 GEMMs and output transform from
+// the padded plane (at p->at_pad in the scratch) to the output plane (at
+// p->at_plane, [N, OH, OW]).
+void cg_wino_filter(Emit *e, const WinoPlan *p, LLVMValueRef w);
+void cg_wino_image(Emit *e, const WinoPlan *p);
 
 // vmath.c: exp, log, tanh and sigmoid as straight-line float IR (no calls), so
 // the loops that use them vectorize. x is a float or a vector of floats; the

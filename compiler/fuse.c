@@ -443,6 +443,40 @@ bool conv_direct(Value *a) {
   }
 }
 
+// Winograd F(2x2, 3x3) (wino.c) for the forward and the input gradient of a
+// stride-1 3x3 convolution: per 2x2 outputs, 16 multiply-adds of transformed
+// 4x4 tiles stand in for 36, so the GEMMs do 2.25 times less work, and the
+// transforms, which only add, cost a few per cent. It needs channels enough
+// for the GEMMs' vectors (k at least 16, the output channels whole vectors)
+// and one image's transformed tiles within about a megabyte (larger layers
+// run direct). FNNC_CONV=direct (or im2col) turns it off.
+bool wino_plan(Value *a, WinoPlan *out) {
+  const char *force = getenv("FNNC_CONV");
+  if (force && (!strcmp(force, "direct") || !strcmp(force, "im2col"))) return false;
+  if (a->op != OP_conv2d && a->op != OP_conv2d_dx) return false;
+  Shape w = a->in[1]->shape;
+  if (a->ia[0] != 1 || w.d[2] != 3 || w.d[3] != 3) return false;
+  int64_t O = w.d[0], C = w.d[1], pd = a->ia[1];
+  WinoPlan p = {0};
+  if (a->op == OP_conv2d)
+    p.K = C, p.N = O, p.pad = pd, p.wsk = 9, p.wsn = C * 9;
+  else  // dx = the output gradient padded by 2 - pd, convolved with the rotated filters
+    p.K = O, p.N = C, p.pad = 2 - pd, p.wsk = C * 9, p.wsn = 9, p.flip = true;
+  p.OH = a->shape.d[2], p.OW = a->shape.d[3];
+  p.TH = (p.OH + 1) / 2, p.TW = (p.OW + 1) / 2, p.T = p.TH * p.TW;
+  p.Hp = 2 * p.TH + 2, p.Wp = 2 * p.TW + 2;
+  if (p.pad < 0 || p.K < 16 || p.N % 16 || 16 * (p.K + p.N) * p.T > 262144) return false;
+  p.at_u = 0;
+  p.at_pad = pad16(16 * p.K * p.N);
+  p.at_v = p.at_pad + pad16(p.K * p.Hp * p.Wp + 16);
+  p.at_m = p.at_v + pad16(16 * p.K * p.T);
+  p.at_plane = p.at_m + pad16(16 * p.T * p.N);
+  p.at_junk = p.at_plane + pad16(p.N * p.OH * p.OW);
+  p.total = p.at_junk + 16;
+  if (out) *out = p;
+  return true;
+}
+
 // An im2col weight gradient's scratch: col [P, CKK] and the tile [O + 8, CKK
 // rounded to 4]; after them (64-byte aligned), the planes of g that
 // unpool_in_dw computes.
@@ -462,6 +496,8 @@ int64_t image_local_at(Kernel *k) { return pad16(anchor_scratch(k->anchor)); }
 // input; matmuls by blocks of rows. The scratch holds the padded or packed
 // operand and the output tile that the epilogue reads.
 int64_t anchor_scratch(Value *a) {
+  WinoPlan wp;
+  if (wino_plan(a, &wp)) return wp.total;
   if ((a->op == OP_conv2d || a->op == OP_conv2d_dx || a->op == OP_conv2d_dw) && conv_direct(a)) {
     int64_t p = a->ia[1];
     if (a->op == OP_conv2d) {  // padded input + slack row, the output over padded rows
@@ -997,7 +1033,10 @@ void fused_dump(FILE *out, Program *p) {
       Value *a = k->anchor;
       bool conv = a->op == OP_conv2d || a->op == OP_conv2d_dx || a->op == OP_conv2d_dw;
       fprintf(out, "  # %s%s loops over %s, epilogue per tile%s%s\n", op_info[a->op].name,
-              conv ? (conv_direct(a) ? " (direct, padded planes)" : " (im2col)") : "", shape_str(k->shape),
+              conv ? (wino_plan(a, NULL)   ? " (Winograd F(2x2,3x3))"
+                     : conv_direct(a) ? " (direct, padded planes)"
+                                      : " (im2col)")
+                   : "", shape_str(k->shape),
               k->post && k->post_arg   ? ", then the pool and its window indices per image"
               : k->post || k->post_arg ? ", then the pool per image"
                                        : "",

@@ -301,6 +301,20 @@ static void direct_images(Emit *e, Value *src, int64_t nch, int64_t ph, int64_t 
   cg_loop_end(e, &lb);
 }
 
+// Winograd (wino.c): the filters transformed once per call, then per image
+// the source padded into the plane, its transforms and GEMMs, and the
+// epilogue over the output plane.
+static void wino_images(Emit *e, Value *src, const WinoPlan *p, LLVMValueRef w) {
+  cg_wino_filter(e, p, w);
+  LLVMValueRef pad = cg_gep(e, e->f32, e->scratch, I(e, p->at_pad));
+  cg_zero(e, pad, I(e, p->K * p->Hp * p->Wp + 16));
+  Loop lb = cg_loop_begin(e, e->lo, e->hi, "b");
+  pad_plane(e, src, lb.i, I(e, 0), I(e, p->K), p->pad, p->pad, p->Hp, p->Wp, pad);
+  cg_wino_image(e, p);
+  cg_image_epilogue(e, lb.i, cg_gep(e, e->f32, e->scratch, I(e, p->at_plane)));
+  cg_loop_end(e, &lb);
+}
+
 // Direct: the input padded by p into xpad [C, Hp, Wp] (+ a slack row for the
 // taps of the last columns), then per image one tap GEMM
 //   plane[o, oh*Wp + ow] = sum_{c, kh, kw} w[o, c, kh, kw] * xpad[c, (oh + kh)*Wp + ow + kw]
@@ -322,6 +336,11 @@ static void emit_conv2d_direct(Emit *e, Value *v) {
 // Per image: pack the input (im2col), one GEMM W[O, CKK] . col[CKK, P] into the
 // output tile [O, OH*OW], then the epilogue over the tile.
 LLVMValueRef emit_conv2d(Emit *e, Value *v, LLVMValueRef *in) {
+  WinoPlan wp;
+  if (wino_plan(v, &wp)) {
+    wino_images(e, v->in[0], &wp, e->ptr[v->in[1]->id]);
+    return NULL;
+  }
   if (conv_direct(v)) {
     emit_conv2d_direct(e, v);
     return NULL;
@@ -378,6 +397,11 @@ static void emit_conv2d_dx_direct(Emit *e, Value *v) {
 // Per image: one GEMM W^T[CKK, O] . g[O, P] gives the column gradients, which
 // col2im adds back into the input plane tile [C, H, W]; then the epilogue.
 LLVMValueRef emit_conv2d_dx(Emit *e, Value *v, LLVMValueRef *in) {
+  WinoPlan wp;
+  if (wino_plan(v, &wp)) {
+    wino_images(e, v->in[0], &wp, e->ptr[v->in[1]->id]);
+    return NULL;
+  }
   if (conv_direct(v)) {
     emit_conv2d_dx_direct(e, v);
     return NULL;

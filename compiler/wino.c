@@ -1,0 +1,200 @@
+// wino.c: Winograd F(2x2, 3x3) convolution, for the forward and the input
+// gradient of stride-1 3x3 layers (fuse.c's wino_plan decides which).
+//
+// A 2x2 tile of outputs Y comes from the 4x4 tile d of the padded input under
+// it and the 3x3 filter g as
+//   Y = A^T [ (G g G^T) (.) (B^T d B) ] A          (.) elementwise
+// with
+//   B^T = | 1  0 -1  0 |   G = | 1    0    0   |   A^T = | 1  1  1  0 |
+//         | 0  1  1  0 |       | 1/2  1/2  1/2 |         | 0  1 -1 -1 |
+//         | 0 -1  1  0 |       | 1/2 -1/2  1/2 |
+//         | 0  1  0 -1 |       | 0    0    1   |
+// Summed over input channels k, the elementwise products become 16 GEMMs, one
+// per position xi of the 4x4 transformed tile:
+//   M[xi][t][j] = sum_k V[xi][k][t] * U[xi][k][j]
+//   V[xi][k][t] = (B^T d_{k,t} B)[xi]    U[xi][k][j] = (G g_{j,k} G^T)[xi]
+// for tiles t and output channels j: 16 multiply-adds per 2x2 outputs and
+// channel pair instead of 36. The micro-kernel (gemm.c) vectorizes along j,
+// so every lane does useful work whatever the width of the plane; the output
+// transform turns each tile's channel vectors back into rows of planes with a
+// 16x16 transposition in registers. The transforms only add and subtract
+// (and halve, for G), so they are exact but for rounding.
+#include "fnnc.h"
+
+static LLVMBuilderRef B(Emit *e) { return e->cg->b; }
+static LLVMValueRef I(Emit *e, int64_t c) { return cg_i64(e, c); }
+static LLVMValueRef ADD(Emit *e, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildNSWAdd(B(e), a, b, ""); }
+static LLVMValueRef MUL(Emit *e, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildNSWMul(B(e), a, b, ""); }
+static LLVMValueRef fadd(Emit *e, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFAdd(B(e), a, b, ""); }
+static LLVMValueRef fsub(Emit *e, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFSub(B(e), a, b, ""); }
+static LLVMValueRef half(Emit *e, LLVMValueRef a) { return LLVMBuildFMul(B(e), a, cg_f32(e, 0.5), ""); }
+// The scratch at float offset off (a constant plus an i64 value, or NULL).
+static LLVMValueRef at(Emit *e, int64_t off, LLVMValueRef var) {
+  LLVMValueRef o = var ? ADD(e, var, I(e, off)) : I(e, off);
+  return cg_gep(e, e->f32, e->scratch, o);
+}
+static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+// Tiles per chunk of a row: the 4 columns of 7 tiles, 2 apart, span 16.
+enum { CHUNK = 7 };
+
+// The lanes idx[0..n) of the 16-lane vector v (idx < 0: lane 0, unused).
+static LLVMValueRef lanes(Emit *e, LLVMValueRef v, int n, const int *idx) {
+  LLVMValueRef m[16];
+  for (int i = 0; i < n; i++) m[i] = LLVMConstInt(e->i32, idx[i] < 0 ? 0 : (unsigned)idx[i], 0);
+  return LLVMBuildShuffleVector(B(e), v, LLVMGetUndef(LLVMTypeOf(v)), LLVMConstVector(m, (unsigned)n), "");
+}
+
+// U[xi][k][j] = (G g G^T)[xi] for every channel pair, g the 3x3 taps of the
+// filter from input channel k to output channel j:
+//   t = G g   (rows:    t0 = g0, t1 = (g0 + g1 + g2)/2, t2 = (g0 - g1 + g2)/2, t3 = g2)
+//   U = t G^T (columns: the same combinations of t's three columns)
+void cg_wino_filter(Emit *e, const WinoPlan *p, LLVMValueRef w) {
+  Loop lk = cg_loop_begin(e, I(e, 0), I(e, p->K), "k");
+  Loop lj = cg_loop_begin(e, I(e, 0), I(e, p->N), "j");
+  LLVMValueRef base = ADD(e, MUL(e, lk.i, I(e, p->wsk)), MUL(e, lj.i, I(e, p->wsn)));
+  LLVMValueRef g[3][3], t[4][3];
+  for (int r = 0; r < 3; r++)
+    for (int c = 0; c < 3; c++) {
+      int tap = p->flip ? (2 - r) * 3 + (2 - c) : r * 3 + c;
+      g[r][c] = LLVMBuildLoad2(B(e), e->f32, cg_gep(e, e->f32, w, ADD(e, base, I(e, tap))), "");
+    }
+  for (int c = 0; c < 3; c++) {
+    LLVMValueRef s02 = fadd(e, g[0][c], g[2][c]);
+    t[0][c] = g[0][c];
+    t[1][c] = half(e, fadd(e, s02, g[1][c]));
+    t[2][c] = half(e, fsub(e, s02, g[1][c]));
+    t[3][c] = g[2][c];
+  }
+  LLVMValueRef kj = ADD(e, MUL(e, lk.i, I(e, p->N)), lj.i);
+  for (int r = 0; r < 4; r++) {
+    LLVMValueRef s02 = fadd(e, t[r][0], t[r][2]);
+    LLVMValueRef u[4] = {t[r][0], half(e, fadd(e, s02, t[r][1])), half(e, fsub(e, s02, t[r][1])), t[r][2]};
+    for (int c = 0; c < 4; c++) LLVMBuildStore(B(e), u[c], at(e, p->at_u + (r * 4 + c) * p->K * p->N, kj));
+  }
+  cg_loop_end(e, &lj);
+  cg_loop_end_scalar(e, &lk);
+}
+
+// V[xi][k][t] = (B^T d B)[xi] for every input channel and tile: per channel
+// and row of tiles, the four input rows under it (16 columns at a time, one
+// vector each) combine into the rows of B^T d, and lane shuffles pick each
+// tile's four columns of those for the columns of (B^T d) B, 7 tiles a vector.
+static void input_transform(Emit *e, const WinoPlan *p) {
+  static const int ev[8] = {0, 2, 4, 6, 8, 10, 12, -1}, ev1[8] = {2, 4, 6, 8, 10, 12, 14, -1};
+  static const int od[8] = {1, 3, 5, 7, 9, 11, 13, -1}, od1[8] = {3, 5, 7, 9, 11, 13, 15, -1};
+  Loop lk = cg_loop_begin(e, I(e, 0), I(e, p->K), "k");
+  Loop lt = cg_loop_begin(e, I(e, 0), I(e, p->TH), "ty");
+  LLVMValueRef row0 = MUL(e, ADD(e, MUL(e, lk.i, I(e, p->Hp)), MUL(e, lt.i, I(e, 2))), I(e, p->Wp));
+  LLVMValueRef vrow = ADD(e, MUL(e, lk.i, I(e, p->T)), MUL(e, lt.i, I(e, p->TW)));
+  for (int64_t ch = 0; ch * CHUNK < p->TW; ch++) {
+    int n = (int)min64(CHUNK, p->TW - ch * CHUNK), valid = (int)min64(16, p->Wp - 2 * CHUNK * ch);
+    LLVMValueRef d[4], r[4];
+    for (int i = 0; i < 4; i++) d[i] = cg_vload(e, at(e, p->at_pad + i * p->Wp + 2 * CHUNK * ch, row0), 16, valid);
+    r[0] = fsub(e, d[0], d[2]);
+    r[1] = fadd(e, d[1], d[2]);
+    r[2] = fsub(e, d[2], d[1]);
+    r[3] = fsub(e, d[1], d[3]);
+    for (int i = 0; i < 4; i++) {
+      LLVMValueRef c0 = lanes(e, r[i], 8, ev), c2 = lanes(e, r[i], 8, ev1);
+      LLVMValueRef c1 = lanes(e, r[i], 8, od), c3 = lanes(e, r[i], 8, od1);
+      LLVMValueRef v[4] = {fsub(e, c0, c2), fadd(e, c1, c2), fsub(e, c2, c1), fsub(e, c1, c3)};
+      for (int j = 0; j < 4; j++)
+        cg_vstore(e, v[j], at(e, p->at_v + (i * 4 + j) * p->K * p->T + ch * CHUNK, vrow), 8, n);
+    }
+  }
+  cg_loop_end_scalar(e, &lt);
+  cg_loop_end_scalar(e, &lk);
+}
+
+// The 16 GEMMs M[xi] = V[xi]^T . U[xi]: [T, K] . [K, N], rows of tiles,
+// columns of output channels.
+static void gemms(Emit *e, const WinoPlan *p) {
+  int mr, nv;
+  gemm_tile_static(p->T, p->N, &mr, &nv);
+  Loop lx = cg_loop_begin(e, I(e, 0), I(e, 16), "xi");
+  Gemm g = {.M = p->T, .N = p->N, .K = I(e, p->K), .a = at(e, p->at_v, MUL(e, lx.i, I(e, p->K * p->T))),
+            .ars = I(e, 1), .acs = I(e, p->T), .b = at(e, p->at_u, MUL(e, lx.i, I(e, p->K * p->N))), .ldb = p->N,
+            .c = at(e, p->at_m, MUL(e, lx.i, I(e, p->T * p->N))), .ldc = p->N, .mr = mr, .nv = nv};
+  cg_gemm(e, &g);
+  cg_loop_end_scalar(e, &lx);
+}
+
+// v[0..16) := its transpose, lane l of v[r] to lane r of v[l]: at each of four
+// levels, swapping bit b of the row with bit b of the lane.
+static void transpose16(Emit *e, LLVMValueRef *v) {
+  for (int b = 8; b >= 1; b /= 2) {
+    LLVMValueRef mlo[16], mhi[16];
+    for (int l = 0; l < 16; l++) {
+      mlo[l] = LLVMConstInt(e->i32, (unsigned)((l & b) ? 16 + l - b : l), 0);
+      mhi[l] = LLVMConstInt(e->i32, (unsigned)((l & b) ? 16 + l : l + b), 0);
+    }
+    LLVMValueRef lo = LLVMConstVector(mlo, 16), hi = LLVMConstVector(mhi, 16);
+    for (int r = 0; r < 16; r++) {
+      if (r & b) continue;
+      LLVMValueRef x = LLVMBuildShuffleVector(B(e), v[r], v[r + b], lo, "");
+      LLVMValueRef y = LLVMBuildShuffleVector(B(e), v[r], v[r + b], hi, "");
+      v[r] = x, v[r + b] = y;
+    }
+  }
+}
+
+// plane[j, 2ty + i, 2tx + c] = (A^T m A)[i][c], m the tile's 4x4 of M, per row
+// of tiles and 16 output channels (one vector): for each tile of a chunk,
+//   r0 = m0 + m1 + m2, r1 = m1 - m2 - m3   (rows of m),   then the same of
+//   r's columns; the chunk's 14 column vectors of each output row, transposed,
+//   are 16 channels' rows.
+static void output_transform(Emit *e, const WinoPlan *p) {
+  Loop lt = cg_loop_begin(e, I(e, 0), I(e, p->TH), "ty");
+  Loop lo = cg_loop_begin(e, I(e, 0), I(e, p->N / 16), "jb");
+  LLVMValueRef j0 = MUL(e, lo.i, I(e, 16)), t0 = MUL(e, lt.i, I(e, p->TW));
+  LLVMTypeRef vt = LLVMVectorType(e->f32, 16);
+  for (int64_t ch = 0; ch * CHUNK < p->TW; ch++) {
+    int n = (int)min64(CHUNK, p->TW - ch * CHUNK);
+    LLVMValueRef col[2][16];
+    for (int c = 0; c < 16; c++) col[0][c] = col[1][c] = LLVMConstNull(vt);
+    for (int tx = 0; tx < n; tx++) {
+      LLVMValueRef m[16], r[2][4];
+      LLVMValueRef tj = ADD(e, MUL(e, ADD(e, t0, I(e, ch * CHUNK + tx)), I(e, p->N)), j0);
+      for (int x = 0; x < 16; x++) m[x] = cg_vload(e, at(e, p->at_m + x * p->T * p->N, tj), 16, 16);
+      for (int c = 0; c < 4; c++) {
+        LLVMValueRef s12 = fadd(e, m[4 + c], m[8 + c]), d12 = fsub(e, m[4 + c], m[8 + c]);
+        r[0][c] = fadd(e, m[c], s12);
+        r[1][c] = fsub(e, d12, m[12 + c]);
+      }
+      for (int i = 0; i < 2; i++) {
+        LLVMValueRef s12 = fadd(e, r[i][1], r[i][2]), d12 = fsub(e, r[i][1], r[i][2]);
+        col[i][2 * tx] = fadd(e, r[i][0], s12);
+        col[i][2 * tx + 1] = fsub(e, d12, r[i][3]);
+      }
+    }
+    int valid = (int)min64(2 * n, p->OW - 2 * CHUNK * ch);
+    for (int i = 0; i < 2; i++) {
+      transpose16(e, col[i]);
+      LLVMValueRef oh = ADD(e, MUL(e, lt.i, I(e, 2)), I(e, i));
+      LLVMBasicBlockRef done = NULL;
+      if (i == 1 && p->OH % 2) {  // the last row of tiles has one row of outputs
+        LLVMBasicBlockRef yes = LLVMAppendBasicBlockInContext(e->cg->ctx, e->fn, "row1");
+        done = LLVMAppendBasicBlockInContext(e->cg->ctx, e->fn, "row1_done");
+        LLVMBuildCondBr(B(e), LLVMBuildICmp(B(e), LLVMIntSLT, oh, I(e, p->OH), ""), yes, done);
+        LLVMPositionBuilderAtEnd(B(e), yes);
+      }
+      for (int c = 0; c < 16; c++) {
+        LLVMValueRef row = ADD(e, MUL(e, ADD(e, j0, I(e, c)), I(e, p->OH)), oh);
+        cg_vstore(e, col[i][c], at(e, p->at_plane + 2 * CHUNK * ch, MUL(e, row, I(e, p->OW))), 16, valid);
+      }
+      if (done) {
+        LLVMBuildBr(B(e), done);
+        LLVMPositionBuilderAtEnd(B(e), done);
+      }
+    }
+  }
+  cg_loop_end_scalar(e, &lo);
+  cg_loop_end_scalar(e, &lt);
+}
+
+void cg_wino_image(Emit *e, const WinoPlan *p) {
+  input_transform(e, p);
+  gemms(e, p);
+  output_transform(e, p);
+}
