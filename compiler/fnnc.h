@@ -613,6 +613,8 @@ typedef struct {
   int64_t TH, TW, T;   // 2x2 output tiles down, across and in all
   int64_t wsk, wsn;    // weight strides between the GEMMs' k and j channels (taps contiguous)
   bool flip;           // taps rotated by 180 degrees (the input gradient)
+  // The weight gradient uses at_u for the sums dU, at_m for the transformed
+  // output gradient and at_plane for the filter bank [N, K, 3, 3].
   int64_t at_u, at_pad, at_v, at_m, at_plane, at_junk, total;
 } WinoPlan;
 bool wino_plan(Value *a, WinoPlan *p);  // false: a does not run as Winograd
@@ -695,6 +697,11 @@ void emit_maxpool_image(Emit *e, Value *pool, Value *arg, LLVMValueRef b);  // o
 // p->at_plane, [N, OH, OW]).
 void cg_wino_filter(Emit *e, const WinoPlan *p, LLVMValueRef w);
 void cg_wino_image(Emit *e, const WinoPlan *p);
+// The weight gradient: one image's transforms (the input from the padded
+// plane, the output gradient g [N, OH, OW]) summed into dU (at p->at_u), and
+// at the end of a call dU's filter-sized transform into out [N, K, 3, 3].
+void cg_wino_dw_image(Emit *e, const WinoPlan *p, LLVMValueRef g);
+void cg_wino_dw_filter(Emit *e, const WinoPlan *p, LLVMValueRef out);
 
 // vmath.c: exp, log, tanh and sigmoid as straight-line float IR (no calls), so
 // the loops that use them vectorize. x is a float or a vector of floats; the

@@ -443,8 +443,8 @@ bool conv_direct(Value *a) {
   }
 }
 
-// Winograd F(2x2, 3x3) (wino.c) for the forward and the input gradient of a
-// stride-1 3x3 convolution: per 2x2 outputs, 16 multiply-adds of transformed
+// Winograd F(2x2, 3x3) (wino.c) for the forward, input gradient and weight
+// gradient of a stride-1 3x3 convolution: per 2x2 outputs, 16 multiply-adds of transformed
 // 4x4 tiles stand in for 36, so the GEMMs do 2.25 times less work, and the
 // transforms, which only add, cost a few per cent. It needs channels enough
 // for the GEMMs' vectors (k at least 16, the output channels whole vectors)
@@ -453,16 +453,21 @@ bool conv_direct(Value *a) {
 bool wino_plan(Value *a, WinoPlan *out) {
   const char *force = getenv("FNNC_CONV");
   if (force && (!strcmp(force, "direct") || !strcmp(force, "im2col"))) return false;
-  if (a->op != OP_conv2d && a->op != OP_conv2d_dx) return false;
-  Shape w = a->in[1]->shape;
+  if (a->op != OP_conv2d && a->op != OP_conv2d_dx && a->op != OP_conv2d_dw) return false;
+  Shape w = a->op == OP_conv2d_dw ? a->shape : a->in[1]->shape;
   if (a->ia[0] != 1 || w.d[2] != 3 || w.d[3] != 3) return false;
   int64_t O = w.d[0], C = w.d[1], pd = a->ia[1];
   WinoPlan p = {0};
   if (a->op == OP_conv2d)
     p.K = C, p.N = O, p.pad = pd, p.wsk = 9, p.wsn = C * 9;
-  else  // dx = the output gradient padded by 2 - pd, convolved with the rotated filters
+  else if (a->op == OP_conv2d_dx)  // the output gradient padded by 2 - pd, convolved with the rotated filters
     p.K = O, p.N = C, p.pad = 2 - pd, p.wsk = C * 9, p.wsn = 9, p.flip = true;
-  p.OH = a->shape.d[2], p.OW = a->shape.d[3];
+  else if (dw_by_images(a) && conv_direct(a))  // a task sums its images' tiles
+    p.K = C, p.N = O, p.pad = pd;
+  else
+    return false;
+  Shape os = a->op == OP_conv2d_dw ? a->in[1]->shape : a->shape;
+  p.OH = os.d[2], p.OW = os.d[3];
   p.TH = (p.OH + 1) / 2, p.TW = (p.OW + 1) / 2, p.T = p.TH * p.TW;
   p.Hp = 2 * p.TH + 2, p.Wp = 2 * p.TW + 2;
   if (p.pad < 0 || p.K < 16 || p.N % 16 || 16 * (p.K + p.N) * p.T > 262144) return false;
@@ -471,7 +476,7 @@ bool wino_plan(Value *a, WinoPlan *out) {
   p.at_v = p.at_pad + pad16(p.K * p.Hp * p.Wp + 16);
   p.at_m = p.at_v + pad16(16 * p.K * p.T);
   p.at_plane = p.at_m + pad16(16 * p.T * p.N);
-  p.at_junk = p.at_plane + pad16(p.N * p.OH * p.OW);
+  p.at_junk = p.at_plane + pad16(a->op == OP_conv2d_dw ? p.N * p.K * 9 : p.N * p.OH * p.OW);
   p.total = p.at_junk + 16;
   if (out) *out = p;
   return true;

@@ -525,6 +525,29 @@ static void emit_conv2d_dw_direct(Emit *e, Value *v) {
   cg_loop_end(e, &lo);
 }
 
+// Winograd (wino.c): per image of the task, the input padded into the plane
+// and both transforms summed into dU; then the filter bank, through the
+// epilogue one output channel at a time.
+static void emit_conv2d_dw_wino(Emit *e, Value *v, const WinoPlan *p) {
+  Value *X = v->in[0], *G = v->in[1];
+  LLVMValueRef o0, o1, b0, b1;
+  dw_ranges(e, p->N, &o0, &o1, &b0, &b1);  // (by images: every channel)
+  LLVMValueRef pad = cg_gep(e, e->f32, e->scratch, I(e, p->at_pad));
+  LLVMValueRef out = cg_gep(e, e->f32, e->scratch, I(e, p->at_plane));
+  cg_zero(e, pad, I(e, p->K * p->Hp * p->Wp + 16));
+  cg_zero(e, cg_gep(e, e->f32, e->scratch, I(e, p->at_u)), I(e, 16 * p->K * p->N));
+  cg_zero(e, cg_gep(e, e->f32, e->scratch, I(e, p->at_junk)), I(e, 16));
+  Loop lb = cg_loop_begin(e, b0, b1, "b");
+  pad_plane(e, X, lb.i, I(e, 0), I(e, p->K), p->pad, p->pad, p->Hp, p->Wp, pad);
+  cg_wino_dw_image(e, p, cg_gep(e, e->f32, e->ptr[G->id], MUL(e, lb.i, I(e, p->N * p->OH * p->OW))));
+  cg_loop_end_scalar(e, &lb);
+  cg_wino_dw_filter(e, p, out);
+  Loop lo = cg_loop_begin(e, I(e, 0), I(e, p->N), "o");
+  LLVMValueRef outer[1] = {lo.i};
+  cg_epilogue(e, outer, 3, cg_gep(e, e->f32, out, MUL(e, lo.i, I(e, p->K * 9))));
+  cg_loop_end(e, &lo);
+}
+
 static void maxpool2_dx_plane(Emit *e, Value *A, Value *G, LLVMValueRef off, LLVMValueRef tile, int64_t Wd,
                               int64_t OH, int64_t OW);
 
@@ -533,6 +556,11 @@ static void maxpool2_dx_plane(Emit *e, Value *A, Value *G, LLVMValueRef off, LLV
 // A task takes a block of output rows [lo, hi) and the whole batch, so every
 // element is summed in the same order whatever the split.
 LLVMValueRef emit_conv2d_dw(Emit *e, Value *v, LLVMValueRef *in) {
+  WinoPlan wp;
+  if (wino_plan(v, &wp)) {
+    emit_conv2d_dw_wino(e, v, &wp);
+    return NULL;
+  }
   if (conv_direct(v)) {
     emit_conv2d_dw_direct(e, v);
     return NULL;

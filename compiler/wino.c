@@ -19,6 +19,14 @@
 // transform turns each tile's channel vectors back into rows of planes with a
 // 16x16 transposition in registers. The transforms only add and subtract
 // (and halve, for G), so they are exact but for rounding.
+//
+// The weight gradient is the same product's: with dm = A dY A^T (4x4 from
+// each 2x2 tile of the output gradient),
+//   dU[xi][k][j] = sum_{images, t} V[xi][k][t] * dm[xi][t][j]
+//   dg[j][k] = G^T dU[.][k][j] G
+// so the forward's input transform, a transform of the output gradient (its
+// rows transposed into channel vectors) and 16 GEMMs that sum over the tiles
+// of every image of a task, then one filter-sized transform per task.
 #include "fnnc.h"
 
 static LLVMBuilderRef B(Emit *e) { return e->cg->b; }
@@ -191,6 +199,90 @@ static void output_transform(Emit *e, const WinoPlan *p) {
   }
   cg_loop_end_scalar(e, &lo);
   cg_loop_end_scalar(e, &lt);
+}
+
+// dm[xi][t][j] = (A dY A^T)[xi] for this image's output gradient g
+// ([N, OH, OW]) per row of tiles and 16 channels: the two rows of outputs
+// under the tiles (16 channels, transposed to one vector of channels per
+// column; zeros past the plane), then for each tile
+//   rows: a = (y0, y0 + y1, y0 - y1, -y1),   then the same of a's columns.
+static void grad_transform(Emit *e, const WinoPlan *p, LLVMValueRef g) {
+  Loop lt = cg_loop_begin(e, I(e, 0), I(e, p->TH), "ty");
+  Loop lo = cg_loop_begin(e, I(e, 0), I(e, p->N / 16), "jb");
+  LLVMValueRef j0 = MUL(e, lo.i, I(e, 16)), t0 = MUL(e, lt.i, I(e, p->TW));
+  for (int64_t ch = 0; ch * CHUNK < p->TW; ch++) {
+    int n = (int)min64(CHUNK, p->TW - ch * CHUNK), valid = (int)min64(16, p->OW - 2 * CHUNK * ch);
+    LLVMValueRef col[2][16];
+    for (int i = 0; i < 2; i++) {
+      LLVMValueRef oh = ADD(e, MUL(e, lt.i, I(e, 2)), I(e, i));
+      LLVMValueRef inside = i == 1 && p->OH % 2 ? LLVMBuildICmp(B(e), LLVMIntSLT, oh, I(e, p->OH), "") : NULL;
+      for (int c = 0; c < 16; c++) {
+        LLVMValueRef row = ADD(e, MUL(e, ADD(e, j0, I(e, c)), I(e, p->OH)), oh);
+        LLVMValueRef src = cg_gep(e, e->f32, g, ADD(e, MUL(e, row, I(e, p->OW)), I(e, 2 * CHUNK * ch)));
+        if (inside) src = LLVMBuildSelect(B(e), inside, src, at(e, p->at_junk, NULL), "");
+        col[i][c] = cg_vload(e, src, 16, valid);
+      }
+      transpose16(e, col[i]);
+    }
+    for (int tx = 0; tx < n; tx++) {
+      LLVMValueRef a[4][2];
+      for (int c = 0; c < 2; c++) {
+        LLVMValueRef y0 = col[0][2 * tx + c], y1 = col[1][2 * tx + c];
+        a[0][c] = y0;
+        a[1][c] = fadd(e, y0, y1);
+        a[2][c] = fsub(e, y0, y1);
+        a[3][c] = LLVMBuildFNeg(B(e), y1, "");
+      }
+      LLVMValueRef tj = ADD(e, MUL(e, ADD(e, t0, I(e, ch * CHUNK + tx)), I(e, p->N)), j0);
+      for (int r = 0; r < 4; r++) {
+        LLVMValueRef z[4] = {a[r][0], fadd(e, a[r][0], a[r][1]), fsub(e, a[r][0], a[r][1]),
+                             LLVMBuildFNeg(B(e), a[r][1], "")};
+        for (int c = 0; c < 4; c++) cg_vstore(e, z[c], at(e, p->at_m + (r * 4 + c) * p->T * p->N, tj), 16, 16);
+      }
+    }
+  }
+  cg_loop_end_scalar(e, &lo);
+  cg_loop_end_scalar(e, &lt);
+}
+
+void cg_wino_dw_image(Emit *e, const WinoPlan *p, LLVMValueRef g) {
+  input_transform(e, p);
+  grad_transform(e, p, g);
+  // dU[xi] += V[xi] . dm[xi]: [K, T] . [T, N]
+  int mr, nv;
+  gemm_tile_static(p->K, p->N, &mr, &nv);
+  Loop lx = cg_loop_begin(e, I(e, 0), I(e, 16), "xi");
+  Gemm gm = {.M = p->K, .N = p->N, .K = I(e, p->T), .a = at(e, p->at_v, MUL(e, lx.i, I(e, p->K * p->T))),
+             .ars = I(e, p->T), .acs = I(e, 1), .b = at(e, p->at_m, MUL(e, lx.i, I(e, p->T * p->N))),
+             .ldb = p->N, .c = at(e, p->at_u, MUL(e, lx.i, I(e, p->K * p->N))), .ldc = p->N,
+             .accumulate = true, .mr = mr, .nv = nv};
+  cg_gemm(e, &gm);
+  cg_loop_end_scalar(e, &lx);
+}
+
+// out[j][k][3x3] = G^T dU[.][k][j] G, G^T's rows combining 4 into 3:
+//   s0 = x0 + (x1 + x2)/2,  s1 = (x1 - x2)/2,  s2 = (x1 + x2)/2 + x3
+void cg_wino_dw_filter(Emit *e, const WinoPlan *p, LLVMValueRef out) {
+  Loop lk = cg_loop_begin(e, I(e, 0), I(e, p->K), "k");
+  Loop lj = cg_loop_begin(e, I(e, 0), I(e, p->N), "j");
+  LLVMValueRef kj = ADD(e, MUL(e, lk.i, I(e, p->N)), lj.i), x[4][4], s[3][4];
+  for (int xi = 0; xi < 16; xi++)
+    x[xi / 4][xi % 4] = LLVMBuildLoad2(B(e), e->f32, at(e, p->at_u + xi * p->K * p->N, kj), "");
+  for (int c = 0; c < 4; c++) {
+    LLVMValueRef h = half(e, fadd(e, x[1][c], x[2][c]));
+    s[0][c] = fadd(e, x[0][c], h);
+    s[1][c] = half(e, fsub(e, x[1][c], x[2][c]));
+    s[2][c] = fadd(e, h, x[3][c]);
+  }
+  LLVMValueRef base = MUL(e, ADD(e, MUL(e, lj.i, I(e, p->K)), lk.i), I(e, 9));
+  for (int r = 0; r < 3; r++) {
+    LLVMValueRef h = half(e, fadd(e, s[r][1], s[r][2]));
+    LLVMValueRef d[3] = {fadd(e, s[r][0], h), half(e, fsub(e, s[r][1], s[r][2])), fadd(e, h, s[r][3])};
+    for (int c = 0; c < 3; c++)
+      LLVMBuildStore(B(e), d[c], cg_gep(e, e->f32, out, ADD(e, base, I(e, r * 3 + c))));
+  }
+  cg_loop_end_scalar(e, &lj);
+  cg_loop_end_scalar(e, &lk);
 }
 
 void cg_wino_image(Emit *e, const WinoPlan *p) {
