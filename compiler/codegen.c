@@ -91,6 +91,24 @@ LLVMValueRef cg_max_i64(Emit *e, LLVMValueRef a, LLVMValueRef b) {
   return LLVMBuildSelect(B(e), LLVMBuildICmp(B(e), LLVMIntSGT, a, b, ""), a, b, "");
 }
 
+bool cg_shared_fn(Emit *outer, Emit *e, const char *name, int nparams, unsigned ptr_mask, LLVMValueRef *fn,
+                  LLVMBasicBlockRef *saved) {
+  Codegen *cg = outer->cg;
+  if ((*fn = LLVMGetNamedFunction(cg->mod, name))) return false;
+  *e = *outer;
+  LLVMTypeRef params[16];
+  for (int i = 0; i < nparams; i++) params[i] = (ptr_mask >> i) & 1 ? e->ptrty : e->i64;
+  *fn = LLVMAddFunction(cg->mod, name, LLVMFunctionType(LLVMVoidTypeInContext(cg->ctx), params, (unsigned)nparams, 0));
+  LLVMSetLinkage(*fn, LLVMInternalLinkage);
+  unsigned noinl = LLVMGetEnumAttributeKindForName("noinline", 8);
+  LLVMAddAttributeAtIndex(*fn, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(cg->ctx, noinl, 0));
+  backend_mark_vector(*fn);
+  *saved = LLVMGetInsertBlock(cg->b);
+  e->fn = *fn;
+  LLVMPositionBuilderAtEnd(cg->b, LLVMAppendBasicBlockInContext(cg->ctx, *fn, "entry"));
+  return true;
+}
+
 Loop cg_loop_begin(Emit *e, LLVMValueRef lo, LLVMValueRef hi, const char *name) {
   Loop l;
   LLVMBasicBlockRef pre = LLVMGetInsertBlock(B(e));

@@ -615,7 +615,7 @@ typedef struct {
   bool flip;           // taps rotated by 180 degrees (the input gradient)
   // The weight gradient uses at_u for the sums dU, at_m for the transformed
   // output gradient and at_plane for the filter bank [N, K, 3, 3].
-  int64_t at_u, at_pad, at_v, at_m, at_plane, at_junk, total;
+  int64_t at_u, at_pad, at_v, at_m, at_plane, at_junk, total;  // at_junk: 16 floats of zeros
 } WinoPlan;
 bool wino_plan(Value *a, WinoPlan *p);  // false: a does not run as Winograd
 // Does a parallel kernel reduce over its rows into partial slots? Then its
@@ -676,6 +676,13 @@ typedef struct {
 Loop cg_loop_begin(Emit *e, LLVMValueRef lo, LLVMValueRef hi, const char *name);
 void cg_loop_end(Emit *e, Loop *l);
 void cg_loop_end_scalar(Emit *e, Loop *l);  // and keep LLVM from vectorizing or unrolling it
+// Starts the shared function `name` (void, internal, not inlined, explicit
+// vector code: fnnc's micro-kernels and transforms) with nparams parameters,
+// pointers where ptr_mask has a bit, else i64, positioned in its entry block
+// in *e, a copy of *outer; false if it exists already (then *fn is it). The
+// caller ends it with a return and repositions the builder at *saved.
+bool cg_shared_fn(Emit *outer, Emit *e, const char *name, int nparams, unsigned ptr_mask, LLVMValueRef *fn,
+                  LLVMBasicBlockRef *saved);
 LLVMValueRef cg_call_intrinsic(Emit *e, const char *name, LLVMTypeRef t, LLVMValueRef *args, int n);
 LLVMValueRef cg_fast(LLVMValueRef inst);  // marks an FP instruction contractable
 LLVMValueRef cg_reassoc(LLVMValueRef inst);  // contractable and reassociable (reductions)

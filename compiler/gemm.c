@@ -88,27 +88,7 @@ static LLVMValueRef mul(Emit *e, LLVMValueRef a, LLVMValueRef b) { return LLVMBu
 // 0) and c; the last vector has `lanes` valid lanes, and rows >= `rows` re-read
 // A's last valid row (with rows of k, K counts the rows; the name then ends in
 // _k<krow>of<kstride>, after the taps' _t<n>_<hash>). One function per shape
-// keeps compile time small.
-// Starts the shared micro-kernel function `name` with nine parameters (pointer
-// or i64 per `ptr_mask` bit), positioned in its entry block; returns NULL if it
-// already exists (then *fn is it). *e becomes the Emit to build it with.
-static bool begin_tile_fn(Emit *outer, Emit *e, const char *name, unsigned ptr_mask, LLVMValueRef *fn,
-                          LLVMBasicBlockRef *saved) {
-  Codegen *cg = outer->cg;
-  if ((*fn = LLVMGetNamedFunction(cg->mod, name))) return false;
-  *e = *outer;
-  LLVMTypeRef params[9];
-  for (int i = 0; i < 9; i++) params[i] = (ptr_mask >> i) & 1 ? e->ptrty : e->i64;
-  *fn = LLVMAddFunction(cg->mod, name, LLVMFunctionType(LLVMVoidTypeInContext(cg->ctx), params, 9, 0));
-  LLVMSetLinkage(*fn, LLVMInternalLinkage);
-  unsigned noinl = LLVMGetEnumAttributeKindForName("noinline", 8);
-  LLVMAddAttributeAtIndex(*fn, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(cg->ctx, noinl, 0));
-  backend_mark_vector(*fn);
-  *saved = LLVMGetInsertBlock(cg->b);
-  e->fn = *fn;
-  LLVMPositionBuilderAtEnd(cg->b, LLVMAppendBasicBlockInContext(cg->ctx, *fn, "entry"));
-  return true;
-}
+// keeps compile time small (see tile_fn).
 
 // The k loop of a micro-kernel, with `n` vector accumulators carried as phis:
 // kloop_begin opens it (k from 0 while k < limit, accumulators from init) and
@@ -174,7 +154,7 @@ static LLVMValueRef tile_fn(Emit *outer, const Gemm *g, int mr, int nv, int lane
   LLVMValueRef fn;
   LLVMBasicBlockRef saved;
   Emit ee, *e = &ee;
-  if (!begin_tile_fn(outer, e, name, 0x29, &fn, &saved)) return fn;  // a, b, c are pointers
+  if (!cg_shared_fn(outer, e, name, 9, 0x29, &fn, &saved)) return fn;  // a, b, c are pointers
   LLVMValueRef a = LLVMGetParam(fn, 0), ars = LLVMGetParam(fn, 1), acs = LLVMGetParam(fn, 2);
   LLVMValueRef bp = LLVMGetParam(fn, 3), ldb = LLVMGetParam(fn, 4), c = LLVMGetParam(fn, 5);
   LLVMValueRef ldc = LLVMGetParam(fn, 6), K = LLVMGetParam(fn, 7), rows = LLVMGetParam(fn, 8);
@@ -302,7 +282,7 @@ static LLVMValueRef tile_nt_fn(Emit *outer, int mr, int nr, bool accumulate) {
   LLVMValueRef fn;
   LLVMBasicBlockRef saved;
   Emit ee, *e = &ee;
-  if (!begin_tile_fn(outer, e, name, 0x15, &fn, &saved)) return fn;  // a, b, c are pointers
+  if (!cg_shared_fn(outer, e, name, 9, 0x15, &fn, &saved)) return fn;  // a, b, c are pointers
   LLVMValueRef a = LLVMGetParam(fn, 0), lda = LLVMGetParam(fn, 1), bp = LLVMGetParam(fn, 2);
   LLVMValueRef ldb = LLVMGetParam(fn, 3), c = LLVMGetParam(fn, 4), ldc = LLVMGetParam(fn, 5);
   LLVMValueRef K = LLVMGetParam(fn, 6), rows = LLVMGetParam(fn, 7), cols = LLVMGetParam(fn, 8);

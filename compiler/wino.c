@@ -29,6 +29,8 @@
 // of every image of a task, then one filter-sized transform per task.
 #include "fnnc.h"
 
+#include <string.h>
+
 static LLVMBuilderRef B(Emit *e) { return e->cg->b; }
 static LLVMValueRef I(Emit *e, int64_t c) { return cg_i64(e, c); }
 static LLVMValueRef ADD(Emit *e, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildNSWAdd(B(e), a, b, ""); }
@@ -57,30 +59,52 @@ static LLVMValueRef lanes(Emit *e, LLVMValueRef v, int n, const int *idx) {
 // filter from input channel k to output channel j:
 //   t = G g   (rows:    t0 = g0, t1 = (g0 + g1 + g2)/2, t2 = (g0 - g1 + g2)/2, t3 = g2)
 //   U = t G^T (columns: the same combinations of t's three columns)
-void cg_wino_filter(Emit *e, const WinoPlan *p, LLVMValueRef w) {
+static void filter_transform(Emit *e, const WinoPlan *p, LLVMValueRef w) {
+  // 16 output channels at a time: lane l reads its taps at l*wsn further on
+  // (a gather: the taps of one channel pair are what is contiguous).
+  LLVMTypeRef vt = LLVMVectorType(e->f32, 16), pv = LLVMVectorType(e->ptrty, 16), types[2] = {vt, pv};
+  unsigned gid = LLVMLookupIntrinsicID("llvm.masked.gather", 18);
+  LLVMValueRef gather = LLVMGetIntrinsicDeclaration(e->cg->mod, gid, types, 2);
+  LLVMTypeRef gty = LLVMIntrinsicGetType(e->cg->ctx, gid, types, 2);
+  LLVMValueRef lane_off[16], ones[16];
+  for (int l = 0; l < 16; l++) {
+    lane_off[l] = I(e, l * p->wsn);
+    ones[l] = LLVMConstInt(LLVMInt1TypeInContext(e->cg->ctx), 1, 0);
+  }
+  LLVMValueRef offs = LLVMConstVector(lane_off, 16), all = LLVMConstVector(ones, 16);
   Loop lk = cg_loop_begin(e, I(e, 0), I(e, p->K), "k");
-  Loop lj = cg_loop_begin(e, I(e, 0), I(e, p->N), "j");
-  LLVMValueRef base = ADD(e, MUL(e, lk.i, I(e, p->wsk)), MUL(e, lj.i, I(e, p->wsn)));
+  Loop lj = cg_loop_begin(e, I(e, 0), I(e, p->N / 16), "jb");
+  LLVMValueRef j0 = MUL(e, lj.i, I(e, 16));
+  LLVMValueRef base = cg_gep(e, e->f32, w, ADD(e, MUL(e, lk.i, I(e, p->wsk)), MUL(e, j0, I(e, p->wsn))));
+  LLVMValueRef ptrs = LLVMBuildGEP2(B(e), e->f32, base, &offs, 1, "");
   LLVMValueRef g[3][3], t[4][3];
   for (int r = 0; r < 3; r++)
     for (int c = 0; c < 3; c++) {
       int tap = p->flip ? (2 - r) * 3 + (2 - c) : r * 3 + c;
-      g[r][c] = LLVMBuildLoad2(B(e), e->f32, cg_gep(e, e->f32, w, ADD(e, base, I(e, tap))), "");
+      LLVMValueRef tp = LLVMBuildGEP2(B(e), e->f32, ptrs, (LLVMValueRef[]){I(e, tap)}, 1, "");
+      LLVMValueRef args[4] = {tp, LLVMConstInt(e->i32, 4, 0), all, LLVMGetUndef(vt)};
+      g[r][c] = LLVMBuildCall2(B(e), gty, gather, args, 4, "");
     }
+  LLVMValueRef h = LLVMConstVector((LLVMValueRef[]){cg_f32(e, 0.5), cg_f32(e, 0.5), cg_f32(e, 0.5), cg_f32(e, 0.5),
+                                                    cg_f32(e, 0.5), cg_f32(e, 0.5), cg_f32(e, 0.5), cg_f32(e, 0.5),
+                                                    cg_f32(e, 0.5), cg_f32(e, 0.5), cg_f32(e, 0.5), cg_f32(e, 0.5),
+                                                    cg_f32(e, 0.5), cg_f32(e, 0.5), cg_f32(e, 0.5), cg_f32(e, 0.5)},
+                                   16);
   for (int c = 0; c < 3; c++) {
     LLVMValueRef s02 = fadd(e, g[0][c], g[2][c]);
     t[0][c] = g[0][c];
-    t[1][c] = half(e, fadd(e, s02, g[1][c]));
-    t[2][c] = half(e, fsub(e, s02, g[1][c]));
+    t[1][c] = LLVMBuildFMul(B(e), fadd(e, s02, g[1][c]), h, "");
+    t[2][c] = LLVMBuildFMul(B(e), fsub(e, s02, g[1][c]), h, "");
     t[3][c] = g[2][c];
   }
-  LLVMValueRef kj = ADD(e, MUL(e, lk.i, I(e, p->N)), lj.i);
+  LLVMValueRef kj = ADD(e, MUL(e, lk.i, I(e, p->N)), j0);
   for (int r = 0; r < 4; r++) {
     LLVMValueRef s02 = fadd(e, t[r][0], t[r][2]);
-    LLVMValueRef u[4] = {t[r][0], half(e, fadd(e, s02, t[r][1])), half(e, fsub(e, s02, t[r][1])), t[r][2]};
-    for (int c = 0; c < 4; c++) LLVMBuildStore(B(e), u[c], at(e, p->at_u + (r * 4 + c) * p->K * p->N, kj));
+    LLVMValueRef u[4] = {t[r][0], LLVMBuildFMul(B(e), fadd(e, s02, t[r][1]), h, ""),
+                         LLVMBuildFMul(B(e), fsub(e, s02, t[r][1]), h, ""), t[r][2]};
+    for (int c = 0; c < 4; c++) cg_vstore(e, u[c], at(e, p->at_u + (r * 4 + c) * p->K * p->N, kj), 16, 16);
   }
-  cg_loop_end(e, &lj);
+  cg_loop_end_scalar(e, &lj);
   cg_loop_end_scalar(e, &lk);
 }
 
@@ -88,7 +112,7 @@ void cg_wino_filter(Emit *e, const WinoPlan *p, LLVMValueRef w) {
 // and row of tiles, the four input rows under it (16 columns at a time, one
 // vector each) combine into the rows of B^T d, and lane shuffles pick each
 // tile's four columns of those for the columns of (B^T d) B, 7 tiles a vector.
-static void input_transform(Emit *e, const WinoPlan *p) {
+static void input_transform(Emit *e, const WinoPlan *p, LLVMValueRef unused) {
   static const int ev[8] = {0, 2, 4, 6, 8, 10, 12, -1}, ev1[8] = {2, 4, 6, 8, 10, 12, 14, -1};
   static const int od[8] = {1, 3, 5, 7, 9, 11, 13, -1}, od1[8] = {3, 5, 7, 9, 11, 13, 15, -1};
   Loop lk = cg_loop_begin(e, I(e, 0), I(e, p->K), "k");
@@ -147,12 +171,85 @@ static void transpose16(Emit *e, LLVMValueRef *v) {
   }
 }
 
+// 256 floats on the stack of the function being built (its entry block).
+static LLVMValueRef stack_block(Emit *e) {
+  LLVMBuilderRef b = LLVMCreateBuilderInContext(e->cg->ctx);
+  LLVMBasicBlockRef entry = LLVMGetEntryBasicBlock(e->fn);
+  LLVMValueRef first = LLVMGetFirstInstruction(entry);
+  if (first)
+    LLVMPositionBuilderBefore(b, first);
+  else
+    LLVMPositionBuilderAtEnd(b, entry);
+  LLVMValueRef a = LLVMBuildAlloca(b, LLVMArrayType(e->f32, 256), "tb");
+  LLVMSetAlignment(a, 64);
+  LLVMDisposeBuilder(b);
+  return a;
+}
+
+// <16 x i1>: lanes below the i64 n.
+static LLVMValueRef lanes_below(Emit *e, LLVMValueRef n) {
+  LLVMValueRef idx[16];
+  for (int l = 0; l < 16; l++) idx[l] = I(e, l);
+  LLVMTypeRef v64 = LLVMVectorType(e->i64, 16);
+  LLVMValueRef nv = LLVMBuildInsertElement(B(e), LLVMGetUndef(v64), n, LLVMConstInt(e->i32, 0, 0), "");
+  nv = LLVMBuildShuffleVector(B(e), nv, LLVMGetUndef(v64), LLVMConstNull(LLVMVectorType(e->i32, 16)), "");
+  return LLVMBuildICmp(B(e), LLVMIntSLT, LLVMConstVector(idx, 16), nv, "");
+}
+
+// llvm.masked.load / store of 16 floats at p under a runtime mask.
+static LLVMValueRef masked(Emit *e, bool store, LLVMValueRef p, LLVMValueRef mask, LLVMValueRef v) {
+  LLVMTypeRef vt = LLVMVectorType(e->f32, 16), types[2] = {vt, e->ptrty};
+  const char *name = store ? "llvm.masked.store" : "llvm.masked.load";
+  unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+  LLVMValueRef fn = LLVMGetIntrinsicDeclaration(e->cg->mod, id, types, 2);
+  LLVMTypeRef fty = LLVMIntrinsicGetType(e->cg->ctx, id, types, 2);
+  LLVMValueRef align = LLVMConstInt(e->i32, 4, 0);
+  if (store) return LLVMBuildCall2(B(e), fty, fn, (LLVMValueRef[]){v, p, align, mask}, 4, "");
+  return LLVMBuildCall2(B(e), fty, fn, (LLVMValueRef[]){p, align, mask, LLVMConstNull(vt)}, 4, "");
+}
+
+// The two transpositions, each a shared function (its 64 shuffles cost LLVM's
+// instruction selection about 10 ms, so they are compiled once):
+//   void fnn_transpose16_rows(float *v, float *dst, i64 ld, i64 valid)
+//     row r of the transpose of v (16 vectors of 16) to dst + r*ld, its first
+//     `valid` lanes;
+//   void fnn_transpose16_cols(float *src, i64 ld, i64 valid, float *v)
+//     the rows src + r*ld (`valid` lanes, zeros after) transposed into v.
+static void call_transpose(Emit *e, bool rows, LLVMValueRef v, LLVMValueRef mem, LLVMValueRef ld, LLVMValueRef valid) {
+  const char *name = rows ? "fnn_transpose16_rows" : "fnn_transpose16_cols";
+  LLVMValueRef fn;
+  LLVMBasicBlockRef saved;
+  Emit inner, *f = &inner;
+  if (cg_shared_fn(e, f, name, 4, rows ? 0x3 : 0x9, &fn, &saved)) {
+    LLVMValueRef vp = LLVMGetParam(fn, rows ? 0 : 3), mp = LLVMGetParam(fn, rows ? 1 : 0);
+    LLVMValueRef fld = LLVMGetParam(fn, rows ? 2 : 1), fvalid = LLVMGetParam(fn, rows ? 3 : 2);
+    LLVMValueRef mask = lanes_below(f, fvalid), x[16];
+    for (int r = 0; r < 16; r++) {
+      LLVMValueRef p = cg_gep(f, f->f32, mp, MUL(f, I(f, r), fld));
+      x[r] = rows ? cg_vload(f, cg_gep(f, f->f32, vp, I(f, 16 * r)), 16, 16) : masked(f, false, p, mask, NULL);
+    }
+    transpose16(f, x);
+    for (int r = 0; r < 16; r++) {
+      if (rows)
+        masked(f, true, cg_gep(f, f->f32, mp, MUL(f, I(f, r), fld)), mask, x[r]);
+      else
+        cg_vstore(f, x[r], cg_gep(f, f->f32, vp, I(f, 16 * r)), 16, 16);
+    }
+    LLVMBuildRetVoid(B(f));
+    LLVMPositionBuilderAtEnd(e->cg->b, saved);
+  }
+  LLVMValueRef args[4] = {v, mem, ld, valid};
+  if (!rows) args[0] = mem, args[1] = ld, args[2] = valid, args[3] = v;
+  LLVMBuildCall2(B(e), LLVMGlobalGetValueType(fn), fn, args, 4, "");
+}
+
 // plane[j, 2ty + i, 2tx + c] = (A^T m A)[i][c], m the tile's 4x4 of M, per row
 // of tiles and 16 output channels (one vector): for each tile of a chunk,
 //   r0 = m0 + m1 + m2, r1 = m1 - m2 - m3   (rows of m),   then the same of
 //   r's columns; the chunk's 14 column vectors of each output row, transposed,
 //   are 16 channels' rows.
-static void output_transform(Emit *e, const WinoPlan *p) {
+static void output_transform(Emit *e, const WinoPlan *p, LLVMValueRef unused) {
+  LLVMValueRef tb = stack_block(e);
   Loop lt = cg_loop_begin(e, I(e, 0), I(e, p->TH), "ty");
   Loop lo = cg_loop_begin(e, I(e, 0), I(e, p->N / 16), "jb");
   LLVMValueRef j0 = MUL(e, lo.i, I(e, 16)), t0 = MUL(e, lt.i, I(e, p->TW));
@@ -178,7 +275,7 @@ static void output_transform(Emit *e, const WinoPlan *p) {
     }
     int valid = (int)min64(2 * n, p->OW - 2 * CHUNK * ch);
     for (int i = 0; i < 2; i++) {
-      transpose16(e, col[i]);
+      for (int c = 0; c < 16; c++) cg_vstore(e, col[i][c], cg_gep(e, e->f32, tb, I(e, 16 * c)), 16, 16);
       LLVMValueRef oh = ADD(e, MUL(e, lt.i, I(e, 2)), I(e, i));
       LLVMBasicBlockRef done = NULL;
       if (i == 1 && p->OH % 2) {  // the last row of tiles has one row of outputs
@@ -187,10 +284,9 @@ static void output_transform(Emit *e, const WinoPlan *p) {
         LLVMBuildCondBr(B(e), LLVMBuildICmp(B(e), LLVMIntSLT, oh, I(e, p->OH), ""), yes, done);
         LLVMPositionBuilderAtEnd(B(e), yes);
       }
-      for (int c = 0; c < 16; c++) {
-        LLVMValueRef row = ADD(e, MUL(e, ADD(e, j0, I(e, c)), I(e, p->OH)), oh);
-        cg_vstore(e, col[i][c], at(e, p->at_plane + 2 * CHUNK * ch, MUL(e, row, I(e, p->OW))), 16, valid);
-      }
+      LLVMValueRef row = ADD(e, MUL(e, j0, I(e, p->OH)), oh);
+      call_transpose(e, true, tb, at(e, p->at_plane + 2 * CHUNK * ch, MUL(e, row, I(e, p->OW))),
+                     I(e, p->OH * p->OW), I(e, valid));
       if (done) {
         LLVMBuildBr(B(e), done);
         LLVMPositionBuilderAtEnd(B(e), done);
@@ -207,6 +303,7 @@ static void output_transform(Emit *e, const WinoPlan *p) {
 // column; zeros past the plane), then for each tile
 //   rows: a = (y0, y0 + y1, y0 - y1, -y1),   then the same of a's columns.
 static void grad_transform(Emit *e, const WinoPlan *p, LLVMValueRef g) {
+  LLVMValueRef tb = stack_block(e);
   Loop lt = cg_loop_begin(e, I(e, 0), I(e, p->TH), "ty");
   Loop lo = cg_loop_begin(e, I(e, 0), I(e, p->N / 16), "jb");
   LLVMValueRef j0 = MUL(e, lo.i, I(e, 16)), t0 = MUL(e, lt.i, I(e, p->TW));
@@ -215,14 +312,15 @@ static void grad_transform(Emit *e, const WinoPlan *p, LLVMValueRef g) {
     LLVMValueRef col[2][16];
     for (int i = 0; i < 2; i++) {
       LLVMValueRef oh = ADD(e, MUL(e, lt.i, I(e, 2)), I(e, i));
-      LLVMValueRef inside = i == 1 && p->OH % 2 ? LLVMBuildICmp(B(e), LLVMIntSLT, oh, I(e, p->OH), "") : NULL;
-      for (int c = 0; c < 16; c++) {
-        LLVMValueRef row = ADD(e, MUL(e, ADD(e, j0, I(e, c)), I(e, p->OH)), oh);
-        LLVMValueRef src = cg_gep(e, e->f32, g, ADD(e, MUL(e, row, I(e, p->OW)), I(e, 2 * CHUNK * ch)));
-        if (inside) src = LLVMBuildSelect(B(e), inside, src, at(e, p->at_junk, NULL), "");
-        col[i][c] = cg_vload(e, src, 16, valid);
+      LLVMValueRef row = ADD(e, MUL(e, j0, I(e, p->OH)), oh), ld = I(e, p->OH * p->OW);
+      LLVMValueRef src = cg_gep(e, e->f32, g, ADD(e, MUL(e, row, I(e, p->OW)), I(e, 2 * CHUNK * ch)));
+      if (i == 1 && p->OH % 2) {  // past the plane's last row: 16 rows of the zeros at at_junk
+        LLVMValueRef inside = LLVMBuildICmp(B(e), LLVMIntSLT, oh, I(e, p->OH), "");
+        src = LLVMBuildSelect(B(e), inside, src, at(e, p->at_junk, NULL), "");
+        ld = LLVMBuildSelect(B(e), inside, ld, I(e, 0), "");
       }
-      transpose16(e, col[i]);
+      call_transpose(e, false, tb, src, ld, I(e, valid));
+      for (int c = 0; c < 16; c++) col[i][c] = cg_vload(e, cg_gep(e, e->f32, tb, I(e, 16 * c)), 16, 16);
     }
     for (int tx = 0; tx < n; tx++) {
       LLVMValueRef a[4][2];
@@ -245,24 +343,9 @@ static void grad_transform(Emit *e, const WinoPlan *p, LLVMValueRef g) {
   cg_loop_end_scalar(e, &lt);
 }
 
-void cg_wino_dw_image(Emit *e, const WinoPlan *p, LLVMValueRef g) {
-  input_transform(e, p);
-  grad_transform(e, p, g);
-  // dU[xi] += V[xi] . dm[xi]: [K, T] . [T, N]
-  int mr, nv;
-  gemm_tile_static(p->K, p->N, &mr, &nv);
-  Loop lx = cg_loop_begin(e, I(e, 0), I(e, 16), "xi");
-  Gemm gm = {.M = p->K, .N = p->N, .K = I(e, p->T), .a = at(e, p->at_v, MUL(e, lx.i, I(e, p->K * p->T))),
-             .ars = I(e, p->T), .acs = I(e, 1), .b = at(e, p->at_m, MUL(e, lx.i, I(e, p->T * p->N))),
-             .ldb = p->N, .c = at(e, p->at_u, MUL(e, lx.i, I(e, p->K * p->N))), .ldc = p->N,
-             .accumulate = true, .mr = mr, .nv = nv};
-  cg_gemm(e, &gm);
-  cg_loop_end_scalar(e, &lx);
-}
-
 // out[j][k][3x3] = G^T dU[.][k][j] G, G^T's rows combining 4 into 3:
 //   s0 = x0 + (x1 + x2)/2,  s1 = (x1 - x2)/2,  s2 = (x1 + x2)/2 + x3
-void cg_wino_dw_filter(Emit *e, const WinoPlan *p, LLVMValueRef out) {
+static void dw_filter_transform(Emit *e, const WinoPlan *p, LLVMValueRef out) {
   Loop lk = cg_loop_begin(e, I(e, 0), I(e, p->K), "k");
   Loop lj = cg_loop_begin(e, I(e, 0), I(e, p->N), "j");
   LLVMValueRef kj = ADD(e, MUL(e, lk.i, I(e, p->N)), lj.i), x[4][4], s[3][4];
@@ -285,8 +368,54 @@ void cg_wino_dw_filter(Emit *e, const WinoPlan *p, LLVMValueRef out) {
   cg_loop_end_scalar(e, &lk);
 }
 
+// Each transform is a shared function per plan, explicit vector code that
+// skips O3 (backend_mark_vector):
+//   void fnn_wino_WHAT_KxN_OHxOW_HASH(float *scratch, float *src)
+typedef void Body(Emit *e, const WinoPlan *p, LLVMValueRef src);
+static void call_shared(Emit *e, const char *what, const WinoPlan *p, Body *body, LLVMValueRef src) {
+  uint64_t h = 1469598103934665603ull;  // FNV-1a over the plan's numbers
+  const int64_t f[] = {p->K,    p->N,    p->OH,     p->OW,   p->pad,  p->Hp,      p->Wp,     p->wsk,
+                       p->wsn,  p->flip, p->at_u,   p->at_pad, p->at_v, p->at_m, p->at_plane, p->at_junk};
+  for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) h = (h ^ (uint64_t)f[i]) * 1099511628211ull;
+  char name[128];
+  snprintf(name, sizeof name, "fnn_wino_%s_%lldx%lld_%lldx%lld_%08llx", what, (long long)p->K, (long long)p->N,
+           (long long)p->OH, (long long)p->OW, (unsigned long long)(h & 0xffffffffu));
+  LLVMValueRef fn;
+  LLVMBasicBlockRef saved;
+  Emit inner;
+  if (cg_shared_fn(e, &inner, name, 2, 0x3, &fn, &saved)) {
+    inner.scratch = LLVMGetParam(fn, 0);
+    body(&inner, p, LLVMGetParam(fn, 1));
+    LLVMBuildRetVoid(B(&inner));
+    LLVMPositionBuilderAtEnd(e->cg->b, saved);
+  }
+  LLVMValueRef args[2] = {e->scratch, src ? src : e->scratch};
+  LLVMBuildCall2(B(e), LLVMGlobalGetValueType(fn), fn, args, 2, "");
+}
+
+void cg_wino_filter(Emit *e, const WinoPlan *p, LLVMValueRef w) { call_shared(e, "filter", p, filter_transform, w); }
+
 void cg_wino_image(Emit *e, const WinoPlan *p) {
-  input_transform(e, p);
+  call_shared(e, "in", p, input_transform, NULL);
   gemms(e, p);
-  output_transform(e, p);
+  call_shared(e, "out", p, output_transform, NULL);
+}
+
+void cg_wino_dw_image(Emit *e, const WinoPlan *p, LLVMValueRef g) {
+  call_shared(e, "in", p, input_transform, NULL);
+  call_shared(e, "grad", p, grad_transform, g);
+  // dU[xi] += V[xi] . dm[xi]: [K, T] . [T, N]
+  int mr, nv;
+  gemm_tile_static(p->K, p->N, &mr, &nv);
+  Loop lx = cg_loop_begin(e, I(e, 0), I(e, 16), "xi");
+  Gemm gm = {.M = p->K, .N = p->N, .K = I(e, p->T), .a = at(e, p->at_v, MUL(e, lx.i, I(e, p->K * p->T))),
+             .ars = I(e, p->T), .acs = I(e, 1), .b = at(e, p->at_m, MUL(e, lx.i, I(e, p->T * p->N))),
+             .ldb = p->N, .c = at(e, p->at_u, MUL(e, lx.i, I(e, p->K * p->N))), .ldc = p->N,
+             .accumulate = true, .mr = mr, .nv = nv};
+  cg_gemm(e, &gm);
+  cg_loop_end_scalar(e, &lx);
+}
+
+void cg_wino_dw_filter(Emit *e, const WinoPlan *p, LLVMValueRef out) {
+  call_shared(e, "dw_filter", p, dw_filter_transform, out);
 }
