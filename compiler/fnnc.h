@@ -615,7 +615,7 @@ typedef struct {
   bool flip;           // taps rotated by 180 degrees (the input gradient)
   // The weight gradient uses at_u for the sums dU, at_m for the transformed
   // output gradient and at_plane for the filter bank [N, K, 3, 3].
-  int64_t at_u, at_pad, at_v, at_m, at_plane, at_junk, total;  // at_junk: 16 floats of zeros
+  int64_t at_u, at_pad, at_v, at_m, at_plane, total;
 } WinoPlan;
 bool wino_plan(Value *a, WinoPlan *p);  // false: a does not run as Winograd
 // Does a parallel kernel reduce over its rows into partial slots? Then its

@@ -476,8 +476,7 @@ bool wino_plan(Value *a, WinoPlan *out) {
   p.at_v = p.at_pad + pad16(p.K * p.Hp * p.Wp + 16);
   p.at_m = p.at_v + pad16(16 * p.K * p.T);
   p.at_plane = p.at_m + pad16(16 * p.T * p.N);
-  p.at_junk = p.at_plane + pad16(a->op == OP_conv2d_dw ? p.N * p.K * 9 : p.N * p.OH * p.OW);
-  p.total = p.at_junk + 16;
+  p.total = p.at_plane + (a->op == OP_conv2d_dw ? p.N * p.K * 9 : p.N * p.OH * p.OW);
   if (out) *out = p;
   return true;
 }

@@ -536,7 +536,6 @@ static void emit_conv2d_dw_wino(Emit *e, Value *v, const WinoPlan *p) {
   LLVMValueRef out = cg_gep(e, e->f32, e->scratch, I(e, p->at_plane));
   cg_zero(e, pad, I(e, p->K * p->Hp * p->Wp + 16));
   cg_zero(e, cg_gep(e, e->f32, e->scratch, I(e, p->at_u)), I(e, 16 * p->K * p->N));
-  cg_zero(e, cg_gep(e, e->f32, e->scratch, I(e, p->at_junk)), I(e, 16));
   Loop lb = cg_loop_begin(e, b0, b1, "b");
   pad_plane(e, X, lb.i, I(e, 0), I(e, p->K), p->pad, p->pad, p->Hp, p->Wp, pad);
   cg_wino_dw_image(e, p, cg_gep(e, e->f32, e->ptr[G->id], MUL(e, lb.i, I(e, p->N * p->OH * p->OW))));

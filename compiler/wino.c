@@ -38,10 +38,10 @@ static LLVMValueRef MUL(Emit *e, LLVMValueRef a, LLVMValueRef b) { return LLVMBu
 static LLVMValueRef fadd(Emit *e, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFAdd(B(e), a, b, ""); }
 static LLVMValueRef fsub(Emit *e, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFSub(B(e), a, b, ""); }
 static LLVMValueRef half(Emit *e, LLVMValueRef a) { return LLVMBuildFMul(B(e), a, cg_f32(e, 0.5), ""); }
-// The scratch at float offset off (a constant plus an i64 value, or NULL).
-static LLVMValueRef at(Emit *e, int64_t off, LLVMValueRef var) {
+// base + off floats, off a constant plus an i64 value (or NULL).
+static LLVMValueRef at(Emit *e, LLVMValueRef base, int64_t off, LLVMValueRef var) {
   LLVMValueRef o = var ? ADD(e, var, I(e, off)) : I(e, off);
-  return cg_gep(e, e->f32, e->scratch, o);
+  return cg_gep(e, e->f32, base, o);
 }
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
@@ -59,7 +59,7 @@ static LLVMValueRef lanes(Emit *e, LLVMValueRef v, int n, const int *idx) {
 // filter from input channel k to output channel j:
 //   t = G g   (rows:    t0 = g0, t1 = (g0 + g1 + g2)/2, t2 = (g0 - g1 + g2)/2, t3 = g2)
 //   U = t G^T (columns: the same combinations of t's three columns)
-static void filter_transform(Emit *e, const WinoPlan *p, LLVMValueRef w) {
+static void filter_transform(Emit *e, const WinoPlan *p, LLVMValueRef w, LLVMValueRef U) {
   // 16 output channels at a time: lane l reads its taps at l*wsn further on
   // (a gather: the taps of one channel pair are what is contiguous).
   LLVMTypeRef vt = LLVMVectorType(e->f32, 16), pv = LLVMVectorType(e->ptrty, 16), types[2] = {vt, pv};
@@ -102,7 +102,7 @@ static void filter_transform(Emit *e, const WinoPlan *p, LLVMValueRef w) {
     LLVMValueRef s02 = fadd(e, t[r][0], t[r][2]);
     LLVMValueRef u[4] = {t[r][0], LLVMBuildFMul(B(e), fadd(e, s02, t[r][1]), h, ""),
                          LLVMBuildFMul(B(e), fsub(e, s02, t[r][1]), h, ""), t[r][2]};
-    for (int c = 0; c < 4; c++) cg_vstore(e, u[c], at(e, p->at_u + (r * 4 + c) * p->K * p->N, kj), 16, 16);
+    for (int c = 0; c < 4; c++) cg_vstore(e, u[c], at(e, U, (r * 4 + c) * p->K * p->N, kj), 16, 16);
   }
   cg_loop_end_scalar(e, &lj);
   cg_loop_end_scalar(e, &lk);
@@ -112,7 +112,7 @@ static void filter_transform(Emit *e, const WinoPlan *p, LLVMValueRef w) {
 // and row of tiles, the four input rows under it (16 columns at a time, one
 // vector each) combine into the rows of B^T d, and lane shuffles pick each
 // tile's four columns of those for the columns of (B^T d) B, 7 tiles a vector.
-static void input_transform(Emit *e, const WinoPlan *p, LLVMValueRef unused) {
+static void input_transform(Emit *e, const WinoPlan *p, LLVMValueRef pad, LLVMValueRef V) {
   static const int ev[8] = {0, 2, 4, 6, 8, 10, 12, -1}, ev1[8] = {2, 4, 6, 8, 10, 12, 14, -1};
   static const int od[8] = {1, 3, 5, 7, 9, 11, 13, -1}, od1[8] = {3, 5, 7, 9, 11, 13, 15, -1};
   Loop lk = cg_loop_begin(e, I(e, 0), I(e, p->K), "k");
@@ -122,7 +122,7 @@ static void input_transform(Emit *e, const WinoPlan *p, LLVMValueRef unused) {
   for (int64_t ch = 0; ch * CHUNK < p->TW; ch++) {
     int n = (int)min64(CHUNK, p->TW - ch * CHUNK), valid = (int)min64(16, p->Wp - 2 * CHUNK * ch);
     LLVMValueRef d[4], r[4];
-    for (int i = 0; i < 4; i++) d[i] = cg_vload(e, at(e, p->at_pad + i * p->Wp + 2 * CHUNK * ch, row0), 16, valid);
+    for (int i = 0; i < 4; i++) d[i] = cg_vload(e, at(e, pad, i * p->Wp + 2 * CHUNK * ch, row0), 16, valid);
     r[0] = fsub(e, d[0], d[2]);
     r[1] = fadd(e, d[1], d[2]);
     r[2] = fsub(e, d[2], d[1]);
@@ -132,7 +132,7 @@ static void input_transform(Emit *e, const WinoPlan *p, LLVMValueRef unused) {
       LLVMValueRef c1 = lanes(e, r[i], 8, od), c3 = lanes(e, r[i], 8, od1);
       LLVMValueRef v[4] = {fsub(e, c0, c2), fadd(e, c1, c2), fsub(e, c2, c1), fsub(e, c1, c3)};
       for (int j = 0; j < 4; j++)
-        cg_vstore(e, v[j], at(e, p->at_v + (i * 4 + j) * p->K * p->T + ch * CHUNK, vrow), 8, n);
+        cg_vstore(e, v[j], at(e, V, (i * 4 + j) * p->K * p->T + ch * CHUNK, vrow), 8, n);
     }
   }
   cg_loop_end_scalar(e, &lt);
@@ -145,9 +145,9 @@ static void gemms(Emit *e, const WinoPlan *p) {
   int mr, nv;
   gemm_tile_static(p->T, p->N, &mr, &nv);
   Loop lx = cg_loop_begin(e, I(e, 0), I(e, 16), "xi");
-  Gemm g = {.M = p->T, .N = p->N, .K = I(e, p->K), .a = at(e, p->at_v, MUL(e, lx.i, I(e, p->K * p->T))),
-            .ars = I(e, 1), .acs = I(e, p->T), .b = at(e, p->at_u, MUL(e, lx.i, I(e, p->K * p->N))), .ldb = p->N,
-            .c = at(e, p->at_m, MUL(e, lx.i, I(e, p->T * p->N))), .ldc = p->N, .mr = mr, .nv = nv};
+  Gemm g = {.M = p->T, .N = p->N, .K = I(e, p->K), .a = at(e, e->scratch, p->at_v, MUL(e, lx.i, I(e, p->K * p->T))),
+            .ars = I(e, 1), .acs = I(e, p->T), .b = at(e, e->scratch, p->at_u, MUL(e, lx.i, I(e, p->K * p->N))), .ldb = p->N,
+            .c = at(e, e->scratch, p->at_m, MUL(e, lx.i, I(e, p->T * p->N))), .ldc = p->N, .mr = mr, .nv = nv};
   cg_gemm(e, &g);
   cg_loop_end_scalar(e, &lx);
 }
@@ -171,18 +171,11 @@ static void transpose16(Emit *e, LLVMValueRef *v) {
   }
 }
 
-// 256 floats on the stack of the function being built (its entry block).
-static LLVMValueRef stack_block(Emit *e) {
-  LLVMBuilderRef b = LLVMCreateBuilderInContext(e->cg->ctx);
-  LLVMBasicBlockRef entry = LLVMGetEntryBasicBlock(e->fn);
-  LLVMValueRef first = LLVMGetFirstInstruction(entry);
-  if (first)
-    LLVMPositionBuilderBefore(b, first);
-  else
-    LLVMPositionBuilderAtEnd(b, entry);
-  LLVMValueRef a = LLVMBuildAlloca(b, LLVMArrayType(e->f32, 256), "tb");
+// n floats on the stack, 64-byte aligned; called at the start of a shared
+// function's body, in its entry block.
+static LLVMValueRef stack_block(Emit *e, int64_t n) {
+  LLVMValueRef a = LLVMBuildAlloca(B(e), LLVMArrayType(e->f32, (unsigned)n), "tb");
   LLVMSetAlignment(a, 64);
-  LLVMDisposeBuilder(b);
   return a;
 }
 
@@ -246,36 +239,35 @@ static void call_transpose(Emit *e, bool rows, LLVMValueRef v, LLVMValueRef mem,
 // plane[j, 2ty + i, 2tx + c] = (A^T m A)[i][c], m the tile's 4x4 of M, per row
 // of tiles and 16 output channels (one vector): for each tile of a chunk,
 //   r0 = m0 + m1 + m2, r1 = m1 - m2 - m3   (rows of m),   then the same of
-//   r's columns; the chunk's 14 column vectors of each output row, transposed,
-//   are 16 channels' rows.
-static void output_transform(Emit *e, const WinoPlan *p, LLVMValueRef unused) {
-  LLVMValueRef tb = stack_block(e);
+//   r's columns, into tb[i][2tx + c]; tb[i]'s 14 column vectors, transposed,
+//   are output row i of 16 channels.
+static void output_transform(Emit *e, const WinoPlan *p, LLVMValueRef M, LLVMValueRef plane) {
+  LLVMValueRef tb = stack_block(e, 512);
   Loop lt = cg_loop_begin(e, I(e, 0), I(e, p->TH), "ty");
   Loop lo = cg_loop_begin(e, I(e, 0), I(e, p->N / 16), "jb");
   LLVMValueRef j0 = MUL(e, lo.i, I(e, 16)), t0 = MUL(e, lt.i, I(e, p->TW));
-  LLVMTypeRef vt = LLVMVectorType(e->f32, 16);
   for (int64_t ch = 0; ch * CHUNK < p->TW; ch++) {
     int n = (int)min64(CHUNK, p->TW - ch * CHUNK);
-    LLVMValueRef col[2][16];
-    for (int c = 0; c < 16; c++) col[0][c] = col[1][c] = LLVMConstNull(vt);
-    for (int tx = 0; tx < n; tx++) {
-      LLVMValueRef m[16], r[2][4];
-      LLVMValueRef tj = ADD(e, MUL(e, ADD(e, t0, I(e, ch * CHUNK + tx)), I(e, p->N)), j0);
-      for (int x = 0; x < 16; x++) m[x] = cg_vload(e, at(e, p->at_m + x * p->T * p->N, tj), 16, 16);
-      for (int c = 0; c < 4; c++) {
-        LLVMValueRef s12 = fadd(e, m[4 + c], m[8 + c]), d12 = fsub(e, m[4 + c], m[8 + c]);
-        r[0][c] = fadd(e, m[c], s12);
-        r[1][c] = fsub(e, d12, m[12 + c]);
-      }
-      for (int i = 0; i < 2; i++) {
-        LLVMValueRef s12 = fadd(e, r[i][1], r[i][2]), d12 = fsub(e, r[i][1], r[i][2]);
-        col[i][2 * tx] = fadd(e, r[i][0], s12);
-        col[i][2 * tx + 1] = fsub(e, d12, r[i][3]);
-      }
+    Loop lx = cg_loop_begin(e, I(e, 0), I(e, n), "tx");
+    LLVMValueRef m[16], r[2][4];
+    LLVMValueRef tj = ADD(e, MUL(e, ADD(e, t0, ADD(e, lx.i, I(e, ch * CHUNK))), I(e, p->N)), j0);
+    for (int x = 0; x < 16; x++) m[x] = cg_vload(e, at(e, M, x * p->T * p->N, tj), 16, 16);
+    for (int c = 0; c < 4; c++) {
+      LLVMValueRef s12 = fadd(e, m[4 + c], m[8 + c]), d12 = fsub(e, m[4 + c], m[8 + c]);
+      r[0][c] = fadd(e, m[c], s12);
+      r[1][c] = fsub(e, d12, m[12 + c]);
     }
+    LLVMValueRef col = MUL(e, lx.i, I(e, 32));  // tb[i][2tx]
+    for (int i = 0; i < 2; i++) {
+      LLVMValueRef s12 = fadd(e, r[i][1], r[i][2]), d12 = fsub(e, r[i][1], r[i][2]);
+      cg_vstore(e, fadd(e, r[i][0], s12), at(e, tb, 256 * i, col), 16, 16);
+      cg_vstore(e, fsub(e, d12, r[i][3]), at(e, tb, 256 * i + 16, col), 16, 16);
+    }
+    cg_loop_end_scalar(e, &lx);
+    // (tb's vectors past the chunk's 2n hold older values: they become the
+    // columns past 2n, which are not stored)
     int valid = (int)min64(2 * n, p->OW - 2 * CHUNK * ch);
     for (int i = 0; i < 2; i++) {
-      for (int c = 0; c < 16; c++) cg_vstore(e, col[i][c], cg_gep(e, e->f32, tb, I(e, 16 * c)), 16, 16);
       LLVMValueRef oh = ADD(e, MUL(e, lt.i, I(e, 2)), I(e, i));
       LLVMBasicBlockRef done = NULL;
       if (i == 1 && p->OH % 2) {  // the last row of tiles has one row of outputs
@@ -285,7 +277,7 @@ static void output_transform(Emit *e, const WinoPlan *p, LLVMValueRef unused) {
         LLVMPositionBuilderAtEnd(B(e), yes);
       }
       LLVMValueRef row = ADD(e, MUL(e, j0, I(e, p->OH)), oh);
-      call_transpose(e, true, tb, at(e, p->at_plane + 2 * CHUNK * ch, MUL(e, row, I(e, p->OW))),
+      call_transpose(e, true, at(e, tb, 256 * i, NULL), at(e, plane, 2 * CHUNK * ch, MUL(e, row, I(e, p->OW))),
                      I(e, p->OH * p->OW), I(e, valid));
       if (done) {
         LLVMBuildBr(B(e), done);
@@ -299,45 +291,45 @@ static void output_transform(Emit *e, const WinoPlan *p, LLVMValueRef unused) {
 
 // dm[xi][t][j] = (A dY A^T)[xi] for this image's output gradient g
 // ([N, OH, OW]) per row of tiles and 16 channels: the two rows of outputs
-// under the tiles (16 channels, transposed to one vector of channels per
-// column; zeros past the plane), then for each tile
+// under the tiles (16 channels), transposed into tb[i] (one vector of
+// channels per column; zeros past the plane), then for each tile
 //   rows: a = (y0, y0 + y1, y0 - y1, -y1),   then the same of a's columns.
-static void grad_transform(Emit *e, const WinoPlan *p, LLVMValueRef g) {
-  LLVMValueRef tb = stack_block(e);
+static void grad_transform(Emit *e, const WinoPlan *p, LLVMValueRef g, LLVMValueRef Z) {
+  LLVMValueRef tb = stack_block(e, 512), zeros = stack_block(e, 16);
+  cg_zero(e, zeros, I(e, 16));
   Loop lt = cg_loop_begin(e, I(e, 0), I(e, p->TH), "ty");
   Loop lo = cg_loop_begin(e, I(e, 0), I(e, p->N / 16), "jb");
   LLVMValueRef j0 = MUL(e, lo.i, I(e, 16)), t0 = MUL(e, lt.i, I(e, p->TW));
   for (int64_t ch = 0; ch * CHUNK < p->TW; ch++) {
     int n = (int)min64(CHUNK, p->TW - ch * CHUNK), valid = (int)min64(16, p->OW - 2 * CHUNK * ch);
-    LLVMValueRef col[2][16];
     for (int i = 0; i < 2; i++) {
       LLVMValueRef oh = ADD(e, MUL(e, lt.i, I(e, 2)), I(e, i));
       LLVMValueRef row = ADD(e, MUL(e, j0, I(e, p->OH)), oh), ld = I(e, p->OH * p->OW);
-      LLVMValueRef src = cg_gep(e, e->f32, g, ADD(e, MUL(e, row, I(e, p->OW)), I(e, 2 * CHUNK * ch)));
-      if (i == 1 && p->OH % 2) {  // past the plane's last row: 16 rows of the zeros at at_junk
+      LLVMValueRef src = at(e, g, 2 * CHUNK * ch, MUL(e, row, I(e, p->OW)));
+      if (i == 1 && p->OH % 2) {  // past the plane's last row: 16 rows of zeros
         LLVMValueRef inside = LLVMBuildICmp(B(e), LLVMIntSLT, oh, I(e, p->OH), "");
-        src = LLVMBuildSelect(B(e), inside, src, at(e, p->at_junk, NULL), "");
+        src = LLVMBuildSelect(B(e), inside, src, zeros, "");
         ld = LLVMBuildSelect(B(e), inside, ld, I(e, 0), "");
       }
-      call_transpose(e, false, tb, src, ld, I(e, valid));
-      for (int c = 0; c < 16; c++) col[i][c] = cg_vload(e, cg_gep(e, e->f32, tb, I(e, 16 * c)), 16, 16);
+      call_transpose(e, false, at(e, tb, 256 * i, NULL), src, ld, I(e, valid));
     }
-    for (int tx = 0; tx < n; tx++) {
-      LLVMValueRef a[4][2];
-      for (int c = 0; c < 2; c++) {
-        LLVMValueRef y0 = col[0][2 * tx + c], y1 = col[1][2 * tx + c];
-        a[0][c] = y0;
-        a[1][c] = fadd(e, y0, y1);
-        a[2][c] = fsub(e, y0, y1);
-        a[3][c] = LLVMBuildFNeg(B(e), y1, "");
-      }
-      LLVMValueRef tj = ADD(e, MUL(e, ADD(e, t0, I(e, ch * CHUNK + tx)), I(e, p->N)), j0);
-      for (int r = 0; r < 4; r++) {
-        LLVMValueRef z[4] = {a[r][0], fadd(e, a[r][0], a[r][1]), fsub(e, a[r][0], a[r][1]),
-                             LLVMBuildFNeg(B(e), a[r][1], "")};
-        for (int c = 0; c < 4; c++) cg_vstore(e, z[c], at(e, p->at_m + (r * 4 + c) * p->T * p->N, tj), 16, 16);
-      }
+    Loop lx = cg_loop_begin(e, I(e, 0), I(e, n), "tx");
+    LLVMValueRef col = MUL(e, lx.i, I(e, 32)), a[4][2];
+    for (int c = 0; c < 2; c++) {
+      LLVMValueRef y0 = cg_vload(e, at(e, tb, 16 * c, col), 16, 16);
+      LLVMValueRef y1 = cg_vload(e, at(e, tb, 256 + 16 * c, col), 16, 16);
+      a[0][c] = y0;
+      a[1][c] = fadd(e, y0, y1);
+      a[2][c] = fsub(e, y0, y1);
+      a[3][c] = LLVMBuildFNeg(B(e), y1, "");
     }
+    LLVMValueRef tj = ADD(e, MUL(e, ADD(e, t0, ADD(e, lx.i, I(e, ch * CHUNK))), I(e, p->N)), j0);
+    for (int r = 0; r < 4; r++) {
+      LLVMValueRef z[4] = {a[r][0], fadd(e, a[r][0], a[r][1]), fsub(e, a[r][0], a[r][1]),
+                           LLVMBuildFNeg(B(e), a[r][1], "")};
+      for (int c = 0; c < 4; c++) cg_vstore(e, z[c], at(e, Z, (r * 4 + c) * p->T * p->N, tj), 16, 16);
+    }
+    cg_loop_end_scalar(e, &lx);
   }
   cg_loop_end_scalar(e, &lo);
   cg_loop_end_scalar(e, &lt);
@@ -345,12 +337,12 @@ static void grad_transform(Emit *e, const WinoPlan *p, LLVMValueRef g) {
 
 // out[j][k][3x3] = G^T dU[.][k][j] G, G^T's rows combining 4 into 3:
 //   s0 = x0 + (x1 + x2)/2,  s1 = (x1 - x2)/2,  s2 = (x1 + x2)/2 + x3
-static void dw_filter_transform(Emit *e, const WinoPlan *p, LLVMValueRef out) {
+static void dw_filter_transform(Emit *e, const WinoPlan *p, LLVMValueRef dU, LLVMValueRef out) {
   Loop lk = cg_loop_begin(e, I(e, 0), I(e, p->K), "k");
   Loop lj = cg_loop_begin(e, I(e, 0), I(e, p->N), "j");
   LLVMValueRef kj = ADD(e, MUL(e, lk.i, I(e, p->N)), lj.i), x[4][4], s[3][4];
   for (int xi = 0; xi < 16; xi++)
-    x[xi / 4][xi % 4] = LLVMBuildLoad2(B(e), e->f32, at(e, p->at_u + xi * p->K * p->N, kj), "");
+    x[xi / 4][xi % 4] = LLVMBuildLoad2(B(e), e->f32, at(e, dU, xi * p->K * p->N, kj), "");
   for (int c = 0; c < 4; c++) {
     LLVMValueRef h = half(e, fadd(e, x[1][c], x[2][c]));
     s[0][c] = fadd(e, x[0][c], h);
@@ -368,14 +360,14 @@ static void dw_filter_transform(Emit *e, const WinoPlan *p, LLVMValueRef out) {
   cg_loop_end_scalar(e, &lk);
 }
 
-// Each transform is a shared function per plan, explicit vector code that
-// skips O3 (backend_mark_vector):
-//   void fnn_wino_WHAT_KxN_OHxOW_HASH(float *scratch, float *src)
-typedef void Body(Emit *e, const WinoPlan *p, LLVMValueRef src);
-static void call_shared(Emit *e, const char *what, const WinoPlan *p, Body *body, LLVMValueRef src) {
-  uint64_t h = 1469598103934665603ull;  // FNV-1a over the plan's numbers
-  const int64_t f[] = {p->K,    p->N,    p->OH,     p->OW,   p->pad,  p->Hp,      p->Wp,     p->wsk,
-                       p->wsn,  p->flip, p->at_u,   p->at_pad, p->at_v, p->at_m, p->at_plane, p->at_junk};
+// Each transform is a shared function per shape, explicit vector code that
+// skips O3 (backend_mark_vector), from one buffer to another:
+//   void fnn_wino_WHAT_KxN_OHxOW_HASH(float *src, float *dst)
+typedef void Body(Emit *e, const WinoPlan *p, LLVMValueRef src, LLVMValueRef dst);
+static void call_shared(Emit *e, const char *what, const WinoPlan *p, Body *body, LLVMValueRef src,
+                        LLVMValueRef dst) {
+  uint64_t h = 1469598103934665603ull;  // FNV-1a over the shape's numbers
+  const int64_t f[] = {p->K, p->N, p->OH, p->OW, p->pad, p->Hp, p->Wp, p->wsk, p->wsn, p->flip};
   for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) h = (h ^ (uint64_t)f[i]) * 1099511628211ull;
   char name[128];
   snprintf(name, sizeof name, "fnn_wino_%s_%lldx%lld_%lldx%lld_%08llx", what, (long long)p->K, (long long)p->N,
@@ -384,38 +376,42 @@ static void call_shared(Emit *e, const char *what, const WinoPlan *p, Body *body
   LLVMBasicBlockRef saved;
   Emit inner;
   if (cg_shared_fn(e, &inner, name, 2, 0x3, &fn, &saved)) {
-    inner.scratch = LLVMGetParam(fn, 0);
-    body(&inner, p, LLVMGetParam(fn, 1));
+    inner.scratch = NULL;
+    body(&inner, p, LLVMGetParam(fn, 0), LLVMGetParam(fn, 1));
     LLVMBuildRetVoid(B(&inner));
     LLVMPositionBuilderAtEnd(e->cg->b, saved);
   }
-  LLVMValueRef args[2] = {e->scratch, src ? src : e->scratch};
+  LLVMValueRef args[2] = {src, dst};
   LLVMBuildCall2(B(e), LLVMGlobalGetValueType(fn), fn, args, 2, "");
 }
 
-void cg_wino_filter(Emit *e, const WinoPlan *p, LLVMValueRef w) { call_shared(e, "filter", p, filter_transform, w); }
+static LLVMValueRef scratch_at(Emit *e, int64_t off) { return at(e, e->scratch, off, NULL); }
+
+void cg_wino_filter(Emit *e, const WinoPlan *p, LLVMValueRef w) {
+  call_shared(e, "filter", p, filter_transform, w, scratch_at(e, p->at_u));
+}
 
 void cg_wino_image(Emit *e, const WinoPlan *p) {
-  call_shared(e, "in", p, input_transform, NULL);
+  call_shared(e, "in", p, input_transform, scratch_at(e, p->at_pad), scratch_at(e, p->at_v));
   gemms(e, p);
-  call_shared(e, "out", p, output_transform, NULL);
+  call_shared(e, "out", p, output_transform, scratch_at(e, p->at_m), scratch_at(e, p->at_plane));
 }
 
 void cg_wino_dw_image(Emit *e, const WinoPlan *p, LLVMValueRef g) {
-  call_shared(e, "in", p, input_transform, NULL);
-  call_shared(e, "grad", p, grad_transform, g);
+  call_shared(e, "in", p, input_transform, scratch_at(e, p->at_pad), scratch_at(e, p->at_v));
+  call_shared(e, "grad", p, grad_transform, g, scratch_at(e, p->at_m));
   // dU[xi] += V[xi] . dm[xi]: [K, T] . [T, N]
   int mr, nv;
   gemm_tile_static(p->K, p->N, &mr, &nv);
   Loop lx = cg_loop_begin(e, I(e, 0), I(e, 16), "xi");
-  Gemm gm = {.M = p->K, .N = p->N, .K = I(e, p->T), .a = at(e, p->at_v, MUL(e, lx.i, I(e, p->K * p->T))),
-             .ars = I(e, p->T), .acs = I(e, 1), .b = at(e, p->at_m, MUL(e, lx.i, I(e, p->T * p->N))),
-             .ldb = p->N, .c = at(e, p->at_u, MUL(e, lx.i, I(e, p->K * p->N))), .ldc = p->N,
+  Gemm gm = {.M = p->K, .N = p->N, .K = I(e, p->T), .a = at(e, e->scratch, p->at_v, MUL(e, lx.i, I(e, p->K * p->T))),
+             .ars = I(e, p->T), .acs = I(e, 1), .b = at(e, e->scratch, p->at_m, MUL(e, lx.i, I(e, p->T * p->N))),
+             .ldb = p->N, .c = at(e, e->scratch, p->at_u, MUL(e, lx.i, I(e, p->K * p->N))), .ldc = p->N,
              .accumulate = true, .mr = mr, .nv = nv};
   cg_gemm(e, &gm);
   cg_loop_end_scalar(e, &lx);
 }
 
 void cg_wino_dw_filter(Emit *e, const WinoPlan *p, LLVMValueRef out) {
-  call_shared(e, "dw_filter", p, dw_filter_transform, out);
+  call_shared(e, "dw_filter", p, dw_filter_transform, scratch_at(e, p->at_u), out);
 }
