@@ -82,6 +82,12 @@ CNN_FLOPS=$((2 * (3 * CNN_FWD - CNN_L1)))  # 22767360
 MLP_L1=$((784 * 256))
 MLP_FWD=$((MLP_L1 + 256 * 128 + 128 * 10))
 MLP_FLOPS=$((2 * (3 * MLP_FWD - MLP_L1)))  # 1007104
+# conv2's forward, input gradient and weight gradient, each at batch 64:
+# 2 * 64 * CNN_L2 FLOPs as a direct convolution. As Winograd F(2x2,3x3) the
+# GEMMs multiply 16 products per 2x2 outputs instead of 36 (the transforms
+# only add): 16/36 of that.
+CONV2_FLOPS=$((2 * 64 * CNN_L2))         # 462422016
+CONV2_WINO_FLOPS=$((CONV2_FLOPS * 16 / 36))  # 205520896
 
 # --- 1. FMA peak --------------------------------------------------------------
 say "FMA peak (bench/peak.c)"
@@ -399,6 +405,20 @@ T_END=$(now_ns)
     awk '$1 == "train_step" || $1 == "eval_step" { ms[$1] += $3 }
       END { printf "  all train_step kernels %.1f ms, all eval_step kernels %.1f ms\n", ms["train_step"], ms["eval_step"] }' "$PROF"
     echo "  images/s of the profiled run: $(fmt %.0f "$(csv_field "$OUT/mnist_profile.csv" images_per_s)")"
+    # conv2's three kernels: the fastest call of the largest train_step kernel
+    # of each kind (conv1's are smaller), against the 1-thread peak.
+    bin/fnnc models/mnist.fnn --emit=fused >"$OUT/mnist.fused" 2>/dev/null
+    for kind in conv2d conv2d_dx conv2d_dw; do
+      pat=_$kind; [ $kind = conv2d ] && pat=_conv2d_add
+      us=$(awk -v k="$pat" '$1 == "train_step" && index($2, k) && $NF + 0 > best { best = $NF + 0 } END { print best + 0 }' "$PROF")
+      g=$(div "$CONV2_FLOPS" "$(mul "$us" 1000)")
+      line="  conv2 $kind: fastest call $(fmt %.2f "$(div "$us" 1000)") ms: $(fmt %.1f "$g") GFLOP/s of the direct convolution's $(fmt %.1f "$(div $CONV2_FLOPS 1e6)") MFLOP ($(fmt %.0f "$(mul 100 "$(div "$g" "$PEAK1")")") % of peak)"
+      if grep -q "# $kind (Winograd" "$OUT/mnist.fused"; then
+        gw=$(div "$CONV2_WINO_FLOPS" "$(mul "$us" 1000)")
+        line="$line; as Winograd it executes $(fmt %.1f "$(div $CONV2_WINO_FLOPS 1e6)"): $(fmt %.1f "$gw") GFLOP/s, $(fmt %.0f "$(mul 100 "$(div "$gw" "$PEAK1")")") % of peak"
+      fi
+      echo "$line"
+    done
   else
     echo "profile: not available"
   fi

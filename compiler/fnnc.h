@@ -615,6 +615,7 @@ typedef struct {
   bool flip;           // taps rotated by 180 degrees (the input gradient)
   // The weight gradient uses at_u for the sums dU, at_m for the transformed
   // output gradient and at_plane for the filter bank [N, K, 3, 3].
+  int mr, nv;           // the register tile of the per-image GEMMs (T rows, N columns)
   int64_t at_u, at_pad, at_v, at_m, at_plane, total;
 } WinoPlan;
 bool wino_plan(Value *a, WinoPlan *p);  // false: a does not run as Winograd
@@ -748,6 +749,12 @@ void cg_gemm(Emit *e, const Gemm *g);
 // <n x float> at p (n <= 64); lanes >= valid are masked off (read as 0, not written).
 LLVMValueRef cg_vload(Emit *e, LLVMValueRef p, int n, int valid);
 void cg_vstore(Emit *e, LLVMValueRef v, LLVMValueRef p, int n, int valid);
+// A runtime count of lanes: the <16 x i1> mask of lanes below the i64 n, and
+// 16 floats loaded (masked lanes as 0) or stored under such a mask.
+LLVMValueRef cg_lanes_below(Emit *e, LLVMValueRef n);
+LLVMValueRef cg_vload_mask(Emit *e, LLVMValueRef p, LLVMValueRef mask);
+void cg_vstore_mask(Emit *e, LLVMValueRef v, LLVMValueRef p, LLVMValueRef mask);
+void cg_vcopy(Emit *e, LLVMValueRef dst, LLVMValueRef src, LLVMValueRef n);  // n floats, 16 at a time
 // The NT form: C[i,j] = (accumulate ? C[i,j] : 0) + sum_{k<K} a[i*lda + k] * b[j*ldb + k]
 // (both contiguous along k). C needs rows and columns rounded up to 4 (the
 // extra ones are junk).

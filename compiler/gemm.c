@@ -17,6 +17,8 @@
 // plane's valid positions only).
 #include "fnnc.h"
 
+#include <string.h>
+
 static LLVMBuilderRef B(Emit *e) { return e->cg->b; }
 
 static LLVMTypeRef vec_t(Emit *e) { return LLVMVectorType(e->f32, 16); }
@@ -80,6 +82,38 @@ static LLVMValueRef splat(Emit *e, LLVMValueRef x) {
 static LLVMValueRef gep(Emit *e, LLVMValueRef base, LLVMValueRef off) { return cg_gep(e, e->f32, base, off); }
 static LLVMValueRef add(Emit *e, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildAdd(B(e), a, b, ""); }
 static LLVMValueRef mul(Emit *e, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildMul(B(e), a, b, ""); }
+
+LLVMValueRef cg_lanes_below(Emit *e, LLVMValueRef n) {
+  LLVMValueRef idx[16];
+  for (int l = 0; l < 16; l++) idx[l] = cg_i64(e, l);
+  LLVMTypeRef v64 = LLVMVectorType(e->i64, 16);
+  LLVMValueRef nv = LLVMBuildInsertElement(B(e), LLVMGetUndef(v64), n, LLVMConstInt(e->i32, 0, 0), "");
+  nv = LLVMBuildShuffleVector(B(e), nv, LLVMGetUndef(v64), LLVMConstNull(LLVMVectorType(e->i32, 16)), "");
+  return LLVMBuildICmp(B(e), LLVMIntSLT, LLVMConstVector(idx, 16), nv, "");
+}
+
+// llvm.masked.load / store of 16 floats under a mask (masked lanes read as 0).
+static LLVMValueRef masked16(Emit *e, bool store, LLVMValueRef p, LLVMValueRef mask, LLVMValueRef v) {
+  LLVMTypeRef vt = vec_t(e), types[2] = {vt, e->ptrty};
+  const char *name = store ? "llvm.masked.store" : "llvm.masked.load";
+  unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+  LLVMValueRef fn = LLVMGetIntrinsicDeclaration(e->cg->mod, id, types, 2);
+  LLVMTypeRef fty = LLVMIntrinsicGetType(e->cg->ctx, id, types, 2);
+  LLVMValueRef align = LLVMConstInt(e->i32, 4, 0);
+  if (store) return LLVMBuildCall2(B(e), fty, fn, (LLVMValueRef[]){v, p, align, mask}, 4, "");
+  return LLVMBuildCall2(B(e), fty, fn, (LLVMValueRef[]){p, align, mask, LLVMConstNull(vt)}, 4, "");
+}
+LLVMValueRef cg_vload_mask(Emit *e, LLVMValueRef p, LLVMValueRef mask) { return masked16(e, false, p, mask, NULL); }
+void cg_vstore_mask(Emit *e, LLVMValueRef v, LLVMValueRef p, LLVMValueRef mask) { masked16(e, true, p, mask, v); }
+
+void cg_vcopy(Emit *e, LLVMValueRef dst, LLVMValueRef src, LLVMValueRef n) {
+  LLVMValueRef chunks = LLVMBuildSDiv(B(e), add(e, n, cg_i64(e, 15)), cg_i64(e, 16), "");
+  Loop l = cg_loop_begin(e, cg_i64(e, 0), chunks, "copy");
+  LLVMValueRef j = mul(e, l.i, cg_i64(e, 16)), mask = cg_lanes_below(e, LLVMBuildSub(B(e), n, j, ""));
+  cg_vstore_mask(e, cg_vload_mask(e, gep(e, src, j), mask), gep(e, dst, j), mask);
+  cg_loop_end_scalar(e, &l);
+}
+
 
 // The micro-kernel for one tile shape, as a shared non-inlined function
 //   void fnn_gemm_MRxNV_LANES[_acc](float *a, i64 ars, i64 acs, float *b, i64 ldb,

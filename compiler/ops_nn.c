@@ -248,6 +248,29 @@ static void im2col(Emit *e, Value *X, LLVMValueRef b, int64_t KH, int64_t KW, in
                    int64_t OW, LLVMValueRef col) {
   int64_t C = X->shape.d[1], H = X->shape.d[2], Wd = X->shape.d[3], P = OH * OW;
   cg_zero(e, col, I(e, C * KH * KW * P));
+  if (s == 1 && e->ptr[X->id] && !X->image_local && X->type == T_F32) {
+    // Stride 1 from a buffer: each output row's run of valid columns is one
+    // contiguous copy, 16 floats at a time.
+    Loop lc = cg_loop_begin(e, I(e, 0), I(e, C), "c");
+    Loop lkh = cg_loop_begin(e, I(e, 0), I(e, KH), "kh");
+    Loop lkw = cg_loop_begin(e, I(e, 0), I(e, KW), "kw");
+    LLVMValueRef h0, h1, w0, w1;
+    conv_range_rt(e, H, OH, lkh.i, 1, p, &h0, &h1);
+    conv_range_rt(e, Wd, OW, lkw.i, 1, p, &w0, &w1);
+    LLVMValueRef row = ADD(e, MUL(e, ADD(e, MUL(e, lc.i, I(e, KH)), lkh.i), I(e, KW)), lkw.i);
+    LLVMValueRef n = cg_max_i64(e, I(e, 0), LLVMBuildSub(B(e), w1, w0, ""));
+    Loop loh = cg_loop_begin(e, h0, h1, "oh");
+    LLVMValueRef xidx[4] = {b, lc.i, LLVMBuildSub(B(e), ADD(e, loh.i, lkh.i), I(e, p), ""),
+                            LLVMBuildSub(B(e), ADD(e, w0, lkw.i), I(e, p), "")};
+    LLVMValueRef src = cg_gep(e, e->f32, e->ptr[X->id], cg_offset(e, X->shape, xidx));
+    LLVMValueRef dst = cg_gep(e, e->f32, col, ADD(e, MUL(e, row, I(e, P)), ADD(e, MUL(e, loh.i, I(e, OW)), w0)));
+    cg_vcopy(e, dst, src, n);
+    cg_loop_end_scalar(e, &loh);
+    cg_loop_end_scalar(e, &lkw);
+    cg_loop_end_scalar(e, &lkh);
+    cg_loop_end_scalar(e, &lc);
+    return;
+  }
   ConvWalk w = conv_walk_begin(e, C, H, Wd, KH, KW, s, p, OH, OW);
   LLVMValueRef xidx[4] = {b, w.c, w.ih, w.iw};
   store_f(e, col, ADD(e, MUL(e, w.row, I(e, P)), w.pos), cg_load_at(e, X, xidx));

@@ -142,12 +142,10 @@ static void input_transform(Emit *e, const WinoPlan *p, LLVMValueRef pad, LLVMVa
 // The 16 GEMMs M[xi] = V[xi]^T . U[xi]: [T, K] . [K, N], rows of tiles,
 // columns of output channels.
 static void gemms(Emit *e, const WinoPlan *p) {
-  int mr, nv;
-  gemm_tile_static(p->T, p->N, &mr, &nv);
   Loop lx = cg_loop_begin(e, I(e, 0), I(e, 16), "xi");
   Gemm g = {.M = p->T, .N = p->N, .K = I(e, p->K), .a = at(e, e->scratch, p->at_v, MUL(e, lx.i, I(e, p->K * p->T))),
             .ars = I(e, 1), .acs = I(e, p->T), .b = at(e, e->scratch, p->at_u, MUL(e, lx.i, I(e, p->K * p->N))), .ldb = p->N,
-            .c = at(e, e->scratch, p->at_m, MUL(e, lx.i, I(e, p->T * p->N))), .ldc = p->N, .mr = mr, .nv = nv};
+            .c = at(e, e->scratch, p->at_m, MUL(e, lx.i, I(e, p->T * p->N))), .ldc = p->N, .mr = p->mr, .nv = p->nv};
   cg_gemm(e, &g);
   cg_loop_end_scalar(e, &lx);
 }
@@ -179,28 +177,6 @@ static LLVMValueRef stack_block(Emit *e, int64_t n) {
   return a;
 }
 
-// <16 x i1>: lanes below the i64 n.
-static LLVMValueRef lanes_below(Emit *e, LLVMValueRef n) {
-  LLVMValueRef idx[16];
-  for (int l = 0; l < 16; l++) idx[l] = I(e, l);
-  LLVMTypeRef v64 = LLVMVectorType(e->i64, 16);
-  LLVMValueRef nv = LLVMBuildInsertElement(B(e), LLVMGetUndef(v64), n, LLVMConstInt(e->i32, 0, 0), "");
-  nv = LLVMBuildShuffleVector(B(e), nv, LLVMGetUndef(v64), LLVMConstNull(LLVMVectorType(e->i32, 16)), "");
-  return LLVMBuildICmp(B(e), LLVMIntSLT, LLVMConstVector(idx, 16), nv, "");
-}
-
-// llvm.masked.load / store of 16 floats at p under a runtime mask.
-static LLVMValueRef masked(Emit *e, bool store, LLVMValueRef p, LLVMValueRef mask, LLVMValueRef v) {
-  LLVMTypeRef vt = LLVMVectorType(e->f32, 16), types[2] = {vt, e->ptrty};
-  const char *name = store ? "llvm.masked.store" : "llvm.masked.load";
-  unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
-  LLVMValueRef fn = LLVMGetIntrinsicDeclaration(e->cg->mod, id, types, 2);
-  LLVMTypeRef fty = LLVMIntrinsicGetType(e->cg->ctx, id, types, 2);
-  LLVMValueRef align = LLVMConstInt(e->i32, 4, 0);
-  if (store) return LLVMBuildCall2(B(e), fty, fn, (LLVMValueRef[]){v, p, align, mask}, 4, "");
-  return LLVMBuildCall2(B(e), fty, fn, (LLVMValueRef[]){p, align, mask, LLVMConstNull(vt)}, 4, "");
-}
-
 // The two transpositions, each a shared function (its 64 shuffles cost LLVM's
 // instruction selection about 10 ms, so they are compiled once):
 //   void fnn_transpose16_rows(float *v, float *dst, i64 ld, i64 valid)
@@ -216,15 +192,15 @@ static void call_transpose(Emit *e, bool rows, LLVMValueRef v, LLVMValueRef mem,
   if (cg_shared_fn(e, f, name, 4, rows ? 0x3 : 0x9, &fn, &saved)) {
     LLVMValueRef vp = LLVMGetParam(fn, rows ? 0 : 3), mp = LLVMGetParam(fn, rows ? 1 : 0);
     LLVMValueRef fld = LLVMGetParam(fn, rows ? 2 : 1), fvalid = LLVMGetParam(fn, rows ? 3 : 2);
-    LLVMValueRef mask = lanes_below(f, fvalid), x[16];
+    LLVMValueRef mask = cg_lanes_below(f, fvalid), x[16];
     for (int r = 0; r < 16; r++) {
       LLVMValueRef p = cg_gep(f, f->f32, mp, MUL(f, I(f, r), fld));
-      x[r] = rows ? cg_vload(f, cg_gep(f, f->f32, vp, I(f, 16 * r)), 16, 16) : masked(f, false, p, mask, NULL);
+      x[r] = rows ? cg_vload(f, cg_gep(f, f->f32, vp, I(f, 16 * r)), 16, 16) : cg_vload_mask(f, p, mask);
     }
     transpose16(f, x);
     for (int r = 0; r < 16; r++) {
       if (rows)
-        masked(f, true, cg_gep(f, f->f32, mp, MUL(f, I(f, r), fld)), mask, x[r]);
+        cg_vstore_mask(f, x[r], cg_gep(f, f->f32, mp, MUL(f, I(f, r), fld)), mask);
       else
         cg_vstore(f, x[r], cg_gep(f, f->f32, vp, I(f, 16 * r)), 16, 16);
     }
