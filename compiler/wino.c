@@ -337,17 +337,16 @@ static void dw_filter_transform(Emit *e, const WinoPlan *p, LLVMValueRef dU, LLV
 }
 
 // Each transform is a shared function per shape, explicit vector code that
-// skips O3 (backend_mark_vector), from one buffer to another:
-//   void fnn_wino_WHAT_KxN_OHxOW_HASH(float *src, float *dst)
+// skips O3 (backend_mark_vector), from one buffer to another, named by the
+// numbers its code depends on (nf of them, f):
+//   void fnn_wino_WHAT_F0_F1_...(float *src, float *dst)
 typedef void Body(Emit *e, const WinoPlan *p, LLVMValueRef src, LLVMValueRef dst);
-static void call_shared(Emit *e, const char *what, const WinoPlan *p, Body *body, LLVMValueRef src,
-                        LLVMValueRef dst) {
-  uint64_t h = 1469598103934665603ull;  // FNV-1a over the shape's numbers
-  const int64_t f[] = {p->K, p->N, p->OH, p->OW, p->pad, p->Hp, p->Wp, p->wsk, p->wsn, p->flip};
-  for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) h = (h ^ (uint64_t)f[i]) * 1099511628211ull;
-  char name[128];
-  snprintf(name, sizeof name, "fnn_wino_%s_%lldx%lld_%lldx%lld_%08llx", what, (long long)p->K, (long long)p->N,
-           (long long)p->OH, (long long)p->OW, (unsigned long long)(h & 0xffffffffu));
+static void call_shared(Emit *e, const char *what, const int64_t *f, int nf, const WinoPlan *p, Body *body,
+                        LLVMValueRef src, LLVMValueRef dst) {
+  char name[160];
+  int len = snprintf(name, sizeof name, "fnn_wino_%s", what);
+  for (int i = 0; i < nf && len < (int)sizeof name; i++)
+    len += snprintf(name + len, sizeof name - (size_t)len, "_%lld", (long long)f[i]);
   LLVMValueRef fn;
   LLVMBasicBlockRef saved;
   Emit inner;
@@ -364,18 +363,26 @@ static void call_shared(Emit *e, const char *what, const WinoPlan *p, Body *body
 static LLVMValueRef scratch_at(Emit *e, int64_t off) { return at(e, e->scratch, off, NULL); }
 
 void cg_wino_filter(Emit *e, const WinoPlan *p, LLVMValueRef w) {
-  call_shared(e, "filter", p, filter_transform, w, scratch_at(e, p->at_u));
+  const int64_t f[] = {p->K, p->N, p->wsk, p->wsn, p->flip};
+  call_shared(e, "filter", f, 5, p, filter_transform, w, scratch_at(e, p->at_u));
+}
+
+static void call_input_transform(Emit *e, const WinoPlan *p) {
+  const int64_t f[] = {p->K, p->TH, p->TW, p->Hp, p->Wp};
+  call_shared(e, "in", f, 5, p, input_transform, scratch_at(e, p->at_pad), scratch_at(e, p->at_v));
 }
 
 void cg_wino_image(Emit *e, const WinoPlan *p) {
-  call_shared(e, "in", p, input_transform, scratch_at(e, p->at_pad), scratch_at(e, p->at_v));
+  call_input_transform(e, p);
   gemms(e, p);
-  call_shared(e, "out", p, output_transform, scratch_at(e, p->at_m), scratch_at(e, p->at_plane));
+  const int64_t f[] = {p->N, p->OH, p->OW};
+  call_shared(e, "out", f, 3, p, output_transform, scratch_at(e, p->at_m), scratch_at(e, p->at_plane));
 }
 
 void cg_wino_dw_image(Emit *e, const WinoPlan *p, LLVMValueRef g) {
-  call_shared(e, "in", p, input_transform, scratch_at(e, p->at_pad), scratch_at(e, p->at_v));
-  call_shared(e, "grad", p, grad_transform, g, scratch_at(e, p->at_m));
+  call_input_transform(e, p);
+  const int64_t f[] = {p->N, p->OH, p->OW};
+  call_shared(e, "grad", f, 3, p, grad_transform, g, scratch_at(e, p->at_m));
   // dU[xi] += V[xi] . dm[xi]: [K, T] . [T, N]
   int mr, nv;
   gemm_tile_static(p->K, p->N, &mr, &nv);
@@ -389,5 +396,6 @@ void cg_wino_dw_image(Emit *e, const WinoPlan *p, LLVMValueRef g) {
 }
 
 void cg_wino_dw_filter(Emit *e, const WinoPlan *p, LLVMValueRef out) {
-  call_shared(e, "dw_filter", p, dw_filter_transform, scratch_at(e, p->at_u), out);
+  const int64_t f[] = {p->K, p->N};
+  call_shared(e, "dw_filter", f, 2, p, dw_filter_transform, scratch_at(e, p->at_u), out);
 }
