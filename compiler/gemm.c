@@ -296,17 +296,10 @@ void cg_gemm(Emit *e, const Gemm *g) {
 // The NT form: C[i, j] = sum_k A[i*lda + k] * B[j*ldb + k], both operands
 // contiguous along k (a dense layer's x . W^T with W in PyTorch's [out, in]
 // layout). Each of the mr x nr outputs of a tile keeps a <16 x float> partial
-// sum over k; each step loads mr + nr vectors and issues mr*nr FMAs; the last
-// k step is masked; the partial sums are reduced at the end.
+// sum over k; each step loads mr + nr vectors and issues mr*nr FMAs; a last
+// k step, masked, takes what is left of K past whole vectors; the partial
+// sums are reduced together at the end, in a tree over all 16.
 //
-static LLVMValueRef hsum(Emit *e, LLVMValueRef v) {
-  LLVMTypeRef vt = vec_t(e);
-  unsigned id = LLVMLookupIntrinsicID("llvm.vector.reduce.fadd", 23);
-  LLVMValueRef fn = LLVMGetIntrinsicDeclaration(e->cg->mod, id, &vt, 1);
-  LLVMTypeRef fty = LLVMIntrinsicGetType(e->cg->ctx, id, &vt, 1);
-  LLVMValueRef args[2] = {LLVMConstReal(e->f32, 0), v};
-  return cg_reassoc(LLVMBuildCall2(B(e), fty, fn, args, 2, ""));
-}
 
 // void fnn_gemm_nt_MRxNR(float *a, i64 lda, float *b, i64 ldb, float *c, i64 ldc, i64 K, i64 rows, i64 cols)
 static LLVMValueRef tile_nt_fn(Emit *outer, int mr, int nr, bool accumulate) {
@@ -320,6 +313,7 @@ static LLVMValueRef tile_nt_fn(Emit *outer, int mr, int nr, bool accumulate) {
   LLVMValueRef a = LLVMGetParam(fn, 0), lda = LLVMGetParam(fn, 1), bp = LLVMGetParam(fn, 2);
   LLVMValueRef ldb = LLVMGetParam(fn, 3), c = LLVMGetParam(fn, 4), ldc = LLVMGetParam(fn, 5);
   LLVMValueRef K = LLVMGetParam(fn, 6), rows = LLVMGetParam(fn, 7), cols = LLVMGetParam(fn, 8);
+  if (mr * nr != 16 || nr != 4) die("NT tile %dx%d: the sums' tree needs 4 x 4", mr, nr);
   LLVMTypeRef vt = vec_t(e);
   LLVMValueRef ap[4], bq[4];
   for (int r = 0; r < mr; r++)
@@ -339,37 +333,75 @@ static LLVMValueRef tile_nt_fn(Emit *outer, int mr, int nr, bool accumulate) {
     for (int q = 0; q < nr; q++) next[r * nr + q] = vfma(e, av[r], bv[q], l.acc[r * nr + q]);
   kloop_end(e, &l, 16, next);
   LLVMValueRef *acc = l.acc;
-  // The tail: lanes k + l < K, selected from full-width loads that stay in
-  // bounds because they are masked.
+  // The tail, when K is not whole vectors: lanes k + l < K, from loads that
+  // stay in bounds because they are masked.
   LLVMValueRef rem = LLVMBuildSub(B(e), K, kfull, "");
-  LLVMValueRef lane = LLVMConstVector(
-      (LLVMValueRef[]){cg_i64(e, 0), cg_i64(e, 1), cg_i64(e, 2), cg_i64(e, 3), cg_i64(e, 4), cg_i64(e, 5),
-                       cg_i64(e, 6), cg_i64(e, 7), cg_i64(e, 8), cg_i64(e, 9), cg_i64(e, 10), cg_i64(e, 11),
-                       cg_i64(e, 12), cg_i64(e, 13), cg_i64(e, 14), cg_i64(e, 15)},
-      16);
-  LLVMTypeRef v64 = LLVMVectorType(e->i64, 16);
-  LLVMValueRef remv = LLVMBuildInsertElement(B(e), LLVMGetUndef(v64), rem, LLVMConstInt(e->i32, 0, 0), "");
-  remv = LLVMBuildShuffleVector(B(e), remv, LLVMGetUndef(v64), LLVMConstNull(LLVMVectorType(e->i32, 16)), "");
-  LLVMValueRef mask = LLVMBuildICmp(B(e), LLVMIntSLT, lane, remv, "");
-  LLVMTypeRef types[2] = {vt, e->ptrty};
-  unsigned mid = LLVMLookupIntrinsicID("llvm.masked.load", 16);
-  LLVMValueRef mfn = LLVMGetIntrinsicDeclaration(cg->mod, mid, types, 2);
-  LLVMTypeRef mty = LLVMIntrinsicGetType(cg->ctx, mid, types, 2);
-  for (int r = 0; r < mr; r++) {
-    LLVMValueRef args[4] = {gep(e, ap[r], kfull), LLVMConstInt(e->i32, 4, 0), mask, vz};
-    av[r] = LLVMBuildCall2(B(e), mty, mfn, args, 4, "");
-  }
-  for (int q = 0; q < nr; q++) {
-    LLVMValueRef args[4] = {gep(e, bq[q], kfull), LLVMConstInt(e->i32, 4, 0), mask, vz};
-    bv[q] = LLVMBuildCall2(B(e), mty, mfn, args, 4, "");
-  }
+  LLVMBasicBlockRef pre = LLVMGetInsertBlock(B(e));
+  LLVMBasicBlockRef tail = LLVMAppendBasicBlockInContext(cg->ctx, e->fn, "tail");
+  LLVMBasicBlockRef join = LLVMAppendBasicBlockInContext(cg->ctx, e->fn, "sums");
+  LLVMBuildCondBr(B(e), LLVMBuildICmp(B(e), LLVMIntSGT, rem, cg_i64(e, 0), ""), tail, join);
+  LLVMPositionBuilderAtEnd(B(e), tail);
+  LLVMValueRef mask = cg_lanes_below(e, rem);
+  for (int r = 0; r < mr; r++) av[r] = cg_vload_mask(e, gep(e, ap[r], kfull), mask);
+  for (int q = 0; q < nr; q++) bv[q] = cg_vload_mask(e, gep(e, bq[q], kfull), mask);
   for (int r = 0; r < mr; r++)
-    for (int q = 0; q < nr; q++) {
-      LLVMValueRef s = hsum(e, vfma(e, av[r], bv[q], acc[r * nr + q]));
-      LLVMValueRef cp = gep(e, c, add(e, mul(e, cg_i64(e, r), ldc), cg_i64(e, q)));
-      if (accumulate) s = LLVMBuildFAdd(B(e), LLVMBuildLoad2(B(e), e->f32, cp, ""), s, "");
-      LLVMBuildStore(B(e), s, cp);
+    for (int q = 0; q < nr; q++) next[r * nr + q] = vfma(e, av[r], bv[q], acc[r * nr + q]);
+  LLVMBuildBr(B(e), join);
+  LLVMPositionBuilderAtEnd(B(e), join);
+  LLVMValueRef v[16];
+  for (int t = 0; t < 16; t++) {
+    v[t] = LLVMBuildPhi(B(e), vt, "sum");
+    LLVMAddIncoming(v[t], &acc[t], &pre, 1);
+    LLVMAddIncoming(v[t], &next[t], &tail, 1);
+  }
+  // The 16 sums in a tree: at each level, pairs of vectors whose lanes come
+  // in blocks of 2h, one accumulator's partial sums per block, become one
+  // vector of blocks of h (a's block j's two halves added in its lower half,
+  // b's in its upper half): 15 additions for all 16 sums, instead of four
+  // shuffles and four additions for each. owner[l] follows which
+  // accumulator's sum lane l holds.
+  int owner[16][16], n = 16;
+  for (int t = 0; t < 16; t++)
+    for (int l = 0; l < 16; l++) owner[t][l] = t;
+  for (int h = 8; h >= 1; h /= 2, n /= 2) {
+    LLVMValueRef mlo[16], mhi[16];
+    for (int l = 0; l < 16; l++) {
+      int j = l / (2 * h), off = l % (2 * h), from_b = off >= h, src = 2 * h * j + off % h;
+      mlo[l] = LLVMConstInt(e->i32, (unsigned)(src + 16 * from_b), 0);
+      mhi[l] = LLVMConstInt(e->i32, (unsigned)(src + h + 16 * from_b), 0);
     }
+    LLVMValueRef lo = LLVMConstVector(mlo, 16), hi = LLVMConstVector(mhi, 16);
+    for (int m = 0; m < n / 2; m++) {
+      LLVMValueRef x = LLVMBuildShuffleVector(B(e), v[2 * m], v[2 * m + 1], lo, "");
+      LLVMValueRef y = LLVMBuildShuffleVector(B(e), v[2 * m], v[2 * m + 1], hi, "");
+      int o[16];
+      for (int l = 0; l < 16; l++) {
+        int j = l / (2 * h), off = l % (2 * h);
+        o[l] = owner[2 * m + (off >= h)][2 * h * j];
+      }
+      v[m] = cg_reassoc(LLVMBuildFAdd(B(e), x, y, ""));
+      memcpy(owner[m], o, sizeof o);
+    }
+  }
+  // Row r's four sums to C's row r.
+  LLVMTypeRef v4 = LLVMVectorType(e->f32, 4);
+  for (int r = 0; r < mr; r++) {
+    LLVMValueRef pick[4];
+    for (int q = 0; q < 4; q++) {
+      int l = 0;
+      while (owner[0][l] != r * nr + q) l++;
+      pick[q] = LLVMConstInt(e->i32, (unsigned)l, 0);
+    }
+    LLVMValueRef row = LLVMBuildShuffleVector(B(e), v[0], LLVMGetUndef(vt), LLVMConstVector(pick, 4), "");
+    LLVMValueRef cp = gep(e, c, mul(e, cg_i64(e, r), ldc));
+    if (accumulate) {
+      LLVMValueRef old = LLVMBuildLoad2(B(e), v4, cp, "");
+      LLVMSetAlignment(old, 4);
+      row = LLVMBuildFAdd(B(e), old, row, "");
+    }
+    LLVMValueRef st = LLVMBuildStore(B(e), row, cp);
+    LLVMSetAlignment(st, 4);
+  }
   LLVMBuildRetVoid(B(e));
   LLVMPositionBuilderAtEnd(cg->b, saved);
   return fn;
