@@ -75,6 +75,37 @@ void grad_matmul(Builder *b, Value *v, Value *g, Value **dx) {
     dx[1] = ir_new(b, OP_matmul, 2, in, ia, 0);
   }
 }
+// The epilogue over a block's `left` rows from row i0, in the scratch `rows`
+// (ldr apart).
+static void matmul_epilogue(Emit *e, LLVMValueRef rows, LLVMValueRef i0, LLVMValueRef left, int64_t steps,
+                            int64_t ldr, int64_t N) {
+  Loop lr = cg_loop_begin(e, I(e, 0), left, "r");
+  LLVMValueRef row = ADD(e, i0, lr.i), outer[2] = {row};
+  if (steps > 1) {
+    outer[0] = LLVMBuildSDiv(B(e), row, I(e, steps), "");
+    outer[1] = LLVMBuildSRem(B(e), row, I(e, steps), "");
+  }
+  cg_epilogue(e, outer, 1, cg_gep(e, e->f32, rows, MUL(e, lr.i, I(e, ldr))));
+  // Rows narrower than a vector (the logits' 10): the loop vectorizer would
+  // run 16 rows at once through gathers and scatters, and LLVM spent about
+  // 50 ms compiling that for the CNN's last layer; one row at a time, the
+  // row's own vectors (8 + 2 lanes) are as fast and compile in a few.
+  if (N < 16)
+    cg_loop_end_scalar(e, &lr);
+  else
+    cg_loop_end(e, &lr);
+}
+
+// The store that is a kernel's only member besides its anchor v (which is
+// not written itself), writing v whole to a buffer of its shape; else NULL.
+static Value *stored_as_is(Emit *e, Value *v) {
+  if (e->k->members.len != 2 || e->k->members.data[0] != v || v->materialized || e->k->post || e->k->post_arg)
+    return NULL;
+  Value *st = e->k->members.data[1];
+  if (st->op != OP_store || st->in[0] != v || !e->ptr[st->id] || st->image_local || st->type != T_F32) return NULL;
+  return shape_eq(st->shape, v->shape) ? st : NULL;
+}
+
 // Blocks of rows through the GEMM micro-kernel (B packed transposed into the
 // scratch first when it is read transposed); each block's rows go through the
 // epilogue while they are in cache.
@@ -139,21 +170,32 @@ LLVMValueRef emit_matmul(Emit *e, Value *v, LLVMValueRef *in) {
       g.c = cg_gep(e, e->f32, rows, e->lo);
       g.n_valid = LLVMBuildSub(B(e), e->hi, e->lo, "");
     }
+    Value *st = stored_as_is(e, v);
+    if (st && steps == 1 && e->k->split != SPLIT_COLS) {
+      // A product the kernel only stores (a weight gradient): a whole block
+      // of rows goes straight to the store's buffer, with no epilogue; a last,
+      // shorter block through the scratch as below (the micro-kernel writes
+      // whole tiles, and the rows after this call's are another task's).
+      LLVMBasicBlockRef whole = LLVMAppendBasicBlockInContext(e->cg->ctx, e->fn, "whole");
+      LLVMBasicBlockRef part = LLVMAppendBasicBlockInContext(e->cg->ctx, e->fn, "part");
+      LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(e->cg->ctx, e->fn, "block_done");
+      LLVMBuildCondBr(B(e), LLVMBuildICmp(B(e), LLVMIntEQ, left, I(e, bm), ""), whole, part);
+      LLVMPositionBuilderAtEnd(B(e), whole);
+      Gemm gd = g;
+      gd.c = cg_gep(e, e->f32, e->ptr[st->id], MUL(e, i0, I(e, N)));
+      cg_gemm(e, &gd);
+      LLVMBuildBr(B(e), done);
+      LLVMPositionBuilderAtEnd(B(e), part);
+      cg_gemm(e, &g);
+      matmul_epilogue(e, rows, i0, left, steps, ldr, N);
+      LLVMBuildBr(B(e), done);
+      LLVMPositionBuilderAtEnd(B(e), done);
+      cg_loop_end(e, &lb);
+      return NULL;
+    }
     cg_gemm(e, &g);
   }
-  Loop lr = cg_loop_begin(e, I(e, 0), left, "r");
-  LLVMValueRef row = ADD(e, i0, lr.i), outer[2] = {row};
-  if (steps > 1) {
-    outer[0] = LLVMBuildSDiv(B(e), row, I(e, steps), "");
-    outer[1] = LLVMBuildSRem(B(e), row, I(e, steps), "");
-  }
-  cg_epilogue(e, outer, 1, cg_gep(e, e->f32, rows, MUL(e, lr.i, I(e, ldr))));
-  // Rows narrower than a vector (the logits' 10): the loop vectorizer would
-  // run 16 rows at once through gathers and scatters, and LLVM spent about
-  // 50 ms compiling that for the CNN's last layer; one row at a time, the
-  // row's own vectors (8 + 2 lanes) are as fast and compile in a few.
-  if (N < 16) cg_loop_end_scalar(e, &lr);
-  else cg_loop_end(e, &lr);
+  matmul_epilogue(e, rows, i0, left, steps, ldr, N);
   cg_loop_end(e, &lb);
   return NULL;
 }
