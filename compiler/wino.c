@@ -1,5 +1,6 @@
-// wino.c: Winograd F(2x2, 3x3) convolution, for the forward and the input
-// gradient of stride-1 3x3 layers (fuse.c's wino_plan decides which).
+// wino.c: Winograd F(2x2, 3x3) convolution, for the forward, input gradient
+// and weight gradient of stride-1 3x3 layers (fuse.c's wino_plan decides
+// which).
 //
 // A 2x2 tile of outputs Y comes from the 4x4 tile d of the padded input under
 // it and the 3x3 filter g as
@@ -17,7 +18,8 @@
 // channel pair instead of 36. The micro-kernel (gemm.c) vectorizes along j,
 // so every lane does useful work whatever the width of the plane; the output
 // transform turns each tile's channel vectors back into rows of planes with a
-// 16x16 transposition in registers. The transforms only add and subtract
+// 16x16 transposition (in registers, in a function of its own). The
+// transforms only add and subtract
 // (and halve, for G), so they are exact but for rounding.
 //
 // The weight gradient is the same product's: with dm = A dY A^T (4x4 from
@@ -85,11 +87,9 @@ static void filter_transform(Emit *e, const WinoPlan *p, LLVMValueRef w, LLVMVal
       LLVMValueRef args[4] = {tp, LLVMConstInt(e->i32, 4, 0), all, LLVMGetUndef(vt)};
       g[r][c] = LLVMBuildCall2(B(e), gty, gather, args, 4, "");
     }
-  LLVMValueRef h = LLVMConstVector((LLVMValueRef[]){cg_f32(e, 0.5), cg_f32(e, 0.5), cg_f32(e, 0.5), cg_f32(e, 0.5),
-                                                    cg_f32(e, 0.5), cg_f32(e, 0.5), cg_f32(e, 0.5), cg_f32(e, 0.5),
-                                                    cg_f32(e, 0.5), cg_f32(e, 0.5), cg_f32(e, 0.5), cg_f32(e, 0.5),
-                                                    cg_f32(e, 0.5), cg_f32(e, 0.5), cg_f32(e, 0.5), cg_f32(e, 0.5)},
-                                   16);
+  LLVMValueRef halves[16];
+  for (int l = 0; l < 16; l++) halves[l] = cg_f32(e, 0.5);
+  LLVMValueRef h = LLVMConstVector(halves, 16);
   for (int c = 0; c < 3; c++) {
     LLVMValueRef s02 = fadd(e, g[0][c], g[2][c]);
     t[0][c] = g[0][c];
@@ -219,6 +219,7 @@ static void call_transpose(Emit *e, bool rows, LLVMValueRef v, LLVMValueRef mem,
 //   are output row i of 16 channels.
 static void output_transform(Emit *e, const WinoPlan *p, LLVMValueRef M, LLVMValueRef plane) {
   LLVMValueRef tb = stack_block(e, 512);
+  cg_zero(e, tb, I(e, 512));  // (its vectors past a chunk's are read, not stored)
   Loop lt = cg_loop_begin(e, I(e, 0), I(e, p->TH), "ty");
   Loop lo = cg_loop_begin(e, I(e, 0), I(e, p->N / 16), "jb");
   LLVMValueRef j0 = MUL(e, lo.i, I(e, 16)), t0 = MUL(e, lt.i, I(e, p->TW));
@@ -240,8 +241,8 @@ static void output_transform(Emit *e, const WinoPlan *p, LLVMValueRef M, LLVMVal
       cg_vstore(e, fsub(e, d12, r[i][3]), at(e, tb, 256 * i + 16, col), 16, 16);
     }
     cg_loop_end_scalar(e, &lx);
-    // (tb's vectors past the chunk's 2n hold older values: they become the
-    // columns past 2n, which are not stored)
+    // (tb's vectors past the chunk's 2n hold zeros or older values: they
+    // become the columns past 2n, which are not stored)
     int valid = (int)min64(2 * n, p->OW - 2 * CHUNK * ch);
     for (int i = 0; i < 2; i++) {
       LLVMValueRef oh = ADD(e, MUL(e, lt.i, I(e, 2)), I(e, i));
