@@ -19,7 +19,9 @@
 #     threads (--profile), a figure that other load on the machine disturbs
 #     far less than images/s;
 #   - the same models in PyTorch (bench/torch_ref.py), if /usr/bin/python3 has
-#     torch, and the fnnc/PyTorch ratio of images/s;
+#     torch, and the fnnc/PyTorch ratio of images/s; then ROUNDS interleaved
+#     rounds on 2 threads (one fnnc run, one PyTorch run), whose ratios share
+#     the host's state of the same seconds;
 #   - the inline exp/log/tanh/sigmoid against libm calls (bench/act.sh);
 #   - the LSTM of models/seqmnist.fnn against torch.nn.LSTM (bench/seqmnist.sh);
 #   - the CNN with both convolutions frozen against the fully trainable CNN
@@ -29,7 +31,8 @@
 # The machine may be shared with other busy processes: compare numbers within
 # one run. Settings (environment): BENCH_RUNS (3), BENCH_CNN_STEPS (150),
 # BENCH_MLP_STEPS (1500), BENCH_TORCH (1; 0 skips PyTorch), BENCH_TORCH_BUDGET
-# (40: seconds of PyTorch runs per model and thread count, see torch_run).
+# (40: seconds of PyTorch runs per model and thread count, see torch_run),
+# BENCH_ROUNDS (5; 0 skips the interleaved rounds).
 set -u
 cd "$(dirname "$0")/.." || exit 1
 
@@ -37,6 +40,7 @@ OUT=build/bench
 RES=$OUT/results.txt
 RUNS=${BENCH_RUNS:-3}
 TORCH_BUDGET=${BENCH_TORCH_BUDGET:-40}
+ROUNDS=${BENCH_ROUNDS:-5}
 CNN_STEPS=${BENCH_CNN_STEPS:-150}
 MLP_STEPS=${BENCH_MLP_STEPS:-1500}  # a 2-thread run of 600 steps lasted 0.2 s and moved by 10 % from run to run
 BATCH=64
@@ -261,6 +265,41 @@ for m in mnist mlp; do
   for t in $THREADS; do torch_run $m "$t" "$steps"; done
 done
 
+# --- 5b. Interleaved rounds against PyTorch (2 threads) ----------------------------
+# PyTorch's rate moves by up to 2x from one minute to the next, more than
+# fnnc's: a ratio of two medians taken a minute apart measures that. Here each
+# round runs fnnc, then PyTorch, on the same model; the ratio is per round.
+: >"$OUT/rounds.txt"
+if [ $TORCH = 1 ] && [ "$ROUNDS" -gt 0 ]; then
+  r=0
+  while [ $r -lt "$ROUNDS" ]; do
+    r=$((r + 1))
+    for m in mnist mlp; do
+      [ -x "$OUT/$m" ] || continue
+      if [ $m = mnist ]; then tm=cnn st=$CNN_STEPS; else tm=mlp st=$MLP_STEPS; fi
+      say "round $r/$ROUNDS: $m and pytorch $tm, --steps $st --threads 2"
+      "$OUT/$m" --steps "$st" --batch $BATCH --threads 2 --quiet --log "$OUT/round.csv" >/dev/null 2>&1 || continue
+      f=$(csv_field "$OUT/round.csv" images_per_s)
+      p=$(torch_py bench/torch_ref.py --model $tm --steps "$st" --threads 2 --batch $BATCH --runs 1 2>/dev/null |
+        sed -n 's/.*images_per_s=\([0-9.]*\).*/\1/p' | tail -1)
+      [ -n "$p" ] && echo "$m $f $p" >>"$OUT/rounds.txt"
+    done
+  done
+fi
+# round_line MODEL: "N rounds: fnnc F0-F1, PyTorch P0-P1, ratio R0-R1, median M"
+round_line() {
+  awk -v m="$1" '$1 == m && $3 > 0 { n++; f[n] = $2; p[n] = $3; q[n] = $2 / $3 }
+    function lo(a, i, x) { x = a[1]; for (i = 2; i <= n; i++) if (a[i] < x) x = a[i]; return x }
+    function hi(a, i, x) { x = a[1]; for (i = 2; i <= n; i++) if (a[i] > x) x = a[i]; return x }
+    END {
+      if (!n) { print "-"; exit }
+      for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (q[j] < q[i]) { t = q[i]; q[i] = q[j]; q[j] = t }
+      med = n % 2 ? q[(n + 1) / 2] : (q[n / 2] + q[n / 2 + 1]) / 2
+      printf "%d rounds: fnnc %.0f-%.0f, PyTorch %.0f-%.0f images/s; fnnc/pt %.2f-%.2fx, median %.2fx\n",
+        n, lo(f), hi(f), lo(p), hi(p), q[1], q[n], med
+    }' "$OUT/rounds.txt"
+}
+
 # --- 6. Per-kernel profile of the CNN ----------------------------------------------
 PROF=$OUT/profile.txt
 PROF_OK=0
@@ -388,6 +427,11 @@ T_END=$(now_ns)
       pb=$(printf '%s\n%s\n' "$p1" "$p2" | best)
       echo "$name on 2 threads against PyTorch's faster thread count ($(fmt %.0f "$pb") images/s): $(fmt %.2fx "$(div "${r2:--}" "$pb")")"
     done
+  fi
+  if [ -s "$OUT/rounds.txt" ]; then
+    echo "interleaved rounds, 2 threads (one fnnc run, then one PyTorch run, per model):"
+    echo "  CNN: $(round_line mnist)"
+    echo "  MLP: $(round_line mlp)"
   fi
   echo "PyTorch: $TORCH_INFO"
   if [ $TORCH = 1 ]; then
