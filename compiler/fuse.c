@@ -444,13 +444,13 @@ bool conv_direct(Value *a) {
 }
 
 // Winograd F(2x2, 3x3) (wino.c) for the forward, input gradient and weight
-// gradient of a stride-1 3x3 convolution: per 2x2 outputs, 16 multiply-adds of transformed
-// 4x4 tiles stand in for 36, so the GEMMs do 2.25 times less work, and the
-// transforms, which only add, cost a few per cent. It needs channels enough
-// for the GEMMs' vectors (k at least 16, the output channels whole vectors)
-// and one image's transformed tiles within about a megabyte, the transformed
-// filters within 4 MB (larger layers run direct). FNNC_CONV=direct (or
-// im2col) turns it off.
+// gradient of a stride-1 3x3 convolution: per 2x2 outputs, 16 multiply-adds
+// of transformed 4x4 tiles stand in for 36, so the GEMMs do 2.25 times less
+// work, and the transforms, which only add, cost a few per cent. It needs
+// channels enough for the GEMMs' vectors (k at least 16, the output channels
+// whole vectors), one image's transformed tiles within about a megabyte and
+// the transformed filters within 4 MB (larger layers run direct).
+// FNNC_CONV=direct (or im2col) turns it off.
 bool wino_plan(Value *a, WinoPlan *out) {
   const char *force = getenv("FNNC_CONV");
   if (force && (!strcmp(force, "direct") || !strcmp(force, "im2col"))) return false;
@@ -471,7 +471,8 @@ bool wino_plan(Value *a, WinoPlan *out) {
   p.OH = os.d[2], p.OW = os.d[3];
   p.TH = (p.OH + 1) / 2, p.TW = (p.OW + 1) / 2, p.T = p.TH * p.TW;
   p.Hp = 2 * p.TH + 2, p.Wp = 2 * p.TW + 2;
-  if (p.pad < 0 || p.K < 16 || p.N % 16 || 16 * (p.K + p.N) * p.T > 262144 || 16 * p.K * p.N > 1048576) return false;
+  if (p.pad < 0 || p.K < 16 || p.N % 16) return false;
+  if (16 * (p.K + p.N) * p.T > 262144 || 16 * p.K * p.N > 1048576) return false;
   // The per-image GEMMs have T rows: a register tile as tall as the default
   // or less, that divides T, saves the leftover rows' kernel (49 tiles of a
   // 14x14 plane: 7 rows of 2 vectors, not 6 x 8 and 1).

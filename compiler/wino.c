@@ -143,9 +143,11 @@ static void input_transform(Emit *e, const WinoPlan *p, LLVMValueRef pad, LLVMVa
 // columns of output channels.
 static void gemms(Emit *e, const WinoPlan *p) {
   Loop lx = cg_loop_begin(e, I(e, 0), I(e, 16), "xi");
-  Gemm g = {.M = p->T, .N = p->N, .K = I(e, p->K), .a = at(e, e->scratch, p->at_v, MUL(e, lx.i, I(e, p->K * p->T))),
-            .ars = I(e, 1), .acs = I(e, p->T), .b = at(e, e->scratch, p->at_u, MUL(e, lx.i, I(e, p->K * p->N))), .ldb = p->N,
-            .c = at(e, e->scratch, p->at_m, MUL(e, lx.i, I(e, p->T * p->N))), .ldc = p->N, .mr = p->mr, .nv = p->nv};
+  Gemm g = {.M = p->T, .N = p->N, .K = I(e, p->K), .ars = I(e, 1), .acs = I(e, p->T), .ldb = p->N, .ldc = p->N,
+            .mr = p->mr, .nv = p->nv};
+  g.a = at(e, e->scratch, p->at_v, MUL(e, lx.i, I(e, p->K * p->T)));
+  g.b = at(e, e->scratch, p->at_u, MUL(e, lx.i, I(e, p->K * p->N)));
+  g.c = at(e, e->scratch, p->at_m, MUL(e, lx.i, I(e, p->T * p->N)));
   cg_gemm(e, &g);
   cg_loop_end_scalar(e, &lx);
 }
@@ -388,10 +390,11 @@ void cg_wino_dw_image(Emit *e, const WinoPlan *p, LLVMValueRef g) {
   int mr, nv;
   gemm_tile_static(p->K, p->N, &mr, &nv);
   Loop lx = cg_loop_begin(e, I(e, 0), I(e, 16), "xi");
-  Gemm gm = {.M = p->K, .N = p->N, .K = I(e, p->T), .a = at(e, e->scratch, p->at_v, MUL(e, lx.i, I(e, p->K * p->T))),
-             .ars = I(e, p->T), .acs = I(e, 1), .b = at(e, e->scratch, p->at_m, MUL(e, lx.i, I(e, p->T * p->N))),
-             .ldb = p->N, .c = at(e, e->scratch, p->at_u, MUL(e, lx.i, I(e, p->K * p->N))), .ldc = p->N,
+  Gemm gm = {.M = p->K, .N = p->N, .K = I(e, p->T), .ars = I(e, p->T), .acs = I(e, 1), .ldb = p->N, .ldc = p->N,
              .accumulate = true, .mr = mr, .nv = nv};
+  gm.a = at(e, e->scratch, p->at_v, MUL(e, lx.i, I(e, p->K * p->T)));
+  gm.b = at(e, e->scratch, p->at_m, MUL(e, lx.i, I(e, p->T * p->N)));
+  gm.c = at(e, e->scratch, p->at_u, MUL(e, lx.i, I(e, p->K * p->N)));
   cg_gemm(e, &gm);
   cg_loop_end_scalar(e, &lx);
 }
