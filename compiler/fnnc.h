@@ -602,9 +602,12 @@ int64_t anchor_scratch(Value *a);
 int64_t dw_planes_at(Value *a);     // where unpool_in_dw's planes of g start in a dw kernel's scratch
 int64_t image_local_at(Kernel *k);  // where a kernel's image_local output sits in its scratch
 bool conv_direct(Value *a);
-// Winograd F(2x2, 3x3) (wino.c): a stride-1 3x3 convolution or input gradient
-// with channels enough, as 16 GEMMs over 4x4 input tiles per image. Shapes and
-// the anchor's scratch layout (floats from the scratch's start):
+// Winograd F(2x2, 3x3) (wino.c): a stride-1 3x3 convolution, input gradient
+// or weight gradient with channels enough, as 16 GEMMs over 4x4 input tiles
+// per image. Shapes and the anchor's scratch layout (floats from the
+// scratch's start; the weight gradient keeps its sums dU at at_u, the
+// transformed output gradient at at_m and the filter bank [N, K, 3, 3] at
+// at_plane):
 typedef struct {
   int64_t K, N;        // channels in (the GEMMs' k) and out (their columns)
   int64_t OH, OW;      // output plane
@@ -613,8 +616,6 @@ typedef struct {
   int64_t TH, TW, T;   // 2x2 output tiles down, across and in all
   int64_t wsk, wsn;    // weight strides between the GEMMs' k and j channels (taps contiguous)
   bool flip;           // taps rotated by 180 degrees (the input gradient)
-  // The weight gradient uses at_u for the sums dU, at_m for the transformed
-  // output gradient and at_plane for the filter bank [N, K, 3, 3].
   int mr, nv;           // the register tile of the per-image GEMMs (T rows, N columns)
   int64_t at_u, at_pad, at_v, at_m, at_plane, total;
 } WinoPlan;

@@ -32,34 +32,36 @@ static LLVMValueRef mask_const(Emit *e, int n, int valid) {
   return LLVMConstVector(bits, (unsigned)n);
 }
 
-LLVMValueRef cg_vload(Emit *e, LLVMValueRef p, int n, int valid) {
-  LLVMTypeRef vt = LLVMVectorType(e->f32, (unsigned)n);
-  if (valid == n) {
-    LLVMValueRef l = LLVMBuildLoad2(B(e), vt, p, "");
-    LLVMSetAlignment(l, 4);
-    return l;
-  }
-  LLVMTypeRef types[2] = {vt, e->ptrty};
-  unsigned id = LLVMLookupIntrinsicID("llvm.masked.load", 16);
+// llvm.masked.load / store of n floats at p under mask (masked lanes read as 0).
+static LLVMValueRef masked(Emit *e, bool store, int n, LLVMValueRef p, LLVMValueRef mask, LLVMValueRef v) {
+  LLVMTypeRef vt = LLVMVectorType(e->f32, (unsigned)n), types[2] = {vt, e->ptrty};
+  const char *name = store ? "llvm.masked.store" : "llvm.masked.load";
+  unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
   LLVMValueRef fn = LLVMGetIntrinsicDeclaration(e->cg->mod, id, types, 2);
   LLVMTypeRef fty = LLVMIntrinsicGetType(e->cg->ctx, id, types, 2);
-  LLVMValueRef args[4] = {p, LLVMConstInt(e->i32, 4, 0), mask_const(e, n, valid), LLVMConstNull(vt)};
-  return LLVMBuildCall2(B(e), fty, fn, args, 4, "");
+  LLVMValueRef align = LLVMConstInt(e->i32, 4, 0);
+  if (store) return LLVMBuildCall2(B(e), fty, fn, (LLVMValueRef[]){v, p, align, mask}, 4, "");
+  return LLVMBuildCall2(B(e), fty, fn, (LLVMValueRef[]){p, align, mask, LLVMConstNull(vt)}, 4, "");
+}
+
+LLVMValueRef cg_vload(Emit *e, LLVMValueRef p, int n, int valid) {
+  if (valid < n) return masked(e, false, n, p, mask_const(e, n, valid), NULL);
+  LLVMValueRef l = LLVMBuildLoad2(B(e), LLVMVectorType(e->f32, (unsigned)n), p, "");
+  LLVMSetAlignment(l, 4);
+  return l;
 }
 
 void cg_vstore(Emit *e, LLVMValueRef v, LLVMValueRef p, int n, int valid) {
-  if (valid == n) {
-    LLVMValueRef s = LLVMBuildStore(B(e), v, p);
-    LLVMSetAlignment(s, 4);
+  if (valid < n) {
+    masked(e, true, n, p, mask_const(e, n, valid), v);
     return;
   }
-  LLVMTypeRef types[2] = {LLVMVectorType(e->f32, (unsigned)n), e->ptrty};
-  unsigned id = LLVMLookupIntrinsicID("llvm.masked.store", 17);
-  LLVMValueRef fn = LLVMGetIntrinsicDeclaration(e->cg->mod, id, types, 2);
-  LLVMTypeRef fty = LLVMIntrinsicGetType(e->cg->ctx, id, types, 2);
-  LLVMValueRef args[4] = {v, p, LLVMConstInt(e->i32, 4, 0), mask_const(e, n, valid)};
-  LLVMBuildCall2(B(e), fty, fn, args, 4, "");
+  LLVMValueRef s = LLVMBuildStore(B(e), v, p);
+  LLVMSetAlignment(s, 4);
 }
+
+LLVMValueRef cg_vload_mask(Emit *e, LLVMValueRef p, LLVMValueRef mask) { return masked(e, false, 16, p, mask, NULL); }
+void cg_vstore_mask(Emit *e, LLVMValueRef v, LLVMValueRef p, LLVMValueRef mask) { masked(e, true, 16, p, mask, v); }
 
 static LLVMValueRef vload(Emit *e, LLVMValueRef p, int lanes) { return cg_vload(e, p, 16, lanes); }
 static void vstore(Emit *e, LLVMValueRef v, LLVMValueRef p, int lanes) { cg_vstore(e, v, p, 16, lanes); }
@@ -92,20 +94,6 @@ LLVMValueRef cg_lanes_below(Emit *e, LLVMValueRef n) {
   return LLVMBuildICmp(B(e), LLVMIntSLT, LLVMConstVector(idx, 16), nv, "");
 }
 
-// llvm.masked.load / store of 16 floats under a mask (masked lanes read as 0).
-static LLVMValueRef masked16(Emit *e, bool store, LLVMValueRef p, LLVMValueRef mask, LLVMValueRef v) {
-  LLVMTypeRef vt = vec_t(e), types[2] = {vt, e->ptrty};
-  const char *name = store ? "llvm.masked.store" : "llvm.masked.load";
-  unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
-  LLVMValueRef fn = LLVMGetIntrinsicDeclaration(e->cg->mod, id, types, 2);
-  LLVMTypeRef fty = LLVMIntrinsicGetType(e->cg->ctx, id, types, 2);
-  LLVMValueRef align = LLVMConstInt(e->i32, 4, 0);
-  if (store) return LLVMBuildCall2(B(e), fty, fn, (LLVMValueRef[]){v, p, align, mask}, 4, "");
-  return LLVMBuildCall2(B(e), fty, fn, (LLVMValueRef[]){p, align, mask, LLVMConstNull(vt)}, 4, "");
-}
-LLVMValueRef cg_vload_mask(Emit *e, LLVMValueRef p, LLVMValueRef mask) { return masked16(e, false, p, mask, NULL); }
-void cg_vstore_mask(Emit *e, LLVMValueRef v, LLVMValueRef p, LLVMValueRef mask) { masked16(e, true, p, mask, v); }
-
 void cg_vcopy(Emit *e, LLVMValueRef dst, LLVMValueRef src, LLVMValueRef n) {
   LLVMValueRef chunks = LLVMBuildSDiv(B(e), add(e, n, cg_i64(e, 15)), cg_i64(e, 16), "");
   Loop l = cg_loop_begin(e, cg_i64(e, 0), chunks, "copy");
@@ -113,7 +101,6 @@ void cg_vcopy(Emit *e, LLVMValueRef dst, LLVMValueRef src, LLVMValueRef n) {
   cg_vstore_mask(e, cg_vload_mask(e, gep(e, src, j), mask), gep(e, dst, j), mask);
   cg_loop_end_scalar(e, &l);
 }
-
 
 // The micro-kernel for one tile shape, as a shared non-inlined function
 //   void fnn_gemm_MRxNV_LANES[_acc](float *a, i64 ars, i64 acs, float *b, i64 ldb,

@@ -151,6 +151,7 @@ LLVMValueRef emit_matmul(Emit *e, Value *v, LLVMValueRef *in) {
   Loop lb = cg_loop_begin(e, I(e, 0), nblk, "blk");
   LLVMValueRef i0 = ADD(e, r0, MUL(e, lb.i, I(e, bm)));
   LLVMValueRef left = cg_min_i64(e, LLVMBuildSub(B(e), r1, i0, ""), I(e, bm));  // rows in this block
+  LLVMBasicBlockRef done = NULL;  // after a block written straight to its store's buffer (below)
   if (nt) {
     int64_t Ks = A->shape.d[alast];
     GemmNT g = {.M = bm, .N = N, .lda = Ks, .ldb = Ks, .ldc = ldr, .K = I(e, Ks),
@@ -178,7 +179,7 @@ LLVMValueRef emit_matmul(Emit *e, Value *v, LLVMValueRef *in) {
       // whole tiles, and the rows after this call's are another task's).
       LLVMBasicBlockRef whole = LLVMAppendBasicBlockInContext(e->cg->ctx, e->fn, "whole");
       LLVMBasicBlockRef part = LLVMAppendBasicBlockInContext(e->cg->ctx, e->fn, "part");
-      LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(e->cg->ctx, e->fn, "block_done");
+      done = LLVMAppendBasicBlockInContext(e->cg->ctx, e->fn, "block_done");
       LLVMBuildCondBr(B(e), LLVMBuildICmp(B(e), LLVMIntEQ, left, I(e, bm), ""), whole, part);
       LLVMPositionBuilderAtEnd(B(e), whole);
       Gemm gd = g;
@@ -186,16 +187,14 @@ LLVMValueRef emit_matmul(Emit *e, Value *v, LLVMValueRef *in) {
       cg_gemm(e, &gd);
       LLVMBuildBr(B(e), done);
       LLVMPositionBuilderAtEnd(B(e), part);
-      cg_gemm(e, &g);
-      matmul_epilogue(e, rows, i0, left, steps, ldr, N);
-      LLVMBuildBr(B(e), done);
-      LLVMPositionBuilderAtEnd(B(e), done);
-      cg_loop_end(e, &lb);
-      return NULL;
     }
     cg_gemm(e, &g);
   }
   matmul_epilogue(e, rows, i0, left, steps, ldr, N);
+  if (done) {
+    LLVMBuildBr(B(e), done);
+    LLVMPositionBuilderAtEnd(B(e), done);
+  }
   cg_loop_end(e, &lb);
   return NULL;
 }
@@ -248,16 +247,17 @@ static void conv_range_rt(Emit *e, int64_t in, int64_t out, LLVMValueRef k, int6
 // The loops over every (c, kh, kw, oh, ow) whose input position (ih, iw) =
 // (oh*s + kh - p, ow*s + kw - p) lies inside the image: row = (c*KH + kh)*KW + kw
 // indexes im2col's rows and pos = oh*OW + ow its columns. The innermost loop is
-// left to the vectorizer when it is contiguous (stride 1).
+// left to the vectorizer when it is contiguous (stride 1). With `rows_only`
+// the walk stops at the rows: ow runs over [w0, w1) (pos is the run's start).
 typedef struct {
   Loop lc, lkh, lkw, loh, low;
-  LLVMValueRef c, row, pos, ih, iw;
-  bool contiguous;
+  LLVMValueRef c, row, pos, ih, iw, w0, w1;
+  bool contiguous, rows_only;
 } ConvWalk;
 
 static ConvWalk conv_walk_begin(Emit *e, int64_t C, int64_t H, int64_t Wd, int64_t KH, int64_t KW, int64_t s,
-                                int64_t p, int64_t OH, int64_t OW) {
-  ConvWalk w = {.contiguous = s == 1};
+                                int64_t p, int64_t OH, int64_t OW, bool rows_only) {
+  ConvWalk w = {.contiguous = s == 1, .rows_only = rows_only};
   w.lc = cg_loop_begin(e, I(e, 0), I(e, C), "c");
   w.lkh = cg_loop_begin(e, I(e, 0), I(e, KH), "kh");
   w.lkw = cg_loop_begin(e, I(e, 0), I(e, KW), "kw");
@@ -266,8 +266,14 @@ static ConvWalk conv_walk_begin(Emit *e, int64_t C, int64_t H, int64_t Wd, int64
   conv_range_rt(e, Wd, OW, w.lkw.i, s, p, &w0, &w1);
   w.c = w.lc.i;
   w.row = ADD(e, MUL(e, ADD(e, MUL(e, w.lc.i, I(e, KH)), w.lkh.i), I(e, KW)), w.lkw.i);
+  w.w0 = w0, w.w1 = w1;
   w.loh = cg_loop_begin(e, h0, h1, "oh");
   w.ih = LLVMBuildSub(B(e), ADD(e, MUL(e, w.loh.i, I(e, s)), w.lkh.i), I(e, p), "");
+  if (rows_only) {
+    w.iw = LLVMBuildSub(B(e), ADD(e, MUL(e, w0, I(e, s)), w.lkw.i), I(e, p), "");
+    w.pos = ADD(e, MUL(e, w.loh.i, I(e, OW)), w0);
+    return w;
+  }
   w.low = cg_loop_begin(e, w0, w1, "ow");
   w.iw = LLVMBuildSub(B(e), ADD(e, MUL(e, w.low.i, I(e, s)), w.lkw.i), I(e, p), "");
   w.pos = ADD(e, MUL(e, w.loh.i, I(e, OW)), w.low.i);
@@ -275,10 +281,13 @@ static ConvWalk conv_walk_begin(Emit *e, int64_t C, int64_t H, int64_t Wd, int64
 }
 
 static void conv_walk_end(Emit *e, ConvWalk *w) {
-  if (w->contiguous)
+  if (w->rows_only) {
+    // (no ow loop)
+  } else if (w->contiguous) {
     cg_loop_end(e, &w->low);
-  else
+  } else {
     cg_loop_end_scalar(e, &w->low);
+  }
   cg_loop_end_scalar(e, &w->loh);
   cg_loop_end_scalar(e, &w->lkw);
   cg_loop_end_scalar(e, &w->lkh);
@@ -293,27 +302,15 @@ static void im2col(Emit *e, Value *X, LLVMValueRef b, int64_t KH, int64_t KW, in
   if (s == 1 && e->ptr[X->id] && !X->image_local && X->type == T_F32) {
     // Stride 1 from a buffer: each output row's run of valid columns is one
     // contiguous copy, 16 floats at a time.
-    Loop lc = cg_loop_begin(e, I(e, 0), I(e, C), "c");
-    Loop lkh = cg_loop_begin(e, I(e, 0), I(e, KH), "kh");
-    Loop lkw = cg_loop_begin(e, I(e, 0), I(e, KW), "kw");
-    LLVMValueRef h0, h1, w0, w1;
-    conv_range_rt(e, H, OH, lkh.i, 1, p, &h0, &h1);
-    conv_range_rt(e, Wd, OW, lkw.i, 1, p, &w0, &w1);
-    LLVMValueRef row = ADD(e, MUL(e, ADD(e, MUL(e, lc.i, I(e, KH)), lkh.i), I(e, KW)), lkw.i);
-    LLVMValueRef n = cg_max_i64(e, I(e, 0), LLVMBuildSub(B(e), w1, w0, ""));
-    Loop loh = cg_loop_begin(e, h0, h1, "oh");
-    LLVMValueRef xidx[4] = {b, lc.i, LLVMBuildSub(B(e), ADD(e, loh.i, lkh.i), I(e, p), ""),
-                            LLVMBuildSub(B(e), ADD(e, w0, lkw.i), I(e, p), "")};
+    ConvWalk w = conv_walk_begin(e, C, H, Wd, KH, KW, s, p, OH, OW, true);
+    LLVMValueRef xidx[4] = {b, w.c, w.ih, w.iw};
     LLVMValueRef src = cg_gep(e, e->f32, e->ptr[X->id], cg_offset(e, X->shape, xidx));
-    LLVMValueRef dst = cg_gep(e, e->f32, col, ADD(e, MUL(e, row, I(e, P)), ADD(e, MUL(e, loh.i, I(e, OW)), w0)));
-    cg_vcopy(e, dst, src, n);
-    cg_loop_end_scalar(e, &loh);
-    cg_loop_end_scalar(e, &lkw);
-    cg_loop_end_scalar(e, &lkh);
-    cg_loop_end_scalar(e, &lc);
+    LLVMValueRef dst = cg_gep(e, e->f32, col, ADD(e, MUL(e, w.row, I(e, P)), w.pos));
+    cg_vcopy(e, dst, src, cg_max_i64(e, I(e, 0), LLVMBuildSub(B(e), w.w1, w.w0, "")));
+    conv_walk_end(e, &w);
     return;
   }
-  ConvWalk w = conv_walk_begin(e, C, H, Wd, KH, KW, s, p, OH, OW);
+  ConvWalk w = conv_walk_begin(e, C, H, Wd, KH, KW, s, p, OH, OW, false);
   LLVMValueRef xidx[4] = {b, w.c, w.ih, w.iw};
   store_f(e, col, ADD(e, MUL(e, w.row, I(e, P)), w.pos), cg_load_at(e, X, xidx));
   conv_walk_end(e, &w);
@@ -486,7 +483,7 @@ LLVMValueRef emit_conv2d_dx(Emit *e, Value *v, LLVMValueRef *in) {
   cg_gemm(e, &g);
   // col2im: every column gradient goes back to the input position it came from.
   cg_zero(e, plane, I(e, C * H * Wd));
-  ConvWalk w = conv_walk_begin(e, C, H, Wd, KH, KW, s, p, OH, OW);
+  ConvWalk w = conv_walk_begin(e, C, H, Wd, KH, KW, s, p, OH, OW, false);
   LLVMValueRef dst = ADD(e, MUL(e, ADD(e, MUL(e, w.c, I(e, H)), w.ih), I(e, Wd)), w.iw);
   acc_f(e, plane, dst, load_f(e, dcol, ADD(e, MUL(e, w.row, I(e, P)), w.pos)));
   conv_walk_end(e, &w);
